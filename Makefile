@@ -1,0 +1,41 @@
+# egress-harness: two commands for a newcomer on a fresh machine.
+#   make e2e    the suites against a mesh (BACKEND=local by default; needs root)
+#   make test   the harness's own tests, plus the local-mesh checks
+# Both create or refresh the virtualenv from pyproject.toml on their own.
+
+PYTHON ?= python3
+VENV ?= .venv
+BACKEND ?= local
+ISTIO_VERSION ?= 1.31
+ARTIFACTS ?= artifacts
+PYTEST_ARGS ?=
+
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: e2e test istio bench-mesh clean-stale clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q -e '.[kind]'
+	@touch $@
+
+istio: $(STAMP)
+	@$(PY) -m harness.istio_binaries --istio-version $(ISTIO_VERSION)
+
+e2e: $(STAMP)
+	$(PY) -m pytest suites --backend=$(BACKEND) --istio-version=$(ISTIO_VERSION) \
+		--artifacts=$(ARTIFACTS) --junitxml=$(ARTIFACTS)/junit.xml $(if $(DRY_RUN),--dry-run) $(PYTEST_ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest tests --istio-version=$(ISTIO_VERSION) --artifacts=$(ARTIFACTS)/tests $(PYTEST_ARGS)
+
+bench-mesh: $(STAMP)
+	$(PY) -m harness.bench --istio-version=$(ISTIO_VERSION) --runs 5
+
+clean-stale: $(STAMP)
+	$(PY) -m harness.local.reaper
+
+clean:
+	rm -rf $(ARTIFACTS) .pytest_cache

@@ -1,0 +1,145 @@
+"""The real istiod (pilot-discovery) in its own pod namespace, reading manifests from a directory.
+
+Istio config comes from `--configDir` (the manifests the suites apply); the Kubernetes registry
+talks to the harness's small API server (kube_api.py), which istiod needs since 1.30. Plaintext
+ADS on 15010 only: no CA server, no secure gRPC port, no webhook port (workload certificates come
+from the harness's mesh root instead). Flags read in pilot/cmd/pilot-discovery/app/cmd.go.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+from harness.errors import HarnessError
+from harness.local.netns import Netns
+from harness.local.processes import ManagedProcess
+from harness.local.runstate import RunState
+from harness.wait import poll
+
+XDS_PORT = 15010
+DEBUG_PORT = 8080
+
+# Filters only Istio's own Envoy build has; upstream Envoy would reject the config that uses them.
+_STOCK_ENVOY_FEATURES = {
+    "PILOT_ENABLE_METADATA_EXCHANGE": "false",
+    "PILOT_ENABLE_ALPN_FILTER": "false",
+}
+
+
+def mesh_config(istiod_address: str) -> dict:
+    """Mesh config shared by every backend: access logs on, gateway edition.cnn.com counters kept."""
+    return {
+        "accessLogFile": "/dev/stdout",
+        "accessLogEncoding": "TEXT",
+        "enableAutoMtls": True,
+        "trustDomain": "cluster.local",
+        # No istio.stats filter: stock Envoy does not have it.
+        "defaultProviders": {"metrics": []},
+        "defaultConfig": {
+            "discoveryAddress": f"{istiod_address}:{XDS_PORT}",
+            "controlPlaneAuthPolicy": "NONE",
+            "terminationDrainDuration": "0s",
+            "proxyStatsMatcher": {
+                "inclusionRegexps": [r".*edition\.cnn\.com.*"],
+            },
+        },
+    }
+
+
+class Istiod:
+    def __init__(self, netns: Netns, address: str, binary: Path, workdir: Path, config_dir: Path, log_dir: Path,
+                 kubeconfig: Path):
+        self.netns = netns
+        self.address = address
+        self.binary = binary
+        self.workdir = workdir
+        self.config_dir = config_dir
+        self.mesh_file = workdir / "mesh.yaml"
+        self.process = ManagedProcess(
+            "istiod",
+            netns.wrap([
+                str(binary), "discovery",
+                "--registries=Kubernetes",
+                f"--kubeconfig={kubeconfig}",
+                f"--configDir={config_dir}",
+                f"--meshConfig={self.mesh_file}",
+                f"--networksConfig={workdir / 'meshNetworks.yaml'}",
+                "--secureGRPCAddr=",
+                "--httpsAddr=",
+                f"--grpcAddr=:{XDS_PORT}",
+                f"--httpAddr=127.0.0.1:{DEBUG_PORT}",
+                "--domain=cluster.local",
+                "--log_output_level=default:info",
+            ]),
+            log_dir / "istiod.log",
+            env={
+                "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+                "POD_NAMESPACE": "istio-system",
+                "POD_NAME": "istiod",
+                "ENABLE_CA_SERVER": "false",
+                "PILOT_ENABLE_ANALYSIS": "false",
+                # Plain LIST+WATCH: the harness's API server does not stream initial events.
+                "KUBE_FEATURE_WatchListClient": "false",
+                **_STOCK_ENVOY_FEATURES,
+            },
+            cwd=workdir,
+        )
+        self._client: httpx.Client | None = None
+
+    def start(self, state: RunState) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.config_dir.mkdir(parents=True, exist_ok=True)
+        self.mesh_file.write_text(yaml.safe_dump(mesh_config(self.address)))
+        (self.workdir / "meshNetworks.yaml").write_text("networks: {}\n")
+        self.process.start(state)
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        def probe() -> bool:
+            if not self.process.alive():
+                raise HarnessError(f"istiod did not start: {self.process.exit_summary()}")
+            sock = self.netns.socket()
+            sock.settimeout(0.5)
+            try:
+                return sock.connect_ex((self.address, XDS_PORT)) == 0
+            finally:
+                sock.close()
+
+        try:
+            poll("istiod to accept xDS connections on :15010", probe, timeout=timeout, interval=0.05)
+        except HarnessError:
+            raise
+        poll("istiod's debug endpoint", lambda: self.debug("/debug/syncz") is not None, timeout=timeout)
+
+    @property
+    def client(self) -> httpx.Client:
+        if self._client is None:
+            self._client = httpx.Client(
+                base_url=f"http://127.0.0.1:{DEBUG_PORT}", transport=self.netns.http_transport(), timeout=5.0
+            )
+        return self._client
+
+    def debug(self, path: str, **params: str):
+        resp = self.client.get(path, params=params)
+        resp.raise_for_status()
+        return resp.json() if resp.content else None
+
+    def syncz(self) -> list[dict]:
+        return self.debug("/debug/syncz") or []
+
+    def configz(self) -> list[dict]:
+        return self.debug("/debug/configz") or []
+
+    def config_dump_for(self, proxy_id: str) -> dict:
+        return self.debug("/debug/config_dump", proxyID=proxy_id) or {}
+
+    def stop(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        self.process.stop(grace=2.0)

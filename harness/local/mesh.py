@@ -1,0 +1,431 @@
+"""The local backend: a pocket cluster of network namespaces running the real Istio.
+
+Pods (each a network namespace with its own address, see fabric.py):
+  istio-system/istiod                  pilot-discovery (+ the small API server it needs, kube_api.py)
+  istio-system/istio-egressgateway     pilot-agent in router mode
+  default/sleep                        curl + sidecar (pilot-agent + Envoy as uid 1337, istio-iptables)
+  test-egress/sleep                    curl, no sidecar until redeployed with one
+  internet: edition.cnn.com            mock_upstream on 203.0.113.10, outside the mesh
+Names are prefixed with a per-run id, so two runs coexist; nothing routes off the machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from harness.errors import HarnessError
+from harness.istio_binaries import IstioBinaries
+from harness.local import netpol
+from harness.local.convergence import Convergence
+from harness.local.fabric import Fabric
+from harness.local.istiod import Istiod, mesh_config
+from harness.local.kube_api import KubeApiServer
+from harness.local.netns import ExecResult, Netns, run_host
+from harness.local.processes import ManagedProcess
+from harness.local.proxy import IstioProxy, ProxySpec
+from harness.local.reaper import start_watchdog
+from harness.local.runstate import RunState, reap_stale_runs
+from harness.pki import RunPKI
+from harness.upstream_client import UpstreamClient
+from harness.wait import poll
+
+UPSTREAM_HOST = "edition.cnn.com"
+UPSTREAM_PORTS = {"http": 80, "https": 443, "mtls": 8443, "control": 9901}
+GATEWAY_POD = "istio-system/istio-egressgateway"
+GATEWAY_SA = "istio-egressgateway-service-account"
+KUBE_API_PORT = 6443
+REQUIRED_COMMANDS = {"ip": "iproute2", "iptables": "iptables", "iptables-restore": "iptables",
+                     "setpriv": "util-linux", "curl": "curl", "openssl": "openssl"}
+ISTIO_KINDS = {"ServiceEntry", "Gateway", "VirtualService", "DestinationRule", "Sidecar",
+               "PeerAuthentication", "AuthorizationPolicy", "WorkloadEntry", "EnvoyFilter", "Telemetry"}
+
+
+@dataclass
+class Pod:
+    namespace: str
+    name: str
+    labels: dict[str, str]
+    service_account: str
+    netns: Netns
+    address: str
+    hub_ifname: str
+    proxy: IstioProxy | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def preflight() -> None:
+    """Everything checked before anything is started: one line each, naming the fix."""
+    if os.geteuid() != 0:
+        raise HarnessError("the local mesh needs root for network namespaces and iptables: "
+                           "run 'sudo make e2e' (or use BACKEND=kind)")
+    missing = [f"{cmd} (apt-get install {pkg})" for cmd, pkg in REQUIRED_COMMANDS.items() if not shutil.which(cmd)]
+    if missing:
+        raise HarnessError(f"missing commands: {', '.join(missing)}")
+    if not Path("/proc/self/ns/net").exists():
+        raise HarnessError("this kernel has no network namespaces; use BACKEND=kind")
+
+
+@dataclass
+class LocalMesh:
+    binaries: IstioBinaries
+    artifacts: Path
+    run_id: str = field(default_factory=lambda: secrets.token_hex(3))
+    name: str = field(default="local", init=False)
+    pods: dict[str, Pod] = field(default_factory=dict, init=False)
+    namespace_labels: dict[str, dict[str, str]] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self.state = RunState(self.run_id)
+        self.workdir = Path(f"/tmp/egress-harness-{self.run_id}")
+        self.log_dir = self.artifacts / "mesh-logs"
+        self.config_dir = self.workdir / "manifests"
+        self.fabric = Fabric(self.run_id)
+        self.pki: RunPKI | None = None
+        self.istiod: Istiod | None = None
+        self.kube_api: KubeApiServer | None = None
+        self.upstream_process: ManagedProcess | None = None
+        self.upstream_address = ""
+        self._upstream_client: UpstreamClient | None = None
+        self._watchdog: tuple[subprocess.Popen, int] | None = None
+        self._policies: dict[tuple[str, str], netpol.EgressPolicy] = {}
+        self._applied: dict[str, dict] = {}  # file name -> object
+        self._validated: set[str] = set()
+        self.convergence: Convergence | None = None
+        self.timings: dict[str, float] = {}
+
+    # ---------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        preflight()
+        for line in reap_stale_runs():
+            print(f"[egress-harness] cleaned up after a dead run: {line}", file=sys.stderr)
+        t0 = time.monotonic()
+        self.state.save()
+        self._watchdog = start_watchdog(self.state.file)
+        self.state.add_path(self.workdir)
+        self.workdir.mkdir(parents=True)
+        os.chmod(self.workdir, 0o711)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.pki = RunPKI(self.workdir / "pki")
+        self._stage_binaries()
+
+        self._add_netns(self.fabric.hub)
+        self.fabric.create()
+        for ns, labels in {"istio-system": {}, "default": {}, "test-egress": {}, "kube-system": {}}.items():
+            self.namespace_labels[ns] = dict(labels)
+
+        istiod_pod = self._make_pod("istio-system", "istiod", {"app": "istiod", "istio": "pilot"}, "istiod")
+        self._start_istiod(istiod_pod)
+        self._start_upstream()
+        gw = self._make_pod("istio-system", "istio-egressgateway",
+                            {"app": "istio-egressgateway", "istio": "egressgateway"}, GATEWAY_SA)
+        self._write_manifest(self._gateway_service_entry(gw.address))
+        self._attach_proxy(gw, "router")
+        sleep = self._make_pod("default", "sleep", {"app": "sleep"}, "sleep")
+        self._attach_proxy(sleep, "sidecar")
+        self._make_pod("test-egress", "sleep", {"app": "sleep"}, "sleep")
+        self.istiod.wait_ready()
+        self.timings["istiod_ready"] = time.monotonic() - t0
+        for pod in self.pods.values():
+            if pod.proxy is not None:
+                pod.proxy.wait_ready()
+        poll("mock_upstream's control port", self._upstream().healthz, timeout=10)
+        self.convergence = Convergence(self)
+        self.timings["cold_start"] = time.monotonic() - t0
+
+    def stop(self) -> None:
+        """Tear everything down; safe to call twice and after a partial start."""
+        errors: list[str] = []
+        if self._upstream_client is not None:
+            self._upstream_client.close()
+        for pod in list(self.pods.values()):
+            if pod.proxy is not None:
+                pod.proxy.stop()
+        if self.istiod is not None:
+            self.istiod.stop()
+        if self.kube_api is not None:
+            self.kube_api.stop()
+        if self.upstream_process is not None:
+            self.upstream_process.stop(grace=1.0)
+        for name in reversed(self.state.netns):
+            Netns(name).delete()
+        self.pods.clear()
+        self.fabric.destroy()
+        if self.pki is not None:
+            self.pki.cleanup()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        for name in self.state.netns:
+            if Path("/var/run/netns", name).exists():
+                errors.append(f"netns {name} still exists")
+        self.state.forget()
+        if self._watchdog is not None:
+            proc, write_fd = self._watchdog
+            os.close(write_fd)  # the watchdog finds nothing left and exits
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            self._watchdog = None
+        if errors:
+            raise RuntimeError("teardown left: " + "; ".join(errors))
+
+    # ---------------------------------------------------------------- building blocks
+    def _stage_binaries(self) -> None:
+        """The proxies run as uid 1337, which cannot enter a root-only cache (~root is 0700):
+        give them hard links (copies across file systems) in the run's directory."""
+        bin_dir = self.workdir / "bin"
+        bin_dir.mkdir()
+        staged = {}
+        for name, src in (("pilot-agent", self.binaries.pilot_agent), ("envoy", self.binaries.envoy)):
+            dest = bin_dir / name
+            try:
+                os.link(src, dest)
+            except OSError:
+                shutil.copy2(src, dest)
+            os.chmod(dest, 0o755)
+            staged[name] = dest
+        self.binaries = dataclasses.replace(self.binaries, pilot_agent=staged["pilot-agent"], envoy=staged["envoy"])
+
+    def _add_netns(self, ns: Netns) -> None:
+        self.state.add_netns(ns.name)
+
+    def _make_pod(self, namespace: str, name: str, labels: dict[str, str], sa: str, address: str | None = None) -> Pod:
+        ns = Netns(f"eh-{self.run_id}-{namespace}-{name}"[:60])
+        self._add_netns(ns)
+        ns.create()
+        address = address or self.fabric.allocate()
+        ep = self.fabric.plug(ns, address)
+        ns.write_etc("hosts", self._hosts_file(address, name))
+        ns.write_etc("resolv.conf", "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+        pod = Pod(namespace, name, dict(labels), sa, ns, address, ep.hub_ifname)
+        self.pods[pod.key] = pod
+        return pod
+
+    def _hosts_file(self, address: str, name: str) -> str:
+        lines = ["127.0.0.1 localhost", f"{address} {name}"]
+        if self.upstream_address:
+            lines.append(f"{self.upstream_address} {UPSTREAM_HOST}")
+        return "\n".join(lines) + "\n"
+
+    def _start_istiod(self, pod: Pod) -> None:
+        # The API server socket lives in istiod's namespace: only istiod can reach it.
+        sock = pod.netns.socket()
+        sock.bind(("127.0.0.1", KUBE_API_PORT))
+        sock.listen(128)
+        self.kube_api = KubeApiServer(sock)
+        self.kube_api.start()
+        for ns, labels in self.namespace_labels.items():
+            self.kube_api.set_namespace(ns, labels)
+        kubeconfig = self.workdir / "istiod" / "kubeconfig"
+        kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+        kubeconfig.write_text(self.kube_api.kubeconfig())
+        self.istiod = Istiod(pod.netns, pod.address, self.binaries.pilot_discovery, self.workdir / "istiod",
+                             self.config_dir, self.log_dir, kubeconfig=kubeconfig)
+        self.istiod.start(self.state)
+
+    def _start_upstream(self) -> None:
+        assert self.pki is not None
+        ns = Netns(f"eh-{self.run_id}-internet")
+        self._add_netns(ns)
+        ns.create()
+        self.upstream_address = self.fabric.allocate(internet=True)
+        self.fabric.plug(ns, self.upstream_address)
+        server = self.pki.public_ca.issue_server("edition.cnn.com", [UPSTREAM_HOST, "*.cnn.com"])
+        self.upstream_cert = server
+        self.upstream_ns = ns
+        repo_root = Path(__file__).resolve().parents[2]
+        self.upstream_process = ManagedProcess(
+            "mock_upstream",
+            ns.wrap([sys.executable, "-m", "mock_upstream", "--listen", "0.0.0.0",
+                     "--http-port", str(UPSTREAM_PORTS["http"]), "--https-port", str(UPSTREAM_PORTS["https"]),
+                     "--mtls-port", str(UPSTREAM_PORTS["mtls"]), "--client-ca", str(self.pki.public_ca.cert_path),
+                     "--control-port", str(UPSTREAM_PORTS["control"]),
+                     "--cert", str(server.chain_path), "--key", str(server.key_path)]),
+            self.log_dir / "mock_upstream.log", cwd=repo_root,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(repo_root)},
+        )
+        self.upstream_process.start(self.state)
+
+    def _upstream(self) -> UpstreamClient:
+        if self._upstream_client is None:
+            self._upstream_client = UpstreamClient(
+                f"http://{self.upstream_address}:{UPSTREAM_PORTS['control']}",
+                transport=self.upstream_ns.http_transport(),
+            )
+        return self._upstream_client
+
+    def _attach_proxy(self, pod: Pod, kind: str) -> None:
+        assert self.pki is not None and self.istiod is not None
+        proxy = IstioProxy(
+            ProxySpec(kind, pod.namespace, pod.name, pod.service_account, pod.labels, pod.address),
+            pod.netns, self.binaries, self.workdir / "pods" / f"{pod.namespace}.{pod.name}",
+            self.log_dir, mesh_config(self.istiod.address),
+        )
+        proxy.prepare(self.pki.mesh_ca)
+        if kind == "sidecar":
+            proxy.apply_iptables()
+        proxy.start(self.state)
+        pod.proxy = proxy
+
+    def _gateway_service_entry(self, address: str) -> dict:
+        """Stands in for the istio-egressgateway Service of a real install (ports 80→8080,
+        443→8443). tlsMode disabled: Helm-installed gateway pods carry no tlsMode label, so a
+        real cluster does not auto-mTLS to the gateway either; the DestinationRule decides."""
+        return {
+            "apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+            "metadata": {"name": "istio-egressgateway", "namespace": "istio-system"},
+            "spec": {
+                "hosts": ["istio-egressgateway.istio-system.svc.cluster.local"],
+                "location": "MESH_INTERNAL", "resolution": "STATIC",
+                "ports": [{"number": 80, "name": "http2", "protocol": "HTTP2", "targetPort": 8080},
+                          {"number": 443, "name": "https", "protocol": "HTTPS", "targetPort": 8443}],
+                "endpoints": [{"address": address, "serviceAccount": GATEWAY_SA,
+                               "labels": {"istio": "egressgateway", "app": "istio-egressgateway",
+                                          "security.istio.io/tlsMode": "disabled"}}],
+            },
+        }
+
+    # ---------------------------------------------------------------- manifests
+    @staticmethod
+    def _file_name(obj: dict) -> str:
+        meta = obj.get("metadata") or {}
+        return f"{obj.get('kind')}.{meta.get('namespace', 'default')}.{meta.get('name')}.yaml"
+
+    def _write_manifest(self, obj: dict) -> None:
+        self.config_dir.mkdir(parents=True, exist_ok=True)
+        name = self._file_name(obj)
+        tmp = self.config_dir / f".{name}.tmp"
+        tmp.write_text(yaml.safe_dump(obj, sort_keys=False))
+        os.replace(tmp, self.config_dir / name)  # istiod never sees a half-written file
+        self._applied[name] = obj
+
+    def _remove_manifest(self, obj: dict) -> None:
+        name = self._file_name(obj)
+        (self.config_dir / name).unlink(missing_ok=True)
+        self._applied.pop(name, None)
+
+    def validate(self, objs: list[dict]) -> None:
+        """istioctl validate (offline) before istiod sees anything: istiod itself only logs a bad
+        file on reload, so its error would otherwise surface as a traffic failure."""
+        istio = [o for o in objs if o.get("kind") in ISTIO_KINDS]
+        for o in objs:
+            if o.get("kind") not in ISTIO_KINDS | {"NetworkPolicy"}:
+                raise HarnessError(f"the local mesh cannot apply kind {o.get('kind')!r} "
+                                   f"({(o.get('metadata') or {}).get('name')}); it applies Istio config and NetworkPolicy")
+            if not (o.get("metadata") or {}).get("namespace"):
+                raise HarnessError(f"{o.get('kind')} {(o.get('metadata') or {}).get('name')!r} has no metadata.namespace: set it")
+        if not istio:
+            return
+        text = yaml.safe_dump_all(istio, sort_keys=False)
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        if digest in self._validated:
+            return
+        result = run_host([str(self.binaries.istioctl), "validate", "-f", "-"], check=False, input=text)
+        if not result.ok:
+            details = "; ".join(l.strip(" *\t") for l in (result.stderr + result.stdout).splitlines()
+                                if l.strip() and not l.startswith("Error:"))
+            raise ManifestRejected(f"istio rejected the manifests: {details}")
+        self._validated.add(digest)
+
+    def apply(self, objs: list[dict]) -> None:
+        self.validate(objs)
+        for o in objs:
+            if o["kind"] == "NetworkPolicy":
+                policy = netpol.parse_policy(o)
+                self._policies[(policy.namespace, policy.name)] = policy
+        self._sync_policies()
+        istio = [o for o in objs if o["kind"] in ISTIO_KINDS]
+        if istio:
+            for o in istio:
+                self._write_manifest(o)
+            self.convergence.wait(istio, present=True)
+
+    def delete(self, objs: list[dict]) -> None:
+        for o in objs:
+            if o.get("kind") == "NetworkPolicy":
+                meta = o.get("metadata") or {}
+                self._policies.pop((meta.get("namespace"), meta.get("name")), None)
+        self._sync_policies()
+        istio = [o for o in objs if o.get("kind") in ISTIO_KINDS]
+        if istio:
+            for o in istio:
+                self._remove_manifest(o)
+            self.convergence.wait(istio, present=False)
+
+    # ---------------------------------------------------------------- NetworkPolicy, namespaces, pods
+    def _sync_policies(self) -> None:
+        pods = [netpol.PodInfo(p.namespace, p.name, p.address, p.labels, p.hub_ifname) for p in self.pods.values()]
+        rules = netpol.render_rules(list(self._policies.values()), pods, self.namespace_labels)
+        (self.log_dir / "hub-iptables.rules").write_text(rules)
+        result = self.fabric.hub.exec(["iptables-restore"], input=rules)
+        if not result.ok:
+            raise RuntimeError(f"iptables-restore in the hub failed: {result.stderr.strip()}")
+
+    def label_namespace(self, namespace: str, labels: dict[str, str | None]) -> None:
+        """`kubectl label namespace NS k=v` (None removes k), then re-evaluate NetworkPolicy."""
+        current = self.namespace_labels.setdefault(namespace, {})
+        for k, v in labels.items():
+            if v is None:
+                current.pop(k, None)
+            else:
+                current[k] = v
+        if self.kube_api is not None:
+            self.kube_api.set_namespace(namespace, current)
+        self._sync_policies()
+
+    def redeploy(self, pod_key: str, *, sidecar: bool) -> None:
+        """Delete the pod and create it again (new address, as Kubernetes would), with or
+        without a sidecar. Waits until its proxy is ready and has the current config."""
+        old = self.pods.pop(pod_key)
+        if old.proxy is not None:
+            old.proxy.stop()
+        self.fabric.unplug(old.netns)
+        old.netns.delete()
+        pod = self._make_pod(old.namespace, old.name, old.labels, old.service_account)
+        if sidecar:
+            self._attach_proxy(pod, "sidecar")
+            pod.proxy.wait_ready()
+        self._sync_policies()
+        if sidecar:
+            self.convergence.wait([], present=True)
+
+    def pod(self, key: str) -> Pod:
+        try:
+            return self.pods[key]
+        except KeyError:
+            raise HarnessError(f"no pod {key!r} in the local mesh (pods: {', '.join(sorted(self.pods))})") from None
+
+    def exec(self, pod: str, argv: list[str], timeout: float = 30.0) -> ExecResult:
+        return self.pod(pod).netns.exec(argv, timeout=timeout)
+
+    def pod_address(self, pod: str) -> str:
+        return self.pod(pod).address
+
+    def proxy(self, pod: str) -> IstioProxy:
+        p = self.pod(pod)
+        if p.proxy is None:
+            raise HarnessError(f"pod {pod} has no istio-proxy")
+        return p.proxy
+
+    def upstream(self) -> UpstreamClient:
+        return self._upstream()
+
+    def proxies(self) -> list[IstioProxy]:
+        return [p.proxy for p in self.pods.values() if p.proxy is not None]
+
+
+class ManifestRejected(AssertionError):
+    """Istio's validation refused a manifest; the message is its own."""

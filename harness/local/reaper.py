@@ -1,0 +1,52 @@
+"""Clean-up of runs that died, and the per-run watchdog.
+
+`python -m harness.local.reaper`            remove what every dead run left behind
+`python -m harness.local.reaper --watch F`  (started by the mesh) wait until the owner's end of the
+                                            pipe on stdin closes, then remove what the run at
+                                            state file F left, if anything is left.
+The pipe closes when the owner exits for any reason, SIGKILL included, so a killed pytest still
+leaves no namespace, process or key behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from harness.local.runstate import reap_stale_runs, reap_state_file
+
+
+def start_watchdog(state_file: Path) -> tuple[subprocess.Popen, int]:
+    """Start the watchdog; returns it and the write end of its pipe, which the owner keeps open."""
+    read_fd, write_fd = os.pipe()
+    os.set_inheritable(write_fd, False)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.local.reaper", "--watch", str(state_file)],
+        stdin=read_fd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,  # Ctrl-C in the terminal must not kill it before it cleans up
+        cwd=str(Path(__file__).resolve().parents[2]),
+    )
+    os.close(read_fd)
+    return proc, write_fd
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.local.reaper", description=__doc__.splitlines()[0])
+    parser.add_argument("--watch", type=Path, help="state file of the run to watch")
+    args = parser.parse_args(argv)
+    if args.watch:
+        while sys.stdin.buffer.read(4096):
+            pass
+        # The owner may have exited normally after cleaning up; then the file is gone already.
+        reap_state_file(args.watch, only_if_owner_dead=False)
+        return 0
+    for line in reap_stale_runs():
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""Polling with a deadline: the only way the harness waits for anything."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
+
+
+class WaitTimeout(AssertionError):
+    """A polled condition did not hold before its deadline; says what was awaited and last seen."""
+
+
+def poll(
+    what: str,
+    probe: Callable[[], T],
+    ok: Callable[[T], bool] = bool,
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    describe: Callable[[T], str] = repr,
+) -> T:
+    """Call probe() until ok(result) or the deadline; raise WaitTimeout naming `what` and the last value.
+
+    Exceptions raised by probe() count as "not yet" and are reported if the deadline passes.
+    """
+    deadline = time.monotonic() + timeout
+    last: object = "<never probed>"
+    while True:
+        try:
+            value = probe()
+            if ok(value):
+                return value
+            last = describe(value)
+        except Exception as exc:  # noqa: BLE001 - a failing probe is "not yet", reported at the end
+            last = f"{type(exc).__name__}: {exc}"
+        if time.monotonic() >= deadline:
+            raise WaitTimeout(f"timed out after {timeout:.1f}s waiting for {what}; last seen: {last}")
+        time.sleep(interval)

@@ -1,0 +1,62 @@
+"""What the suites need from wherever the mesh runs. Suites use only this; backends implement it.
+
+Pods are named "namespace/name": "default/sleep", "test-egress/sleep",
+"istio-system/istio-egressgateway". Implementations: harness.local.mesh.LocalMesh (default),
+harness.backends.kind.KindBackend and harness.backends.cluster.ClusterBackend.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from harness.envoy_admin import EnvoyAdmin
+from harness.local.netns import ExecResult
+from harness.upstream_client import UpstreamClient
+
+SLEEP = "default/sleep"
+TEST_EGRESS_SLEEP = "test-egress/sleep"
+GATEWAY = "istio-system/istio-egressgateway"
+GATEWAY_SPIFFE = "spiffe://cluster.local/ns/istio-system/sa/istio-egressgateway-service-account"
+
+
+def sleep_spiffe(namespace: str = "default") -> str:
+    return f"spiffe://cluster.local/ns/{namespace}/sa/sleep"
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str  # "local", "kind", "cluster"
+
+    def apply(self, objs: list[dict]) -> None:
+        """Apply manifests and return once every proxy runs config containing them (deadline)."""
+
+    def delete(self, objs: list[dict]) -> None:
+        """Delete manifests and return once every proxy runs config without them."""
+
+    def exec(self, pod: str, argv: list[str], timeout: float = 30.0) -> ExecResult:
+        """Run argv in the pod's application container (curl, openssl)."""
+
+    def pod_address(self, pod: str) -> str: ...
+
+    def proxy_admin(self, pod: str) -> EnvoyAdmin:
+        """Envoy's admin API of the pod's istio-proxy."""
+
+    def access_log(self, pod: str) -> list[str]:
+        """The access-log lines of the pod's istio-proxy so far."""
+
+    def upstream(self) -> UpstreamClient:
+        """The stand-in for edition.cnn.com: what it saw."""
+
+    def upstream_trust(self) -> dict[str, str]:
+        """Template values that make the gateway trust (or present to) the stand-in: file paths
+        on the local mesh, credentialName secrets on Kubernetes."""
+
+    def label_namespace(self, namespace: str, labels: dict[str, str | None]) -> None: ...
+
+    def redeploy(self, pod: str, *, sidecar: bool) -> None: ...
+
+    def collect(self, directory: Path) -> None:
+        """Write the mesh-wide state (proxy config dumps, stats, logs, istiod status) for a failed test."""
+
+    def stop(self) -> None: ...

@@ -1,0 +1,159 @@
+"""Command line: parse flags, start the listeners, print the ready line, run until SIGTERM/SIGINT.
+
+Exit status: 0 after SIGTERM or SIGINT; 1 when the server cannot start (certificate, bind); 2 for
+bad flags. Every failure is one line on stderr, `mock_upstream: error: ...`, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import signal
+import sys
+import threading
+
+from .content import MIN_POLITICS_BYTES, POLITICS_BYTES
+from .errors import StartupError
+from .jsonout import dumps
+from .server import Config, Server
+
+PROG = "mock_upstream"
+
+DESCRIPTION = """\
+Stand-in for edition.cnn.com in egress tests. The plain-HTTP port answers every request with
+301 to https://<redirect-host><path>; the TLS port (and the optional mutual-TLS port) serves
+GET /politics (200, text/html, a deterministic page) and 404 elsewhere. Every connection and
+request is recorded; read the records as JSON from the control port (GET /healthz, /records,
+/connections, /requests; POST /reset).
+
+When all sockets are bound, one JSON line goes to stdout, e.g.
+  {"ready": true, "http": 80, "https": 443, "mtls": null, "control": 9901, "listen": "0.0.0.0", "pid": 7}
+Port 0 asks the kernel for a free port; the ready line and GET /healthz tell which one it gave.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not argparse's usage block
+        _fail(f"{message} (see --help)", 2)
+
+
+def _fail(message: str, status: int) -> None:
+    sys.stderr.write(f"{PROG}: error: {message}\n")
+    sys.stderr.flush()
+    raise SystemExit(status)
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range 0-65535: {value}")
+    return value
+
+
+def _address(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an IP address: {text!r} (e.g. 0.0.0.0, 127.0.0.1, ::)") from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
+    return value
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog: str):
+        # A fixed width: without one argparse asks shutil for the terminal's, and shutil is not
+        # in python3-minimal (Debian's argparse copes; upstream's does not).
+        super().__init__(prog, max_help_position=30, width=100)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description=DESCRIPTION, formatter_class=_HelpFormatter)
+    p.add_argument("--listen", type=_address, default="0.0.0.0", metavar="ADDR",
+                   help="IP address every listener binds (default 0.0.0.0; :: for IPv6)")
+    p.add_argument("--http-port", type=_port, default=80, metavar="PORT",
+                   help="plain-HTTP port that redirects to https (default 80)")
+    p.add_argument("--https-port", type=_port, default=443, metavar="PORT",
+                   help="TLS port serving /politics (default 443)")
+    p.add_argument("--mtls-port", type=_port, default=None, metavar="PORT",
+                   help="mutual-TLS port serving /politics; needs --client-ca (default: off)")
+    p.add_argument("--control-port", type=_port, default=9901, metavar="PORT",
+                   help="plain-HTTP JSON control API (default 9901)")
+    p.add_argument("--cert", required=True, metavar="FILE",
+                   help="PEM server certificate, optionally followed by its chain")
+    p.add_argument("--key", required=True, metavar="FILE", help="PEM private key of --cert")
+    p.add_argument("--client-ca", metavar="FILE",
+                   help="PEM CA(s) that must have signed the client certificate on --mtls-port")
+    p.add_argument("--redirect-host", default="edition.cnn.com", metavar="HOST",
+                   help="host name in the 301 location (default edition.cnn.com)")
+    p.add_argument("--politics-bytes", type=int, default=POLITICS_BYTES, metavar="N",
+                   help=f"length of the /politics page (default {POLITICS_BYTES})")
+    p.add_argument("--handshake-timeout", type=_seconds, default=10.0, metavar="SECONDS",
+                   help="give up on a TLS client that has not finished its handshake (default 10)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log connections and requests to stderr")
+    return p
+
+
+def _config(args: argparse.Namespace) -> Config:
+    if args.mtls_port is not None and args.client_ca is None:
+        raise StartupError("--mtls-port needs --client-ca FILE (the CA that signs accepted client certificates)")
+    if args.client_ca is not None and args.mtls_port is None:
+        raise StartupError("--client-ca is only used by the mutual-TLS listener; add --mtls-port PORT")
+    if args.politics_bytes < MIN_POLITICS_BYTES:
+        raise StartupError(f"--politics-bytes must be at least {MIN_POLITICS_BYTES}, got {args.politics_bytes}")
+    if not args.redirect_host or any(c in args.redirect_host for c in "/ \r\n"):
+        raise StartupError(f"--redirect-host must be a host name (optionally :port), got {args.redirect_host!r}")
+    return Config(
+        listen=args.listen,
+        http_port=args.http_port,
+        https_port=args.https_port,
+        mtls_port=args.mtls_port,
+        control_port=args.control_port,
+        cert=args.cert,
+        key=args.key,
+        client_ca=args.client_ca,
+        redirect_host=args.redirect_host,
+        politics_bytes=args.politics_bytes,
+        handshake_timeout=args.handshake_timeout,
+        verbose=args.verbose,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    stop = threading.Event()
+    # Handlers first: a SIGTERM that arrives while starting up still ends in a clean exit 0.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        config = _config(args)
+    except StartupError as exc:
+        _fail(str(exc), 2)
+    server = Server(config)
+    try:
+        server.bind()
+    except StartupError as exc:
+        _fail(str(exc), 1)
+    server.start()
+    ready = {"ready": True, **server.ports(), "listen": args.listen, "pid": os.getpid()}
+    try:
+        sys.stdout.write(dumps(ready) + "\n")
+        sys.stdout.flush()
+    except OSError:
+        pass  # nobody reads stdout; the control API still tells the ports
+    # A timed wait keeps the main thread returning to the interpreter, where signal handlers run.
+    while not stop.wait(0.5):
+        pass
+    server.stop()
+    return 0

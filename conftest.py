@@ -7,7 +7,6 @@ failure, Ctrl-C (SIGINT) and SIGTERM; a SIGKILLed run is cleaned up by the mesh'
 
 from __future__ import annotations
 
-import re
 import signal
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 
 from harness.errors import HarnessError
 
-_REPORT_KEY = pytest.StashKey[dict]()
+from harness.pytest_support import EVIDENCE_KEY, REPORT_KEY, evidence_dir_for, has_failed
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -102,18 +101,8 @@ def mesh(pytestconfig: pytest.Config, artifacts_dir: Path, request: pytest.Fixtu
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call):
     report = yield
-    item.stash.setdefault(_REPORT_KEY, {})[report.when] = report
+    item.stash.setdefault(REPORT_KEY, {})[report.when] = report
     return report
-
-
-def test_failed(item: pytest.Item) -> bool:
-    reports = item.stash.get(_REPORT_KEY, {})
-    return any(r.failed for r in reports.values())
-
-
-def evidence_dir_for(artifacts: Path, item: pytest.Item) -> Path:
-    safe = re.sub(r"[^A-Za-z0-9_.\-\[\]]+", "_", item.nodeid).strip("_")
-    return artifacts / "evidence" / safe
 
 
 @pytest.fixture
@@ -122,6 +111,7 @@ def evidence(request: pytest.FixtureRequest, artifacts_dir: Path):
     from harness.evidence import Evidence
 
     ev = Evidence()
+    request.node.stash[EVIDENCE_KEY] = ev
     yield ev
-    if test_failed(request.node):
+    if has_failed(request.node):
         ev.write(evidence_dir_for(artifacts_dir, request.node), request.node)

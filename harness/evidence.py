@@ -40,12 +40,11 @@ class Evidence:
             except Exception:  # noqa: BLE001 - the evidence must still be written
                 self._items[name + ".error"] = traceback.format_exc()
         for name, value in self._items.items():
-            path = directory / name
             if isinstance(value, (dict, list)):
-                path = path if path.suffix else path.with_suffix(".json")
+                path = directory / (name if name.endswith(".json") else name + ".json")
                 path.write_text(json.dumps(value, indent=2, default=str))
             else:
-                path = path if path.suffix else path.with_suffix(".txt")
+                path = directory / (name if name.endswith((".txt", ".yaml", ".log")) else name + ".txt")
                 path.write_text(str(value))
         if self.observations:
             (directory / "observations.json").write_text(json.dumps(self.observations, indent=2, default=str))

@@ -17,6 +17,7 @@ import httpx
 import yaml
 
 from harness.errors import HarnessError
+from harness.meshconfig import mesh_config as shared_mesh_config
 from harness.local.netns import Netns
 from harness.local.processes import ManagedProcess
 from harness.local.runstate import RunState
@@ -33,23 +34,7 @@ _STOCK_ENVOY_FEATURES = {
 
 
 def mesh_config(istiod_address: str) -> dict:
-    """Mesh config shared by every backend: access logs on, gateway edition.cnn.com counters kept."""
-    return {
-        "accessLogFile": "/dev/stdout",
-        "accessLogEncoding": "TEXT",
-        "enableAutoMtls": True,
-        "trustDomain": "cluster.local",
-        # No istio.stats filter: stock Envoy does not have it.
-        "defaultProviders": {"metrics": []},
-        "defaultConfig": {
-            "discoveryAddress": f"{istiod_address}:{XDS_PORT}",
-            "controlPlaneAuthPolicy": "NONE",
-            "terminationDrainDuration": "0s",
-            "proxyStatsMatcher": {
-                "inclusionRegexps": [r".*edition\.cnn\.com.*"],
-            },
-        },
-    }
+    return shared_mesh_config(f"{istiod_address}:{XDS_PORT}")
 
 
 class Istiod:

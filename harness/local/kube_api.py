@@ -314,6 +314,10 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
+    def handle_error(self, request, client_address) -> None:
+        # istiod closing a watch is normal; tracebacks on stderr would only be noise.
+        pass
+
     def __init__(self, sock: socket.socket, store: KubeStore):
         self.store = store
         self.stopping = threading.Event()

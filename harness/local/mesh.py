@@ -134,6 +134,7 @@ class LocalMesh:
                             {"app": "istio-egressgateway", "istio": "egressgateway"}, GATEWAY_SA)
         self._write_manifest(self._gateway_service_entry(gw.address))
         self._attach_proxy(gw, "router")
+        self._stage_gateway_trust(gw)
         sleep = self._make_pod("default", "sleep", {"app": "sleep"}, "sleep")
         self._attach_proxy(sleep, "sidecar")
         self._make_pod("test-egress", "sleep", {"app": "sleep"}, "sleep")
@@ -210,9 +211,25 @@ class LocalMesh:
         ep = self.fabric.plug(ns, address)
         ns.write_etc("hosts", self._hosts_file(address, name))
         ns.write_etc("resolv.conf", "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+        self._write_trust_store(ns)
         pod = Pod(namespace, name, dict(labels), sa, ns, address, ep.hub_ifname)
         self.pods[pod.key] = pod
         return pod
+
+    def _write_trust_store(self, ns: Netns) -> None:
+        """The test "public" CA is to the pods what a real public CA is to real pods: in the
+        system trust store (/etc/ssl, bind-mounted by `ip netns exec`), so the seed's plain
+        `curl https://edition.cnn.com/...` verifies the stand-in as it would the real site."""
+        assert self.pki is not None
+        ssl_dir = ns.etc_dir / "ssl"
+        (ssl_dir / "certs").mkdir(parents=True, exist_ok=True)
+        host_bundle = Path("/etc/ssl/certs/ca-certificates.crt")
+        bundle = self.pki.public_ca.cert_pem + (host_bundle.read_bytes() if host_bundle.exists() else b"")
+        (ssl_dir / "certs" / "ca-certificates.crt").write_bytes(bundle)
+        if Path("/etc/ssl/openssl.cnf").exists():
+            shutil.copyfile("/etc/ssl/openssl.cnf", ssl_dir / "openssl.cnf")
+        for sub in ("certs", ""):
+            os.chmod(ssl_dir / sub, 0o755)
 
     def _hosts_file(self, address: str, name: str) -> str:
         lines = ["127.0.0.1 localhost", f"{address} {name}"]
@@ -279,6 +296,40 @@ class LocalMesh:
             proxy.apply_iptables()
         proxy.start(self.state)
         pod.proxy = proxy
+
+    def _stage_gateway_trust(self, gw: Pod) -> None:
+        """Files the gateway's Envoy (uid 1337) reads for TLS origination: the CA that signed the
+        stand-in, a CA that did not, and a client certificate the stand-in's mTLS port accepts."""
+        assert self.pki is not None and gw.proxy is not None
+        d = gw.proxy.workdir / "etc" / "egress-trust"
+        d.mkdir(parents=True, exist_ok=True)
+        client = self.pki.public_ca.issue_client("gateway-client", "istio-egressgateway.egress-harness",
+                                                 dns_names=["istio-egressgateway.istio-system.svc.cluster.local"])
+        wrong = self.pki.other_public_ca()
+        files = {"public-ca.pem": self.pki.public_ca.cert_pem, "untrusted-ca.pem": wrong.cert_pem,
+                 "client.pem": client.chain_path.read_bytes(), "client.key": client.key_pem}
+        for name, data in files.items():
+            (d / name).write_bytes(data)
+            os.chown(d / name, 1337, 1337)
+            os.chmod(d / name, 0o600 if name.endswith(".key") else 0o644)
+        os.chown(d, 1337, 1337)
+        self._trust = {
+            "trust": {"ca_certificates": str(d / "public-ca.pem")},
+            "wrong_trust": {"ca_certificates": str(d / "untrusted-ca.pem")},
+            "client": {"client_certificate": str(d / "client.pem"), "private_key": str(d / "client.key")},
+        }
+        self.gateway_client_cert = client
+        self.client_ca_bundle = self.workdir / "public-ca.pem"
+        self.client_ca_bundle.write_bytes(self.pki.public_ca.cert_pem)
+        os.chmod(self.client_ca_bundle, 0o644)
+
+    def upstream_trust(self) -> dict:
+        return self._trust
+
+    def pod_ca_bundle(self, pod: str) -> str:
+        """Path, as seen by processes in `pod`, of the CA that signed the stand-in (for curl --cacert)."""
+        self.pod(pod)
+        return str(self.client_ca_bundle)
 
     def _gateway_service_entry(self, address: str) -> dict:
         """Stands in for the istio-egressgateway Service of a real install (ports 80→8080,
@@ -422,6 +473,19 @@ class LocalMesh:
 
     def upstream(self) -> UpstreamClient:
         return self._upstream()
+
+    def proxy_admin(self, pod: str):
+        return self.proxy(pod).admin
+
+    def access_log(self, pod: str) -> list[str]:
+        return self.proxy(pod).access_log_lines()
+
+    def collect(self, directory: Path) -> None:
+        """Mesh-wide state for a failed test: each proxy's config_dump, stats, clusters, certs,
+        log; istiod's sync status, loaded config and log; the stand-in's records."""
+        from harness.local.collect import collect_local
+
+        collect_local(self, directory)
 
     def proxies(self) -> list[IstioProxy]:
         return [p.proxy for p in self.pods.values() if p.proxy is not None]

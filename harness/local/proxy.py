@@ -172,9 +172,9 @@ class IstioProxy:
 
     def access_log_lines(self) -> list[str]:
         """Envoy's access log goes to stdout (mesh accessLogFile), into the proxy log; its lines
-        start with '[' and a timestamp, unlike Envoy's and pilot-agent's own log lines."""
+        are JSON objects, unlike Envoy's and pilot-agent's own log lines."""
         try:
             text = self.log_path.read_text(errors="replace")
         except OSError:
             return []
-        return [line for line in text.splitlines() if line.startswith("[")]
+        return [line for line in text.splitlines() if line.startswith("{")]

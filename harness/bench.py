@@ -1,0 +1,77 @@
+"""Benchmark of the local mesh (`make bench-mesh`): cold start and apply → converged.
+
+Cold start: from nothing to istiod ready and every proxy ready (binaries cached). Convergence:
+from writing a scenario's manifests to every proxy having ACKed config that contains them, for
+apply and for delete. Prints the median of several runs and every sample, as JSON at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.istio_binaries import ensure_istio
+from harness.local.mesh import LocalMesh
+from harness.manifests import render
+from harness.versions import DEFAULT_ISTIO_VERSION
+
+
+def run(istio_version: str, runs: int, converge_rounds: int) -> dict:
+    binaries = ensure_istio(istio_version)
+    cold: list[float] = []
+    apply_s: list[float] = []
+    delete_s: list[float] = []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory(prefix="egress-bench-") as tmp:
+            mesh = LocalMesh(binaries, Path(tmp))
+            started = time.monotonic()
+            try:
+                mesh.start()
+                cold.append(time.monotonic() - started)
+                objs = render("http/gateway", mode="istio-mutual", trust=mesh.upstream_trust())
+                for _ in range(converge_rounds):
+                    t = time.monotonic()
+                    mesh.apply(objs)
+                    apply_s.append(time.monotonic() - t)
+                    t = time.monotonic()
+                    mesh.delete(objs)
+                    delete_s.append(time.monotonic() - t)
+            finally:
+                mesh.stop()
+    return {
+        "istio": binaries.describe(),
+        "cold_start_median_s": round(statistics.median(cold), 3),
+        "apply_converged_median_s": round(statistics.median(apply_s), 3),
+        "delete_converged_median_s": round(statistics.median(delete_s), 3),
+        "samples": {"cold_start_s": [round(x, 3) for x in cold], "apply_s": [round(x, 3) for x in apply_s],
+                    "delete_s": [round(x, 3) for x in delete_s]},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--istio-version", default=DEFAULT_ISTIO_VERSION)
+    parser.add_argument("--runs", type=int, default=5, help="mesh cold starts")
+    parser.add_argument("--converge-rounds", type=int, default=5, help="apply/delete rounds per mesh")
+    args = parser.parse_args(argv)
+    try:
+        result = run(args.istio_version, args.runs, args.converge_rounds)
+    except HarnessError as exc:
+        print(f"egress-harness: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{result['istio']}")
+    print(f"mesh cold start, median of {args.runs}: {result['cold_start_median_s']} s (target <= 10 s)")
+    print(f"apply -> converged, median: {result['apply_converged_median_s']} s (target <= 1 s)")
+    print(f"delete -> converged, median: {result['delete_converged_median_s']} s")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

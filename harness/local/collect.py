@@ -1,0 +1,51 @@
+"""Mesh-wide evidence of the local backend, written for a failed test."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from harness.local.mesh import LocalMesh
+
+
+def _save(directory: Path, name: str, fetch: Callable[[], Any]) -> None:
+    path = directory / name
+    try:
+        value = fetch()
+    except Exception:  # noqa: BLE001 - one broken source must not hide the others
+        path.with_name(path.name + ".error.txt").write_text(traceback.format_exc())
+        return
+    if isinstance(value, (dict, list)):
+        path.write_text(json.dumps(value, indent=2, default=str))
+    else:
+        path.write_text(str(value))
+
+
+def collect_local(mesh: "LocalMesh", directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for proxy in mesh.proxies():
+        pod = f"{proxy.spec.namespace}.{proxy.spec.pod_name}"
+        d = directory / pod
+        d.mkdir(exist_ok=True)
+        admin = proxy.admin
+        _save(d, "config_dump.json", lambda: admin.config_dump(include_eds=True))
+        _save(d, "stats.json", lambda: admin.stats(""))
+        _save(d, "clusters.json", admin.clusters_json)
+        _save(d, "certs.json", admin.certs)
+        if proxy.log_path.exists():
+            shutil.copyfile(proxy.log_path, d / "istio-proxy.log")
+    if mesh.istiod is not None:
+        _save(directory, "istiod-syncz.json", mesh.istiod.syncz)
+        _save(directory, "istiod-configz.json", mesh.istiod.configz)
+    _save(directory, "upstream-records.json", lambda: mesh.upstream()._call("GET", "/records"))
+    _save(directory, "manifests-applied.json", lambda: sorted(mesh._applied))
+    for log in mesh.log_dir.glob("*.log"):
+        if not log.name.endswith("istio-proxy.log"):
+            shutil.copyfile(log, directory / log.name)
+    rules = mesh.log_dir / "hub-iptables.rules"
+    if rules.exists():
+        shutil.copyfile(rules, directory / "networkpolicy-iptables.rules")

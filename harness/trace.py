@@ -1,0 +1,163 @@
+"""One exchange through the mesh and what every hop saw of it; hop-naming assertions.
+
+A Trace is taken around one client command in a pod: before it, marks on the stand-in's records,
+on each proxy's access log and on chosen gateway counters; after it, the client's result and every
+hop's observations. Assertions name the first hop whose evidence is missing or wrong
+(app → sidecar → gateway → upstream) and put that evidence in the message and the test's
+evidence folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.access_log import AccessLogEntry, parse_lines
+from harness.backend import GATEWAY, Backend
+from harness.curl_result import CurlResult
+from harness.errors import HopFailure
+from harness.stats import cluster_counter, seed_name
+from harness.evidence import Evidence
+from harness.upstream_client import ConnectionRecord, RequestRecord
+from harness.wait import WaitTimeout, poll
+
+APP_SIDECAR = "app → sidecar"
+SIDECAR_GATEWAY = "sidecar → gateway"
+GATEWAY_UPSTREAM = "gateway → upstream"
+SIDECAR_UPSTREAM = "sidecar → upstream"
+APP_UPSTREAM = "app → upstream"
+
+
+@dataclass
+class Trace:
+    backend: Backend
+    evidence: Evidence
+    source: str
+    label: str
+    counters: list[tuple[str, str]] = field(default_factory=list)  # (cluster, stat) on the gateway
+    result: CurlResult | None = None
+    _upstream_mark: int = 0
+    _log_marks: dict[str, int] = field(default_factory=dict)
+    _counter_before: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    # -------------------------------------------------------------- capture
+    def begin(self) -> "Trace":
+        self._upstream_mark = self.backend.upstream().mark()
+        for pod in self._proxied_pods():
+            self._log_marks[pod] = len(self.backend.access_log(pod))
+        if self.counters:
+            admin = self.backend.proxy_admin(GATEWAY)
+            self._counter_before = {c: cluster_counter(admin, *c) for c in self.counters}
+        return self
+
+    def _proxied_pods(self) -> list[str]:
+        pods = [GATEWAY]
+        if self.backend_has_sidecar(self.source):
+            pods.append(self.source)
+        return pods
+
+    def backend_has_sidecar(self, pod: str) -> bool:
+        try:
+            self.backend.proxy_admin(pod)
+            return True
+        except Exception:  # noqa: BLE001 - a pod without istio-proxy
+            return False
+
+    def run(self, argv: list[str], timeout: float = 30.0) -> CurlResult:
+        res = self.backend.exec(self.source, argv, timeout=timeout)
+        self.result = CurlResult.parse(res.exit_code, res.stdout, res.stderr)
+        self.evidence.add_text(f"{self.label}.client.txt",
+                               f"$ {' '.join(argv)}  (in {self.source})\nexit {res.exit_code}\n--- stdout\n{res.stdout}\n--- stderr\n{res.stderr}")
+        self.evidence.add_source(f"{self.label}.upstream-requests", lambda: [r.__dict__ for r in self.upstream_requests()])
+        self.evidence.add_source(f"{self.label}.upstream-connections", lambda: [c.__dict__ for c in self.upstream_connections()])
+        for pod in self._log_marks:
+            self.evidence.add_source(f"{self.label}.{pod.replace('/', '.')}.access-log",
+                                     lambda pod=pod: [e.raw for e in self.log(pod)])
+        return self.result
+
+    # -------------------------------------------------------------- observations
+    def upstream_requests(self) -> list[RequestRecord]:
+        return self.backend.upstream().requests(since=self._upstream_mark)
+
+    def upstream_connections(self) -> list[ConnectionRecord]:
+        return self.backend.upstream().connections(since=self._upstream_mark)
+
+    def log(self, pod: str) -> list[AccessLogEntry]:
+        return parse_lines(self.backend.access_log(pod)[self._log_marks.get(pod, 0):])
+
+    def wait_log(self, pod: str, n: int, timeout: float = 5.0) -> list[AccessLogEntry]:
+        """Access-log lines are flushed every 0.1 s: poll for n of them."""
+        try:
+            return poll(f"{n} access-log line(s) of {pod}", lambda: self.log(pod), ok=lambda e: len(e) >= n,
+                        timeout=timeout, describe=lambda e: f"{len(e)} line(s): " + "; ".join(x.summary() for x in e))
+        except WaitTimeout:
+            return self.log(pod)
+
+    def wait_upstream_requests(self, n: int, timeout: float = 5.0) -> list[RequestRecord]:
+        try:
+            return poll(f"{n} request(s) at the stand-in", self.upstream_requests, ok=lambda r: len(r) >= n,
+                        timeout=timeout)
+        except WaitTimeout:
+            return self.upstream_requests()
+
+    def counter_delta(self, counter: tuple[str, str]) -> int:
+        return cluster_counter(self.backend.proxy_admin(GATEWAY), *counter) - self._counter_before.get(counter, 0)
+
+    def wait_counter_delta(self, counter: tuple[str, str], at_least: int, timeout: float = 5.0) -> int:
+        try:
+            return poll(f"gateway counter {seed_name(*counter)} to grow by {at_least}", lambda: self.counter_delta(counter),
+                        ok=lambda d: d >= at_least, timeout=timeout)
+        except WaitTimeout:
+            return self.counter_delta(counter)
+
+    # -------------------------------------------------------------- assertions
+    def fail(self, hop: str, message: str) -> None:
+        details = [message, f"client: {self.result.describe() if self.result else 'not run'}"]
+        for pod in self._log_marks:
+            entries = self.log(pod)
+            details.append(f"{pod} access log: " + ("; ".join(e.summary() for e in entries) or "no lines"))
+        reqs = self.upstream_requests()
+        details.append("stand-in requests: " + ("; ".join(r.summary() for r in reqs) or "none"))
+        raise HopFailure(hop, "\n  ".join(details))
+
+    def expect(self, condition: Any, hop: str, message: str) -> None:
+        if not condition:
+            self.fail(hop, message)
+
+    def expect_statuses(self, statuses: list[int], *, exit_code: int = 0) -> None:
+        r = self.result
+        assert r is not None
+        self.evidence.observe(**{f"{self.label}.status_chain": r.describe()})
+        if r.statuses == statuses and r.exit_code == exit_code:
+            return
+        self.fail(self.diagnose(), f"expected statuses {statuses} and exit {exit_code}, got {r.describe()}")
+
+    def diagnose(self) -> str:
+        """The first hop that does not show the request, for a client-side surprise."""
+        if self.source in self._log_marks and not self.wait_log(self.source, 1, timeout=1.0):
+            return APP_SIDECAR
+        if not self.log(GATEWAY):
+            return SIDECAR_GATEWAY if self.source in self._log_marks else APP_UPSTREAM
+        if not self.upstream_requests():
+            return GATEWAY_UPSTREAM
+        return GATEWAY_UPSTREAM
+
+    def expect_through_gateway(self, *, listener: str, count: int, sidecar_cluster_prefix: str,
+                               sidecar_entry=lambda e: e.path is not None) -> list[RequestRecord]:
+        """Each of `count` requests to the stand-in's `listener` (http, https, mtls) went sidecar → gateway → stand-in."""
+        if self.source in self._log_marks:
+            side = [e for e in self.wait_log(self.source, count) if sidecar_entry(e)]
+            self.expect(side, APP_SIDECAR, f"{self.source}'s sidecar logged no request: traffic was not intercepted")
+            wrong = [e for e in side if not (e.upstream_cluster or "").startswith(sidecar_cluster_prefix)]
+            self.expect(not wrong, SIDECAR_GATEWAY,
+                        f"the sidecar sent to {sorted({e.upstream_cluster for e in wrong})}, not to the gateway "
+                        f"({sidecar_cluster_prefix}…): the mesh route does not point at the gateway")
+        gw = self.wait_log(GATEWAY, count)
+        self.expect(len(gw) >= count, SIDECAR_GATEWAY, f"the gateway logged {len(gw)} of {count} request(s)")
+        reqs = [r for r in self.wait_upstream_requests(count) if r.listener == listener]
+        gateway_ip = self.backend.pod_address(GATEWAY)
+        from_gw = [r for r in reqs if r.peer_address == gateway_ip]
+        self.expect(len(from_gw) == count, GATEWAY_UPSTREAM,
+                    f"the stand-in saw {len(from_gw)} {listener} request(s) from the gateway ({gateway_ip}), "
+                    f"expected {count}; peers seen: {sorted({r.peer_address for r in reqs})}")
+        return from_gw

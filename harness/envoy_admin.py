@@ -108,8 +108,9 @@ class EnvoyAdmin:
     def wait_for_counter(self, name: str, *, at_least: int, timeout: float = 10.0) -> int:
         """Poll until the stat `name` reaches `at_least`; return its value.
 
-        On timeout the message names the stat, the expected and last values, and stats with the same
-        last name segment, since a wrong cluster or listener name is the usual cause.
+        On timeout the message names the stat, the expected and last values, and the stats with the
+        same last name segment (failing that, the same prefix), since a wrong cluster or listener
+        name is the usual cause.
         """
         try:
             found = poll(

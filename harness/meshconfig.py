@@ -2,6 +2,9 @@
 
 - Access logs on, as JSON lines with the fields the suites assert on: Istio's default TEXT fields
   plus the TLS facts of both hops (peer URI SANs, TLS versions), which the default lacks.
+- REGISTRY_ONLY outbound traffic, as the seed assumes ("by default, Istio-enabled applications
+  cannot access URLs outside the cluster"): only what a ServiceEntry declares leaves the mesh, so
+  TLS sent to a port declared HTTP is refused (the seed's curl exit 35) instead of passed through.
 - `proxyStatsMatcher` keeps the `cluster.outbound|…|edition.cnn.com` counters, which Istio's
   bootstrap hides by default (the counters the seed reads on the gateway).
 """
@@ -62,6 +65,7 @@ def mesh_config(discovery_address: str | None = None) -> dict:
         "accessLogEncoding": "JSON",
         "accessLogFormat": access_log_format(),
         "enableAutoMtls": True,
+        "outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"},
         "trustDomain": "cluster.local",
         # No istio.stats filter: upstream Envoy (local mesh) does not have it.
         "defaultProviders": {"metrics": []},

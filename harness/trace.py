@@ -85,13 +85,16 @@ class Trace:
     def log(self, pod: str) -> list[AccessLogEntry]:
         return parse_lines(self.backend.access_log(pod)[self._log_marks.get(pod, 0):])
 
-    def wait_log(self, pod: str, n: int, timeout: float = 5.0) -> list[AccessLogEntry]:
-        """Access-log lines are flushed every 0.1 s: poll for n of them."""
+    def wait_log(self, pod: str, n: int, timeout: float = 5.0, where=lambda e: True) -> list[AccessLogEntry]:
+        """Access-log lines are flushed every 0.1 s: poll for n of them (that satisfy `where`)."""
+        def matching() -> list[AccessLogEntry]:
+            return [e for e in self.log(pod) if where(e)]
+
         try:
-            return poll(f"{n} access-log line(s) of {pod}", lambda: self.log(pod), ok=lambda e: len(e) >= n,
+            return poll(f"{n} access-log line(s) of {pod}", matching, ok=lambda e: len(e) >= n,
                         timeout=timeout, describe=lambda e: f"{len(e)} line(s): " + "; ".join(x.summary() for x in e))
         except WaitTimeout:
-            return self.log(pod)
+            return matching()
 
     def wait_upstream_requests(self, n: int, timeout: float = 5.0) -> list[RequestRecord]:
         try:
@@ -146,7 +149,7 @@ class Trace:
                                sidecar_entry=lambda e: e.path is not None) -> list[RequestRecord]:
         """Each of `count` requests to the stand-in's `listener` (http, https, mtls) went sidecar → gateway → stand-in."""
         if self.source in self._log_marks:
-            side = [e for e in self.wait_log(self.source, count) if sidecar_entry(e)]
+            side = self.wait_log(self.source, count, where=sidecar_entry)
             self.expect(side, APP_SIDECAR, f"{self.source}'s sidecar logged no request: traffic was not intercepted")
             wrong = [e for e in side if not (e.upstream_cluster or "").startswith(sidecar_cluster_prefix)]
             self.expect(not wrong, SIDECAR_GATEWAY,

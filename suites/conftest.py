@@ -8,16 +8,14 @@ test's evidence folder before anything is deleted.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 
 from harness.pytest_support import EVIDENCE_KEY, evidence_dir_for, outcome_of, has_failed
-from harness.backend import GATEWAY
-from harness.manifests import MODES, render
+from harness.manifests import MODES
 from harness.summary import SummaryWriter
-from harness.trace import Trace
+from harness.scenario import Scenario
 
 _SUMMARY = pytest.StashKey[SummaryWriter]()
 
@@ -26,44 +24,6 @@ _SUMMARY = pytest.StashKey[SummaryWriter]()
 def mode(request: pytest.FixtureRequest) -> str:
     """The sidecar → gateway hop: istio-mutual or plaintext (the words appear in test ids)."""
     return request.param
-
-
-class Scenario:
-    def __init__(self, backend, evidence, mode: str):
-        self.backend = backend
-        self.evidence = evidence
-        self.mode = mode
-        self.applied: list[dict] = []
-        self.stages: list[str] = []
-
-    def apply(self, stage: str, **values) -> list[dict]:
-        """Apply `stage` (rendered for this mode); replaces what an earlier stage of this test applied."""
-        objs = render(stage, mode=self.mode, trust=self.backend.upstream_trust(), **values)
-        stale = [o for o in self.applied if _key(o) not in {_key(n) for n in objs}]
-        if stale:
-            self.backend.delete(stale)
-        started = time.monotonic()
-        self.backend.apply(objs)
-        self.evidence.observe(**{f"converged.{stage}": f"{time.monotonic() - started:.2f}s"})
-        self.applied = objs
-        self.stages.append(stage)
-        from harness.manifests import to_yaml
-
-        self.evidence.add_text(f"manifests.{len(self.stages)}.{stage.replace('/', '_')}.yaml", to_yaml(objs))
-        return objs
-
-    def delete_all(self) -> None:
-        if self.applied:
-            self.backend.delete(self.applied)
-            self.applied = []
-
-    def trace(self, source: str, label: str, counters: list[str] = ()) -> Trace:
-        return Trace(self.backend, self.evidence, source, label, list(counters)).begin()
-
-
-def _key(obj: dict) -> tuple:
-    meta = obj.get("metadata") or {}
-    return obj.get("kind"), meta.get("namespace"), meta.get("name")
 
 
 @pytest.fixture

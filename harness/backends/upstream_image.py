@@ -259,12 +259,18 @@ def build_upstream_image(client: "docker.DockerClient", base: str | None = None)
 
 
 # ------------------------------------------------------------------------------ running it
-def cert_archive(files: dict[str, bytes], mode: int = 0o444) -> bytes:
-    """A tar of files for put_archive (readable by the container's user; keys are test keys)."""
+def cert_archive(files: dict[str, bytes], directory: str, mode: int = 0o444) -> bytes:
+    """A tar of `directory`/files for put_archive into its parent (readable by the container's user;
+    the keys are the run's test keys)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo(directory)
+        info.type = tarfile.DIRTYPE
+        info.mode = 0o755
+        info.mtime = int(time.time())
+        tar.addfile(info)
         for name, data in files.items():
-            info = tarfile.TarInfo(name)
+            info = tarfile.TarInfo(f"{directory}/{name}")
             info.size = len(data)
             info.mode = mode
             info.mtime = int(time.time())
@@ -312,8 +318,9 @@ def run_upstream(client: "docker.DockerClient", image: str, network: str, *, nam
         labels={"egress-harness": "mock-upstream", **(labels or {})}, detach=True,
     )
     try:
-        container.put_archive(CERT_DIR, cert_archive(
-            {"cert.pem": cert_chain_pem, "key.pem": key_pem, "client-ca.pem": client_ca_pem}))
+        parent, leaf = CERT_DIR.rsplit("/", 1)
+        container.put_archive(parent or "/", cert_archive(
+            {"cert.pem": cert_chain_pem, "key.pem": key_pem, "client-ca.pem": client_ca_pem}, leaf))
         container.start()
 
         def ready() -> UpstreamPorts | None:
@@ -330,9 +337,11 @@ def run_upstream(client: "docker.DockerClient", image: str, network: str, *, nam
             raise
         container.reload()
         address = container.attrs["NetworkSettings"]["Networks"][network]["IPAddress"]
-        if publish_control:
-            binding = container.attrs["NetworkSettings"]["Ports"][f"{UPSTREAM_PORTS['control']}/tcp"][0]
-            control_url = f"http://127.0.0.1:{binding['HostPort']}"
+        # Docker publishes no ports from an internal network: then the control port is reached
+        # at the container's address on it (the host is on every bridge network).
+        bindings = (container.attrs["NetworkSettings"].get("Ports") or {}).get(f"{UPSTREAM_PORTS['control']}/tcp")
+        if publish_control and bindings:
+            control_url = f"http://127.0.0.1:{bindings[0]['HostPort']}"
         else:
             control_url = f"http://{address}:{UPSTREAM_PORTS['control']}"
         return UpstreamContainer(container, network, address, control_url, ports_seen)

@@ -1,0 +1,1 @@
+"""The Kubernetes backends: kind (a cluster of its own) and cluster (an existing one)."""

@@ -1,0 +1,50 @@
+"""A scenario in progress: stages applied in one mTLS mode, traces taken, cleanup guaranteed."""
+
+from __future__ import annotations
+
+import time
+
+from harness.evidence import Evidence
+from harness.manifests import render, to_yaml
+from harness.trace import Trace
+
+
+class Scenario:
+    def __init__(self, backend, evidence, mode: str):
+        self.backend = backend
+        self.evidence = evidence
+        self.mode = mode
+        self.applied: list[dict] = []
+        self.stages: list[str] = []
+
+    def render(self, stage: str, **values) -> list[dict]:
+        return render(stage, mode=self.mode, trust=self.backend.upstream_trust(), **values)
+
+    def apply(self, stage: str, **values) -> list[dict]:
+        """Apply `stage` (rendered for this mode); replaces what an earlier stage of this test applied."""
+        return self.apply_objects(self.render(stage, **values), stage)
+
+    def apply_objects(self, objs: list[dict], stage: str) -> list[dict]:
+        stale = [o for o in self.applied if _key(o) not in {_key(n) for n in objs}]
+        if stale:
+            self.backend.delete(stale)
+        started = time.monotonic()
+        self.backend.apply(objs)
+        self.evidence.observe(**{f"converged.{stage}": f"{time.monotonic() - started:.2f}s"})
+        self.applied = objs
+        self.stages.append(stage)
+        self.evidence.add_text(f"manifests.{len(self.stages)}.{stage.replace('/', '_')}.yaml", to_yaml(objs))
+        return objs
+
+    def delete_all(self) -> None:
+        if self.applied:
+            self.backend.delete(self.applied)
+            self.applied = []
+
+    def trace(self, source: str, label: str, counters: list[tuple[str, str]] = ()) -> Trace:
+        return Trace(self.backend, self.evidence, source, label, list(counters)).begin()
+
+
+def _key(obj: dict) -> tuple:
+    meta = obj.get("metadata") or {}
+    return obj.get("kind"), meta.get("namespace"), meta.get("name")

@@ -61,8 +61,12 @@ STAGES: dict[str, Stage] = {s.name: s for s in [
     Stage("passthrough/gateway", ("https-passthrough/serviceentry.yaml.j2", "https-passthrough/gateway.yaml.j2",
                                   "http-gateway/destinationrule.yaml.j2", "https-passthrough/virtualservice.yaml.j2"),
           (("gateway_port_override", 443),)),
-    # Seed §4: the NetworkPolicy.
+    # Seed §4: the NetworkPolicy, and the gateway's DestinationRule for test-egress's sidecar
+    # (today a DestinationRule applies to proxies of its own namespace, the service's or the root
+    # namespace only; the seed's Istio 1.0 applied it mesh-wide).
     Stage("network-policy", ("network-policy/networkpolicy.yaml.j2",)),
+    Stage("network-policy/destinationrule", ("http-gateway/destinationrule.yaml.j2",),
+          (("namespace", "test-egress"), ("gateway_port_override", 443))),
 ]}
 
 

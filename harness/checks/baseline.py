@@ -1,0 +1,38 @@
+"""Back to baseline after a scenario's delete: no scenario listener on the gateway, no traffic
+through it (with REGISTRY_ONLY, edition.cnn.com is then not reachable from the mesh at all)."""
+
+from __future__ import annotations
+
+from harness.backend import GATEWAY, SLEEP
+from harness.checks.http_gateway import URL
+from harness.curl_result import curl_command
+from harness.errors import HopFailure
+from harness.scenario import Scenario
+from harness.trace import SIDECAR_GATEWAY
+
+SCENARIO_LISTENER_PORTS = (8080, 8443)  # what Gateway servers on 80/443 become on the gateway pod
+
+
+def gateway_scenario_listeners(sc: Scenario) -> list[str]:
+    ports = sc.backend.proxy_admin(GATEWAY).listener_addresses()
+    return sorted(name for name, (_, port) in ports.items() if port in SCENARIO_LISTENER_PORTS)
+
+
+def check_gateway_carries(sc: Scenario) -> list[str]:
+    listeners = gateway_scenario_listeners(sc)
+    if not listeners:
+        raise HopFailure(SIDECAR_GATEWAY, "the gateway has no listener for the scenario's Gateway server")
+    return listeners
+
+
+def check_baseline(sc: Scenario, listeners_before: list[str]) -> None:
+    left = gateway_scenario_listeners(sc)
+    if left:
+        raise HopFailure(SIDECAR_GATEWAY, f"after delete the gateway still carries {left}")
+    t = sc.trace(SLEEP, "curl-after-delete")
+    t.run(curl_command(URL, follow=False))
+    t.wait_log(SLEEP, 1)  # the sidecar's line is written when the exchange ends; the gateway's would be too
+    t.expect(not t.log(GATEWAY), SIDECAR_GATEWAY, "traffic still passes the gateway after delete")
+    t.expect(not [r for r in t.upstream_requests()], SIDECAR_GATEWAY,
+             f"edition.cnn.com is still reachable after delete: {[r.summary() for r in t.upstream_requests()]}")
+    sc.evidence.observe(before=listeners_before, after=left, client_after=t.result.describe())

@@ -1,0 +1,62 @@
+"""Seed §4: a Kubernetes NetworkPolicy that stops pods from bypassing the egress gateway."""
+
+from __future__ import annotations
+
+import time
+
+from harness.backend import GATEWAY, TEST_EGRESS_SLEEP
+from harness.checks.passthrough import HTTPS_URL, check_passthrough
+from harness.curl_result import curl_command
+from harness.scenario import Scenario
+from harness.trace import APP_UPSTREAM
+
+CONNECT_TIMEOUT = 3
+
+
+def check_direct_before_policy(sc: Scenario) -> None:
+    """test-egress/sleep has no sidecar: it reaches the stand-in directly."""
+    t = sc.trace(TEST_EGRESS_SLEEP, "curl-before-policy")
+    t.run(curl_command(HTTPS_URL, extra=["--connect-timeout", str(CONNECT_TIMEOUT)]))
+    t.expect_statuses([200])
+    reqs = t.wait_upstream_requests(1)
+    pod_ip = sc.backend.pod_address(TEST_EGRESS_SLEEP)
+    t.expect(reqs and reqs[0].peer_address == pod_ip, APP_UPSTREAM,
+             f"expected a direct request from {pod_ip}; saw {[r.summary() for r in reqs]}")
+
+
+def check_blocked_by_policy(sc: Scenario) -> float:
+    """With the policy, the direct request fails: a bounded connect timeout, nothing reaches the stand-in."""
+    t = sc.trace(TEST_EGRESS_SLEEP, "curl-with-policy")
+    started = time.monotonic()
+    t.run(curl_command(HTTPS_URL, extra=["--connect-timeout", str(CONNECT_TIMEOUT)]))
+    took = time.monotonic() - started
+    t.expect(t.result.exit_code in (7, 28) and not t.result.responses, APP_UPSTREAM,
+             f"the policy should block the direct request (connect timeout); got {t.result.describe()}")
+    t.expect(took < CONNECT_TIMEOUT + 5, APP_UPSTREAM, f"the blocked request took {took:.1f}s")
+    t.expect(not t.upstream_connections(), APP_UPSTREAM,
+             f"the stand-in saw a connection despite the policy: {[c.summary() for c in t.upstream_connections()]}")
+    sc.evidence.observe(blocked=f"{t.result.describe()} after {took:.1f}s")
+    return took
+
+
+def run_seed_section(sc: Scenario) -> None:
+    """The whole section, in the seed's order; restores labels, pod and policy afterwards."""
+    backend = sc.backend
+    sc.apply("passthrough/gateway")
+    policy = sc.render("network-policy") + sc.render("network-policy/destinationrule")
+    try:
+        check_direct_before_policy(sc)
+        backend.label_namespace("istio-system", {"istio": "system"})
+        backend.label_namespace("kube-system", {"kube-system": "true"})
+        backend.apply(policy)
+        check_blocked_by_policy(sc)
+        backend.label_namespace("test-egress", {"istio-injection": "enabled"})
+        backend.redeploy(TEST_EGRESS_SLEEP, sidecar=True)
+        check_passthrough(sc, requests=1, source=TEST_EGRESS_SLEEP)
+        sc.evidence.observe(gateway_peer=backend.pod_address(GATEWAY))
+    finally:
+        backend.delete(policy)
+        backend.label_namespace("test-egress", {"istio-injection": None})
+        backend.label_namespace("istio-system", {"istio": None})
+        backend.label_namespace("kube-system", {"kube-system": None})
+        backend.redeploy(TEST_EGRESS_SLEEP, sidecar=False)

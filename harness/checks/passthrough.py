@@ -1,0 +1,76 @@
+"""Seed §3 and §5: HTTPS passthrough by SNI through the egress gateway; troubleshooting checks."""
+
+from __future__ import annotations
+
+import re
+
+from harness.backend import GATEWAY, GATEWAY_SPIFFE, SLEEP
+from harness.checks.http_gateway import check_hop_tls, gateway_cluster
+from harness.curl_result import curl_command
+from harness.scenario import Scenario
+from harness.stats import seed_name
+from harness.trace import APP_UPSTREAM, GATEWAY_UPSTREAM, SIDECAR_GATEWAY
+
+HTTPS_URL = "https://edition.cnn.com/politics"
+CNN_443_CX = ("outbound|443||edition.cnn.com", "upstream_cx_total")
+
+
+def _is_cnn_tls(entry) -> bool:
+    return entry.sni == "edition.cnn.com" or "edition.cnn.com" in (entry.upstream_cluster or "")
+
+
+def check_passthrough(sc: Scenario, requests: int = 3, source: str = SLEEP) -> None:
+    """The application's own TLS reaches the stand-in untouched: 200, curl saw the stand-in's
+    certificate, the stand-in saw SNI edition.cnn.com from the gateway, and the gateway's
+    upstream_cx_total grows by exactly one per request."""
+    for i in range(requests):
+        t = sc.trace(source, f"curl-{i}", counters=[CNN_443_CX])
+        t.run(curl_command(HTTPS_URL, extra=["-v"]))
+        t.expect_statuses([200])
+        subject = re.search(r"subject: (.*)", t.result.stderr)
+        issuer = re.search(r"issuer: (.*)", t.result.stderr)
+        t.expect(subject and "edition.cnn.com" in subject.group(1), APP_UPSTREAM,
+                 f"curl saw certificate subject {subject.group(1) if subject else None!r}: TLS was terminated on the way")
+        t.expect(issuer and "Test Public Root CA" in issuer.group(1), APP_UPSTREAM,
+                 f"curl saw issuer {issuer.group(1) if issuer else None!r}, not the stand-in's CA")
+        [req] = t.expect_through_gateway(listener="https", count=1, sidecar_cluster_prefix=gateway_cluster(443),
+                                         sidecar_entry=_is_cnn_tls)
+        t.expect(req.sni == "edition.cnn.com", GATEWAY_UPSTREAM, f"the stand-in saw SNI {req.sni!r}")
+        delta = t.wait_counter_delta(CNN_443_CX, 1)
+        t.expect(delta == 1, GATEWAY_UPSTREAM, f"{seed_name(*CNN_443_CX)} grew by {delta} for one request")
+    gw = t.wait_log(GATEWAY, 1, where=lambda e: e.is_tcp)
+    t.expect(gw and gw[-1].sni == "edition.cnn.com" and gw[-1].upstream_cluster == "outbound|443||edition.cnn.com",
+             SIDECAR_GATEWAY, f"no TCP line with SNI edition.cnn.com in the gateway's access log: {[e.summary() for e in gw]}")
+    if source == SLEEP:
+        check_hop_tls(sc, t, gw[-1])
+    sc.evidence.observe(status_chain=t.result.describe(), sni=req.sni, peer=req.peer_address,
+                        counter=f"{seed_name(*CNN_443_CX)} +1 per request", certificate=subject.group(1))
+
+
+def check_openssl_s_client(sc: Scenario) -> None:
+    """The seed's troubleshooting step: openssl s_client from the pod shows the stand-in's chain."""
+    t = sc.trace(SLEEP, "openssl", counters=[CNN_443_CX])
+    res = sc.backend.exec(SLEEP, ["openssl", "s_client", "-connect", "edition.cnn.com:443",
+                                  "-servername", "edition.cnn.com", "-showcerts"], timeout=15)
+    sc.evidence.add_text("openssl.txt", f"exit {res.exit_code}\n{res.stdout}\n--- stderr\n{res.stderr}")
+    out = res.stdout + res.stderr
+    t.expect("CONNECTED" in out, SIDECAR_GATEWAY, f"openssl did not connect: {res.stderr.strip()[-300:]}")
+    t.expect(re.search(r"0 s:.*CN ?= ?edition\.cnn\.com", out), APP_UPSTREAM,
+             "certificate 0 of the chain is not the stand-in's edition.cnn.com")
+    t.expect(re.search(r"i:.*Test Public Root CA", out), APP_UPSTREAM, "the chain is not issued by the stand-in's CA")
+    t.expect("Verify return code: 0 (ok)" in out, APP_UPSTREAM, "openssl could not verify the chain")
+    delta = t.wait_counter_delta(CNN_443_CX, 1)
+    t.expect(delta == 1, GATEWAY_UPSTREAM, f"{seed_name(*CNN_443_CX)} grew by {delta} for the openssl connection")
+    sc.evidence.observe(openssl="chain: CN=edition.cnn.com issued by Test Public Root CA", counter_delta=delta)
+
+
+def check_gateway_certificate(sc: Scenario) -> None:
+    """The gateway's workload certificate, read from the proxy itself, carries its SPIFFE SAN."""
+    sans = sc.backend.proxy_admin(GATEWAY).cert_sans()
+    uris = sorted({u for s in sans for u in s.uris})
+    sc.evidence.add_json("gateway-cert-sans", [s._asdict() if hasattr(s, "_asdict") else repr(s) for s in sans])
+    if GATEWAY_SPIFFE not in uris:
+        from harness.errors import HopFailure
+
+        raise HopFailure(SIDECAR_GATEWAY, f"the gateway's certificates carry URI SANs {uris}, expected {GATEWAY_SPIFFE}")
+    sc.evidence.observe(gateway_san=GATEWAY_SPIFFE)

@@ -1,0 +1,14 @@
+"""Seed §5: the checks the seed gives for troubleshooting, as tests."""
+
+from __future__ import annotations
+
+from harness.checks import passthrough as checks
+
+
+def test_gateway_certificate_has_spiffe_san(scenario, mode):
+    checks.check_gateway_certificate(scenario)
+
+
+def test_openssl_s_client_shows_stand_in_chain(scenario, mode):
+    scenario.apply("passthrough/gateway")
+    checks.check_openssl_s_client(scenario)

@@ -41,7 +41,11 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def artifacts_dir(pytestconfig: pytest.Config) -> Path:
     path = Path(pytestconfig.getoption("--artifacts")).resolve()
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        pytest.exit(f"egress-harness: cannot create the artifacts folder {path}: {exc.strerror} (pass --artifacts DIR)",
+                    returncode=2)
     return path
 
 
@@ -63,9 +67,17 @@ def istio_binaries(istio_version: str):
 
 
 @pytest.fixture(scope="session")
-def mesh(pytestconfig: pytest.Config, artifacts_dir: Path, request: pytest.FixtureRequest):
+def mesh(pytestconfig: pytest.Config, request: pytest.FixtureRequest):
     """The backend the suites talk to (harness/backend.py describes its interface)."""
     backend = pytestconfig.getoption("--backend")
+    if backend == "local":
+        from harness.local.mesh import preflight
+
+        try:
+            preflight()  # before anything else: no root → one line, nothing created
+        except HarnessError as exc:
+            pytest.exit(f"egress-harness: {exc}", returncode=2)
+    artifacts_dir = request.getfixturevalue("artifacts_dir")
     if backend != "local":
         from harness.backends import make_remote_backend
 
@@ -76,12 +88,8 @@ def mesh(pytestconfig: pytest.Config, artifacts_dir: Path, request: pytest.Fixtu
         yield remote
         remote.stop()
         return
-    from harness.local.mesh import LocalMesh, preflight
+    from harness.local.mesh import LocalMesh
 
-    try:
-        preflight()
-    except HarnessError as exc:
-        pytest.exit(f"egress-harness: {exc}", returncode=2)
     binaries = request.getfixturevalue("istio_binaries")
     local = LocalMesh(binaries, artifacts_dir)
     try:

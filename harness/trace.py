@@ -139,10 +139,13 @@ class Trace:
         """The first hop that does not show the request, for a client-side surprise."""
         if self.source in self._log_marks and not self.wait_log(self.source, 1, timeout=1.0):
             return APP_SIDECAR
-        if not self.log(GATEWAY):
+        gateway_lines = self.wait_log(GATEWAY, 1, timeout=0.5)
+        if not gateway_lines:
             return SIDECAR_GATEWAY if self.source in self._log_marks else APP_UPSTREAM
-        if not self.upstream_requests():
-            return GATEWAY_UPSTREAM
+        if all(e.upstream_cluster is None for e in gateway_lines):
+            # The gateway saw the connection but had no filter chain or route for it: what the
+            # sidecar sends does not match what the gateway serves.
+            return SIDECAR_GATEWAY
         return GATEWAY_UPSTREAM
 
     def expect_through_gateway(self, *, listener: str, count: int, sidecar_cluster_prefix: str,

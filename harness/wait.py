@@ -22,8 +22,11 @@ def poll(
 ) -> T:
     """Call probe() until ok(result) or the deadline; raise WaitTimeout naming `what` and the last value.
 
-    Exceptions raised by probe() count as "not yet" and are reported if the deadline passes.
+    Exceptions raised by probe() count as "not yet" and are reported if the deadline passes, except
+    verdicts: an AssertionError (a NACK, a hop failure) or a HarnessError ends the wait at once.
     """
+    from harness.errors import HarnessError
+
     deadline = time.monotonic() + timeout
     last: object = "<never probed>"
     while True:
@@ -32,6 +35,8 @@ def poll(
             if ok(value):
                 return value
             last = describe(value)
+        except (AssertionError, HarnessError):
+            raise
         except Exception as exc:  # noqa: BLE001 - a failing probe is "not yet", reported at the end
             last = f"{type(exc).__name__}: {exc}"
         if time.monotonic() >= deadline:

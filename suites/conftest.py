@@ -58,5 +58,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if writer is None or not writer.rows:
         return
     artifacts = Path(session.config.getoption("--artifacts")).resolve()
-    artifacts.mkdir(parents=True, exist_ok=True)
-    writer.write(artifacts / "summary.md")
+    try:
+        artifacts.mkdir(parents=True, exist_ok=True)
+        writer.write(artifacts / "summary.md")
+    except OSError as exc:
+        print(f"egress-harness: cannot write {artifacts / 'summary.md'}: {exc.strerror}")

@@ -1,8 +1,10 @@
 """The stand-in's image, built and run for real on a Docker engine this test starts and stops.
 
 The engine (Debian's docker.io) is started with its own data root, exec root and socket in a
-temporary directory, with no default bridge, no iptables and no IP forwarding: it can reach nothing
-off this machine. Nothing is pulled: the base image is a debootstrap'd Debian rootfs (cached under
+temporary directory, with no default bridge, no iptables and no IP forwarding, inside a network
+namespace of its own that has nothing but loopback: its bridges and containers live there, so
+nothing they send can leave the machine (the test reaches them by opening its sockets in that
+namespace). Nothing is pulled: the base image is a debootstrap'd Debian rootfs (cached under
 cache_root()/rootfs, so only the first run takes a minute), imported, and mock_upstream/Dockerfile
 is built on it. The container runs on an internal network of the test's own (TEST-NET-2 addresses,
 no default route) and the test talks to it over TLS with SNI edition.cnn.com, verifying it with the
@@ -14,9 +16,9 @@ Skipped, with the reason, only when no engine can be started (no dockerd, not ro
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -27,6 +29,8 @@ import httpx
 import pytest
 
 from harness.backends import upstream_image
+from harness.errors import HarnessError
+from harness.local.netns import Netns
 from harness.pki import RunPKI
 from harness.upstream_client import UpstreamClient
 from harness.wait import poll
@@ -40,6 +44,7 @@ class PrivateDockerd:
     """A dockerd owned by this test: own directories and socket, stopped by its pid."""
 
     def __init__(self) -> None:
+        self.netns = Netns(f"eh-dockerd-{secrets.token_hex(3)}")
         # Short paths: containerd's sockets live under the exec root (unix socket paths ≤ 107 bytes).
         self.root = Path(tempfile.mkdtemp(prefix="eh-dockerd-", dir="/tmp"))
         self.socket = self.root / "docker.sock"
@@ -52,13 +57,20 @@ class PrivateDockerd:
             pytest.skip("no Docker engine: dockerd is not installed (apt-get install docker.io)")
         if os.geteuid() != 0:
             pytest.skip("no Docker engine: starting dockerd needs root")
+        if not shutil.which("nsenter") or not shutil.which("ip"):
+            pytest.skip("no Docker engine: nsenter (util-linux) and ip (iproute2) are needed to give it its own network namespace")
+        try:
+            self.netns.create()
+        except (HarnessError, RuntimeError) as exc:
+            pytest.skip(f"no Docker engine: cannot create a network namespace for it ({exc})")
         argv = [dockerd, f"--data-root={self.root / 'data'}", f"--exec-root={self.root / 'exec'}",
                 f"--pidfile={self.root / 'dockerd.pid'}", f"--host=unix://{self.socket}",
                 "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-forward=false",
                 "--ip-masq=false", "--userland-proxy=true", "--log-level=warn"]
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
         with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            # nsenter --net only: `ip netns exec` would also remount /sys and hide the cgroups.
+            self.proc = subprocess.Popen(["nsenter", f"--net={self.netns.path}", *argv], stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -97,6 +109,7 @@ class PrivateDockerd:
         for mnt in sorted(mounts, key=len, reverse=True):
             subprocess.run(["umount", "-l", mnt], capture_output=True)
         shutil.rmtree(self.root, ignore_errors=True)
+        self.netns.delete()
 
 
 @pytest.fixture(scope="module")
@@ -161,13 +174,16 @@ def upstream(built, pki):
         network.remove()
 
 
-def _tls_get(address: str, port: int, ca_pem: bytes, *, sni: str = "edition.cnn.com",
+def _tls_get(ns: Netns, address: str, port: int, ca_pem: bytes, *, sni: str = "edition.cnn.com",
              client_cert: tuple[Path, Path] | None = None) -> tuple[str, bytes, dict]:
     ctx = ssl.create_default_context(cadata=ca_pem.decode())
     ctx.set_alpn_protocols(["http/1.1"])
     if client_cert:
         ctx.load_cert_chain(str(client_cert[0]), str(client_cert[1]))
-    with socket.create_connection((address, port), timeout=10) as raw:
+    raw = ns.socket()
+    raw.settimeout(10)
+    raw.connect((address, port))
+    with raw:
         with ctx.wrap_socket(raw, server_hostname=sni) as tls:
             peer = tls.getpeercert()
             tls.sendall(f"GET /politics HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\nx-probe: image-test\r\n\r\n".encode())
@@ -204,18 +220,21 @@ def test_image_contents_are_only_the_package(built):
     assert not any(name.startswith("test") for name in out)
 
 
-def test_container_has_no_route_off_its_network(built, upstream):
-    client = built[0]
-    routes = upstream.container.exec_run(["cat", "/proc/net/route"]).output.decode().splitlines()[1:]
-    destinations = {line.split()[1] for line in routes if line.strip()}
-    assert "00000000" not in destinations, f"the stand-in has a default route: {routes}"
+def test_nothing_the_engine_runs_can_leave_the_machine(engine, upstream):
+    """The engine's namespace has no default route and no interface but loopback, its bridges and
+    their veths: whatever the container sends stops there."""
+    routes = engine.netns.ip("route", "show").stdout.splitlines()
+    assert not [r for r in routes if r.startswith("default")], routes
+    links = engine.netns.ip("-o", "link", "show").stdout.splitlines()
+    kinds = {line.split(":")[1].strip().split("@")[0] for line in links}
+    assert all(k == "lo" or k.startswith(("br-", "veth")) for k in kinds), kinds
     assert upstream.address.startswith("198.51.100.")
 
 
-def test_tls_with_sni_verified_by_the_test_ca(upstream, pki):
-    with UpstreamClient(upstream.control_url) as control:
+def test_tls_with_sni_verified_by_the_test_ca(engine, upstream, pki):
+    with UpstreamClient(upstream.control_url, transport=engine.netns.http_transport()) as control:
         mark = control.mark()
-        status, body, peer = _tls_get(upstream.address, upstream_image.UPSTREAM_PORTS["https"], pki.public_ca.cert_pem)
+        status, body, peer = _tls_get(engine.netns, upstream.address, upstream_image.UPSTREAM_PORTS["https"], pki.public_ca.cert_pem)
         assert status == "HTTP/1.1 200 OK", body[:300]
         assert ("DNS", "edition.cnn.com") in peer["subjectAltName"]
         [req] = control.wait_for_requests(1, since=mark)
@@ -224,25 +243,25 @@ def test_tls_with_sni_verified_by_the_test_ca(upstream, pki):
     assert req.status == 200
 
 
-def test_a_client_that_trusts_another_ca_is_refused(upstream, pki):
+def test_a_client_that_trusts_another_ca_is_refused(engine, upstream, pki):
     other = pki.other_public_ca()
     with pytest.raises(ssl.SSLCertVerificationError):
-        _tls_get(upstream.address, upstream_image.UPSTREAM_PORTS["https"], other.cert_pem)
+        _tls_get(engine.netns, upstream.address, upstream_image.UPSTREAM_PORTS["https"], other.cert_pem)
 
 
-def test_http_port_redirects_like_the_seed(upstream):
-    r = httpx.get(f"http://{upstream.address}/politics", headers={"Host": "edition.cnn.com"}, trust_env=False,
-                  follow_redirects=False, timeout=10)
+def test_http_port_redirects_like_the_seed(engine, upstream):
+    with httpx.Client(transport=engine.netns.http_transport(), trust_env=False, timeout=10) as http:
+        r = http.get(f"http://{upstream.address}/politics", headers={"Host": "edition.cnn.com"})
     assert r.status_code == 301
     assert r.headers["location"] == "https://edition.cnn.com/politics"
 
 
-def test_mutual_tls_port_records_the_client_certificate(upstream, pki, tmp_path):
+def test_mutual_tls_port_records_the_client_certificate(engine, upstream, pki):
     client_cert = pki.public_ca.issue_client("gateway-client", "istio-egressgateway",
                                              uris=["spiffe://cluster.local/ns/istio-system/sa/istio-egressgateway-service-account"])
-    with UpstreamClient(upstream.control_url) as control:
+    with UpstreamClient(upstream.control_url, transport=engine.netns.http_transport()) as control:
         mark = control.mark()
-        status, _body, _peer = _tls_get(upstream.address, upstream_image.UPSTREAM_PORTS["mtls"], pki.public_ca.cert_pem,
+        status, _body, _peer = _tls_get(engine.netns, upstream.address, upstream_image.UPSTREAM_PORTS["mtls"], pki.public_ca.cert_pem,
                                         client_cert=(client_cert.cert_path, client_cert.key_path))
         assert status == "HTTP/1.1 200 OK"
         [req] = control.wait_for_requests(1, since=mark)
@@ -252,13 +271,14 @@ def test_mutual_tls_port_records_the_client_certificate(upstream, pki, tmp_path)
         # Without a client certificate the handshake fails, and the stand-in says so.
         mark = control.mark()
         with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
-            _tls_get(upstream.address, upstream_image.UPSTREAM_PORTS["mtls"], pki.public_ca.cert_pem)
+            _tls_get(engine.netns, upstream.address, upstream_image.UPSTREAM_PORTS["mtls"], pki.public_ca.cert_pem)
         [conn] = control.wait_for_connections(1, since=mark)
     assert conn.listener == "mtls" and conn.state == "failed" and conn.handshake_error
 
 
-def test_control_port_answers_on_the_internal_network(upstream):
+def test_control_port_answers_on_the_internal_network(engine, upstream):
     assert upstream.control_url == f"http://{upstream.address}:9901"
-    health = poll("the stand-in's healthz", lambda: httpx.get(upstream.control_url + "/healthz", trust_env=False).json())
+    with UpstreamClient(upstream.control_url, transport=engine.netns.http_transport()) as control:
+        health = poll("the stand-in's healthz", control.healthz)
     assert health["ok"] is True
     assert health["ports"] == {"http": 80, "https": 443, "mtls": 8443, "control": 9901}

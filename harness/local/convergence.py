@@ -60,6 +60,9 @@ class Convergence:
         self.generation += 1
         gen = self.generation
         started = time.monotonic()
+        # A NACK counts only if it is new: an earlier rejection stays in syncz until the proxy
+        # ACKs something newer (the same error again still fails, at the deadline, with it).
+        self._before = self._sync_state()
         mesh._write_manifest(marker_service_entry(gen))
         wanted = {_config_key(o) for o in objs}
 
@@ -93,18 +96,26 @@ class Convergence:
         self.last_seconds = time.monotonic() - started
         return self.last_seconds
 
+    def _sync_state(self) -> dict[tuple[str, str], tuple[str | None, str | None]]:
+        return {(status.get("proxy", "?"), type_url): (res.get("sent"), res.get("lastError"))
+                for status in self.mesh.istiod.syncz()
+                for type_url, res in (status.get("resources") or {}).items()}
+
     def _raise_on_nack(self) -> list[str]:
-        """Returns what is still in flight; raises ConfigRejected on a NACK."""
+        """Returns what is still in flight; raises ConfigRejected on a NACK of config sent after the change."""
         pending: list[str] = []
+        before = getattr(self, "_before", {})
         for status in self.mesh.istiod.syncz():
             proxy = status.get("proxy", "?")
             for type_url, res in (status.get("resources") or {}).items():
                 short = type_url.rsplit(".", 1)[-1]
-                if res.get("last_error") or res.get("lastError"):
-                    raise ConfigRejected(
-                        f"[hop: istiod → {proxy}] Envoy rejected {short}: {res.get('last_error') or res.get('lastError')}")
-                if res.get("sent") != res.get("acked"):
-                    pending.append(f"{proxy} {short} sent={res.get('sent')} acked={res.get('acked')}")
+                error = res.get("lastError")
+                old_sent, old_error = before.get((proxy, type_url), (None, None))
+                if error and error != old_error:
+                    raise ConfigRejected(f"[hop: istiod → {proxy}] Envoy rejected {short}: {error}")
+                if res.get("sent") != res.get("acked") or error:
+                    pending.append(f"{proxy} {short} sent={res.get('sent')} acked={res.get('acked')}"
+                                   + (f" last error: {error}" if error else ""))
         return pending
 
 

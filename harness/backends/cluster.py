@@ -1,0 +1,197 @@
+"""The cluster backend: an existing cluster from a kubeconfig, for users who have outgrown kind.
+
+It never creates or deletes the cluster, and never installs Istio: without istiod and the egress
+gateway it refuses, naming the `istioctl install` command that would install them. What it
+creates lives in namespaces of its own, `eh-<run>-default`, `eh-<run>-test-egress` and
+`eh-<run>-internet` (the seed's "default" and "test-egress" are mapped onto the first two), labelled
+egress-harness/run=<run>, and is deleted at the end. The only things it has to touch outside them,
+all put back at the end:
+  - the credentialName secrets, in istio-system (Istio reads a gateway's secrets from its own
+    namespace), labelled with the run and deleted;
+  - a CoreDNS server block for edition.cnn.com (the Corefile is restored as it was);
+  - namespace labels the suites set on kube-system / istio-system (seed §4), restored.
+Images come from a registry the cluster can pull from: EGRESS_HARNESS_SLEEP_IMAGE and
+EGRESS_HARNESS_UPSTREAM_IMAGE (build them with docs/kind-backend.md, "Images for an existing cluster").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+
+from harness.backends import plan, tools, upstream_image
+from harness.backends.kube import (
+    ISTIO_NAMESPACE,
+    UPSTREAM_HOST,
+    KubeBackend,
+    Kubectl,
+    PortForward,
+    add_hosts_block,
+    render_fixture,
+)
+from harness.errors import HarnessError
+from harness.pki import RunPKI
+from harness.wait import poll
+
+RUN_LABEL = "egress-harness/run"
+
+
+def run_namespaces(run_id: str) -> dict[str, str]:
+    return {"default": f"eh-{run_id}-default", "test-egress": f"eh-{run_id}-test-egress",
+            "internet": f"eh-{run_id}-internet"}
+
+
+def _say(msg: str) -> None:
+    print(f"[egress-harness] {msg}", file=sys.stderr, flush=True)
+
+
+def kubeconfig_from(option: str | None) -> Path:
+    value = option or os.environ.get("KUBECONFIG")
+    if not value:
+        raise HarnessError("BACKEND=cluster needs a kubeconfig: pass --kubeconfig PATH (or set KUBECONFIG)")
+    path = Path(value.split(os.pathsep)[0]).expanduser()
+    if not path.is_file():
+        raise HarnessError(f"kubeconfig {path} does not exist: pass --kubeconfig with the path of an existing cluster's kubeconfig")
+    return path
+
+
+def images_from_env() -> tuple[str, str]:
+    sleep, up = os.environ.get("EGRESS_HARNESS_SLEEP_IMAGE"), os.environ.get("EGRESS_HARNESS_UPSTREAM_IMAGE")
+    if not sleep or not up:
+        raise HarnessError("BACKEND=cluster pulls its images from your registry: set EGRESS_HARNESS_SLEEP_IMAGE and "
+                           "EGRESS_HARNESS_UPSTREAM_IMAGE (see docs/kind-backend.md, 'Images for an existing cluster')")
+    return sleep, up
+
+
+class ClusterBackend(KubeBackend):
+    name = "cluster"
+
+    def __init__(self, *, kubeconfig: Path, istio_version: str, artifacts: Path):
+        self.kubeconfig_path = kubeconfig
+        self.istio_version = istio_version
+        self.run_id = secrets.token_hex(3)
+        self.run_ns = run_namespaces(self.run_id)
+        self.sleep_image, self.upstream_image = images_from_env()
+        self.pki: RunPKI | None = None
+        self._coredns_original: str | None = None
+        self._label_originals: dict[str, dict[str, str]] = {}
+        self._upstream_forward: PortForward | None = None
+        self._started = False
+        kubectl = tools.resolve_kubectl(fetch=True)
+        istioctl = tools.resolve_istioctl(istio_version, fetch=True)
+        super().__init__(kubectl=Kubectl(kubectl.path, kubeconfig), istioctl=istioctl.path, artifacts=artifacts,
+                         namespaces={"default": self.run_ns["default"], "test-egress": self.run_ns["test-egress"]})
+
+    def preflight(self) -> None:
+        """Reach the cluster, check kubectl's skew and that Istio is there; nothing is changed."""
+        version = self.kubectl.run("version", "-o", "json", check=False, timeout=30)
+        try:
+            server = json.loads(version.stdout)["serverVersion"]
+        except (ValueError, KeyError):
+            raise HarnessError(f"cannot reach the cluster of {self.kubectl.kubeconfig}: "
+                               f"{version.stderr.strip().splitlines()[-1:] or ['no answer']} (check the kubeconfig)") from None
+        server_minor = f"{server['major']}.{server['minor'].rstrip('+')}"
+        client = tools.kubectl_version_of(self.kubectl.path)
+        if not tools.kubectl_fits(client, server_minor):
+            raise HarnessError(f"kubectl {client} is more than one minor away from the cluster's Kubernetes {server_minor}: "
+                               f"set EGRESS_HARNESS_KUBECTL to a kubectl {server_minor}.x")
+        have = self.kubectl.run("get", "deployment", "-n", ISTIO_NAMESPACE, "istiod", "istio-egressgateway",
+                                "-o", "name", check=False).stdout.split()
+        if len(have) < 2:
+            hub, tag = tools.istio_images(self.istio_version)
+            raise HarnessError(f"Istio with the egress gateway is not installed in this cluster (found: {have or 'nothing'}); "
+                               f"install it with: {plan.istio_install_hint(hub, tag)}")
+
+    def start(self) -> None:
+        self.preflight()
+        t0 = time.monotonic()
+        self._started = True
+        self.pki = RunPKI(self.artifacts / "cluster" / f"pki-{self.run_id}")
+        server = self.pki.public_ca.issue_server(UPSTREAM_HOST, [UPSTREAM_HOST, "*.cnn.com"])
+        labels = {RUN_LABEL: self.run_id}
+        self.kubectl.run("apply", "-f", "-", input=render_fixture(
+            "upstream-in-cluster.yaml.j2", namespace=self.run_ns["internet"], run_labels=labels, image=self.upstream_image,
+            args=upstream_image.upstream_command(), cert_chain_pem=server.chain_path.read_text(),
+            key_pem=server.key_pem.decode(), client_ca_pem=self.pki.public_ca.cert_pem.decode()))
+        self.kubectl.run("rollout", "status", "-n", self.run_ns["internet"], "deployment/mock-upstream", "--timeout=180s",
+                         timeout=190)
+        address = self.kubectl.json("get", "service", "-n", self.run_ns["internet"], "edition-cnn-com")["spec"]["clusterIP"]
+        pod = self.kubectl.json("get", "pods", "-n", self.run_ns["internet"], "-l", "app=mock-upstream")["items"][0]
+        self._upstream_forward = PortForward(self.kubectl, self.run_ns["internet"], pod["metadata"]["name"], 9901)
+        self.upstream_control_url = self._upstream_forward.url
+
+        cm = self.kubectl.json("get", "configmap", "coredns", "-n", "kube-system")
+        self._coredns_original = cm["data"]["Corefile"]
+        self._set_corefile(add_hosts_block(self._coredns_original, address, run=self.run_id))
+
+        untrusted = self.pki.other_public_ca()
+        client = self.pki.public_ca.issue_client("gateway-client", "istio-egressgateway",
+                                                 uris=["spiffe://cluster.local/ns/istio-system/sa/istio-egressgateway-service-account"])
+        pems = {"public_ca": self.pki.public_ca.cert_pem.decode(), "untrusted_ca": untrusted.cert_pem.decode(),
+                "client_cert": client.cert_pem.decode(), "client_key": client.key_pem.decode()}
+        for _name, text in plan.setup_manifests(sleep_image=self.sleep_image, ns_default=self.run_ns["default"],
+                                                ns_test_egress=self.run_ns["test-egress"], run_labels=labels,
+                                                pems=pems).items():
+            self.kubectl.run("apply", "-f", "-", input=text)
+        for logical in ("default", "test-egress"):
+            self.kubectl.run("rollout", "status", "-n", self.ns(logical), "deployment/sleep", "--timeout=180s", timeout=190)
+        poll(f"{UPSTREAM_HOST} to resolve to the stand-in ({address}) in the sleep pods",
+             lambda: self.exec("test-egress/sleep", ["getent", "hosts", UPSTREAM_HOST]).stdout.split()[:1],
+             ok=lambda got: got == [address], timeout=90, interval=1.0)
+        self.wait_converged(timeout=120)
+        self.timings["cold_start"] = time.monotonic() - t0
+
+    def _set_corefile(self, corefile: str) -> None:
+        cm = self.kubectl.json("get", "configmap", "coredns", "-n", "kube-system")
+        cm["data"]["Corefile"] = corefile
+        for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
+            cm["metadata"].pop(key, None)
+        self.kubectl.run("apply", "-f", "-", input=json.dumps(cm))
+        self.kubectl.run("rollout", "restart", "-n", "kube-system", "deployment/coredns")
+        self.kubectl.run("rollout", "status", "-n", "kube-system", "deployment/coredns", "--timeout=120s", timeout=130)
+
+    def label_namespace(self, namespace: str, labels: dict[str, str | None]) -> None:
+        actual = self.ns(namespace)
+        if actual not in self.run_ns.values() and actual not in self._label_originals:
+            self._label_originals[actual] = dict(
+                self.kubectl.json("get", "namespace", actual)["metadata"].get("labels") or {})
+        super().label_namespace(namespace, labels)
+
+    def stop(self) -> None:
+        if not self._started:
+            return
+        self.close_forwards()
+        if self._upstream_forward is not None:
+            self._upstream_forward.close()
+        errors = []
+        steps = [
+            ("delete the run's namespaces", lambda: self.kubectl.run(
+                "delete", "namespace", "-l", f"{RUN_LABEL}={self.run_id}", "--wait=true", timeout=300)),
+            ("delete the run's secrets", lambda: self.kubectl.run(
+                "delete", "secret", "-n", ISTIO_NAMESPACE, "-l", f"{RUN_LABEL}={self.run_id}")),
+            ("delete the marker ServiceEntry", lambda: self.kubectl.run(
+                "delete", "serviceentry", "-n", ISTIO_NAMESPACE, "egress-harness-sync", "--ignore-not-found")),
+        ]
+        if self._coredns_original is not None:
+            steps.append(("restore CoreDNS", lambda: self._set_corefile(self._coredns_original)))
+        for ns, original in self._label_originals.items():
+            def restore(ns=ns, original=original):
+                now = self.kubectl.json("get", "namespace", ns)["metadata"].get("labels") or {}
+                args = [f"{k}-" for k in now if k not in original] + [f"{k}={v}" for k, v in original.items() if now.get(k) != v]
+                if args:
+                    self.kubectl.run("label", "namespace", ns, "--overwrite", *args)
+            steps.append((f"restore the labels of {ns}", restore))
+        for what, step in steps:
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 - do every step, report all
+                errors.append(f"{what}: {exc}")
+        if self.pki is not None:
+            self.pki.cleanup()
+        self._started = False
+        if errors:
+            raise RuntimeError("cluster teardown left: " + "; ".join(errors))

@@ -1,0 +1,441 @@
+"""The Kubernetes side shared by the kind and cluster backends (harness/backend.py's Backend).
+
+Everything goes through kubectl with an explicit kubeconfig (the commands are the ones the plan
+prints and a person would type), except reads that poll: pods, their addresses and readiness come
+from kr8s (httpx-based) when it is installed, else from `kubectl get -o json`.
+
+- apply/delete: Istio objects are checked first by the pinned `istioctl validate` (offline, like the
+  local mesh); then `kubectl apply`/`delete`; then the backend waits until every proxy runs the
+  config: a marker ServiceEntry with a new host is applied after the change, each proxy's
+  config_dump (`pilot-agent request GET config_dump…` in its istio-proxy container) must show the
+  marker's cluster, and istiod's /debug/syncz must show every xDS type ACKed. A NACK fails at once.
+- exec: `kubectl exec -c <app> -- argv` (its exit status is the command's).
+- proxy_admin: Envoy's admin API over `kubectl port-forward` to the pod's 15000.
+- access_log: `kubectl logs -c istio-proxy`, the access-log lines only.
+- namespaces: the suites name the seed's namespaces ("default", "test-egress"); a backend may map
+  them to namespaces of its own (the cluster backend does) and rewrites metadata.namespace.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import jinja2
+import yaml
+
+from harness.errors import HarnessError
+from harness.local.convergence import ConfigRejected, marker_cluster, marker_service_entry
+from harness.local.netns import ExecResult
+from harness.manifests import FIXTURES, to_yaml
+from harness.upstream_client import UpstreamClient
+from harness.wait import poll
+
+KIND_FIXTURES = FIXTURES / "kind"
+ISTIO_NAMESPACE = "istio-system"
+GATEWAY_DEPLOYMENT = "istio-egressgateway"
+ENVOY_ADMIN_PORT = 15000
+UPSTREAM_HOST = "edition.cnn.com"
+UPSTREAM_CA_IN_POD = "/etc/egress-harness/ca.pem"
+TRUST_NAMES = {"trust": "edition-cnn-com-ca", "wrong_trust": "untrusted-ca", "client": "edition-cnn-com-client"}
+ISTIO_KINDS = {"ServiceEntry", "Gateway", "VirtualService", "DestinationRule", "Sidecar", "PeerAuthentication",
+               "AuthorizationPolicy", "WorkloadEntry", "EnvoyFilter", "Telemetry"}
+# Pods of the seed: logical "namespace/name" -> (label selector, application container).
+SEED_PODS = {
+    "default/sleep": ("app=sleep", "sleep"),
+    "test-egress/sleep": ("app=sleep", "sleep"),
+    "istio-system/istio-egressgateway": ("istio=egressgateway", "istio-proxy"),
+}
+_ACCESS_LOG_LINE = re.compile(r"^\[\d{4}-\d\d-\d\dT")  # TEXT access log: "[%START_TIME%] ..."
+_CORE_MARK = "# egress-harness: edition.cnn.com is the stand-in"
+
+
+def trust_values() -> dict[str, dict[str, str]]:
+    """`trust` template values on Kubernetes: credentialName secrets in the gateway's namespace."""
+    return {key: {"credential_name": name} for key, name in TRUST_NAMES.items()}
+
+
+@functools.lru_cache(maxsize=1)
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(KIND_FIXTURES)),
+                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+
+
+def render_fixture(name: str, **values: object) -> str:
+    return _env().get_template(name).render(**values)
+
+
+def render_objects(name: str, **values: object) -> list[dict]:
+    return [d for d in yaml.safe_load_all(render_fixture(name, **values)) if d]
+
+
+# ------------------------------------------------------------------------------ CoreDNS
+def add_hosts_block(corefile: str, address: str, run: str, host: str = UPSTREAM_HOST) -> str:
+    """The Corefile with a server block that answers `host` with `address` (replacing an earlier one)."""
+    block = render_fixture("coredns-hosts.corefile.j2", host=host, address=address, run=run)
+    return remove_hosts_block(corefile).rstrip("\n") + "\n" + block
+
+
+def remove_hosts_block(corefile: str) -> str:
+    out, skipping = [], False
+    for line in corefile.splitlines(keepends=True):
+        if line.startswith(_CORE_MARK):
+            skipping = True
+            continue
+        if skipping and line.startswith("# egress-harness: end"):
+            skipping = False
+            continue
+        if not skipping:
+            out.append(line)
+    return "".join(out)
+
+
+# ------------------------------------------------------------------------------ kubectl
+@dataclass
+class Kubectl:
+    path: Path
+    kubeconfig: Path
+    log: list[str] = field(default_factory=list)
+
+    def argv(self, *args: str) -> list[str]:
+        return [str(self.path), f"--kubeconfig={self.kubeconfig}", *args]
+
+    def run(self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120.0) -> ExecResult:
+        argv = self.argv(*args)
+        self.log.append(" ".join(args))
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, input=input, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+            return ExecResult(tuple(args), 124, out, f"[harness] kubectl {' '.join(args[:3])} killed after {timeout}s")
+        result = ExecResult(tuple(args), proc.returncode, proc.stdout, proc.stderr)
+        if check and not result.ok:
+            raise RuntimeError(f"kubectl {' '.join(args)} failed with exit {proc.returncode}: {proc.stderr.strip()[-500:]}")
+        return result
+
+    def json(self, *args: str) -> dict:
+        return json.loads(self.run(*args, "-o", "json").stdout)
+
+    def apply(self, objs: list[dict]) -> None:
+        if objs:
+            self.run("apply", "-f", "-", input=to_yaml(objs))
+
+    def delete(self, objs: list[dict], *, wait: bool = True) -> None:
+        if objs:
+            self.run("delete", "--ignore-not-found", f"--wait={'true' if wait else 'false'}", "-f", "-", input=to_yaml(objs))
+
+
+class PortForward:
+    """`kubectl port-forward pod/NAME :PORT` on 127.0.0.1; the local port is read from its output."""
+
+    def __init__(self, kubectl: Kubectl, namespace: str, pod: str, remote_port: int, timeout: float = 20.0):
+        self.proc = subprocess.Popen(
+            kubectl.argv("port-forward", "-n", namespace, f"pod/{pod}", f":{remote_port}", "--address=127.0.0.1"),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        self.local_port = 0
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            m = re.search(r"Forwarding from 127\.0\.0\.1:(\d+) ->", line)
+            if m:
+                self.local_port = int(m.group(1))
+                break
+            if not line and self.proc.poll() is not None:
+                break
+        if not self.local_port:
+            err = self.proc.stderr.read() if self.proc.poll() is not None and self.proc.stderr else ""
+            self.close()
+            raise RuntimeError(f"kubectl port-forward to {namespace}/{pod}:{remote_port} did not start: {err.strip()[:300]}")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.local_port}"
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+# ------------------------------------------------------------------------------ the backend
+class KubeBackend:
+    """Shared by KindBackend and ClusterBackend; they start the cluster side and set these fields."""
+
+    name = "kube"
+
+    def __init__(self, *, kubectl: Kubectl, istioctl: Path, artifacts: Path,
+                 namespaces: dict[str, str] | None = None, convergence_timeout: float = 60.0):
+        self.kubectl = kubectl
+        self.istioctl = istioctl
+        self.artifacts = artifacts
+        self.namespaces = {"default": "default", "test-egress": "test-egress", ISTIO_NAMESPACE: ISTIO_NAMESPACE,
+                           **(namespaces or {})}
+        self.convergence_timeout = convergence_timeout
+        self.generation = 0
+        self._forwards: dict[str, PortForward] = {}
+        self._admins: dict[str, object] = {}
+        self._validated: set[str] = set()
+        self._upstream_client: UpstreamClient | None = None
+        self.upstream_control_url: str | None = None  # set by the subclass once the stand-in runs
+        self.timings: dict[str, float] = {}
+
+    # ---------------------------------------------------------------- names
+    def ns(self, logical: str) -> str:
+        return self.namespaces.get(logical, logical)
+
+    def map_objects(self, objs: list[dict]) -> list[dict]:
+        out = []
+        for o in objs:
+            o = json.loads(json.dumps(o))
+            meta = o.setdefault("metadata", {})
+            if "namespace" in meta:
+                meta["namespace"] = self.ns(meta["namespace"])
+            out.append(o)
+        return out
+
+    def pod_name(self, pod: str) -> tuple[str, str, str]:
+        """(namespace, pod name, application container) of a logical "namespace/name" (the one
+        running, ready pod of its Deployment)."""
+        if pod not in SEED_PODS:
+            raise HarnessError(f"no pod {pod!r} on this backend (pods: {', '.join(SEED_PODS)})")
+        logical_ns = pod.split("/", 1)[0]
+        selector, container = SEED_PODS[pod]
+        namespace = self.ns(logical_ns)
+        pods = [p for p in self.kubectl.json("get", "pods", "-n", namespace, "-l", selector)["items"]
+                if not p["metadata"].get("deletionTimestamp") and p["status"].get("phase") == "Running"]
+        if len(pods) != 1:
+            raise HarnessError(f"expected one running pod for {pod} ({namespace}, {selector}), found {len(pods)}")
+        return namespace, pods[0]["metadata"]["name"], container
+
+    # ---------------------------------------------------------------- manifests
+    def validate(self, objs: list[dict]) -> None:
+        istio = [o for o in objs if o.get("kind") in ISTIO_KINDS]
+        if not istio:
+            return
+        text = to_yaml(istio)
+        if text in self._validated:
+            return
+        proc = subprocess.run([str(self.istioctl), "validate", "-f", "-"], input=text, capture_output=True, text=True)
+        if proc.returncode != 0:
+            details = "; ".join(l.strip(" *\t") for l in (proc.stderr + proc.stdout).splitlines()
+                                if l.strip() and not l.startswith("Error:"))
+            raise ManifestRejected(f"istio rejected the manifests: {details}")
+        self._validated.add(text)
+
+    def apply(self, objs: list[dict]) -> None:
+        self.validate(objs)
+        self.kubectl.apply(self.map_objects(objs))
+        if any(o.get("kind") in ISTIO_KINDS for o in objs):
+            self.wait_converged()
+
+    def delete(self, objs: list[dict]) -> None:
+        self.kubectl.delete(self.map_objects(objs))
+        if any(o.get("kind") in ISTIO_KINDS for o in objs):
+            self.wait_converged()
+
+    # ---------------------------------------------------------------- convergence
+    def proxies(self) -> list[str]:
+        """Logical pods that run an istio-proxy now."""
+        out = []
+        for pod in SEED_PODS:
+            try:
+                namespace, name, _ = self.pod_name(pod)
+            except HarnessError:
+                continue
+            spec = self.kubectl.json("get", "pod", "-n", namespace, name)["spec"]
+            names = [c["name"] for c in spec.get("containers", []) + spec.get("initContainers", [])]
+            if "istio-proxy" in names:
+                out.append(pod)
+        return out
+
+    def wait_converged(self, timeout: float | None = None) -> float:
+        """Apply a new marker ServiceEntry and wait until every proxy has its cluster and istiod
+        sees every xDS type ACKed; returns the seconds it took."""
+        timeout = timeout or self.convergence_timeout
+        self.generation += 1
+        gen = self.generation
+        started = time.monotonic()
+        self.kubectl.apply([marker_service_entry(gen)])
+        cluster = marker_cluster(gen)
+        regex = "^" + re.escape(cluster) + "$"
+        for pod in self.proxies():
+            def has_marker(pod=pod) -> bool:
+                self.raise_on_nack()
+                dump = self.pilot_agent_request(pod, f"config_dump?resource=dynamic_active_clusters&name_regex={regex}")
+                return bool(json.loads(dump or "{}").get("configs"))
+
+            poll(f"{pod} to accept config generation {gen} (cluster {cluster})", has_marker,
+                 timeout=max(1.0, timeout - (time.monotonic() - started)), interval=0.5)
+        poll("every proxy to ACK every xDS type (istiod /debug/syncz)", self.raise_on_nack, ok=lambda u: not u,
+             timeout=max(1.0, timeout - (time.monotonic() - started)), interval=0.5, describe=lambda u: "; ".join(u))
+        seconds = time.monotonic() - started
+        self.timings["last_convergence"] = seconds
+        return seconds
+
+    def pilot_agent_request(self, pod: str, path: str) -> str:
+        namespace, name, _ = self.pod_name(pod)
+        result = self.kubectl.run("exec", "-n", namespace, name, "-c", "istio-proxy", "--",
+                                  "pilot-agent", "request", "GET", path, check=False, timeout=30)
+        if not result.ok:
+            raise RuntimeError(f"pilot-agent request GET {path} in {pod}: {result.stderr.strip()[-300:]}")
+        return result.stdout
+
+    def syncz(self) -> list[dict]:
+        result = self.kubectl.run("exec", "-n", ISTIO_NAMESPACE, "deploy/istiod", "-c", "discovery", "--",
+                                  "pilot-discovery", "request", "GET", "/debug/syncz", check=False, timeout=30)
+        if not result.ok:
+            raise RuntimeError(f"istiod /debug/syncz: {result.stderr.strip()[-300:]}")
+        data = json.loads(result.stdout or "[]")
+        return data if isinstance(data, list) else []
+
+    def raise_on_nack(self) -> list[str]:
+        return pending_from_syncz(self.syncz())
+
+    # ---------------------------------------------------------------- pods
+    def exec(self, pod: str, argv: list[str], timeout: float = 30.0) -> ExecResult:
+        namespace, name, container = self.pod_name(pod)
+        result = self.kubectl.run("exec", "-n", namespace, name, "-c", container, "--", *argv,
+                                  check=False, timeout=timeout)
+        return ExecResult(tuple(argv), result.exit_code, result.stdout, result.stderr)
+
+    def pod_address(self, pod: str) -> str:
+        namespace, name, _ = self.pod_name(pod)
+        return self.kubectl.json("get", "pod", "-n", namespace, name)["status"]["podIP"]
+
+    def proxy_admin(self, pod: str):
+        from harness.envoy_admin import EnvoyAdmin
+
+        namespace, name, _ = self.pod_name(pod)
+        key = f"{namespace}/{name}"
+        fwd = self._forwards.get(key)
+        if fwd is None or not fwd.alive():
+            if fwd is not None:
+                fwd.close()
+            self._forwards[key] = fwd = PortForward(self.kubectl, namespace, name, ENVOY_ADMIN_PORT)
+            self._admins.pop(key, None)
+        if key not in self._admins:
+            self._admins[key] = EnvoyAdmin(fwd.url)
+        return self._admins[key]
+
+    def access_log(self, pod: str) -> list[str]:
+        namespace, name, _ = self.pod_name(pod)
+        out = self.kubectl.run("logs", "-n", namespace, name, "-c", "istio-proxy", timeout=60).stdout
+        return access_log_lines(out)
+
+    def upstream(self) -> UpstreamClient:
+        if self.upstream_control_url is None:
+            raise HarnessError("the stand-in is not running yet")
+        if self._upstream_client is None:
+            self._upstream_client = UpstreamClient(self.upstream_control_url)
+        return self._upstream_client
+
+    def upstream_trust(self) -> dict[str, dict[str, str]]:
+        return trust_values()
+
+    def label_namespace(self, namespace: str, labels: dict[str, str | None]) -> None:
+        args = [f"{k}-" if v is None else f"{k}={v}" for k, v in labels.items()]
+        self.kubectl.run("label", "namespace", self.ns(namespace), "--overwrite", *args)
+
+    def redeploy(self, pod: str, *, sidecar: bool) -> None:
+        """A new pod of the Deployment, with or without a sidecar; waits until it is ready (and,
+        with a sidecar, has the current config)."""
+        if pod not in ("default/sleep", "test-egress/sleep"):
+            raise HarnessError(f"only the sleep pods can be redeployed, not {pod!r}")
+        namespace = self.ns(pod.split("/", 1)[0])
+        patch = {"spec": {"template": {"metadata": {
+            "labels": {"sidecar.istio.io/inject": "true" if sidecar else "false"},
+            "annotations": {"egress-harness/redeployed-at": str(time.time())}}}}}
+        self.kubectl.run("patch", "deployment", "sleep", "-n", namespace, "--type=merge", "-p", json.dumps(patch))
+        self.kubectl.run("rollout", "status", "deployment/sleep", "-n", namespace, "--timeout=180s", timeout=200)
+
+        def settled() -> bool:
+            _, name, _ = self.pod_name(pod)
+            spec = self.kubectl.json("get", "pod", "-n", namespace, name)["spec"]
+            names = [c["name"] for c in spec.get("containers", []) + spec.get("initContainers", [])]
+            return ("istio-proxy" in names) == sidecar
+
+        poll(f"{pod} to run {'with' if sidecar else 'without'} a sidecar", settled, timeout=120, interval=1.0)
+        for key in [k for k in self._forwards if k.startswith(namespace + "/sleep")]:
+            self._forwards.pop(key).close()
+            self._admins.pop(key, None)
+        if sidecar:
+            self.wait_converged()
+
+    # ---------------------------------------------------------------- evidence
+    def collect(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+
+        def save(name: str, fetch: Callable[[], str]) -> None:
+            try:
+                (directory / name).write_text(fetch())
+            except Exception as exc:  # noqa: BLE001 - one broken source must not hide the others
+                (directory / f"{name}.error").write_text(f"{type(exc).__name__}: {exc}")
+
+        for pod in SEED_PODS:
+            safe = pod.replace("/", "_")
+            save(f"{safe}.pod.yaml", lambda pod=pod: self.kubectl.run("get", "pod", "-n", self.pod_name(pod)[0],
+                                                                        self.pod_name(pod)[1], "-o", "yaml").stdout)
+            save(f"{safe}.config_dump.json", lambda pod=pod: self.pilot_agent_request(pod, "config_dump"))
+            save(f"{safe}.stats.txt", lambda pod=pod: self.pilot_agent_request(pod, "stats"))
+            save(f"{safe}.clusters.txt", lambda pod=pod: self.pilot_agent_request(pod, "clusters"))
+            save(f"{safe}.certs.json", lambda pod=pod: self.pilot_agent_request(pod, "certs"))
+            save(f"{safe}.istio-proxy.log", lambda pod=pod: self.kubectl.run(
+                "logs", "-n", self.pod_name(pod)[0], self.pod_name(pod)[1], "-c", "istio-proxy").stdout)
+        save("istiod.log", lambda: self.kubectl.run("logs", "-n", ISTIO_NAMESPACE, "deploy/istiod", "--tail=2000").stdout)
+        save("istiod-syncz.json", lambda: json.dumps(self.syncz(), indent=2))
+        save("events.txt", lambda: self.kubectl.run("get", "events", "-A", "--sort-by=.lastTimestamp").stdout)
+        save("pods.txt", lambda: self.kubectl.run("get", "pods", "-A", "-o", "wide").stdout)
+        save("upstream-records.json", lambda: json.dumps([r.__dict__ for r in self.upstream().records()], default=str, indent=2))
+        save("kubectl-commands.txt", lambda: "\n".join(self.kubectl.log[-500:]))
+
+    def close_forwards(self) -> None:
+        for admin in self._admins.values():
+            close = getattr(admin, "close", None)
+            if close:
+                close()
+        self._admins.clear()
+        for fwd in self._forwards.values():
+            fwd.close()
+        self._forwards.clear()
+        if self._upstream_client is not None:
+            self._upstream_client.close()
+            self._upstream_client = None
+
+
+class ManifestRejected(AssertionError):
+    """Istio's validation refused a manifest; the message is its own."""
+
+
+def access_log_lines(log: str) -> list[str]:
+    """The access-log lines of an istio-proxy container's log (TEXT format starts "[<time>]")."""
+    return [line for line in log.splitlines() if _ACCESS_LOG_LINE.match(line)]
+
+
+def pending_from_syncz(statuses: list[dict]) -> list[str]:
+    """What istiod still has in flight; raises ConfigRejected on a NACK (Envoy's message)."""
+    pending: list[str] = []
+    for status in statuses:
+        proxy = status.get("proxy", "?")
+        for type_url, res in (status.get("resources") or {}).items():
+            short = type_url.rsplit(".", 1)[-1]
+            err = res.get("last_error") or res.get("lastError")
+            if err:
+                raise ConfigRejected(f"[hop: istiod → {proxy}] Envoy rejected {short}: {err}")
+            if res.get("sent") != res.get("acked"):
+                pending.append(f"{proxy} {short} sent={res.get('sent')} acked={res.get('acked')}")
+    return pending

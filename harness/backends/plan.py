@@ -1,0 +1,280 @@
+"""What the kind and cluster backends will do, as exact commands and manifests: the DRY_RUN plan.
+
+The backends build their commands with the same functions the plan uses (the *_cmd builders
+below), so the plan is what runs. Making the plan touches nothing: no cluster, no Docker, no
+download, no cache write; tools that are not there yet are shown with the command that would
+fetch them. Values only known at run time (the stand-in's address, the run's certificates) are
+shown as <placeholders>.
+
+    python -m harness.backends.plan --backend kind [--istio-version 1.31] [--cluster-name NAME]
+    make e2e BACKEND=kind DRY_RUN=1
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+from harness import manifests
+from harness.backends import tools, upstream_image
+from harness.backends.kube import (
+    ISTIO_NAMESPACE,
+    KIND_FIXTURES,
+    TRUST_NAMES,
+    UPSTREAM_HOST,
+    add_hosts_block,
+    render_fixture,
+    trust_values,
+)
+from harness.errors import HarnessError
+
+KIND_CONFIG = KIND_FIXTURES / "cluster.yaml"
+ISTIO_OPERATOR = KIND_FIXTURES / "istio-operator.yaml"
+KIND_NETWORK = "kind"  # kind's fixed Docker network (KIND_EXPERIMENTAL_DOCKER_NETWORK overrides it)
+READINESS_TIMEOUT = "5m"
+PEM = "<PEM: {} (made at run time)>"
+
+
+# ------------------------------------------------------------------------------ command builders
+def kind_create_cmd(kind: str, name: str, kubeconfig: Path, image: str) -> list[str]:
+    # The argv pytest-kind's KindCluster.create(config_file=…) runs (it reuses a cluster of that name).
+    return [kind, "create", "cluster", f"--name={name}", f"--kubeconfig={kubeconfig}", f"--image={image}",
+            "--config", str(KIND_CONFIG)]
+
+
+def kind_delete_cmd(kind: str, name: str, kubeconfig: Path) -> list[str]:
+    return [kind, "delete", "cluster", f"--name={name}", f"--kubeconfig={kubeconfig}"]
+
+
+def kind_load_cmd(kind: str, name: str, image: str) -> list[str]:
+    return [kind, "load", "docker-image", "--name", name, image]
+
+
+def istioctl_install_cmd(istioctl: str, kubeconfig: Path, hub: str, tag: str) -> list[str]:
+    return [istioctl, "install", f"--kubeconfig={kubeconfig}", "-y", "-f", str(ISTIO_OPERATOR),
+            f"--set=hub={hub}", f"--set=tag={tag}",
+            # What the brief and the local mesh need, also in the IstioOperator file; repeated
+            # here so the command alone says it.
+            "--set=components.egressGateways[0].name=istio-egressgateway",
+            "--set=components.egressGateways[0].enabled=true",
+            "--set=meshConfig.accessLogFile=/dev/stdout",
+            f"--readiness-timeout={READINESS_TIMEOUT}"]
+
+
+def istio_install_hint(hub: str, tag: str) -> str:
+    """The command a cluster without Istio needs (the cluster backend's refusal names it)."""
+    return " ".join(istioctl_install_cmd("istioctl", Path("$KUBECONFIG"), hub, tag))
+
+
+def rollout_cmds(kubectl: str, kubeconfig: Path) -> list[list[str]]:
+    k = [kubectl, f"--kubeconfig={kubeconfig}"]
+    return [k + ["rollout", "status", "-n", ISTIO_NAMESPACE, "deployment/istiod", "--timeout=300s"],
+            k + ["rollout", "status", "-n", ISTIO_NAMESPACE, "deployment/istio-egressgateway", "--timeout=300s"]]
+
+
+# ------------------------------------------------------------------------------ plan
+@dataclass
+class Step:
+    title: str
+    commands: list[list[str]] = field(default_factory=list)
+    manifest: str | None = None  # YAML (or Corefile text) the step applies
+    note: str = ""
+
+
+@dataclass
+class Plan:
+    backend: str
+    versions: dict[str, str]
+    tools: list[tools.Tool]
+    steps: list[Step]
+    teardown: list[Step]
+
+    def render(self) -> str:
+        out = [f"# egress-harness plan: backend {self.backend} (dry run: nothing below has been run)", "", "## Versions"]
+        out += [f"  {k}: {v}" for k, v in self.versions.items()]
+        out += ["", "## Tools"] + [f"  {t.describe()}" + (f"\n      fetch: {' '.join(t.fetch)}" if t.fetch and not t.path else "")
+                                   for t in self.tools]
+        for title, steps in (("Steps", self.steps), ("Teardown", self.teardown)):
+            out += ["", f"## {title}"]
+            for i, step in enumerate(steps, 1):
+                out.append(f"{i}. {step.title}")
+                if step.note:
+                    out.append(f"   # {step.note}")
+                out += [f"   $ {' '.join(cmd)}" for cmd in step.commands]
+                if step.manifest is not None:
+                    out.append("   ---8<--- manifest")
+                    out += [f"   {line}" if line else "" for line in step.manifest.rstrip("\n").splitlines()]
+                    out.append("   --->8---")
+        return "\n".join(out) + "\n"
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def scenario_manifests() -> list[tuple[str, str, str]]:
+    """(stage, mode, YAML) of every scenario rendering, with Kubernetes' trust values."""
+    return [(stage, mode, manifests.to_yaml(manifests.render(stage, mode=mode, trust=trust_values())))
+            for stage in manifests.STAGES for mode in manifests.MODES]
+
+
+def setup_manifests(*, sleep_image: str, ns_default: str = "default", ns_test_egress: str = "test-egress",
+                    run_labels: dict[str, str] | None = None, pems: dict[str, str] | None = None) -> dict[str, str]:
+    """The cluster-side manifests the backends apply before the suites run, by file name."""
+    pems = pems or {}
+    ca = pems.get("public_ca", PEM.format("test public CA that signs the stand-in"))
+    return {
+        "namespaces.yaml": render_fixture("namespaces.yaml.j2", ns_default=ns_default, ns_test_egress=ns_test_egress,
+                                          run_labels=run_labels or {}),
+        "trust-secrets.yaml": render_fixture(
+            "trust-secrets.yaml.j2", gateway_namespace=ISTIO_NAMESPACE, run_labels=run_labels or {},
+            trust_name=TRUST_NAMES["trust"], wrong_trust_name=TRUST_NAMES["wrong_trust"], client_name=TRUST_NAMES["client"],
+            public_ca_pem=ca, untrusted_ca_pem=pems.get("untrusted_ca", PEM.format("a CA that signed nothing here")),
+            client_cert_pem=pems.get("client_cert", PEM.format("the gateway's client certificate")),
+            client_key_pem=pems.get("client_key", PEM.format("its key"))),
+        "sleep-default.yaml": render_fixture("sleep.yaml.j2", namespace=ns_default, image=sleep_image, sidecar=True,
+                                             upstream_ca_pem=ca),
+        "sleep-test-egress.yaml": render_fixture("sleep.yaml.j2", namespace=ns_test_egress, image=sleep_image,
+                                                 sidecar=False, upstream_ca_pem=ca),
+    }
+
+
+def kind_plan(*, cluster_name: str, keep_cluster: bool, istio_version: str, kubeconfig: Path | None = None) -> Plan:
+    kind = tools.resolve_kind(fetch=False)
+    kubectl = tools.resolve_kubectl(fetch=False)
+    istioctl = tools.resolve_istioctl(istio_version, fetch=False)
+    hub, tag = tools.istio_images(istio_version)
+    node_image = tools.kind_node_image()
+    kubeconfig = kubeconfig or Path(".pytest-kind") / cluster_name / "kubeconfig"
+    kind_bin = str(kind.path or f"<cache>/tools/kind-{tools.KIND_VERSION}/kind")
+    kubectl_bin = str(kubectl.path or f"<cache>/tools/kubectl-{tools.KUBECTL_VERSION}/kubectl")
+    istioctl_bin = str(istioctl.path or "istioctl")
+    k = [kubectl_bin, f"--kubeconfig={kubeconfig}"]
+    sleep_image = upstream_image.sleep_tag()
+    up_image = upstream_image.upstream_tag()
+    versions = {
+        "kind": f"{tools.KIND_VERSION} (NetworkPolicy enforced by kindnet from {tools.KIND_MIN_NETWORK_POLICY})",
+        "node image": node_image,
+        "Kubernetes": tools.DEFAULT_KUBERNETES,
+        "kubectl": tools.KUBECTL_VERSION + f" (±1 minor of Kubernetes {tools.DEFAULT_KUBERNETES})",
+        "Istio": f"{istio_version} (istioctl {istioctl.version}); images {hub}/pilot:{tag}, {hub}/proxyv2:{tag}",
+        "image base": f"Debian {upstream_image.SUITE} {upstream_image.VARIANT} + {', '.join(upstream_image.BASE_PACKAGES)}",
+        "pytest-kind-ng": _version("pytest-kind-ng"),
+        "docker SDK": _version("docker"),
+    }
+    steps = [
+        Step("Resolve the tools (fetch into the cache what is missing)",
+             [list(t.fetch) for t in (kind, kubectl, istioctl) if t.path is None and t.fetch]),
+        Step(f"Create (or with --keep-cluster reuse) the kind cluster {cluster_name!r}",
+             [kind_create_cmd(kind_bin, cluster_name, kubeconfig, node_image)], KIND_CONFIG.read_text(),
+             note="pytest_kind.KindCluster(name, kubeconfig, image, kind_path, kubectl_path).create(config_file) runs this"
+                  + (" (kept afterwards)" if keep_cluster else "")),
+        Step("Build the images on the local Docker engine (no pull; base from debootstrap, cached)",
+             [upstream_image.debootstrap_command(Path("<tmp>/root"), "<apt's Debian mirror>"),
+              ["docker", "import", str(upstream_image.rootfs_tarball_path()), upstream_image.base_tag()],
+              ["docker", "tag", upstream_image.base_tag(), sleep_image],
+              ["docker", "build", "--network=none", "--build-arg", f"BASE_IMAGE={upstream_image.base_tag()}",
+               "-t", up_image, "mock_upstream/"]],
+             note="through the docker SDK; debootstrap only when the rootfs tarball is not cached"),
+        Step("Load the sleep image into the cluster", [kind_load_cmd(kind_bin, cluster_name, sleep_image)]),
+        Step("Install Istio with the egress gateway", [istioctl_install_cmd(istioctl_bin, kubeconfig, hub, tag)],
+             ISTIO_OPERATOR.read_text()),
+        Step("Wait for istiod and the egress gateway (deadline 300s each)", rollout_cmds(kubectl_bin, kubeconfig)),
+        Step(f"Run the stand-in for {UPSTREAM_HOST} as a container on the {KIND_NETWORK!r} Docker network",
+             [["docker", "create", "--name", f"egress-harness-upstream-{cluster_name}", "--network", KIND_NETWORK,
+               "-p", "127.0.0.1::9901", up_image, *upstream_image.upstream_command()],
+              ["docker", "cp", "<run's stand-in cert, key, client CA>", "<container>:/etc/mock-upstream/"],
+              ["docker", "start", f"egress-harness-upstream-{cluster_name}"]],
+             note="its control port is published on 127.0.0.1 only; its certificate is issued by the run's test public CA"),
+        Step(f"Cluster DNS: {UPSTREAM_HOST} -> the stand-in (CoreDNS hosts entry)",
+             [k + ["get", "configmap", "coredns", "-n", "kube-system", "-o", "json"],
+              k + ["apply", "-f", "-", "# the coredns ConfigMap with the block below added"],
+              k + ["rollout", "restart", "-n", "kube-system", "deployment/coredns"],
+              k + ["rollout", "status", "-n", "kube-system", "deployment/coredns", "--timeout=120s"]],
+             add_hosts_block("", "<stand-in address on the kind network>", run=cluster_name)),
+    ]
+    for fname, text in setup_manifests(sleep_image=sleep_image).items():
+        steps.append(Step(f"Apply {fname}", [k + ["apply", "-f", "-"]], text))
+    steps.append(Step("Wait for the sleep pods, and for edition.cnn.com to resolve to the stand-in in them",
+                      [k + ["rollout", "status", "-n", "default", "deployment/sleep", "--timeout=180s"],
+                       k + ["rollout", "status", "-n", "test-egress", "deployment/sleep", "--timeout=180s"],
+                       k + ["exec", "-n", "test-egress", "deploy/sleep", "-c", "sleep", "--", "getent", "hosts", UPSTREAM_HOST]]))
+    steps.append(Step("Per test: validate (istioctl validate -f -), apply, wait until every proxy has the config",
+                      [[istioctl_bin, "validate", "-f", "-"], k + ["apply", "-f", "-"],
+                       k + ["exec", "-n", "<ns>", "<pod>", "-c", "istio-proxy", "--", "pilot-agent", "request", "GET",
+                            "config_dump?resource=dynamic_active_clusters&name_regex=<marker cluster>"],
+                       k + ["exec", "-n", ISTIO_NAMESPACE, "deploy/istiod", "-c", "discovery", "--",
+                            "pilot-discovery", "request", "GET", "/debug/syncz"]],
+                      note="the scenario manifests below, one stage × mTLS mode at a time"))
+    for stage, mode, text in scenario_manifests():
+        steps.append(Step(f"Scenario {stage} [{mode}]", [], text))
+    teardown = [
+        Step("Stop port-forwards, remove the stand-in container", [["docker", "rm", "-f", f"egress-harness-upstream-{cluster_name}"]]),
+        Step("Delete the cluster" if not keep_cluster else "Keep the cluster (--keep-cluster)",
+             [kind_delete_cmd(kind_bin, cluster_name, kubeconfig)] if not keep_cluster else []),
+    ]
+    return Plan("kind", versions, [kind, kubectl, istioctl], steps, teardown)
+
+
+def cluster_plan(*, kubeconfig: Path | None, istio_version: str, run_id: str = "<run>") -> Plan:
+    from harness.backends.cluster import run_namespaces, RUN_LABEL
+
+    kubectl = tools.resolve_kubectl(fetch=False)
+    istioctl = tools.resolve_istioctl(istio_version, fetch=False)
+    hub, tag = tools.istio_images(istio_version)
+    kc = kubeconfig or Path("$KUBECONFIG")
+    kubectl_bin = str(kubectl.path or "kubectl")
+    k = [kubectl_bin, f"--kubeconfig={kc}"]
+    ns = run_namespaces(run_id)
+    labels = {RUN_LABEL: run_id}
+    versions = {"Istio (must already be installed)": istio_version, "kubectl": kubectl.version}
+    steps = [
+        Step("Refuse unless Istio and its egress gateway are installed",
+             [k + ["get", "deployment", "-n", ISTIO_NAMESPACE, "istiod", "istio-egressgateway"]],
+             note=f"otherwise: {istio_install_hint(hub, tag)}"),
+        Step("Run the stand-in in a namespace of its own", [k + ["apply", "-f", "-"]], note=f"namespace {ns['internet']}"),
+    ]
+    for fname, text in setup_manifests(sleep_image="$EGRESS_HARNESS_SLEEP_IMAGE", ns_default=ns["default"],
+                                       ns_test_egress=ns["test-egress"], run_labels=labels).items():
+        steps.append(Step(f"Apply {fname}", [k + ["apply", "-f", "-"]], text))
+    steps.append(Step("CoreDNS hosts entry (restored at the end)", [k + ["apply", "-f", "-"]],
+                      add_hosts_block("", "<stand-in Service ClusterIP>", run=run_id)))
+    for stage, mode, text in scenario_manifests():
+        steps.append(Step(f"Scenario {stage} [{mode}] (namespaces mapped to {ns['default']}, {ns['test-egress']})", [], text))
+    teardown = [Step("Delete the run's namespaces and secrets, restore CoreDNS and namespace labels",
+                     [k + ["delete", "namespace", "-l", f"{RUN_LABEL}={run_id}"],
+                      k + ["delete", "secret", "-n", ISTIO_NAMESPACE, "-l", f"{RUN_LABEL}={run_id}"]])]
+    return Plan("cluster", versions, [kubectl, istioctl], steps, teardown)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from harness.versions import DEFAULT_ISTIO_VERSION
+
+    parser = argparse.ArgumentParser(prog="python -m harness.backends.plan", description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=["kind", "cluster"], default="kind")
+    parser.add_argument("--istio-version", default=DEFAULT_ISTIO_VERSION)
+    parser.add_argument("--cluster-name", default="egress-harness")
+    parser.add_argument("--keep-cluster", action="store_true")
+    parser.add_argument("--kubeconfig", default=None)
+    args = parser.parse_args(argv)
+    try:
+        if args.backend == "kind":
+            plan = kind_plan(cluster_name=args.cluster_name, keep_cluster=args.keep_cluster,
+                             istio_version=args.istio_version, kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None)
+        else:
+            plan = cluster_plan(kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None, istio_version=args.istio_version)
+    except HarnessError as exc:
+        print(f"egress-harness: error: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(plan.render())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

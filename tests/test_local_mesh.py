@@ -1,0 +1,140 @@
+"""The local mesh itself: the seed's first scenario end to end, config errors surfacing with the
+right message, and teardown that leaves nothing after Ctrl-C and after SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.backend import GATEWAY, SLEEP
+from harness.checks.http_gateway import URL
+from harness.curl_result import CurlResult, curl_command
+from harness.errors import HarnessError
+from harness.evidence import Evidence
+from harness.local.convergence import ConfigRejected
+from harness.local.mesh import ManifestRejected
+from harness.local.runstate import STATE_ROOT
+from harness.scenario import Scenario
+from harness.wait import poll
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.mesh
+
+
+def test_seed_first_scenario_plaintext(mesh):
+    """Issue 3's acceptance: HTTP through the egress gateway, plaintext mode, on the real Istio."""
+    sc = Scenario(mesh, Evidence(), "plaintext")
+    sc.apply("http/gateway")
+    try:
+        mark = mesh.upstream().mark()
+        res = mesh.exec(SLEEP, ["curl", "-sSL", "-o", "/dev/null", "-D", "-", URL])
+        result = CurlResult.parse(res.exit_code, res.stdout, res.stderr)
+        assert result.statuses == [301, 200], result.describe()
+        reqs = mesh.upstream().wait_for_requests(2, since=mark)
+        port80 = [r for r in reqs if r.listener == "http"]
+        assert [r.peer_address for r in port80] == [mesh.pod_address(GATEWAY)], [r.summary() for r in reqs]
+    finally:
+        sc.delete_all()
+
+
+def test_invalid_manifest_is_rejected_before_traffic(mesh):
+    bad = {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+           "metadata": {"name": "bad", "namespace": "default"},
+           "spec": {"hosts": ["edition.cnn.com"],
+                    "http": [{"route": [{"destination": {"host": "edition.cnn.com", "port": {"number": 99999}}}]}]}}
+    with pytest.raises(ManifestRejected, match="port number 99999 must be in the range"):
+        mesh.apply([bad])
+    assert not list(mesh.config_dir.glob("VirtualService.default.bad.yaml"))
+
+
+def test_unsupported_kind_and_missing_namespace_are_refused(mesh):
+    with pytest.raises(HarnessError, match="cannot apply kind 'Deployment'"):
+        mesh.apply([{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x", "namespace": "default"}}])
+    with pytest.raises(HarnessError, match="has no metadata.namespace"):
+        mesh.apply([{"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry", "metadata": {"name": "x"},
+                     "spec": {"hosts": ["x.example"], "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}]}}])
+
+
+def test_envoy_nack_fails_with_envoys_message(mesh):
+    """Config istiod accepts but Envoy refuses (a Lua filter that does not compile) fails the
+    apply at once with Envoy's own message, naming the proxy."""
+    broken = {"apiVersion": "networking.istio.io/v1alpha3", "kind": "EnvoyFilter",
+              "metadata": {"name": "broken-lua", "namespace": "istio-system"},
+              "spec": {"workloadSelector": {"labels": {"istio": "egressgateway"}},
+                       "configPatches": [{"applyTo": "HTTP_FILTER",
+                                          "match": {"context": "GATEWAY", "listener": {"filterChain": {"filter": {
+                                              "name": "envoy.filters.network.http_connection_manager",
+                                              "subFilter": {"name": "envoy.filters.http.router"}}}}},
+                                          "patch": {"operation": "INSERT_BEFORE", "value": {
+                                              "name": "envoy.filters.http.lua",
+                                              "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+                                                               "default_source_code": {"inline_string": "this is not lua"}}}}}]}}
+    # A listener must exist for the patch to apply to: the seed's first scenario gives one.
+    sc = Scenario(mesh, Evidence(), "plaintext")
+    sc.apply("http/gateway")
+    try:
+        with pytest.raises(ConfigRejected) as err:
+            mesh.apply([broken])
+        assert "istio-egressgateway" in str(err.value) and "Listener" in str(err.value)
+    finally:
+        mesh.delete([broken])
+        sc.delete_all()
+
+
+def _child_mesh() -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen([sys.executable, str(REPO / "tests/helpers/run_mesh.py")], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+    line = proc.stdout.readline()
+    if not line.startswith("READY "):
+        proc.kill()
+        raise AssertionError(f"child mesh did not start: {line!r} {proc.stderr.read()[-2000:]}")
+    return proc, line.split()[1]
+
+
+def _leftovers(run_id: str) -> list[str]:
+    netns = [n for n in os.listdir("/var/run/netns") if f"eh-{run_id}-" in n] if os.path.isdir("/var/run/netns") else []
+    etc = [n for n in os.listdir("/etc/netns") if f"eh-{run_id}-" in n] if os.path.isdir("/etc/netns") else []
+    paths = [p for p in (Path(f"/tmp/egress-harness-{run_id}"), STATE_ROOT / run_id) if p.exists()]
+    procs = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if f"eh-{run_id}-" in cmdline or f"egress-harness-{run_id}" in cmdline:
+            procs.append(f"{pid}: {cmdline[:120]}")
+    return [*(f"netns {n}" for n in netns), *(f"/etc/netns/{n}" for n in etc), *map(str, paths), *procs]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
+def test_teardown_leaves_nothing(mesh, sig):
+    """A second mesh beside the session's: after Ctrl-C (its own teardown) or SIGKILL (the
+    watchdog's), no namespace, /etc/netns file, process, key or state is left, and the session's
+    mesh still works (two runs coexist)."""
+    proc, run_id = _child_mesh()
+    assert _leftovers(run_id), "the child mesh should have created namespaces"
+    proc.send_signal(sig)
+    proc.wait(30)
+    poll(f"run {run_id} to leave nothing behind", lambda: _leftovers(run_id), ok=lambda left: not left, timeout=20)
+    res = mesh.exec(SLEEP, curl_command(URL, follow=False))
+    assert res.exit_code == 0, res.stderr
+
+
+def test_not_root_gets_one_line_error(tmp_path):
+    """Without root the run stops before starting anything, with one line naming the fix."""
+    tmp_path.chmod(0o777)
+    proc = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "pytest",
+         "-p", "no:cacheprovider", "-q", str(REPO / "suites/test_troubleshooting.py"), "--artifacts", str(tmp_path / "a")],
+        cwd=REPO, capture_output=True, text=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(REPO), HOME=str(tmp_path)),
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "egress-harness: the local mesh needs root" in out, out[-2000:]
+    assert "Traceback" not in out

@@ -29,7 +29,8 @@ e2e: $(STAMP)
 		--artifacts=$(ARTIFACTS) --junitxml=$(ARTIFACTS)/junit.xml $(if $(DRY_RUN),--dry-run) $(PYTEST_ARGS)
 
 test: $(STAMP)
-	$(PY) -m pytest tests --istio-version=$(ISTIO_VERSION) --artifacts=$(ARTIFACTS)/tests $(PYTEST_ARGS)
+	$(PY) -m pytest tests suites --istio-version=$(ISTIO_VERSION) --artifacts=$(ARTIFACTS)/test \
+		--junitxml=$(ARTIFACTS)/test/junit.xml $(PYTEST_ARGS)
 
 bench-mesh: $(STAMP)
 	$(PY) -m harness.bench --istio-version=$(ISTIO_VERSION) --runs 5

@@ -24,9 +24,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--istio-version", default=None, help="Istio version (default: the pinned one)")
     group.addoption("--artifacts", default="artifacts", help="folder for junit, summary and evidence")
     group.addoption("--dry-run", action="store_true", help="print the plan of the kind/cluster backend and exit")
-    group.addoption("--keep-cluster", action="store_true", help="kind: reuse and keep the cluster")
-    group.addoption("--cluster-name", default="egress-harness", help="kind: cluster name")
-    group.addoption("--kubeconfig", default=None, help="cluster backend: kubeconfig of an existing cluster")
+    # pytest-kind-ng (the [kind] extra) defines these too when its plugin is loaded.
+    for flag, kwargs in (("--keep-cluster", {"action": "store_true", "help": "kind: reuse and keep the cluster"}),
+                         ("--cluster-name", {"default": "egress-harness", "help": "kind: cluster name"}),
+                         ("--kubeconfig", {"default": None, "help": "cluster backend: kubeconfig of an existing cluster"})):
+        try:
+            group.addoption(flag, **kwargs)
+        except ValueError:
+            pass
 
 
 def _sigterm_as_interrupt(signum, frame):  # noqa: ARG001

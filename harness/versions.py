@@ -63,5 +63,8 @@ def resolve_release(requested: str) -> IstioRelease:
 
 def envoy_minor_for_istio(istio_minor: str) -> str:
     """'1.31' → '1.39' (Envoy minor = Istio minor + 8)."""
-    major, minor = istio_minor.split(".")[:2]
-    return f"{major}.{int(minor) + 8}"
+    parts = istio_minor.split(".")
+    if len(parts) < 2 or not parts[0].isdigit() or not parts[1].isdigit():
+        raise HarnessError(f"cannot tell the Envoy version for Istio {istio_minor!r}: set EGRESS_HARNESS_ENVOY "
+                           f"to an Envoy binary of the matching minor")
+    return f"{parts[0]}.{int(parts[1]) + 8}"

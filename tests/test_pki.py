@@ -148,6 +148,7 @@ def _handshake(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext, server_na
             tls.sendall(b"x")
             return peer
     finally:
+        left.close()  # also when the handshake failed and wrap_socket gave nothing to close
         thread.join(5)
         right.close()
 

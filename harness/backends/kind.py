@@ -10,8 +10,8 @@ CoreDNS → secrets, namespaces, sleep pods → DNS check in the pods → first 
 
 from __future__ import annotations
 
-import base64
 import json
+import os
 import secrets
 import shutil
 import subprocess
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from harness.backends import plan, tools, upstream_image
-from harness.backends.kube import ISTIO_NAMESPACE, UPSTREAM_HOST, KubeBackend, Kubectl, add_hosts_block
+from harness.backends.kube import UPSTREAM_HOST, KubeBackend, Kubectl, add_hosts_block
 from harness.errors import HarnessError
 from harness.pki import RunPKI
 from harness.wait import poll
@@ -54,7 +54,7 @@ def preflight() -> None:
     if not plan.KIND_CONFIG.exists() or not plan.ISTIO_OPERATOR.exists():
         raise HarnessError(f"missing {plan.KIND_CONFIG} or {plan.ISTIO_OPERATOR}: restore fixtures/kind/")
     if shutil.which("go") is None and (tools.resolve_kind(fetch=False).path is None):
-        if not (tools.KIND_RELEASE_SHA256.get(tools.os_arch()) or tools.os.environ.get("EGRESS_HARNESS_KIND_SHA256")):
+        if not (tools.KIND_RELEASE_SHA256.get(tools.os_arch()) or os.environ.get("EGRESS_HARNESS_KIND_SHA256")):
             raise HarnessError("kind is not on PATH, Go is not installed and no kind checksum is pinned: "
                                "install kind v0.33.0, or Go, or set EGRESS_HARNESS_KIND_SHA256")
 
@@ -222,4 +222,4 @@ class KindBackend(KubeBackend):
             (directory / "upstream-container.log").write_text(self.upstream_container.logs())
 
 
-__all__ = ["KindBackend", "docker_client", "preflight", "base64"]
+__all__ = ["KindBackend", "docker_client", "preflight"]

@@ -293,7 +293,8 @@ def resolve_kubectl(*, fetch: bool, server_minor: str | None = None) -> Tool:
         )
     go = shutil.which("go")
     if go:
-        cmd = (go, "build", f"k8s.io/kubectl@{KUBECTL_STAGING_VERSION}")
+        cmd = (go, "get", f"k8s.io/kubectl@{KUBECTL_STAGING_VERSION}", f"k8s.io/component-base@{KUBECTL_STAGING_VERSION}",
+               "&&", go, "build", "-o", str(cached), ".", f"# in a module with kubectl's main package ({cached.parent}/src)")
         origin = (f"go build of k8s.io/kubectl@{KUBECTL_STAGING_VERSION}'s command (verified by the Go checksum "
                   f"database) into {cached.parent}{path_note}")
     else:
@@ -409,12 +410,17 @@ def _go_build_kubectl(go: str, bin_dir: Path) -> None:
     _run_go([go, "get", f"k8s.io/kubectl@{KUBECTL_STAGING_VERSION}", f"k8s.io/component-base@{KUBECTL_STAGING_VERSION}"],
             cwd=src, env=env, what=what)
     _run_go([go, "mod", "tidy"], cwd=src, env=env, what=what)
+    major, minor, _ = parse_version(KUBECTL_VERSION)
     ldflags = " ".join([
         "-s", "-w",
         f"-X k8s.io/client-go/pkg/version.gitVersion={KUBECTL_VERSION}",
         f"-X k8s.io/component-base/version.gitVersion={KUBECTL_VERSION}",
         "-X k8s.io/client-go/pkg/version.gitTreeState=clean",
         "-X k8s.io/component-base/version.gitTreeState=clean",
+        f"-X k8s.io/client-go/pkg/version.gitMajor={major}",
+        f"-X k8s.io/client-go/pkg/version.gitMinor={minor}",
+        f"-X k8s.io/component-base/version.gitMajor={major}",
+        f"-X k8s.io/component-base/version.gitMinor={minor}",
     ])
     _run_go([go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(bin_dir / "kubectl"), "."], cwd=src, env=env, what=what)
 

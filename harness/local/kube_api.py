@@ -161,6 +161,9 @@ def _merge(base: dict, patch: dict) -> dict:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: with Nagle on, each kept-alive response waits ~40 ms
+    # for a delayed ACK (measured 44 ms → 0.7 ms per request).
+    disable_nagle_algorithm = True
     server: "_Server"
 
     def log_message(self, fmt: str, *args) -> None:  # the store is the record; keep stderr quiet
@@ -191,8 +194,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self):
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-        m = _PATH.match(url.path)
-        return url.path, query, m
+        path = url.path
+        # /api/v1/namespaces/<name>/status is the namespace's subresource, not a resource
+        # called "status" inside it.
+        sub = re.match(r"^(/api/v1/namespaces/[^/]+)/(status|finalize)/?$", path)
+        m = _PATH.match(sub.group(1) if sub else path)
+        return path, query, m
 
     def do_GET(self) -> None:  # noqa: N802
         path, query, m = self._route()

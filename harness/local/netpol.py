@@ -67,7 +67,8 @@ def parse_policy(obj: dict) -> EgressPolicy:
     unknown = set(spec) - {"podSelector", "policyTypes", "egress"}
     if unknown:
         raise _refuse(where, f"spec.{sorted(unknown)[0]}")
-    types = spec.get("policyTypes") or (["Egress"] if "egress" in spec else ["Ingress"])
+    # Kubernetes: without policyTypes, Ingress is always implied, Egress when egress rules exist.
+    types = spec.get("policyTypes") or (["Ingress", "Egress"] if "egress" in spec else ["Ingress"])
     if types != ["Egress"]:
         raise _refuse(where, f"policyTypes {types}")
     pod_labels = _match_labels(spec.get("podSelector"), where, "podSelector")

@@ -25,6 +25,21 @@ def _save(directory: Path, name: str, fetch: Callable[[], Any]) -> None:
         path.write_text(str(value))
 
 
+def edition_report(admin) -> str:
+    """What this proxy has for edition.cnn.com: its listeners, and its clusters with their
+    endpoints (the first thing to read when traffic does not show up where it should)."""
+    from harness.envoy_admin import cluster_names, listener_names
+
+    dump = admin.config_dump()
+    lines = ["listeners:"]
+    lines += [f"  {n}" for n in listener_names(dump)]
+    lines.append("clusters mentioning edition.cnn.com or the egress gateway:")
+    lines += [f"  {n}" for n in cluster_names(dump) if "edition.cnn.com" in n or "egressgateway" in n]
+    routes = [r for r in json.dumps(dump).split('"') if "edition.cnn.com" in r]
+    lines.append(f"strings mentioning edition.cnn.com in the config: {len(routes)}")
+    return "\n".join(lines) + "\n"
+
+
 def collect_local(mesh: "LocalMesh", directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for proxy in mesh.proxies():
@@ -36,6 +51,7 @@ def collect_local(mesh: "LocalMesh", directory: Path) -> None:
         _save(d, "stats.json", lambda: admin.stats(""))
         _save(d, "clusters.json", admin.clusters_json)
         _save(d, "certs.json", admin.certs)
+        _save(d, "edition.cnn.com-report.txt", lambda: edition_report(admin))
         if proxy.log_path.exists():
             shutil.copyfile(proxy.log_path, d / "istio-proxy.log")
     if mesh.istiod is not None:

@@ -282,3 +282,29 @@ def test_control_port_answers_on_the_internal_network(engine, upstream):
         health = poll("the stand-in's healthz", control.healthz)
     assert health["ok"] is True
     assert health["ports"] == {"http": 80, "https": 443, "mtls": 8443, "control": 9901}
+
+
+def test_on_a_kind_like_network_the_control_port_is_published_on_loopback(engine, built, pki):
+    """What the kind backend does: a plain bridge network named "kind" (safe here: the engine's
+    namespace has no way out), the control port published on 127.0.0.1 of the engine's host."""
+    client, _base, tag, _ = built
+    network = client.networks.create("kind", driver="bridge", labels={"egress-harness": "test"})
+    server = pki.public_ca.issue_server("edition.cnn.com-kind", ["edition.cnn.com"])
+    running = None
+    try:
+        running = upstream_image.run_upstream(
+            client, tag, "kind", name="egress-harness-upstream-test", cert_chain_pem=server.chain_path.read_bytes(),
+            key_pem=server.key_pem, client_ca_pem=pki.public_ca.cert_pem, publish_control=True)
+        assert running.control_url.startswith("http://127.0.0.1:")
+        binding = running.container.attrs["NetworkSettings"]["Ports"]["9901/tcp"]
+        assert [b["HostIp"] for b in binding] == ["127.0.0.1"]
+        with UpstreamClient(running.control_url, transport=engine.netns.http_transport()) as control:
+            mark = control.mark()
+            status, _body, _peer = _tls_get(engine.netns, running.address, 443, pki.public_ca.cert_pem)
+            assert status == "HTTP/1.1 200 OK"
+            [req] = control.wait_for_requests(1, since=mark)
+        assert req.sni == "edition.cnn.com"
+    finally:
+        if running is not None:
+            running.remove()
+        network.remove()

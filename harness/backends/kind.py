@@ -99,7 +99,8 @@ class KindBackend(KubeBackend):
         self._kind(plan.kind_load_cmd(str(self.kind_tool.path), self.cluster_name, upstream_image.sleep_tag()))
         self.timings["images"] = time.monotonic() - t0
 
-        self._run(plan.istioctl_install_cmd(str(self.istioctl_tool.path), self.kubeconfig.resolve(), hub, tag),
+        overlay = plan.write_mesh_config_overlay(self.artifacts / "kind")
+        self._run(plan.istioctl_install_cmd(str(self.istioctl_tool.path), self.kubeconfig.resolve(), hub, tag, overlay),
                   "istioctl install", timeout=900)
         for cmd in plan.rollout_cmds(str(self.kubectl_tool.path), self.kubeconfig.resolve()):
             self._run(cmd, "rollout status", timeout=330)

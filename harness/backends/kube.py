@@ -12,7 +12,7 @@ without a second client.)
   marker's cluster, and istiod's /debug/syncz must show every xDS type ACKed. A NACK fails at once.
 - exec: `kubectl exec -c <app> -- argv` (its exit status is the command's).
 - proxy_admin: Envoy's admin API over `kubectl port-forward` to the pod's 15000.
-- access_log: `kubectl logs -c istio-proxy`, the access-log lines only.
+- access_log: `kubectl logs -c istio-proxy`, the access-log lines only (JSON, harness/meshconfig.py).
 - namespaces: the suites name the seed's namespaces ("default", "test-egress"); a backend may map
   them to namespaces of its own (the cluster backend does) and rewrites metadata.namespace.
 """
@@ -54,7 +54,6 @@ SEED_PODS = {
     "test-egress/sleep": ("app=sleep", "sleep"),
     "istio-system/istio-egressgateway": ("istio=egressgateway", "istio-proxy"),
 }
-_ACCESS_LOG_LINE = re.compile(r"^\[\d{4}-\d\d-\d\dT")  # TEXT access log: "[%START_TIME%] ..."
 _CORE_MARK = "# egress-harness: edition.cnn.com is the stand-in"
 
 
@@ -423,8 +422,21 @@ class ManifestRejected(AssertionError):
 
 
 def access_log_lines(log: str) -> list[str]:
-    """The access-log lines of an istio-proxy container's log (TEXT format starts "[<time>]")."""
-    return [line for line in log.splitlines() if _ACCESS_LOG_LINE.match(line)]
+    """The access-log lines of an istio-proxy container's log: the JSON objects with every field
+    of harness/meshconfig.py's format (pilot-agent's and Envoy's own lines are not JSON)."""
+    from harness.meshconfig import ACCESS_LOG_FIELDS
+
+    lines = []
+    for line in log.splitlines():
+        if not line.startswith("{"):
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and set(ACCESS_LOG_FIELDS) <= set(entry):
+            lines.append(line)
+    return lines
 
 
 def pending_from_syncz(statuses: list[dict]) -> list[str]:

@@ -53,11 +53,29 @@ def kind_load_cmd(kind: str, name: str, image: str) -> list[str]:
     return [kind, "load", "docker-image", "--name", name, image]
 
 
-def istioctl_install_cmd(istioctl: str, kubeconfig: Path, hub: str, tag: str) -> list[str]:
-    return [istioctl, "install", f"--kubeconfig={kubeconfig}", "-y", "-f", str(ISTIO_OPERATOR),
+def mesh_config_overlay() -> str:
+    """harness/meshconfig.py's mesh config as an IstioOperator overlay (the second -f of install)."""
+    import yaml
+
+    from harness.meshconfig import mesh_config
+
+    return ("# Generated from harness/meshconfig.py: the mesh config every backend installs.\n"
+            + yaml.safe_dump({"apiVersion": "install.istio.io/v1alpha1", "kind": "IstioOperator",
+                              "spec": {"meshConfig": mesh_config()}}, sort_keys=False))
+
+
+def write_mesh_config_overlay(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "istio-meshconfig.yaml"
+    path.write_text(mesh_config_overlay())
+    return path
+
+
+def istioctl_install_cmd(istioctl: str, kubeconfig: Path, hub: str, tag: str,
+                         overlay: Path | str = "<artifacts>/kind/istio-meshconfig.yaml") -> list[str]:
+    return [istioctl, "install", f"--kubeconfig={kubeconfig}", "-y", "-f", str(ISTIO_OPERATOR), "-f", str(overlay),
             f"--set=hub={hub}", f"--set=tag={tag}",
-            # What the brief and the local mesh need, also in the IstioOperator file; repeated
-            # here so the command alone says it.
+            # Also in the files; repeated so the command alone says what matters.
             "--set=components.egressGateways[0].name=istio-egressgateway",
             "--set=components.egressGateways[0].enabled=true",
             "--set=meshConfig.accessLogFile=/dev/stdout",
@@ -66,7 +84,8 @@ def istioctl_install_cmd(istioctl: str, kubeconfig: Path, hub: str, tag: str) ->
 
 def istio_install_hint(hub: str, tag: str) -> str:
     """The command a cluster without Istio needs (the cluster backend's refusal names it)."""
-    return " ".join(istioctl_install_cmd("istioctl", Path("$KUBECONFIG"), hub, tag))
+    return " ".join(istioctl_install_cmd("istioctl", Path("$KUBECONFIG"), hub, tag,
+                                         "<python -m harness.backends.plan --mesh-config-overlay>"))
 
 
 def rollout_cmds(kubectl: str, kubeconfig: Path) -> list[list[str]]:
@@ -184,7 +203,8 @@ def kind_plan(*, cluster_name: str, keep_cluster: bool, istio_version: str, kube
              note="through the docker SDK; debootstrap only when the rootfs tarball is not cached"),
         Step("Load the sleep image into the cluster", [kind_load_cmd(kind_bin, cluster_name, sleep_image)]),
         Step("Install Istio with the egress gateway", [istioctl_install_cmd(istioctl_bin, kubeconfig, hub, tag)],
-             ISTIO_OPERATOR.read_text()),
+             ISTIO_OPERATOR.read_text() + "---\n" + mesh_config_overlay(),
+             note="the second -f is written from harness/meshconfig.py at run time (shown after the ---)"),
         Step("Wait for istiod and the egress gateway (deadline 300s each)", rollout_cmds(kubectl_bin, kubeconfig)),
         Step(f"Run the stand-in for {UPSTREAM_HOST} as a container on the {KIND_NETWORK!r} Docker network",
              [["docker", "create", "--name", f"egress-harness-upstream-{cluster_name}", "--network", KIND_NETWORK,
@@ -262,7 +282,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cluster-name", default="egress-harness")
     parser.add_argument("--keep-cluster", action="store_true")
     parser.add_argument("--kubeconfig", default=None)
+    parser.add_argument("--mesh-config-overlay", action="store_true",
+                        help="print only the mesh-config overlay for `istioctl install -f` and exit")
     args = parser.parse_args(argv)
+    if args.mesh_config_overlay:
+        sys.stdout.write(mesh_config_overlay())
+        return 0
     try:
         if args.backend == "kind":
             plan = kind_plan(cluster_name=args.cluster_name, keep_cluster=args.keep_cluster,

@@ -69,6 +69,8 @@ class Istiod:
                 "POD_NAME": "istiod",
                 "ENABLE_CA_SERVER": "false",
                 "PILOT_ENABLE_ANALYSIS": "false",
+                # Push 10 ms after a change instead of 100 ms: the file watcher already debounces.
+                "PILOT_DEBOUNCE_AFTER": "10ms",
                 # Plain LIST+WATCH: the harness's API server does not stream initial events.
                 "KUBE_FEATURE_WatchListClient": "false",
                 **_STOCK_ENVOY_FEATURES,

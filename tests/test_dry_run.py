@@ -1,0 +1,180 @@
+"""`make e2e BACKEND=kind DRY_RUN=1`: the plan is complete, exact, and made without touching anything.
+
+The end-to-end check runs pytest with the real conftest (`--backend=kind --dry-run`) in a
+subprocess whose cache directory is empty and whose Docker host does not exist: the plan must
+come out all the same, and the cache must still be empty afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import manifests
+from harness.backends import plan, tools, upstream_image
+from harness.backends.kube import trust_values
+from harness.errors import HarnessError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def kind_plan_text(istio_binaries) -> str:
+    return plan.kind_plan(cluster_name="egress-harness", keep_cluster=False, istio_version="1.31").render()
+
+
+def test_plan_has_versions_and_pins(kind_plan_text):
+    hub, tag = tools.istio_images("1.31")
+    for needle in (f"kind: {tools.KIND_VERSION}", tools.kind_node_image(), f"kubectl: {tools.KUBECTL_VERSION}",
+                   "Kubernetes: 1.37", f"{hub}/pilot:{tag}", f"{hub}/proxyv2:{tag}", "istioctl 1.31-dev",
+                   f"NetworkPolicy enforced by kindnet from {tools.KIND_MIN_NETWORK_POLICY}",
+                   "pytest-kind-ng: 26.", "Debian bookworm minbase + python3-minimal, curl, openssl"):
+        assert needle in kind_plan_text, needle
+
+
+def test_plan_has_the_exact_commands(kind_plan_text, istio_binaries):
+    kubeconfig = Path(".pytest-kind/egress-harness/kubeconfig")
+    hub, tag = tools.istio_images("1.31")
+    kind = tools.resolve_kind(fetch=False)
+    kind_bin = str(kind.path or f"<cache>/tools/kind-{tools.KIND_VERSION}/kind")
+    create = " ".join(plan.kind_create_cmd(kind_bin, "egress-harness", kubeconfig, tools.kind_node_image()))
+    install = " ".join(plan.istioctl_install_cmd(str(istio_binaries.istioctl), kubeconfig, hub, tag))
+    assert f"$ {create}" in kind_plan_text
+    assert f"$ {install}" in kind_plan_text
+    for flag in ("--set=components.egressGateways[0].name=istio-egressgateway",
+                 "--set=components.egressGateways[0].enabled=true", "--set=meshConfig.accessLogFile=/dev/stdout",
+                 f"--set=hub={hub}", f"--set=tag={tag}", "-f " + str(plan.ISTIO_OPERATOR), "--readiness-timeout=5m"):
+        assert flag in install
+    for needle in (f"load docker-image --name egress-harness {upstream_image.sleep_tag()}",
+                   "rollout status -n istio-system deployment/istiod --timeout=300s",
+                   "rollout status -n istio-system deployment/istio-egressgateway --timeout=300s",
+                   "docker build --network=none", "--network kind", "-p 127.0.0.1::9901",
+                   "rollout restart -n kube-system deployment/coredns",
+                   "getent hosts edition.cnn.com", "istioctl validate -f -",
+                   "pilot-agent request GET config_dump?resource=dynamic_active_clusters",
+                   "pilot-discovery request GET /debug/syncz"):
+        assert needle in kind_plan_text, needle
+    teardown = kind_plan_text.split("## Teardown", 1)[1]
+    assert "delete cluster --name=egress-harness" in teardown
+
+
+def _indented(text: str) -> str:
+    return "\n".join(f"   {line}" if line else "" for line in text.rstrip("\n").splitlines())
+
+
+def test_plan_has_every_manifest(kind_plan_text):
+    # The kind config and the IstioOperator, verbatim.
+    assert _indented(plan.KIND_CONFIG.read_text()) in kind_plan_text
+    assert _indented(plan.ISTIO_OPERATOR.read_text()) in kind_plan_text
+    assert _indented(plan.mesh_config_overlay()) in kind_plan_text  # the second -f, from harness/meshconfig.py
+    assert "REGISTRY_ONLY" in kind_plan_text and "accessLogEncoding: JSON" in kind_plan_text
+    # The cluster-side manifests (with placeholders for the run's PEMs).
+    for name, text in plan.setup_manifests(sleep_image=upstream_image.sleep_tag()).items():
+        assert f"Apply {name}" in kind_plan_text
+        assert _indented(text) in kind_plan_text, name
+    assert "edition.cnn.com:53 {" in kind_plan_text
+    # Every scenario stage in both modes, exactly as the backend will apply it.
+    for stage in manifests.STAGES:
+        for mode in manifests.MODES:
+            text = manifests.to_yaml(manifests.render(stage, mode=mode, trust=trust_values()))
+            assert f"Scenario {stage} [{mode}]" in kind_plan_text
+            assert _indented(text) in kind_plan_text, (stage, mode)
+
+
+def test_keep_cluster_plan_does_not_delete(istio_binaries):
+    text = plan.kind_plan(cluster_name="mine", keep_cluster=True, istio_version="1.31").render()
+    teardown = text.split("## Teardown", 1)[1]
+    assert "delete cluster" not in teardown and "Keep the cluster" in teardown
+    assert "--name=mine" in text
+
+
+def test_cluster_plan_refusal_hint_and_namespaces(tmp_path, istio_binaries):
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
+    text = plan.cluster_plan(kubeconfig=kubeconfig, istio_version="1.31", run_id="abc123").render()
+    assert "otherwise: istioctl install" in text and "components.egressGateways[0].enabled=true" in text
+    assert "name: eh-abc123-default" in text and "name: eh-abc123-test-egress" in text
+    assert "egress-harness/run: \"abc123\"" in text
+    assert "create cluster" not in text and "delete cluster" not in text
+
+
+def test_dry_run_through_pytest_touches_nothing(tmp_path, istio_binaries):
+    """The real conftest path: --backend=kind --dry-run prints the plan and exits 0, with an empty
+    cache that stays empty, no Docker engine, and no kind on PATH."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    artifacts = tmp_path / "artifacts"
+    path_dirs = [d for d in os.environ.get("PATH", "").split(os.pathsep) if d and not (Path(d) / "kind").exists()]
+    env = dict(os.environ, EGRESS_HARNESS_CACHE=str(cache), DOCKER_HOST="unix:///nonexistent/docker.sock",
+               EGRESS_HARNESS_ISTIO_BIN=str(istio_binaries.istioctl.parent), PATH=os.pathsep.join(path_dirs))
+    env.pop("PYTEST_ADDOPTS", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/test_dry_run.py::test_dry_run_entry", "-q", "-p", "no:cacheprovider",
+         "--backend=kind", "--dry-run", "--cluster-name=ci-kind", f"--artifacts={artifacts}"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "# egress-harness plan: backend kind" in proc.stdout
+    assert "create cluster --name=ci-kind" in proc.stdout
+    assert "dry run: the kind plan is printed above" in proc.stdout + proc.stderr
+    assert (artifacts / "plan-kind.txt").read_text() in proc.stdout
+    assert list(cache.iterdir()) == [], "the dry run wrote to the cache"
+    assert not (REPO / ".pytest-kind" / "ci-kind").exists()
+
+
+def test_dry_run_entry(pytestconfig, request):
+    """Only an entry point for the test above: it asks for the `mesh` fixture under --dry-run."""
+    if pytestconfig.getoption("--backend") == "local" or not pytestconfig.getoption("--dry-run"):
+        pytest.skip("entry point of test_dry_run_through_pytest_touches_nothing (needs --backend=kind --dry-run)")
+    request.getfixturevalue("mesh")
+    pytest.fail("the dry run should have ended the session")
+
+
+def test_bad_input_is_one_line_before_anything_starts(tmp_path):
+    from harness.backends import make_remote_backend
+
+    class Config:
+        def __init__(self, **opts):
+            self.opts = {"--backend": "kind", "--istio-version": "1.31", "--cluster-name": "egress-harness",
+                         "--keep-cluster": False, "--kubeconfig": None, "--dry-run": False, **opts}
+
+        def getoption(self, name):
+            return self.opts[name]
+
+    cases = [
+        (Config(**{"--cluster-name": "Bad_Name"}), "not a valid kind cluster name"),
+        (Config(**{"--istio-version": "0.8"}), "unknown Istio version"),
+        (Config(**{"--kubeconfig": str(tmp_path / "k")}), "--kubeconfig is for BACKEND=cluster"),
+        (Config(**{"--backend": "cluster", "--dry-run": True}), "needs a kubeconfig"),
+        (Config(**{"--backend": "cluster", "--kubeconfig": str(tmp_path / "missing")}), "does not exist"),
+    ]
+    env_kc = os.environ.pop("KUBECONFIG", None)
+    try:
+        for config, message in cases:
+            with pytest.raises(HarnessError, match=message) as info:
+                make_remote_backend(config, tmp_path / "artifacts")
+            assert "\n" not in str(info.value)
+    finally:
+        if env_kc is not None:
+            os.environ["KUBECONFIG"] = env_kc
+    assert not (tmp_path / "artifacts").exists()
+
+
+def test_nightly_workflow_runs_the_kind_suites_and_uploads_artifacts():
+    import yaml
+
+    from harness.versions import KNOWN_RELEASES
+
+    wf = yaml.safe_load((REPO / ".github/workflows/nightly.yml").read_text())
+    job = wf["jobs"]["e2e-kind"]
+    assert set(job["strategy"]["matrix"]["istio"]) <= set(KNOWN_RELEASES)
+    assert all(v in tools.ISTIO_IMAGES for v in job["strategy"]["matrix"]["istio"])
+    runs = [s.get("run", "") for s in job["steps"]]
+    assert any("make e2e BACKEND=kind" in r and "DRY_RUN" not in r for r in runs)
+    assert any("DRY_RUN=1" in r for r in runs)
+    upload = next(s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/upload-artifact"))
+    assert upload["if"] == "always()"
+    assert job["timeout-minutes"] <= 90

@@ -16,6 +16,7 @@ class Scenario:
         self.mode = mode
         self.applied: list[dict] = []
         self.stages: list[str] = []
+        self._undo: list = []
 
     def render(self, stage: str, **values) -> list[dict]:
         return render(stage, mode=self.mode, trust=self.backend.upstream_trust(), **values)
@@ -36,10 +37,23 @@ class Scenario:
         self.evidence.add_text(f"manifests.{len(self.stages)}.{stage.replace('/', '_')}.yaml", to_yaml(objs))
         return objs
 
+    def defer(self, undo) -> None:
+        """Run `undo()` at cleanup, after a failed test's evidence is collected (last in, first out)."""
+        self._undo.append(undo)
+
     def delete_all(self) -> None:
+        """Undo everything, newest first; every step runs even if an earlier one fails."""
+        errors = []
+        while self._undo:
+            try:
+                self._undo.pop()()
+            except Exception as exc:  # noqa: BLE001 - keep cleaning up; report at the end
+                errors.append(exc)
         if self.applied:
             self.backend.delete(self.applied)
             self.applied = []
+        if errors:
+            raise errors[0]
 
     def trace(self, source: str, label: str, counters: list[tuple[str, str]] = ()) -> Trace:
         return Trace(self.backend, self.evidence, source, label, list(counters)).begin()

@@ -10,7 +10,7 @@ from harness.curl_result import curl_command
 from harness.scenario import Scenario
 from harness.trace import APP_UPSTREAM
 
-CONNECT_TIMEOUT = 3
+CONNECT_TIMEOUT = 2
 
 
 def check_direct_before_policy(sc: Scenario) -> None:
@@ -40,23 +40,21 @@ def check_blocked_by_policy(sc: Scenario) -> float:
 
 
 def run_seed_section(sc: Scenario) -> None:
-    """The whole section, in the seed's order; restores labels, pod and policy afterwards."""
+    """The whole section, in the seed's order. Each change registers its undo with the scenario,
+    so a failure's evidence shows the mesh as it failed, and cleanup restores it afterwards."""
     backend = sc.backend
     sc.apply("passthrough/gateway")
     policy = sc.render("network-policy") + sc.render("network-policy/destinationrule")
-    try:
-        check_direct_before_policy(sc)
-        backend.label_namespace("istio-system", {"istio": "system"})
-        backend.label_namespace("kube-system", {"kube-system": "true"})
-        backend.apply(policy)
-        check_blocked_by_policy(sc)
-        backend.label_namespace("test-egress", {"istio-injection": "enabled"})
-        backend.redeploy(TEST_EGRESS_SLEEP, sidecar=True)
-        check_passthrough(sc, requests=1, source=TEST_EGRESS_SLEEP)
-        sc.evidence.observe(gateway_peer=backend.pod_address(GATEWAY))
-    finally:
-        backend.delete(policy)
-        backend.label_namespace("test-egress", {"istio-injection": None})
-        backend.label_namespace("istio-system", {"istio": None})
-        backend.label_namespace("kube-system", {"kube-system": None})
-        backend.redeploy(TEST_EGRESS_SLEEP, sidecar=False)
+    check_direct_before_policy(sc)
+    for namespace, label, value in (("istio-system", "istio", "system"), ("kube-system", "kube-system", "true")):
+        backend.label_namespace(namespace, {label: value})
+        sc.defer(lambda namespace=namespace, label=label: backend.label_namespace(namespace, {label: None}))
+    sc.defer(lambda: backend.delete(policy))
+    backend.apply(policy)
+    check_blocked_by_policy(sc)
+    backend.label_namespace("test-egress", {"istio-injection": "enabled"})
+    sc.defer(lambda: backend.label_namespace("test-egress", {"istio-injection": None}))
+    sc.defer(lambda: backend.redeploy(TEST_EGRESS_SLEEP, sidecar=False))
+    backend.redeploy(TEST_EGRESS_SLEEP, sidecar=True)
+    check_passthrough(sc, requests=1, source=TEST_EGRESS_SLEEP)
+    sc.evidence.observe(gateway_peer=backend.pod_address(GATEWAY))

@@ -75,13 +75,16 @@ def istio_binaries(istio_version: str):
 def mesh(pytestconfig: pytest.Config, request: pytest.FixtureRequest):
     """The backend the suites talk to (harness/backend.py describes its interface)."""
     backend = pytestconfig.getoption("--backend")
-    if backend == "local":
-        from harness.local.mesh import preflight
+    from harness.manifests import check_fixtures
 
-        try:
-            preflight()  # before anything else: no root → one line, nothing created
-        except HarnessError as exc:
-            pytest.exit(f"egress-harness: {exc}", returncode=2)
+    try:
+        check_fixtures()  # a broken fixture stops the run before anything is started
+        if backend == "local":
+            from harness.local.mesh import preflight
+
+            preflight()  # no root, a missing command → one line, nothing created
+    except HarnessError as exc:
+        pytest.exit(f"egress-harness: {exc}", returncode=2)
     artifacts_dir = request.getfixturevalue("artifacts_dir")
     if backend != "local":
         from harness.backends import make_remote_backend

@@ -118,6 +118,28 @@ def _render_cached(key: str) -> str:
     return json.dumps(objs)
 
 
+PLACEHOLDER_TRUST = {
+    "trust": {"ca_certificates": "/placeholder/ca.pem"},
+    "wrong_trust": {"ca_certificates": "/placeholder/other-ca.pem"},
+    "client": {"client_certificate": "/placeholder/client.pem", "private_key": "/placeholder/client.key"},
+}
+
+
+def check_fixtures() -> int:
+    """Render every stage in every mode once, so a broken fixture stops the run with one line
+    before any mesh is started. Returns the number of objects rendered."""
+    count = 0
+    for stage in STAGES:
+        for mode in MODES:
+            objs = render(stage, mode=mode, trust=PLACEHOLDER_TRUST)
+            for obj in objs:
+                if not isinstance(obj, dict) or not obj.get("kind") or not (obj.get("metadata") or {}).get("name"):
+                    raise HarnessError(f"stage {stage} ({mode}) renders an object without kind or metadata.name: "
+                                       f"fix its template in fixtures/")
+            count += len(objs)
+    return count
+
+
 def to_yaml(objs: list[dict]) -> str:
     return yaml.safe_dump_all(objs, sort_keys=False)
 

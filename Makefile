@@ -24,16 +24,17 @@ $(STAMP): pyproject.toml
 istio: $(STAMP)
 	@$(PY) -m harness.istio_binaries --istio-version $(ISTIO_VERSION)
 
+# harness.rootless runs pytest as is under root, and in a user namespace otherwise.
 e2e: $(STAMP)
-	$(PY) -m pytest suites --backend=$(BACKEND) --istio-version=$(ISTIO_VERSION) \
+	$(PY) -m harness.rootless $(PY) -m pytest suites --backend=$(BACKEND) --istio-version=$(ISTIO_VERSION) \
 		--artifacts=$(ARTIFACTS) --junitxml=$(ARTIFACTS)/junit.xml $(if $(DRY_RUN),--dry-run) $(PYTEST_ARGS)
 
 test: $(STAMP)
-	$(PY) -m pytest tests suites --istio-version=$(ISTIO_VERSION) --artifacts=$(ARTIFACTS)/test \
+	$(PY) -m harness.rootless $(PY) -m pytest tests suites --istio-version=$(ISTIO_VERSION) --artifacts=$(ARTIFACTS)/test \
 		--junitxml=$(ARTIFACTS)/test/junit.xml $(PYTEST_ARGS)
 
 bench-mesh: $(STAMP)
-	$(PY) -m harness.bench --istio-version=$(ISTIO_VERSION) --runs 5
+	$(PY) -m harness.rootless $(PY) -m harness.bench --istio-version=$(ISTIO_VERSION) --runs 5
 
 clean-stale: $(STAMP)
 	$(PY) -m harness.local.reaper

@@ -70,8 +70,8 @@ class Pod:
 def preflight() -> None:
     """Everything checked before anything is started: one line each, naming the fix."""
     if os.geteuid() != 0:
-        raise HarnessError("the local mesh needs root for network namespaces and iptables: "
-                           "run 'sudo make e2e' (or use BACKEND=kind)")
+        raise HarnessError("the local mesh needs root or a user namespace for network namespaces and iptables: "
+                           "run 'make e2e' (it enters a user namespace when it can) or 'sudo make e2e'")
     missing = [f"{cmd} (apt-get install {pkg})" for cmd, pkg in REQUIRED_COMMANDS.items() if not shutil.which(cmd)]
     if missing:
         raise HarnessError(f"missing commands: {', '.join(missing)}")

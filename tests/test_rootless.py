@@ -1,0 +1,105 @@
+"""Running the local mesh without root, in an unprivileged user namespace (harness.rootless)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from harness.istio_binaries import cache_root
+from harness.rootless import PROXY_UID, subordinate_range
+
+REPO = Path(__file__).resolve().parents[1]
+NOBODY = 65534
+
+
+def test_subordinate_range_parsing(tmp_path):
+    f = tmp_path / "subuid"
+    f.write_text("alice:100000:65536\n# comment\nbob:x:1\n1000:300000:2000\n")
+    assert subordinate_range(f, {"alice"}) == (100000, 65536)
+    assert subordinate_range(f, {"carol", "1000"}) == (300000, 2000)
+    assert subordinate_range(f, {"bob"}) is None
+    assert subordinate_range(tmp_path / "missing", {"alice"}) is None
+
+
+def _as_nobody(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *argv],
+                          capture_output=True, text=True, **kwargs)
+
+
+def _skip_unless_possible() -> str:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to play an unprivileged user")
+    for tool in ("unshare", "newuidmap", "newgidmap", "setpriv"):
+        if not shutil.which(tool):
+            pytest.skip(f"{tool} is not installed (apt-get install uidmap util-linux)")
+    # The venv's interpreter may live under a private home; any Python of the same minor can use
+    # the venv's packages.
+    python = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+    if not os.access(python, os.X_OK):
+        pytest.skip(f"{python} is not installed")
+    probe = _as_nobody(["test", "-r", str(REPO / "harness/rootless.py")])
+    if probe.returncode != 0:
+        pytest.skip(f"{REPO} is not readable by an unprivileged user")
+    return python
+
+
+def test_without_subordinate_ids_one_line_names_the_fix():
+    python = _skip_unless_possible()
+    env = dict(os.environ, PYTHONPATH=f"{REPO}:{sysconfig.get_paths()['purelib']}")
+    proc = _as_nobody(["unshare", "--mount", "--", python, "-m", "harness.rootless", "true"], env=env, cwd=REPO)
+    if proc.returncode != 0 and "unshare" in proc.stderr and "Operation not permitted" in proc.stderr:
+        proc = _as_nobody([python, "-m", "harness.rootless", "true"], env=env, cwd=REPO)
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1 and "subordinate ids" in lines[0] and "sudo make e2e" in lines[0], proc.stderr
+
+
+@pytest.fixture
+def shared_tmp():
+    """A temporary folder an unprivileged user can reach (pytest's tmp_path sits under 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="egress-harness-rootless-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_the_seed_first_scenario_runs_without_root(shared_tmp):
+    """An unprivileged user with subordinate ids runs the mesh: istio-proxy as uid 1337, the real
+    istio-iptables, namespaces and all. /etc/subuid is only replaced inside a private mount
+    namespace; nothing on the host changes."""
+    python = _skip_unless_possible()
+    tmp_path = shared_tmp
+    # The Istio binaries, reachable by the unprivileged user (hard links: no copy).
+    cache = tmp_path / "cache"
+    src = cache_root() / "istio-1.31"
+    if not (src / "bin" / "pilot-discovery").exists():
+        pytest.skip("Istio 1.31 is not built yet")
+    shutil.copytree(src, cache / "istio-1.31", copy_function=os.link)
+    home, artifacts = tmp_path / "home", tmp_path / "artifacts"
+    for d in (home, artifacts):
+        d.mkdir()
+        os.chown(d, NOBODY, NOBODY)
+    ids = tmp_path / "subids"
+    ids.write_text(f"{NOBODY}:200000:65536\n")
+    site = sysconfig.get_paths()["purelib"]
+    inner = (f"mount --bind {ids} /etc/subuid && mount --bind {ids} /etc/subgid && "
+             f"exec setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups "
+             f"env HOME={home} EGRESS_HARNESS_CACHE={cache} PYTHONPATH={REPO}:{site} "
+             f"{python} -m harness.rootless {python} -m pytest -p no:cacheprovider -q "
+             f"tests/test_local_mesh.py::test_seed_first_scenario_plaintext --artifacts {artifacts}")
+    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", inner],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "1 passed" in out
+    # Inner uid 1337 is subordinate id 200000 + 1336 outside: the proxy's log proves who ran it.
+    proxy_log = artifacts / "mesh-logs" / "default.sleep.istio-proxy.log"
+    assert proxy_log.stat().st_uid == 200000 + PROXY_UID - 1
+    assert (artifacts / "mesh-logs" / "istiod.log").stat().st_uid == NOBODY

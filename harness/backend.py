@@ -31,8 +31,9 @@ class Backend(Protocol):
     def apply(self, objs: list[dict]) -> None:
         """Apply manifests and return once every proxy runs config containing them (deadline)."""
 
-    def delete(self, objs: list[dict]) -> None:
-        """Delete manifests and return once every proxy runs config without them."""
+    def delete(self, objs: list[dict], *, wait: bool = True) -> None:
+        """Delete manifests and return once every proxy runs config without them. wait=False may
+        return at once; then the backend's next apply or exec waits first."""
 
     def exec(self, pod: str, argv: list[str], timeout: float = 30.0) -> ExecResult:
         """Run argv in the pod's application container (curl, openssl)."""

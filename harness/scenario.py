@@ -41,8 +41,9 @@ class Scenario:
         """Run `undo()` at cleanup, after a failed test's evidence is collected (last in, first out)."""
         self._undo.append(undo)
 
-    def delete_all(self) -> None:
-        """Undo everything, newest first; every step runs even if an earlier one fails."""
+    def delete_all(self, *, wait: bool = True) -> None:
+        """Undo everything, newest first; every step runs even if an earlier one fails.
+        wait=False leaves the last convergence to the backend's next apply or command."""
         errors = []
         while self._undo:
             try:
@@ -50,7 +51,7 @@ class Scenario:
             except Exception as exc:  # noqa: BLE001 - keep cleaning up; report at the end
                 errors.append(exc)
         if self.applied:
-            self.backend.delete(self.applied)
+            self.backend.delete(self.applied, wait=wait)
             self.applied = []
         if errors:
             raise errors[0]

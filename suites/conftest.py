@@ -35,7 +35,7 @@ def scenario(mesh, evidence, mode, request: pytest.FixtureRequest, artifacts_dir
             mesh.collect(evidence_dir_for(artifacts_dir, request.node) / "mesh")
         except Exception as exc:  # noqa: BLE001 - keep the test's own evidence
             evidence.add_text("mesh-collect-error.txt", repr(exc))
-    sc.delete_all()
+    sc.delete_all(wait=False)  # the next test's first apply or command waits for it
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -243,7 +243,8 @@ class KubeBackend:
         if any(o.get("kind") in ISTIO_KINDS for o in objs):
             self.wait_converged()
 
-    def delete(self, objs: list[dict]) -> None:
+    def delete(self, objs: list[dict], *, wait: bool = True) -> None:
+        # A cluster always waits: a later command cannot tell a pending change from a settled one.
         self.kubectl.delete(self.map_objects(objs))
         if any(o.get("kind") in ISTIO_KINDS for o in objs):
             self.wait_converged()

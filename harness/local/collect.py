@@ -58,7 +58,7 @@ def collect_local(mesh: "LocalMesh", directory: Path) -> None:
         _save(directory, "istiod-syncz.json", mesh.istiod.syncz)
         _save(directory, "istiod-configz.json", mesh.istiod.configz)
     _save(directory, "upstream-records.json", lambda: mesh.upstream()._call("GET", "/records"))
-    _save(directory, "manifests-applied.json", lambda: sorted(mesh._applied))
+    _save(directory, "manifests-applied.json", lambda: sorted(mesh.manifests.applied))
     for log in mesh.log_dir.glob("*.log"):
         if not log.name.endswith("istio-proxy.log"):
             shutil.copyfile(log, directory / log.name)

@@ -54,29 +54,35 @@ class Convergence:
         self.generation = 0
         self.last_seconds = 0.0
 
-    def wait(self, objs: list[dict], *, present: bool, timeout: float = 15.0) -> float:
-        """Returns the seconds it took, from marker write to all proxies in sync."""
+    def snapshot(self) -> dict:
+        """istiod's sync state before a change: a NACK counts only if it is new, since an earlier
+        rejection stays in syncz until the proxy ACKs something newer (the same error again
+        still fails, at the deadline, with its message)."""
+        return self._sync_state()
+
+    def wait(self, *, present: list[dict] = (), absent: list[dict] = (), before: dict | None = None,
+             timeout: float = 15.0) -> float:
+        """Wait until istiod holds `present` and not `absent`, and every proxy has ACKed config
+        generated after that. Returns the seconds it took."""
         mesh = self.mesh
         self.generation += 1
         gen = self.generation
         started = time.monotonic()
-        # A NACK counts only if it is new: an earlier rejection stays in syncz until the proxy
-        # ACKs something newer (the same error again still fails, at the deadline, with it).
-        self._before = self._sync_state()
-        mesh._write_manifest(marker_service_entry(gen))
-        wanted = {_config_key(o) for o in objs}
+        self._before = before if before is not None else self._sync_state()
+        mesh.manifests.write(marker_service_entry(gen))
+        want = {_config_key(o) for o in present}
+        gone = {_config_key(o) for o in absent} - want
 
-        def istiod_has_it() -> set:
+        def istiod_differs() -> tuple[set, set]:
             keys = set()
             for c in mesh.istiod.configz():
                 meta = c.get("metadata") or {}
                 keys.add((c.get("kind", ""), meta.get("namespace", ""), meta.get("name", "")))
-            if present:
-                return wanted - keys
-            return wanted & keys
+            return want - keys, gone & keys
 
-        poll(f"istiod to {'load' if present else 'drop'} {sorted(wanted)}", istiod_has_it,
-             ok=lambda diff: not diff, timeout=timeout, describe=lambda d: f"still {'missing' if present else 'present'}: {sorted(d)}")
+        poll(f"istiod to load {sorted(want)} and drop {sorted(gone)}", istiod_differs,
+             ok=lambda d: not d[0] and not d[1], timeout=timeout,
+             describe=lambda d: f"still missing {sorted(d[0])}, still present {sorted(d[1])}")
 
         cluster = marker_cluster(gen)
         for proxy in mesh.proxies():

@@ -12,7 +12,6 @@ Names are prefixed with a per-run id, so two runs coexist; nothing routes off th
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import secrets
 import shutil
@@ -22,8 +21,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from harness.errors import HarnessError
 from harness.istio_binaries import IstioBinaries
 from harness.local import netpol
@@ -31,7 +28,9 @@ from harness.local.convergence import Convergence
 from harness.local.fabric import Fabric
 from harness.local.istiod import Istiod, mesh_config
 from harness.local.kube_api import KubeApiServer
-from harness.local.netns import ExecResult, Netns, run_host
+from harness.local.manifest_dir import ISTIO_KINDS, ManifestDir, ManifestRejected
+from harness.local.netns import ExecResult, Netns
+from harness.local.pods import UPSTREAM_HOST, Pod, stage_gateway_trust, write_pod_etc
 from harness.local.processes import ManagedProcess
 from harness.local.proxy import IstioProxy, ProxySpec
 from harness.local.reaper import start_watchdog
@@ -40,31 +39,13 @@ from harness.pki import RunPKI
 from harness.upstream_client import UpstreamClient
 from harness.wait import poll
 
-UPSTREAM_HOST = "edition.cnn.com"
 UPSTREAM_PORTS = {"http": 80, "https": 443, "mtls": 8443, "control": 9901}
 GATEWAY_POD = "istio-system/istio-egressgateway"
 GATEWAY_SA = "istio-egressgateway-service-account"
 KUBE_API_PORT = 6443
 REQUIRED_COMMANDS = {"ip": "iproute2", "iptables": "iptables", "iptables-restore": "iptables",
                      "setpriv": "util-linux", "curl": "curl", "openssl": "openssl"}
-ISTIO_KINDS = {"ServiceEntry", "Gateway", "VirtualService", "DestinationRule", "Sidecar",
-               "PeerAuthentication", "AuthorizationPolicy", "WorkloadEntry", "EnvoyFilter", "Telemetry"}
-
-
-@dataclass
-class Pod:
-    namespace: str
-    name: str
-    labels: dict[str, str]
-    service_account: str
-    netns: Netns
-    address: str
-    hub_ifname: str
-    proxy: IstioProxy | None = None
-
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
+__all__ = ["LocalMesh", "ManifestRejected", "preflight"]
 
 
 def preflight() -> None:
@@ -102,8 +83,9 @@ class LocalMesh:
         self._upstream_client: UpstreamClient | None = None
         self._watchdog: tuple[subprocess.Popen, int] | None = None
         self._policies: dict[tuple[str, str], netpol.EgressPolicy] = {}
-        self._applied: dict[str, dict] = {}  # file name -> object
-        self._validated: set[str] = set()
+        self.manifests = ManifestDir(self.config_dir, self.binaries.istioctl)
+        self._trust: dict = {}
+        self._unsettled: list[dict] = []
         self.convergence: Convergence | None = None
         self.timings: dict[str, float] = {}
 
@@ -124,6 +106,7 @@ class LocalMesh:
 
         self._add_netns(self.fabric.hub)
         self.fabric.create()
+        self.upstream_address = self.fabric.allocate(internet=True)
         for ns, labels in {"istio-system": {}, "default": {}, "test-egress": {}, "kube-system": {}}.items():
             self.namespace_labels[ns] = dict(labels)
 
@@ -132,9 +115,9 @@ class LocalMesh:
         self._start_upstream()
         gw = self._make_pod("istio-system", "istio-egressgateway",
                             {"app": "istio-egressgateway", "istio": "egressgateway"}, GATEWAY_SA)
-        self._write_manifest(self._gateway_service_entry(gw.address))
+        self.manifests.write(self._gateway_service_entry(gw.address))
         self._attach_proxy(gw, "router")
-        self._stage_gateway_trust(gw)
+        self._trust = stage_gateway_trust(self.pki, gw.proxy.workdir / "etc" / "egress-trust")
         sleep = self._make_pod("default", "sleep", {"app": "sleep"}, "sleep")
         self._attach_proxy(sleep, "sidecar")
         self._make_pod("test-egress", "sleep", {"app": "sleep"}, "sleep")
@@ -203,39 +186,17 @@ class LocalMesh:
     def _add_netns(self, ns: Netns) -> None:
         self.state.add_netns(ns.name)
 
-    def _make_pod(self, namespace: str, name: str, labels: dict[str, str], sa: str, address: str | None = None) -> Pod:
+    def _make_pod(self, namespace: str, name: str, labels: dict[str, str], sa: str) -> Pod:
+        assert self.pki is not None
         ns = Netns(f"eh-{self.run_id}-{namespace}-{name}"[:60])
         self._add_netns(ns)
         ns.create()
-        address = address or self.fabric.allocate()
+        address = self.fabric.allocate()
         ep = self.fabric.plug(ns, address)
-        ns.write_etc("hosts", self._hosts_file(address, name))
-        ns.write_etc("resolv.conf", "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
-        self._write_trust_store(ns)
+        write_pod_etc(ns, name, address, self.upstream_address, self.pki.public_ca.cert_pem)
         pod = Pod(namespace, name, dict(labels), sa, ns, address, ep.hub_ifname)
         self.pods[pod.key] = pod
         return pod
-
-    def _write_trust_store(self, ns: Netns) -> None:
-        """The test "public" CA is to the pods what a real public CA is to real pods: in the
-        system trust store (/etc/ssl, bind-mounted by `ip netns exec`), so the seed's plain
-        `curl https://edition.cnn.com/...` verifies the stand-in as it would the real site."""
-        assert self.pki is not None
-        ssl_dir = ns.etc_dir / "ssl"
-        (ssl_dir / "certs").mkdir(parents=True, exist_ok=True)
-        host_bundle = Path("/etc/ssl/certs/ca-certificates.crt")
-        bundle = self.pki.public_ca.cert_pem + (host_bundle.read_bytes() if host_bundle.exists() else b"")
-        (ssl_dir / "certs" / "ca-certificates.crt").write_bytes(bundle)
-        if Path("/etc/ssl/openssl.cnf").exists():
-            shutil.copyfile("/etc/ssl/openssl.cnf", ssl_dir / "openssl.cnf")
-        for sub in ("certs", ""):
-            os.chmod(ssl_dir / sub, 0o755)
-
-    def _hosts_file(self, address: str, name: str) -> str:
-        lines = ["127.0.0.1 localhost", f"{address} {name}"]
-        if self.upstream_address:
-            lines.append(f"{self.upstream_address} {UPSTREAM_HOST}")
-        return "\n".join(lines) + "\n"
 
     def _start_istiod(self, pod: Pod) -> None:
         # The API server socket lives in istiod's namespace: only istiod can reach it.
@@ -258,7 +219,6 @@ class LocalMesh:
         ns = Netns(f"eh-{self.run_id}-internet")
         self._add_netns(ns)
         ns.create()
-        self.upstream_address = self.fabric.allocate(internet=True)
         self.fabric.plug(ns, self.upstream_address)
         server = self.pki.public_ca.issue_server("edition.cnn.com", [UPSTREAM_HOST, "*.cnn.com"])
         self.upstream_cert = server
@@ -297,39 +257,8 @@ class LocalMesh:
         proxy.start(self.state)
         pod.proxy = proxy
 
-    def _stage_gateway_trust(self, gw: Pod) -> None:
-        """Files the gateway's Envoy (uid 1337) reads for TLS origination: the CA that signed the
-        stand-in, a CA that did not, and a client certificate the stand-in's mTLS port accepts."""
-        assert self.pki is not None and gw.proxy is not None
-        d = gw.proxy.workdir / "etc" / "egress-trust"
-        d.mkdir(parents=True, exist_ok=True)
-        client = self.pki.public_ca.issue_client("gateway-client", "istio-egressgateway.egress-harness",
-                                                 dns_names=["istio-egressgateway.istio-system.svc.cluster.local"])
-        wrong = self.pki.other_public_ca()
-        files = {"public-ca.pem": self.pki.public_ca.cert_pem, "untrusted-ca.pem": wrong.cert_pem,
-                 "client.pem": client.chain_path.read_bytes(), "client.key": client.key_pem}
-        for name, data in files.items():
-            (d / name).write_bytes(data)
-            os.chown(d / name, 1337, 1337)
-            os.chmod(d / name, 0o600 if name.endswith(".key") else 0o644)
-        os.chown(d, 1337, 1337)
-        self._trust = {
-            "trust": {"ca_certificates": str(d / "public-ca.pem")},
-            "wrong_trust": {"ca_certificates": str(d / "untrusted-ca.pem")},
-            "client": {"client_certificate": str(d / "client.pem"), "private_key": str(d / "client.key")},
-        }
-        self.gateway_client_cert = client
-        self.client_ca_bundle = self.workdir / "public-ca.pem"
-        self.client_ca_bundle.write_bytes(self.pki.public_ca.cert_pem)
-        os.chmod(self.client_ca_bundle, 0o644)
-
     def upstream_trust(self) -> dict:
         return self._trust
-
-    def pod_ca_bundle(self, pod: str) -> str:
-        """Path, as seen by processes in `pod`, of the CA that signed the stand-in (for curl --cacert)."""
-        self.pod(pod)
-        return str(self.client_ca_bundle)
 
     def _gateway_service_entry(self, address: str) -> dict:
         """Stands in for the istio-egressgateway Service of a real install (ports 80→8080,
@@ -350,61 +279,25 @@ class LocalMesh:
         }
 
     # ---------------------------------------------------------------- manifests
-    @staticmethod
-    def _file_name(obj: dict) -> str:
-        meta = obj.get("metadata") or {}
-        return f"{obj.get('kind')}.{meta.get('namespace', 'default')}.{meta.get('name')}.yaml"
-
-    def _write_manifest(self, obj: dict) -> None:
-        self.config_dir.mkdir(parents=True, exist_ok=True)
-        name = self._file_name(obj)
-        tmp = self.config_dir / f".{name}.tmp"
-        tmp.write_text(yaml.safe_dump(obj, sort_keys=False))
-        os.replace(tmp, self.config_dir / name)  # istiod never sees a half-written file
-        self._applied[name] = obj
-
-    def _remove_manifest(self, obj: dict) -> None:
-        name = self._file_name(obj)
-        (self.config_dir / name).unlink(missing_ok=True)
-        self._applied.pop(name, None)
-
-    def validate(self, objs: list[dict]) -> None:
-        """istioctl validate (offline) before istiod sees anything: istiod itself only logs a bad
-        file on reload, so its error would otherwise surface as a traffic failure."""
-        istio = [o for o in objs if o.get("kind") in ISTIO_KINDS]
-        for o in objs:
-            if o.get("kind") not in ISTIO_KINDS | {"NetworkPolicy"}:
-                raise HarnessError(f"the local mesh cannot apply kind {o.get('kind')!r} "
-                                   f"({(o.get('metadata') or {}).get('name')}); it applies Istio config and NetworkPolicy")
-            if not (o.get("metadata") or {}).get("namespace"):
-                raise HarnessError(f"{o.get('kind')} {(o.get('metadata') or {}).get('name')!r} has no metadata.namespace: set it")
-        if not istio:
-            return
-        text = yaml.safe_dump_all(istio, sort_keys=False)
-        digest = hashlib.sha256(text.encode()).hexdigest()
-        if digest in self._validated:
-            return
-        result = run_host([str(self.binaries.istioctl), "validate", "-f", "-"], check=False, input=text)
-        if not result.ok:
-            details = "; ".join(l.strip(" *\t") for l in (result.stderr + result.stdout).splitlines()
-                                if l.strip() and not l.startswith("Error:"))
-            raise ManifestRejected(f"istio rejected the manifests: {details}")
-        self._validated.add(digest)
-
     def apply(self, objs: list[dict]) -> None:
-        self.validate(objs)
+        self.manifests.validate(objs)
         for o in objs:
             if o["kind"] == "NetworkPolicy":
                 policy = netpol.parse_policy(o)
                 self._policies[(policy.namespace, policy.name)] = policy
         self._sync_policies()
         istio = [o for o in objs if o["kind"] in ISTIO_KINDS]
-        if istio:
+        if istio or self._unsettled:
+            before = self.convergence.snapshot()
             for o in istio:
-                self._write_manifest(o)
-            self.convergence.wait(istio, present=True)
+                self.manifests.write(o)
+            # One convergence covers this apply and a cleanup still pending.
+            pending, self._unsettled = self._unsettled, []
+            self.convergence.wait(present=istio, absent=pending, before=before)
 
-    def delete(self, objs: list[dict]) -> None:
+    def delete(self, objs: list[dict], *, wait: bool = True) -> None:
+        """wait=False (a test's cleanup) returns at once; the next apply or pod command first
+        waits until every proxy runs config without the objects, so no test sees them."""
         for o in objs:
             if o.get("kind") == "NetworkPolicy":
                 meta = o.get("metadata") or {}
@@ -412,9 +305,18 @@ class LocalMesh:
         self._sync_policies()
         istio = [o for o in objs if o.get("kind") in ISTIO_KINDS]
         if istio:
+            before = self.convergence.snapshot()
             for o in istio:
-                self._remove_manifest(o)
-            self.convergence.wait(istio, present=False)
+                self.manifests.remove(o)
+            self._unsettled.extend(istio)
+            if wait:
+                self.settle(before)
+
+    def settle(self, before: dict | None = None) -> None:
+        """Wait for the convergence a no-wait delete left pending."""
+        if self._unsettled:
+            pending, self._unsettled = self._unsettled, []
+            self.convergence.wait(absent=pending, before=before)
 
     # ---------------------------------------------------------------- NetworkPolicy, namespaces, pods
     def _sync_policies(self) -> None:
@@ -451,7 +353,7 @@ class LocalMesh:
             pod.proxy.wait_ready()
         self._sync_policies()
         if sidecar:
-            self.convergence.wait([], present=True)
+            self.convergence.wait()
 
     def pod(self, key: str) -> Pod:
         try:
@@ -460,6 +362,7 @@ class LocalMesh:
             raise HarnessError(f"no pod {key!r} in the local mesh (pods: {', '.join(sorted(self.pods))})") from None
 
     def exec(self, pod: str, argv: list[str], timeout: float = 30.0) -> ExecResult:
+        self.settle()
         return self.pod(pod).netns.exec(argv, timeout=timeout)
 
     def pod_address(self, pod: str) -> str:
@@ -490,6 +393,3 @@ class LocalMesh:
     def proxies(self) -> list[IstioProxy]:
         return [p.proxy for p in self.pods.values() if p.proxy is not None]
 
-
-class ManifestRejected(AssertionError):
-    """Istio's validation refused a manifest; the message is its own."""

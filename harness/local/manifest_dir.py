@@ -1,0 +1,75 @@
+"""The directory istiod reads its Istio config from (`--configDir`): what `apply` writes.
+
+Manifests are validated by the real `istioctl validate` first: istiod itself only logs a bad file
+when it reloads, so its error would otherwise surface later as a traffic failure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import yaml
+
+from harness.errors import HarnessError
+from harness.local.netns import run_host
+
+ISTIO_KINDS = {"ServiceEntry", "Gateway", "VirtualService", "DestinationRule", "Sidecar",
+               "PeerAuthentication", "AuthorizationPolicy", "WorkloadEntry", "EnvoyFilter", "Telemetry"}
+OTHER_KINDS = {"NetworkPolicy"}
+
+
+class ManifestRejected(AssertionError):
+    """Istio's validation refused a manifest; the message is its own."""
+
+
+def _describe(obj: dict) -> str:
+    return f"{obj.get('kind')} {(obj.get('metadata') or {}).get('name')!r}"
+
+
+class ManifestDir:
+    def __init__(self, path: Path, istioctl: Path):
+        self.path = path
+        self.istioctl = istioctl
+        self.applied: dict[str, dict] = {}  # file name -> object
+        self._validated: set[str] = set()
+
+    @staticmethod
+    def file_name(obj: dict) -> str:
+        meta = obj.get("metadata") or {}
+        return f"{obj.get('kind')}.{meta.get('namespace', 'default')}.{meta.get('name')}.yaml"
+
+    def validate(self, objs: list[dict]) -> None:
+        for o in objs:
+            if o.get("kind") not in ISTIO_KINDS | OTHER_KINDS:
+                raise HarnessError(f"the local mesh cannot apply kind {o.get('kind')!r} "
+                                   f"({(o.get('metadata') or {}).get('name')}); it applies Istio config and NetworkPolicy")
+            if not (o.get("metadata") or {}).get("namespace"):
+                raise HarnessError(f"{_describe(o)} has no metadata.namespace: set it")
+        istio = [o for o in objs if o.get("kind") in ISTIO_KINDS]
+        if not istio:
+            return
+        text = yaml.safe_dump_all(istio, sort_keys=False)
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        if digest in self._validated:  # scenarios apply the same renderings again and again
+            return
+        result = run_host([str(self.istioctl), "validate", "-f", "-"], check=False, input=text)
+        if not result.ok:
+            details = "; ".join(line.strip(" *\t") for line in (result.stderr + result.stdout).splitlines()
+                                if line.strip() and not line.startswith("Error:"))
+            raise ManifestRejected(f"istio rejected the manifests: {details}")
+        self._validated.add(digest)
+
+    def write(self, obj: dict) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        name = self.file_name(obj)
+        tmp = self.path / f".{name}.tmp"
+        tmp.write_text(yaml.safe_dump(obj, sort_keys=False))
+        os.replace(tmp, self.path / name)  # istiod never sees a half-written file
+        self.applied[name] = obj
+
+    def remove(self, obj: dict) -> None:
+        name = self.file_name(obj)
+        (self.path / name).unlink(missing_ok=True)
+        self.applied.pop(name, None)

@@ -40,6 +40,9 @@ class Backend(Protocol):
 
     def pod_address(self, pod: str) -> str: ...
 
+    def has_sidecar(self, pod: str) -> bool:
+        """Whether the pod runs an istio-proxy now."""
+
     def proxy_admin(self, pod: str) -> EnvoyAdmin:
         """Envoy's admin API of the pod's istio-proxy."""
 

@@ -15,3 +15,11 @@ class HopFailure(AssertionError):
     def __init__(self, hop: str, message: str):
         self.hop = hop
         super().__init__(f"[hop: {hop}] {message}")
+
+
+class ConfigRejected(AssertionError):
+    """A proxy NACKed the config istiod sent (Envoy's message included)."""
+
+
+class ManifestRejected(AssertionError):
+    """Istio's validation refused a manifest; the message is its own."""

@@ -51,17 +51,7 @@ class Trace:
         return self
 
     def _proxied_pods(self) -> list[str]:
-        pods = [GATEWAY]
-        if self.backend_has_sidecar(self.source):
-            pods.append(self.source)
-        return pods
-
-    def backend_has_sidecar(self, pod: str) -> bool:
-        try:
-            self.backend.proxy_admin(pod)
-            return True
-        except Exception:  # noqa: BLE001 - a pod without istio-proxy
-            return False
+        return [GATEWAY, self.source] if self.backend.has_sidecar(self.source) else [GATEWAY]
 
     def run(self, argv: list[str], timeout: float = 30.0) -> CurlResult:
         res = self.backend.exec(self.source, argv, timeout=timeout)

@@ -27,7 +27,8 @@ from harness import manifests
 from harness.backends import kube, plan, tools, upstream_image
 from harness.backends.kube import KubeBackend, Kubectl, ManifestRejected
 from harness.errors import HarnessError
-from harness.local.convergence import ConfigRejected
+from harness.errors import ConfigRejected
+from harness.sync import pending_from_syncz
 from harness.pki import RunPKI
 
 CASES = [(stage, mode) for stage in manifests.STAGES for mode in manifests.MODES]
@@ -382,11 +383,11 @@ def test_access_log_lines_and_syncz():
                      '{"level":"info","msg":"json, but not an access-log line"}', "{not json", ""])
     assert kube.access_log_lines(log) == [entry]
     ok = [{"proxy": "sleep.default", "resources": {"type.googleapis.com/envoy.config.cluster.v3.Cluster": {"sent": "a", "acked": "a"}}}]
-    assert kube.pending_from_syncz(ok) == []
+    assert pending_from_syncz(ok) == []
     busy = [{"proxy": "gw", "resources": {"t.Listener": {"sent": "b", "acked": "a"}}}]
-    assert kube.pending_from_syncz(busy) == ["gw Listener sent=b acked=a"]
+    assert pending_from_syncz(busy) == ["gw Listener sent=b acked=a"]
     with pytest.raises(ConfigRejected, match="Envoy rejected Cluster"):
-        kube.pending_from_syncz([{"proxy": "gw", "resources": {"x.Cluster": {"last_error": "bad cert"}}}])
+        pending_from_syncz([{"proxy": "gw", "resources": {"x.Cluster": {"last_error": "bad cert"}}}])
 
 
 def test_namespace_mapping_of_the_cluster_backend(tmp_path):
@@ -400,3 +401,23 @@ def test_namespace_mapping_of_the_cluster_backend(tmp_path):
     assert {o["metadata"]["namespace"] for o in mapped} == {"eh-abc123-default", "eh-abc123-test-egress"}
     assert objs[0]["metadata"]["namespace"] == "test-egress"  # the rendering itself is untouched
     assert backend.ns("istio-system") == "istio-system"
+
+
+def test_backends_implement_the_backend_interface():
+    """The suites talk to every backend through harness.backend.Backend; a missing method would
+    only show on a real cluster."""
+    import inspect
+
+    from harness.backend import Backend
+    from harness.backends.cluster import ClusterBackend
+    from harness.backends.kind import KindBackend
+    from harness.local.mesh import LocalMesh
+
+    wanted = {name for name, _ in inspect.getmembers(Backend, inspect.isfunction) if not name.startswith("_")}
+    for cls in (LocalMesh, KindBackend, ClusterBackend):
+        missing = sorted(n for n in wanted if not callable(getattr(cls, n, None)))
+        assert not missing, f"{cls.__name__} lacks {missing}"
+        for name in wanted:
+            theirs = inspect.signature(getattr(cls, name))
+            ours = inspect.signature(getattr(Backend, name))
+            assert set(ours.parameters) <= set(theirs.parameters), f"{cls.__name__}.{name}{theirs} vs {ours}"

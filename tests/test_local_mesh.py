@@ -16,8 +16,7 @@ from harness.checks.http_gateway import URL
 from harness.curl_result import CurlResult, curl_command
 from harness.errors import HarnessError
 from harness.evidence import Evidence
-from harness.local.convergence import ConfigRejected
-from harness.local.manifest_dir import ManifestRejected
+from harness.errors import ConfigRejected, ManifestRejected
 from harness.local.runstate import STATE_ROOT
 from harness.scenario import Scenario
 from harness.wait import poll

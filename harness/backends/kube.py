@@ -32,8 +32,9 @@ from typing import Callable
 import jinja2
 import yaml
 
-from harness.errors import HarnessError
-from harness.local.convergence import ConfigRejected, marker_cluster, marker_service_entry
+from harness.errors import HarnessError, ManifestRejected  # noqa: F401 - re-exported for callers
+from harness.istioctl_validate import IstioctlValidator
+from harness.sync import ISTIO_KINDS, marker_cluster, marker_cluster_regex, marker_service_entry, pending_from_syncz, sync_state
 from harness.local.netns import ExecResult
 from harness.manifests import FIXTURES, to_yaml
 from harness.upstream_client import UpstreamClient
@@ -46,8 +47,6 @@ ENVOY_ADMIN_PORT = 15000
 UPSTREAM_HOST = "edition.cnn.com"
 UPSTREAM_CA_IN_POD = "/etc/egress-harness/ca.pem"
 TRUST_NAMES = {"trust": "edition-cnn-com-ca", "wrong_trust": "untrusted-ca", "client": "edition-cnn-com-client"}
-ISTIO_KINDS = {"ServiceEntry", "Gateway", "VirtualService", "DestinationRule", "Sidecar", "PeerAuthentication",
-               "AuthorizationPolicy", "WorkloadEntry", "EnvoyFilter", "Telemetry"}
 # Pods of the seed: logical "namespace/name" -> (label selector, application container).
 SEED_PODS = {
     "default/sleep": ("app=sleep", "sleep"),
@@ -189,7 +188,7 @@ class KubeBackend:
         self.generation = 0
         self._forwards: dict[str, PortForward] = {}
         self._admins: dict[str, object] = {}
-        self._validated: set[str] = set()
+        self._validator = IstioctlValidator(istioctl)
         self._upstream_client: UpstreamClient | None = None
         self.upstream_control_url: str | None = None  # set by the subclass once the stand-in runs
         self.timings: dict[str, float] = {}
@@ -224,18 +223,7 @@ class KubeBackend:
 
     # ---------------------------------------------------------------- manifests
     def validate(self, objs: list[dict]) -> None:
-        istio = [o for o in objs if o.get("kind") in ISTIO_KINDS]
-        if not istio:
-            return
-        text = to_yaml(istio)
-        if text in self._validated:
-            return
-        proc = subprocess.run([str(self.istioctl), "validate", "-f", "-"], input=text, capture_output=True, text=True)
-        if proc.returncode != 0:
-            details = "; ".join(l.strip(" *\t") for l in (proc.stderr + proc.stdout).splitlines()
-                                if l.strip() and not l.startswith("Error:"))
-            raise ManifestRejected(f"istio rejected the manifests: {details}")
-        self._validated.add(text)
+        self._validator.validate(objs)
 
     def apply(self, objs: list[dict]) -> None:
         self.validate(objs)
@@ -271,18 +259,20 @@ class KubeBackend:
         self.generation += 1
         gen = self.generation
         started = time.monotonic()
+        before = sync_state(self.syncz())
         self.kubectl.apply([marker_service_entry(gen)])
         cluster = marker_cluster(gen)
-        regex = "^" + re.escape(cluster) + "$"
+        regex = marker_cluster_regex(gen)
         for pod in self.proxies():
             def has_marker(pod=pod) -> bool:
-                self.raise_on_nack()
+                pending_from_syncz(self.syncz(), before)
                 dump = self.pilot_agent_request(pod, f"config_dump?resource=dynamic_active_clusters&name_regex={regex}")
                 return bool(json.loads(dump or "{}").get("configs"))
 
             poll(f"{pod} to accept config generation {gen} (cluster {cluster})", has_marker,
                  timeout=max(1.0, timeout - (time.monotonic() - started)), interval=0.5)
-        poll("every proxy to ACK every xDS type (istiod /debug/syncz)", self.raise_on_nack, ok=lambda u: not u,
+        poll("every proxy to ACK every xDS type (istiod /debug/syncz)", lambda: pending_from_syncz(self.syncz(), before),
+             ok=lambda u: not u,
              timeout=max(1.0, timeout - (time.monotonic() - started)), interval=0.5, describe=lambda u: "; ".join(u))
         seconds = time.monotonic() - started
         self.timings["last_convergence"] = seconds
@@ -304,9 +294,6 @@ class KubeBackend:
         data = json.loads(result.stdout or "[]")
         return data if isinstance(data, list) else []
 
-    def raise_on_nack(self) -> list[str]:
-        return pending_from_syncz(self.syncz())
-
     # ---------------------------------------------------------------- pods
     def exec(self, pod: str, argv: list[str], timeout: float = 30.0) -> ExecResult:
         namespace, name, container = self.pod_name(pod)
@@ -317,6 +304,9 @@ class KubeBackend:
     def pod_address(self, pod: str) -> str:
         namespace, name, _ = self.pod_name(pod)
         return self.kubectl.json("get", "pod", "-n", namespace, name)["status"]["podIP"]
+
+    def has_sidecar(self, pod: str) -> bool:
+        return pod in self.proxies()
 
     def proxy_admin(self, pod: str):
         from harness.envoy_admin import EnvoyAdmin
@@ -418,10 +408,6 @@ class KubeBackend:
             self._upstream_client = None
 
 
-class ManifestRejected(AssertionError):
-    """Istio's validation refused a manifest; the message is its own."""
-
-
 def access_log_lines(log: str) -> list[str]:
     """The access-log lines of an istio-proxy container's log: the JSON objects with every field
     of harness/meshconfig.py's format (pilot-agent's and Envoy's own lines are not JSON)."""
@@ -438,18 +424,3 @@ def access_log_lines(log: str) -> list[str]:
         if isinstance(entry, dict) and set(ACCESS_LOG_FIELDS) <= set(entry):
             lines.append(line)
     return lines
-
-
-def pending_from_syncz(statuses: list[dict]) -> list[str]:
-    """What istiod still has in flight; raises ConfigRejected on a NACK (Envoy's message)."""
-    pending: list[str] = []
-    for status in statuses:
-        proxy = status.get("proxy", "?")
-        for type_url, res in (status.get("resources") or {}).items():
-            short = type_url.rsplit(".", 1)[-1]
-            err = res.get("last_error") or res.get("lastError")
-            if err:
-                raise ConfigRejected(f"[hop: istiod → {proxy}] Envoy rejected {short}: {err}")
-            if res.get("sent") != res.get("acked"):
-                pending.append(f"{proxy} {short} sent={res.get('sent')} acked={res.get('acked')}")
-    return pending

@@ -1,46 +1,16 @@
-"""Waiting until every proxy runs the config that contains a change: no sleeps.
-
-After the manifests are written, a marker ServiceEntry with a new host is written too
-(`sync-<generation>.egress-harness.invalid`). A ServiceEntry change reaches every proxy (sidecars
-and the gateway all get every cluster), and istiod reads the directory as a whole, so a proxy that
-has the marker's cluster runs config generated from a push context that also holds the change.
-Then istiod's /debug/syncz must show every xDS type of every proxy acknowledged (sent nonce ==
-acked nonce) and no NACK. A NACK fails at once with Envoy's own message and the resource.
-"""
+"""Convergence on the local mesh: the marker and syncz check of harness/sync.py, with istiod's
+loaded config (/debug/configz) checked first and each proxy's admin API read directly."""
 
 from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING
 
-from harness.wait import WaitTimeout, poll
+from harness.sync import marker_cluster, marker_cluster_regex, marker_service_entry, pending_from_syncz, sync_state
+from harness.wait import poll
 
 if TYPE_CHECKING:
     from harness.local.mesh import LocalMesh
-
-MARKER_NAME = "egress-harness-sync"
-MARKER_DOMAIN = "egress-harness.invalid"
-
-
-class ConfigRejected(AssertionError):
-    """A proxy NACKed the config istiod sent (Envoy's message included)."""
-
-
-def marker_service_entry(generation: int) -> dict:
-    return {
-        "apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
-        "metadata": {"name": MARKER_NAME, "namespace": "istio-system"},
-        "spec": {
-            "hosts": [f"sync-{generation}.{MARKER_DOMAIN}"],
-            "location": "MESH_INTERNAL", "resolution": "STATIC",
-            "ports": [{"number": 9, "name": "tcp-sync", "protocol": "TCP"}],
-            "endpoints": [{"address": "198.18.255.254"}],
-        },
-    }
-
-
-def marker_cluster(generation: int) -> str:
-    return f"outbound|9||sync-{generation}.{MARKER_DOMAIN}"
 
 
 def _config_key(obj: dict) -> tuple[str, str, str]:
@@ -87,49 +57,20 @@ class Convergence:
         cluster = marker_cluster(gen)
         for proxy in mesh.proxies():
             def has_marker() -> bool:
-                self._raise_on_nack()
-                dump = proxy.admin.config_dump("dynamic_active_clusters", name_regex=f"^{_re(cluster)}$")
+                pending_from_syncz(mesh.istiod.syncz(), self._before)
+                dump = proxy.admin.config_dump("dynamic_active_clusters", name_regex=marker_cluster_regex(gen))
                 return bool(dump.get("configs"))
 
             poll(f"{proxy.spec.namespace}/{proxy.spec.pod_name} to accept config generation {gen} (cluster {cluster})",
                  has_marker, timeout=max(0.1, timeout - (time.monotonic() - started)), interval=0.02)
 
         def unsynced() -> list[str]:
-            return self._raise_on_nack()
+            return pending_from_syncz(mesh.istiod.syncz(), self._before)
 
         poll("every proxy to ACK every xDS type (istiod /debug/syncz)", unsynced, ok=lambda u: not u,
              timeout=max(0.1, timeout - (time.monotonic() - started)), interval=0.02, describe=lambda u: "; ".join(u))
         self.last_seconds = time.monotonic() - started
         return self.last_seconds
 
-    def _sync_state(self) -> dict[tuple[str, str], tuple[str | None, str | None]]:
-        return {(status.get("proxy", "?"), type_url): (res.get("sent"), res.get("lastError"))
-                for status in self.mesh.istiod.syncz()
-                for type_url, res in (status.get("resources") or {}).items()}
-
-    def _raise_on_nack(self) -> list[str]:
-        """Returns what is still in flight; raises ConfigRejected on a NACK of config sent after the change."""
-        pending: list[str] = []
-        before = getattr(self, "_before", {})
-        for status in self.mesh.istiod.syncz():
-            proxy = status.get("proxy", "?")
-            for type_url, res in (status.get("resources") or {}).items():
-                short = type_url.rsplit(".", 1)[-1]
-                error = res.get("lastError")
-                old_sent, old_error = before.get((proxy, type_url), (None, None))
-                if error and error != old_error:
-                    raise ConfigRejected(f"[hop: istiod → {proxy}] Envoy rejected {short}: {error}")
-                if res.get("sent") != res.get("acked") or error:
-                    pending.append(f"{proxy} {short} sent={res.get('sent')} acked={res.get('acked')}"
-                                   + (f" last error: {error}" if error else ""))
-        return pending
-
-
-def _re(name: str) -> str:
-    out = []
-    for ch in name:
-        out.append("\\" + ch if ch in r".|\^$*+?()[]{}" else ch)
-    return "".join(out)
-
-
-__all__ = ["Convergence", "ConfigRejected", "WaitTimeout", "marker_cluster", "marker_service_entry"]
+    def _sync_state(self):
+        return sync_state(self.mesh.istiod.syncz())

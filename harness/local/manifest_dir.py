@@ -1,27 +1,20 @@
 """The directory istiod reads its Istio config from (`--configDir`): what `apply` writes.
 
-Manifests are validated by the real `istioctl validate` first: istiod itself only logs a bad file
-when it reloads, so its error would otherwise surface later as a traffic failure.
+Manifests are validated by the real `istioctl validate` first (harness/istioctl_validate.py).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import yaml
 
 from harness.errors import HarnessError
-from harness.local.netns import run_host
+from harness.istioctl_validate import IstioctlValidator
+from harness.sync import ISTIO_KINDS
 
-ISTIO_KINDS = {"ServiceEntry", "Gateway", "VirtualService", "DestinationRule", "Sidecar",
-               "PeerAuthentication", "AuthorizationPolicy", "WorkloadEntry", "EnvoyFilter", "Telemetry"}
 OTHER_KINDS = {"NetworkPolicy"}
-
-
-class ManifestRejected(AssertionError):
-    """Istio's validation refused a manifest; the message is its own."""
 
 
 def _describe(obj: dict) -> str:
@@ -33,7 +26,7 @@ class ManifestDir:
         self.path = path
         self.istioctl = istioctl
         self.applied: dict[str, dict] = {}  # file name -> object
-        self._validated: set[str] = set()
+        self._validator = IstioctlValidator(istioctl)
 
     @staticmethod
     def file_name(obj: dict) -> str:
@@ -47,19 +40,7 @@ class ManifestDir:
                                    f"({(o.get('metadata') or {}).get('name')}); it applies Istio config and NetworkPolicy")
             if not (o.get("metadata") or {}).get("namespace"):
                 raise HarnessError(f"{_describe(o)} has no metadata.namespace: set it")
-        istio = [o for o in objs if o.get("kind") in ISTIO_KINDS]
-        if not istio:
-            return
-        text = yaml.safe_dump_all(istio, sort_keys=False)
-        digest = hashlib.sha256(text.encode()).hexdigest()
-        if digest in self._validated:  # scenarios apply the same renderings again and again
-            return
-        result = run_host([str(self.istioctl), "validate", "-f", "-"], check=False, input=text)
-        if not result.ok:
-            details = "; ".join(line.strip(" *\t") for line in (result.stderr + result.stdout).splitlines()
-                                if line.strip() and not line.startswith("Error:"))
-            raise ManifestRejected(f"istio rejected the manifests: {details}")
-        self._validated.add(digest)
+        self._validator.validate(objs)
 
     def write(self, obj: dict) -> None:
         self.path.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,7 @@ from harness.local.convergence import Convergence
 from harness.local.fabric import Fabric
 from harness.local.istiod import Istiod, mesh_config
 from harness.local.kube_api import KubeApiServer
-from harness.local.manifest_dir import ISTIO_KINDS, ManifestDir, ManifestRejected
+from harness.local.manifest_dir import ManifestDir
 from harness.local.netns import ExecResult, Netns
 from harness.local.pods import UPSTREAM_HOST, Pod, stage_gateway_trust, write_pod_etc
 from harness.local.processes import ManagedProcess
@@ -36,6 +36,7 @@ from harness.local.proxy import IstioProxy, ProxySpec
 from harness.local.reaper import start_watchdog
 from harness.local.runstate import RunState, reap_stale_runs
 from harness.pki import RunPKI
+from harness.sync import ISTIO_KINDS
 from harness.upstream_client import UpstreamClient
 from harness.wait import poll
 
@@ -45,7 +46,7 @@ GATEWAY_SA = "istio-egressgateway-service-account"
 KUBE_API_PORT = 6443
 REQUIRED_COMMANDS = {"ip": "iproute2", "iptables": "iptables", "iptables-restore": "iptables",
                      "setpriv": "util-linux", "curl": "curl", "openssl": "openssl"}
-__all__ = ["LocalMesh", "ManifestRejected", "preflight"]
+__all__ = ["LocalMesh", "preflight"]
 
 
 def preflight() -> None:
@@ -339,10 +340,10 @@ class LocalMesh:
             self.kube_api.set_namespace(namespace, current)
         self._sync_policies()
 
-    def redeploy(self, pod_key: str, *, sidecar: bool) -> None:
+    def redeploy(self, pod: str, *, sidecar: bool) -> None:
         """Delete the pod and create it again (new address, as Kubernetes would), with or
         without a sidecar. Waits until its proxy is ready and has the current config."""
-        old = self.pods.pop(pod_key)
+        old = self.pods.pop(pod)
         if old.proxy is not None:
             old.proxy.stop()
         self.fabric.unplug(old.netns)
@@ -367,6 +368,9 @@ class LocalMesh:
 
     def pod_address(self, pod: str) -> str:
         return self.pod(pod).address
+
+    def has_sidecar(self, pod: str) -> bool:
+        return self.pod(pod).proxy is not None
 
     def proxy(self, pod: str) -> IstioProxy:
         p = self.pod(pod)

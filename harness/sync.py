@@ -1,0 +1,71 @@
+"""How every backend tells that all proxies run the config containing a change (no sleeps).
+
+After a change, a marker ServiceEntry with a new host (`sync-<generation>.egress-harness.invalid`)
+is applied too. A ServiceEntry change reaches every proxy (sidecars and the gateway get every
+cluster), and istiod reads config as a whole, so a proxy that has the marker's cluster runs config
+generated from a push context that also holds the change. Then istiod's /debug/syncz must show
+every xDS type of every proxy acknowledged (sent nonce == acked nonce) and no new NACK. A NACK
+fails at once with Envoy's own message.
+"""
+
+from __future__ import annotations
+
+import re
+
+from harness.errors import ConfigRejected
+
+MARKER_NAME = "egress-harness-sync"
+MARKER_DOMAIN = "egress-harness.invalid"
+ISTIO_KINDS = {"ServiceEntry", "Gateway", "VirtualService", "DestinationRule", "Sidecar",
+               "PeerAuthentication", "AuthorizationPolicy", "WorkloadEntry", "EnvoyFilter", "Telemetry"}
+
+SyncState = dict[tuple[str, str], tuple[str | None, str | None]]
+
+
+def marker_service_entry(generation: int) -> dict:
+    return {
+        "apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+        "metadata": {"name": MARKER_NAME, "namespace": "istio-system"},
+        "spec": {
+            "hosts": [f"sync-{generation}.{MARKER_DOMAIN}"],
+            "location": "MESH_INTERNAL", "resolution": "STATIC",
+            "ports": [{"number": 9, "name": "tcp-sync", "protocol": "TCP"}],
+            "endpoints": [{"address": "198.18.255.254"}],
+        },
+    }
+
+
+def marker_cluster(generation: int) -> str:
+    return f"outbound|9||sync-{generation}.{MARKER_DOMAIN}"
+
+
+def marker_cluster_regex(generation: int) -> str:
+    """For config_dump's name_regex, which must match the whole name."""
+    return "^" + re.escape(marker_cluster(generation)) + "$"
+
+
+def sync_state(statuses: list[dict]) -> SyncState:
+    """(proxy, type) → (sent nonce, last error), from /debug/syncz: taken before a change."""
+    return {(status.get("proxy", "?"), type_url): (res.get("sent"), res.get("lastError"))
+            for status in statuses
+            for type_url, res in (status.get("resources") or {}).items()}
+
+
+def pending_from_syncz(statuses: list[dict], before: SyncState | None = None) -> list[str]:
+    """What istiod still has in flight. Raises ConfigRejected on a NACK that is new since
+    `before`: an earlier rejection stays in syncz until the proxy ACKs something newer (the same
+    error again keeps the type pending, and the wait's deadline reports it)."""
+    before = before or {}
+    pending: list[str] = []
+    for status in statuses:
+        proxy = status.get("proxy", "?")
+        for type_url, res in (status.get("resources") or {}).items():
+            short = type_url.rsplit(".", 1)[-1]
+            error = res.get("lastError") or res.get("last_error")
+            _, old_error = before.get((proxy, type_url), (None, None))
+            if error and error != old_error:
+                raise ConfigRejected(f"[hop: istiod → {proxy}] Envoy rejected {short}: {error}")
+            if res.get("sent") != res.get("acked") or error:
+                pending.append(f"{proxy} {short} sent={res.get('sent')} acked={res.get('acked')}"
+                               + (f" last error: {error}" if error else ""))
+    return pending

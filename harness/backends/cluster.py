@@ -124,8 +124,7 @@ class ClusterBackend(KubeBackend):
         self._upstream_forward = PortForward(self.kubectl, self.run_ns["internet"], pod["metadata"]["name"], 9901)
         self.upstream_control_url = self._upstream_forward.url
 
-        cm = self.kubectl.json("get", "configmap", "coredns", "-n", "kube-system")
-        self._coredns_original = cm["data"]["Corefile"]
+        self._coredns_original = self._corefile()
         self._set_corefile(add_hosts_block(self._coredns_original, address, run=self.run_id))
 
         untrusted = self.pki.other_public_ca()
@@ -144,15 +143,6 @@ class ClusterBackend(KubeBackend):
              ok=lambda got: got == [address], timeout=90, interval=1.0)
         self.wait_converged(timeout=120)
         self.timings["cold_start"] = time.monotonic() - t0
-
-    def _set_corefile(self, corefile: str) -> None:
-        cm = self.kubectl.json("get", "configmap", "coredns", "-n", "kube-system")
-        cm["data"]["Corefile"] = corefile
-        for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
-            cm["metadata"].pop(key, None)
-        self.kubectl.run("apply", "-f", "-", input=json.dumps(cm))
-        self.kubectl.run("rollout", "restart", "-n", "kube-system", "deployment/coredns")
-        self.kubectl.run("rollout", "status", "-n", "kube-system", "deployment/coredns", "--timeout=120s", timeout=130)
 
     def label_namespace(self, namespace: str, labels: dict[str, str | None]) -> None:
         actual = self.ns(namespace)

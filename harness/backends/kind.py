@@ -180,18 +180,6 @@ class KindBackend(KubeBackend):
         self.upstream_control_url = self.upstream_container.control_url
         poll("the stand-in's control port", self.upstream().healthz, timeout=30)
 
-    def _corefile(self) -> str:
-        return self.kubectl.json("get", "configmap", "coredns", "-n", "kube-system")["data"]["Corefile"]
-
-    def _set_corefile(self, corefile: str) -> None:
-        cm = self.kubectl.json("get", "configmap", "coredns", "-n", "kube-system")
-        cm["data"]["Corefile"] = corefile
-        for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
-            cm["metadata"].pop(key, None)
-        self.kubectl.run("apply", "-f", "-", input=json.dumps(cm))
-        self.kubectl.run("rollout", "restart", "-n", "kube-system", "deployment/coredns")
-        self.kubectl.run("rollout", "status", "-n", "kube-system", "deployment/coredns", "--timeout=120s", timeout=130)
-
     def _point_dns_at_upstream(self) -> None:
         assert self.upstream_container is not None
         self._coredns_original = self._corefile()

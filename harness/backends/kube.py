@@ -367,6 +367,20 @@ class KubeBackend:
         if sidecar:
             self.wait_converged()
 
+    # ---------------------------------------------------------------- cluster DNS
+    def _corefile(self) -> str:
+        """CoreDNS's Corefile: the stand-in is added to it as a hosts block, and restored after."""
+        return self.kubectl.json("get", "configmap", "coredns", "-n", "kube-system")["data"]["Corefile"]
+
+    def _set_corefile(self, corefile: str) -> None:
+        cm = self.kubectl.json("get", "configmap", "coredns", "-n", "kube-system")
+        cm["data"]["Corefile"] = corefile
+        for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
+            cm["metadata"].pop(key, None)
+        self.kubectl.run("apply", "-f", "-", input=json.dumps(cm))
+        self.kubectl.run("rollout", "restart", "-n", "kube-system", "deployment/coredns")
+        self.kubectl.run("rollout", "status", "-n", "kube-system", "deployment/coredns", "--timeout=120s", timeout=130)
+
     # ---------------------------------------------------------------- evidence
     def collect(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)

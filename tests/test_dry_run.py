@@ -103,8 +103,8 @@ def test_cluster_plan_refusal_hint_and_namespaces(tmp_path, istio_binaries):
 
 
 def test_dry_run_through_pytest_touches_nothing(tmp_path, istio_binaries):
-    """The real conftest path: --backend=kind --dry-run prints the plan and exits 0, with an empty
-    cache that stays empty, no Docker engine, and no kind on PATH."""
+    """What `make e2e BACKEND=kind DRY_RUN=1` runs: the suites with --backend=kind --dry-run print
+    the plan and exit 0, with an empty cache that stays empty, no Docker engine, no kind on PATH."""
     cache = tmp_path / "cache"
     cache.mkdir()
     artifacts = tmp_path / "artifacts"
@@ -113,7 +113,7 @@ def test_dry_run_through_pytest_touches_nothing(tmp_path, istio_binaries):
                EGRESS_HARNESS_ISTIO_BIN=str(istio_binaries.istioctl.parent), PATH=os.pathsep.join(path_dirs))
     env.pop("PYTEST_ADDOPTS", None)
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "tests/test_dry_run.py::test_dry_run_entry", "-q", "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", "suites/test_troubleshooting.py", "-q", "-p", "no:cacheprovider",
          "--backend=kind", "--dry-run", "--cluster-name=ci-kind", f"--artifacts={artifacts}"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -123,14 +123,6 @@ def test_dry_run_through_pytest_touches_nothing(tmp_path, istio_binaries):
     assert (artifacts / "plan-kind.txt").read_text() in proc.stdout
     assert list(cache.iterdir()) == [], "the dry run wrote to the cache"
     assert not (REPO / ".pytest-kind" / "ci-kind").exists()
-
-
-def test_dry_run_entry(pytestconfig, request):
-    """Only an entry point for the test above: it asks for the `mesh` fixture under --dry-run."""
-    if pytestconfig.getoption("--backend") == "local" or not pytestconfig.getoption("--dry-run"):
-        pytest.skip("entry point of test_dry_run_through_pytest_touches_nothing (needs --backend=kind --dry-run)")
-    request.getfixturevalue("mesh")
-    pytest.fail("the dry run should have ended the session")
 
 
 def test_bad_input_is_one_line_before_anything_starts(tmp_path):

@@ -232,3 +232,19 @@ def test_stop_ends_open_watches_promptly(api: Api):
     # And the server no longer answers.
     with pytest.raises(httpx.TransportError):
         api.http.get("/version")
+
+
+def test_watch_from_a_resource_version_replays_what_came_after():
+    """client-go LISTs, then WATCHes from the list's resourceVersion: a change in between must
+    still arrive."""
+    from harness.local.kube_api import KubeStore
+
+    store = KubeStore()
+    store.put("v1", "namespaces", {"metadata": {"name": "a"}})
+    listed_at = int(store.resource_version())
+    store.put("v1", "namespaces", {"metadata": {"name": "b", "labels": {"x": "1"}}})
+    w = store.watch("v1", "namespaces", None, since=listed_at)
+    event = w.events.get(timeout=1)
+    assert event["type"] == "ADDED" and event["object"]["metadata"]["name"] == "b"
+    assert w.events.empty()
+    store.close()

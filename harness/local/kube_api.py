@@ -81,6 +81,9 @@ class KubeStore:
         self._objects: dict[tuple[str, str, str, str], dict] = {}
         self._rv = 1
         self._watchers: list[_Watcher] = []
+        # Every event, so a watch from resourceVersion N replays what happened after N (a change
+        # between a client's LIST and its WATCH is not lost). A run makes a few hundred at most.
+        self._history: list[tuple[int, str, str, str, dict]] = []  # rv, gv, resource, namespace, event
 
     def _bump(self, obj: dict) -> None:
         self._rv += 1
@@ -124,13 +127,19 @@ class KubeStore:
             return obj
 
     def _notify(self, gv: str, resource: str, namespace: str, kind: str, obj: dict) -> None:
+        self._history.append((self._rv, gv, resource, namespace, {"type": kind, "object": copy.deepcopy(obj)}))
         for w in self._watchers:
             if w.gv == gv and w.resource == resource and (w.namespace is None or w.namespace == namespace):
                 w.events.put({"type": kind, "object": copy.deepcopy(obj)})
 
-    def watch(self, gv: str, resource: str, namespace: str | None) -> _Watcher:
+    def watch(self, gv: str, resource: str, namespace: str | None, since: int | None = None) -> _Watcher:
+        """A watch; with `since` (the client's resourceVersion), first the events after it."""
         w = _Watcher(gv, resource, namespace, queue.Queue())
         with self._lock:
+            if since is not None:
+                for rv, g, r, ns, event in self._history:
+                    if rv > since and g == gv and r == resource and (namespace is None or ns == namespace):
+                        w.events.put(copy.deepcopy(event))
             self._watchers.append(w)
         return w
 
@@ -232,15 +241,17 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._status(404, "NotFound", f'{resource} "{name}" not found')
             return self._send(200, obj)
         if query.get("watch") in ("1", "true"):
-            return self._watch(gv, resource, ns, float(query.get("timeoutSeconds") or 300))
+            since = query.get("resourceVersion")
+            return self._watch(gv, resource, ns, float(query.get("timeoutSeconds") or 300),
+                               int(since) if since and since.isdigit() and since != "0" else None)
         kind, _ = _kind_for(gv, resource)
         return self._send(200, {"kind": f"{kind}List", "apiVersion": gv,
                                 "metadata": {"resourceVersion": store.resource_version()},
                                 "items": store.list(gv, resource, ns)})
 
-    def _watch(self, gv: str, resource: str, ns: str | None, timeout: float) -> None:
+    def _watch(self, gv: str, resource: str, ns: str | None, timeout: float, since: int | None) -> None:
         store = self.server.store
-        w = store.watch(gv, resource, ns)
+        w = store.watch(gv, resource, ns, since)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")

@@ -1,9 +1,9 @@
 """The Kubernetes side shared by the kind and cluster backends (harness/backend.py's Backend).
 
 Everything goes through kubectl with an explicit kubeconfig: the commands are the ones the plan
-prints and a person would type, and one client means one behaviour to debug. (kr8s, in the
-[kind] extra, was considered for the polling reads; `kubectl get -o json` does the same here
-without a second client.)
+prints and a person would type, and one client means one behaviour to debug. (An API client such
+as kr8s was considered for the polling reads; `kubectl get -o json` does the same here without a
+second client, so none is a dependency.)
 
 - apply/delete: Istio objects are checked first by the pinned `istioctl validate` (offline, like the
   local mesh); then `kubectl apply`/`delete`; then the backend waits until every proxy runs the

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-from harness.evidence import Evidence
 from harness.manifests import render, to_yaml
 from harness.trace import Trace
 

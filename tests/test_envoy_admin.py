@@ -20,7 +20,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from harness.envoy_admin import (
-    CertSans,
     EnvoyAdmin,
     EnvoyAdminError,
     RejectedResource,

@@ -25,7 +25,8 @@ import yaml
 
 from harness import manifests
 from harness.backends import kube, plan, tools, upstream_image
-from harness.backends.kube import KubeBackend, Kubectl, ManifestRejected
+from harness.backends.kube import KubeBackend, Kubectl
+from harness.errors import ManifestRejected
 from harness.errors import HarnessError
 from harness.errors import ConfigRejected
 from harness.sync import pending_from_syncz

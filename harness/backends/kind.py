@@ -10,7 +10,6 @@ CoreDNS → secrets, namespaces, sleep pods → DNS check in the pods → first 
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil

@@ -32,7 +32,7 @@ from typing import Callable
 import jinja2
 import yaml
 
-from harness.errors import HarnessError, ManifestRejected  # noqa: F401 - re-exported for callers
+from harness.errors import HarnessError
 from harness.istioctl_validate import IstioctlValidator
 from harness.sync import ISTIO_KINDS, marker_cluster, marker_cluster_regex, marker_service_entry, pending_from_syncz, sync_state
 from harness.local.netns import ExecResult

@@ -7,7 +7,7 @@ from harness.checks.http_gateway import URL, check_hop_tls, gateway_cluster
 from harness.curl_result import curl_command
 from harness.manifests import VIA_HEADER
 from harness.scenario import Scenario
-from harness.trace import APP_SIDECAR, GATEWAY_UPSTREAM, SIDECAR_UPSTREAM
+from harness.trace import GATEWAY_UPSTREAM, SIDECAR_UPSTREAM
 
 CNN_443 = "outbound|443||edition.cnn.com"
 CNN_8443 = "outbound|8443||edition.cnn.com"
@@ -104,5 +104,3 @@ def check_mutual_origination_without_client_cert(sc: Scenario) -> None:
              f"no failed mutual-TLS handshake from the gateway at the stand-in: {[c.summary() for c in t.upstream_connections()]}")
     sc.evidence.observe(status_chain=t.result.describe(), handshake_error=failed[0].handshake_error)
 
-
-__all__ = ["APP_SIDECAR"]

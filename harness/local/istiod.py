@@ -8,9 +8,6 @@ from the harness's mesh root instead). Flags read in pilot/cmd/pilot-discovery/a
 
 from __future__ import annotations
 
-import json
-import socket
-import time
 from pathlib import Path
 
 import httpx

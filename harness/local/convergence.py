@@ -6,8 +6,9 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from harness.errors import ManifestRejected
 from harness.sync import marker_cluster, marker_cluster_regex, marker_service_entry, pending_from_syncz, sync_state
-from harness.wait import poll
+from harness.wait import WaitTimeout, poll
 
 if TYPE_CHECKING:
     from harness.local.mesh import LocalMesh
@@ -50,9 +51,15 @@ class Convergence:
                 keys.add((c.get("kind", ""), meta.get("namespace", ""), meta.get("name", "")))
             return want - keys, gone & keys
 
-        poll(f"istiod to load {sorted(want)} and drop {sorted(gone)}", istiod_differs,
-             ok=lambda d: not d[0] and not d[1], timeout=timeout,
-             describe=lambda d: f"still missing {sorted(d[0])}, still present {sorted(d[1])}")
+        try:
+            poll(f"istiod to load {sorted(want)} and drop {sorted(gone)}", istiod_differs,
+                 ok=lambda d: not d[0] and not d[1], timeout=timeout,
+                 describe=lambda d: f"still missing {sorted(d[0])}, still present {sorted(d[1])}")
+        except WaitTimeout as exc:
+            # istiod only logs a file it cannot load: put its complaints next to the timeout.
+            errors = [line for line in mesh.istiod.process.log_tail(400).splitlines()
+                      if "\terror\t" in line or "\twarn\t" in line][-5:]
+            raise ManifestRejected(f"{exc}; istiod's recent errors: {' | '.join(errors) or 'none'}") from None
 
         cluster = marker_cluster(gen)
         for proxy in mesh.proxies():

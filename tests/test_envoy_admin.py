@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime
 import json
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,8 @@ from harness.envoy_admin import (
 )
 from harness.envoy_binary import ENVOY_ENV_VAR, envoy_version, find_envoy_binary, parse_envoy_version
 from harness.errors import HarnessError
-from harness.wait import WaitTimeout, poll
+from harness.wait import WaitTimeout
+from tests.helpers.envoy_process import running_envoy
 
 pytestmark = pytest.mark.envoy
 
@@ -181,54 +181,16 @@ def _write_config(workdir: Path) -> tuple[Path, Path, x509.Certificate]:
     return bootstrap_file, cert_file, cert
 
 
-def _log_tail(log_file: Path) -> str:
-    try:
-        return "\n".join(log_file.read_text(errors="replace").splitlines()[-15:])
-    except OSError:
-        return "<no log>"
-
-
 @pytest.fixture(scope="module")
 def envoy():
     binary = find_envoy_binary()
     workdir = Path(tempfile.mkdtemp(prefix="egress-harness-envoy-admin-"))
-    log_file = workdir / "envoy.log"
-    address_file = workdir / "admin-address"
-    process: subprocess.Popen | None = None
-    admin: EnvoyAdmin | None = None
     try:
         bootstrap_file, cert_file, cert = _write_config(workdir)
-        with log_file.open("wb") as log:
-            # --disable-hot-restart: no shared memory or domain socket, so parallel Envoys never clash
-            # over a base id and a killed run leaves nothing in /dev/shm.
-            process = subprocess.Popen(
-                [str(binary), "-c", str(bootstrap_file), "--disable-hot-restart", "--concurrency", "1",
-                 "-l", "warning", "--admin-address-path", str(address_file)],
-                stdout=log, stderr=subprocess.STDOUT,
-            )
-
-        def admin_address() -> str:
-            if process.poll() is not None:
-                return "exited"
-            return address_file.read_text().strip() if address_file.exists() else ""
-
-        address = poll("Envoy to write its admin address", admin_address, timeout=15)
-        if address == "exited":
-            pytest.fail(f"Envoy exited with {process.returncode} at start:\n{_log_tail(log_file)}")
-        admin = EnvoyAdmin(f"http://{address}")
-        admin.wait_ready(timeout=10)
-        host, port = admin.listener_addresses()["direct"]
-        yield RunningEnvoy(admin, binary, f"http://{host}:{port}", cert_file, cert)
+        with running_envoy(bootstrap_file, workdir) as (_, admin):
+            host, port = admin.listener_addresses()["direct"]
+            yield RunningEnvoy(admin, binary, f"http://{host}:{port}", cert_file, cert)
     finally:
-        if admin is not None:
-            admin.close()
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

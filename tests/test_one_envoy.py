@@ -26,11 +26,11 @@ import httpx
 import pytest
 
 from harness.envoy_admin import EnvoyAdmin, exact_stat_regex
-from harness.envoy_binary import find_envoy_binary
 from harness.pki import Issued, RunPKI
 from harness.upstream_client import UpstreamClient, UpstreamPorts, parse_ready_line
-from harness.wait import poll
+
 from mock_upstream.content import POLITICS_BYTES, POLITICS_MARKER
+from tests.helpers.envoy_process import log_tail, running_envoy
 
 pytestmark = pytest.mark.envoy
 
@@ -63,13 +63,6 @@ def _stop(proc: subprocess.Popen) -> int:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=5)
     return proc.returncode
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "<nothing>"
 
 
 @dataclass
@@ -124,10 +117,10 @@ def stand_in(certs: Certs, workdir: Path):
         with selectors.DefaultSelector() as sel:
             sel.register(proc.stdout, selectors.EVENT_READ)
             if not sel.select(10):
-                pytest.fail(f"mock_upstream printed no ready line in 10s; stderr: {_tail(stderr_path)}")
+                pytest.fail(f"mock_upstream printed no ready line in 10s; stderr: {log_tail(stderr_path)}")
         line = proc.stdout.readline()
         if not line:
-            pytest.fail(f"mock_upstream exited before its ready line; stderr: {_tail(stderr_path)}")
+            pytest.fail(f"mock_upstream exited before its ready line; stderr: {log_tail(stderr_path)}")
         ports = parse_ready_line(line)
         client = UpstreamClient(f"http://{LOCALHOST}:{ports.control}")
         yield StandIn(proc, ports, client)
@@ -136,7 +129,7 @@ def stand_in(certs: Certs, workdir: Path):
             client.close()
         code = _stop(proc)
         proc.stdout.close()
-    assert code == 0, f"mock_upstream exited {code} on SIGTERM; stderr: {_tail(stderr_path)}"
+    assert code == 0, f"mock_upstream exited {code} on SIGTERM; stderr: {log_tail(stderr_path)}"
 
 
 def _tls_cluster(name: str, port: int, trusted_ca: Path, san: str) -> dict:
@@ -200,32 +193,9 @@ def envoy(certs: Certs, stand_in: StandIn, workdir: Path):
     envoy_dir.mkdir()
     bootstrap = envoy_dir / "bootstrap.json"
     bootstrap.write_text(json.dumps(_bootstrap(certs, stand_in.ports.https), indent=2))
-    address_file = envoy_dir / "admin-address"
-    log = envoy_dir / "envoy.log"  # no xDS files here, so Envoy watches no directory
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(find_envoy_binary()), "-c", str(bootstrap), "--disable-hot-restart", "--concurrency", "1",
-             "-l", "info", "--admin-address-path", str(address_file)],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-        )
-    admin = None
-    try:
-        def admin_address() -> str:
-            if proc.poll() is not None:
-                return "exited"
-            return address_file.read_text().strip() if address_file.exists() else ""
-
-        address = poll("Envoy to write its admin address", admin_address, timeout=15)
-        if address == "exited":
-            pytest.fail(f"Envoy exited with {proc.returncode} at start:\n{_tail(log)}")
-        admin = EnvoyAdmin(f"http://{address}")
-        admin.wait_ready(timeout=10)
+    with running_envoy(bootstrap, envoy_dir, log_level="info") as (proc, admin):
         host, port = admin.listener_addresses()["http_in"]
-        yield Envoy(proc, admin, f"http://{host}:{port}", log)
-    finally:
-        if admin is not None:
-            admin.close()
-        _stop(proc)
+        yield Envoy(proc, admin, f"http://{host}:{port}", envoy_dir / "envoy.log")
 
 
 @pytest.fixture(scope="module")

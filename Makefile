@@ -1,5 +1,5 @@
 # egress-harness: two commands for a newcomer on a fresh machine.
-#   make e2e    the suites against a mesh (BACKEND=local by default; needs root)
+#   make e2e    the suites against a mesh (BACKEND=local by default; root, or a user namespace)
 #   make test   the harness's own tests, plus the local-mesh checks
 # Both create or refresh the virtualenv from pyproject.toml on their own.
 
@@ -25,11 +25,12 @@ istio: $(STAMP)
 	@$(PY) -m harness.istio_binaries --istio-version $(ISTIO_VERSION)
 
 # harness.rootless runs pytest as is under root, and in a user namespace otherwise.
-e2e: $(STAMP)
+# Istio's binaries are built (or found) first, with visible progress; a dry run builds nothing.
+e2e: $(STAMP) $(if $(DRY_RUN),,istio)
 	$(PY) -m harness.rootless $(PY) -m pytest suites --backend=$(BACKEND) --istio-version=$(ISTIO_VERSION) \
 		--artifacts=$(ARTIFACTS) --junitxml=$(ARTIFACTS)/junit.xml $(if $(DRY_RUN),--dry-run) $(PYTEST_ARGS)
 
-test: $(STAMP)
+test: $(STAMP) istio
 	$(PY) -m harness.rootless $(PY) -m pytest tests suites --istio-version=$(ISTIO_VERSION) --artifacts=$(ARTIFACTS)/test \
 		--junitxml=$(ARTIFACTS)/test/junit.xml $(PYTEST_ARGS)
 

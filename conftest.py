@@ -62,11 +62,14 @@ def istio_version(pytestconfig: pytest.Config) -> str:
 
 
 @pytest.fixture(scope="session")
-def istio_binaries(istio_version: str):
+def istio_binaries(istio_version: str, pytestconfig: pytest.Config):
     from harness.istio_binaries import ensure_istio
 
+    # A first build takes minutes: its progress goes to the terminal, not into captured output.
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
     try:
-        return ensure_istio(istio_version)
+        with capture.global_and_fixture_disabled():
+            return ensure_istio(istio_version)
     except HarnessError as exc:
         pytest.exit(f"egress-harness: {exc}", returncode=2)
 

@@ -16,7 +16,6 @@ import pwd
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from harness.errors import HarnessError
@@ -72,8 +71,9 @@ def prepare_inside() -> None:
     _mount("--make-rprivate", "/")
     _mount("-t", "tmpfs", "tmpfs", "/run")
     Path("/run/netns").mkdir()
-    etc = Path(tempfile.mkdtemp(prefix="egress-harness-etc-"))
-    _mount("-t", "tmpfs", "tmpfs", str(etc))
+    # The copy of /etc lives on the private /run: nothing of it shows outside, even its mountpoint.
+    etc = Path("/run/egress-harness-etc")
+    etc.mkdir()
     subprocess.run(["cp", "-a", "/etc/.", str(etc)], capture_output=True)  # unreadable files (shadow) stay out
     _mount("--bind", str(etc), "/etc")
     Path("/etc/netns").mkdir(exist_ok=True)

@@ -85,8 +85,8 @@ def test_envoy_nack_fails_with_envoys_message(mesh):
         sc.delete_all()
 
 
-def _child_mesh() -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, str(REPO / "tests/helpers/run_mesh.py")], cwd=REPO,
+def _child_mesh(artifacts: Path) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen([sys.executable, str(REPO / "tests/helpers/run_mesh.py"), str(artifacts)], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, PYTHONPATH=str(REPO)))
     line = proc.stdout.readline()
@@ -112,11 +112,11 @@ def _leftovers(run_id: str) -> list[str]:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
-def test_teardown_leaves_nothing(mesh, sig):
+def test_teardown_leaves_nothing(mesh, sig, tmp_path):
     """A second mesh beside the session's: after Ctrl-C (its own teardown) or SIGKILL (the
     watchdog's), no namespace, /etc/netns file, process, key or state is left, and the session's
     mesh still works (two runs coexist)."""
-    proc, run_id = _child_mesh()
+    proc, run_id = _child_mesh(tmp_path)
     assert _leftovers(run_id), "the child mesh should have created namespaces"
     proc.send_signal(sig)
     proc.wait(30)

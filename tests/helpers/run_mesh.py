@@ -1,4 +1,5 @@
 """Start a local mesh in this process, print its run id, and wait to be interrupted or killed.
+Usage: run_mesh.py ARTIFACTS_DIR [ISTIO_VERSION]
 
 Used by tests/test_local_mesh.py to prove that teardown leaves nothing behind after Ctrl-C
 (SIGINT) and after SIGKILL (the watchdog's job).
@@ -7,7 +8,6 @@ Used by tests/test_local_mesh.py to prove that teardown leaves nothing behind af
 from __future__ import annotations
 
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -16,8 +16,8 @@ from harness.local.mesh import LocalMesh
 
 
 def main() -> int:
-    artifacts = Path(tempfile.mkdtemp(prefix="eh-child-"))
-    mesh = LocalMesh(ensure_istio(sys.argv[1] if len(sys.argv) > 1 else "1.31"), artifacts)
+    artifacts = Path(sys.argv[1])  # the calling test's tmp_path: removed with it
+    mesh = LocalMesh(ensure_istio(sys.argv[2] if len(sys.argv) > 2 else "1.31"), artifacts)
     try:
         mesh.start()
         print(f"READY {mesh.run_id}", flush=True)

@@ -14,7 +14,7 @@ Record fields mirror the JSON schema documented in mock_upstream/records.py.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Union
 
 import httpx
@@ -49,6 +49,24 @@ def parse_ready_line(line: str | bytes) -> UpstreamPorts:
     return UpstreamPorts.from_json(data)
 
 
+def _record(cls, d: dict[str, Any]):
+    """A record dataclass from its JSON: fields typed as tuples get tuples (headers: of pairs),
+    counters missing from an older record read 0, everything else is taken as it is."""
+    values = {}
+    for f in fields(cls):
+        raw = d.get(f.name)
+        if f.name == "headers":
+            raw = tuple((name, value) for name, value in raw or ())
+        elif f.type.startswith("tuple") and raw is not None:
+            raw = tuple(raw)
+        elif f.type.startswith("tuple") and "None" not in f.type:
+            raw = ()
+        elif f.type == "int" and raw is None:
+            raw = 0
+        values[f.name] = raw
+    return cls(**values)
+
+
 @dataclass(frozen=True)
 class ConnectionRecord:
     id: int
@@ -76,31 +94,7 @@ class ConnectionRecord:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "ConnectionRecord":
-        offered = d.get("alpn_offered")
-        return cls(
-            id=d["id"],
-            listener=d["listener"],
-            state=d["state"],
-            opened_at=d["opened_at"],
-            closed_at=d.get("closed_at"),
-            peer_address=d["peer_address"],
-            peer_port=d["peer_port"],
-            local_address=d["local_address"],
-            local_port=d["local_port"],
-            tls=d["tls"],
-            sni=d.get("sni"),
-            alpn=d.get("alpn"),
-            alpn_offered=tuple(offered) if offered is not None else None,
-            tls_version=d.get("tls_version"),
-            cipher=d.get("cipher"),
-            client_cert_subject=d.get("client_cert_subject"),
-            client_cert_issuer=d.get("client_cert_issuer"),
-            client_cert_dns_sans=tuple(d.get("client_cert_dns_sans") or ()),
-            client_cert_uri_sans=tuple(d.get("client_cert_uri_sans") or ()),
-            handshake_error=d.get("handshake_error"),
-            error=d.get("error"),
-            requests=d.get("requests", 0),
-        )
+        return _record(cls, d)
 
     @property
     def client_cert_sans(self) -> tuple[str, ...]:
@@ -148,33 +142,7 @@ class RequestRecord:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "RequestRecord":
-        return cls(
-            id=d["id"],
-            connection_id=d["connection_id"],
-            seq=d["seq"],
-            listener=d["listener"],
-            peer_address=d["peer_address"],
-            peer_port=d["peer_port"],
-            local_address=d["local_address"],
-            local_port=d["local_port"],
-            tls=d["tls"],
-            sni=d.get("sni"),
-            alpn=d.get("alpn"),
-            tls_version=d.get("tls_version"),
-            client_cert_subject=d.get("client_cert_subject"),
-            client_cert_dns_sans=tuple(d.get("client_cert_dns_sans") or ()),
-            client_cert_uri_sans=tuple(d.get("client_cert_uri_sans") or ()),
-            method=d["method"],
-            path=d["path"],
-            host=d.get("host"),
-            http_version=d["http_version"],
-            headers=tuple((name, value) for name, value in d["headers"]),
-            body_bytes=d.get("body_bytes", 0),
-            status=d["status"],
-            response_bytes=d.get("response_bytes", 0),
-            received_at=d["received_at"],
-            responded_at=d.get("responded_at"),
-        )
+        return _record(cls, d)
 
     def header(self, name: str, default: str | None = None) -> str | None:
         """The first value of header `name` (case-insensitive), or default."""

@@ -64,6 +64,8 @@ class IstioProxy:
     mesh_config: dict
     process: ManagedProcess | None = field(default=None, init=False)
     _admin: "EnvoyAdmin | None" = field(default=None, init=False)
+    _log_offset: int = field(default=0, init=False)
+    _access_lines: list[str] = field(default_factory=list, init=False)
 
     @property
     def node_id(self) -> str:
@@ -173,8 +175,15 @@ class IstioProxy:
     def access_log_lines(self) -> list[str]:
         """Envoy's access log goes to stdout (mesh accessLogFile), into the proxy log; its lines
         are JSON objects, unlike Envoy's and pilot-agent's own log lines."""
+        # Waits poll this every 50 ms over a log that grows all session: read only what is new,
+        # up to the last complete line.
         try:
-            text = self.log_path.read_text(errors="replace")
+            with open(self.log_path, "rb") as log:
+                log.seek(self._log_offset)
+                chunk = log.read()
         except OSError:
-            return []
-        return [line for line in text.splitlines() if line.startswith("{")]
+            return list(self._access_lines)
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        self._log_offset += len(complete)
+        self._access_lines += [line for line in complete.decode(errors="replace").splitlines() if line.startswith("{")]
+        return list(self._access_lines)

@@ -234,25 +234,37 @@ def resolve_kind(*, fetch: bool) -> Tool:
         if version == KIND_VERSION:
             return Tool("kind", version, "PATH", Path(on_path))
     go = shutil.which("go")
-    if go:
-        cmd = (go, "install", f"{KIND_MODULE}@{KIND_VERSION}")
-        origin = f"go install {KIND_MODULE}@{KIND_VERSION} (verified by the Go checksum database) into {cached.parent}"
+    system, arch = os_arch()
+    tool = _go_or_download(
+        "kind", KIND_VERSION, cached, fetch,
+        go_plan=(go and ((go, "install", f"{KIND_MODULE}@{KIND_VERSION}"),
+                         f"go install {KIND_MODULE}@{KIND_VERSION} (verified by the Go checksum database) into {cached.parent}",
+                         lambda: _go_install_kind(go, cached.parent))),
+        url=f"https://github.com/kubernetes-sigs/kind/releases/download/{KIND_VERSION}/kind-{system}-{arch}",
+        sha=_kind_sha256(), sha_env="EGRESS_HARNESS_KIND_SHA256",
+    )
+    if tool.path is not None:
+        version = kind_version_of(cached)
+        if version != KIND_VERSION:
+            raise HarnessError(f"fetched kind reports {version}, expected {KIND_VERSION}: remove {cached.parent} and retry")
+    return tool
+
+
+def _go_or_download(name: str, version: str, cached: Path, fetch: bool, *, go_plan, url: str, sha: str | None,
+                    sha_env: str, note: str = "") -> Tool:
+    """A tool fetched by Go when Go is there (go_plan: command shown in the plan, origin, build),
+    else downloaded with its sha256 checked. Without `fetch`, only says how it would be fetched."""
+    if go_plan:
+        cmd, origin, build = go_plan
     else:
-        system, arch = os_arch()
-        url = f"https://github.com/kubernetes-sigs/kind/releases/download/{KIND_VERSION}/kind-{system}-{arch}"
-        cmd = ("download", url)
-        origin = f"download {url} (sha256 {_kind_sha256() or 'NOT PINNED'})"
-    tool = Tool("kind", KIND_VERSION, origin, None, cmd)
+        cmd, origin, build = ("download", url), f"download {url} (sha256 {sha or 'NOT PINNED'}){note}", None
     if not fetch:
-        return tool
-    if go:
-        _go_install_kind(go, cached.parent)
+        return Tool(name, version, origin, None, cmd)
+    if build is not None:
+        build()
     else:
-        download_verified(cmd[1], cached, _kind_sha256(), "EGRESS_HARNESS_KIND_SHA256")
-    version = kind_version_of(cached)
-    if version != KIND_VERSION:
-        raise HarnessError(f"fetched kind reports {version}, expected {KIND_VERSION}: remove {cached.parent} and retry")
-    return Tool("kind", version, "cache (fetched now)", cached)
+        download_verified(url, cached, sha, sha_env)
+    return Tool(name, version, "cache (fetched now)", cached, cmd)
 
 
 def _kind_sha256() -> str | None:
@@ -292,25 +304,21 @@ def resolve_kubectl(*, fetch: bool, server_minor: str | None = None) -> Tool:
             f"put a kubectl {server_minor}.x on PATH or set EGRESS_HARNESS_KUBECTL"
         )
     go = shutil.which("go")
-    if go:
-        cmd = (go, "get", f"k8s.io/kubectl@{KUBECTL_STAGING_VERSION}", f"k8s.io/component-base@{KUBECTL_STAGING_VERSION}",
-               "&&", go, "build", "-o", str(cached), ".", f"# in a module with kubectl's main package ({cached.parent}/src)")
-        origin = (f"go build of k8s.io/kubectl@{KUBECTL_STAGING_VERSION}'s command (verified by the Go checksum "
-                  f"database) into {cached.parent}{path_note}")
-    else:
-        system, arch = os_arch()
-        url = f"https://dl.k8s.io/release/{KUBECTL_VERSION}/bin/{system}/{arch}/kubectl"
-        cmd = ("download", url)
-        origin = f"download {url} (sha256 {_kubectl_sha256() or 'NOT PINNED'}){path_note}"
-    tool = Tool("kubectl", KUBECTL_VERSION, origin, None, cmd)
-    if not fetch:
-        return tool
-    if go:
-        _go_build_kubectl(go, cached.parent)
-    else:
-        download_verified(cmd[1], cached, _kubectl_sha256(), "EGRESS_HARNESS_KUBECTL_SHA256")
-    version = kubectl_version_of(cached)
-    return Tool("kubectl", version, "cache (fetched now)", cached)
+    system, arch = os_arch()
+    tool = _go_or_download(
+        "kubectl", KUBECTL_VERSION, cached, fetch,
+        go_plan=(go and ((go, "get", f"k8s.io/kubectl@{KUBECTL_STAGING_VERSION}",
+                          f"k8s.io/component-base@{KUBECTL_STAGING_VERSION}", "&&", go, "build", "-o", str(cached), ".",
+                          f"# in a module with kubectl's main package ({cached.parent}/src)"),
+                         f"go build of k8s.io/kubectl@{KUBECTL_STAGING_VERSION}'s command (verified by the Go checksum "
+                         f"database) into {cached.parent}{path_note}",
+                         lambda: _go_build_kubectl(go, cached.parent))),
+        url=f"https://dl.k8s.io/release/{KUBECTL_VERSION}/bin/{system}/{arch}/kubectl",
+        sha=_kubectl_sha256(), sha_env="EGRESS_HARNESS_KUBECTL_SHA256", note=path_note,
+    )
+    if tool.path is not None:
+        tool = Tool("kubectl", kubectl_version_of(cached), tool.origin, cached, tool.fetch)
+    return tool
 
 
 def resolve_istioctl(istio_version: str, *, fetch: bool) -> Tool:

@@ -71,7 +71,6 @@ class ClusterBackend(KubeBackend):
     name = "cluster"
 
     def __init__(self, *, kubeconfig: Path, istio_version: str, artifacts: Path):
-        self.kubeconfig_path = kubeconfig
         self.istio_version = istio_version
         self.run_id = secrets.token_hex(3)
         self.run_ns = run_namespaces(self.run_id)

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Callable
 
 import jinja2
-import yaml
 
 from harness.errors import HarnessError
 from harness.istioctl_validate import IstioctlValidator
@@ -42,7 +41,6 @@ from harness.wait import poll
 
 KIND_FIXTURES = FIXTURES / "kind"
 ISTIO_NAMESPACE = "istio-system"
-GATEWAY_DEPLOYMENT = "istio-egressgateway"
 ENVOY_ADMIN_PORT = 15000
 UPSTREAM_HOST = "edition.cnn.com"
 UPSTREAM_CA_IN_POD = "/etc/egress-harness/ca.pem"
@@ -69,10 +67,6 @@ def _env() -> jinja2.Environment:
 
 def render_fixture(name: str, **values: object) -> str:
     return _env().get_template(name).render(**values)
-
-
-def render_objects(name: str, **values: object) -> list[dict]:
-    return [d for d in yaml.safe_load_all(render_fixture(name, **values)) if d]
 
 
 # ------------------------------------------------------------------------------ CoreDNS

@@ -339,14 +339,6 @@ def resolve_istioctl(istio_version: str, *, fetch: bool) -> Tool:
 
 
 # -------------------------------------------------------------------------------- fetching
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def download_verified(url: str, dest: Path, sha256: str | None, env_name: str, *, timeout: float = 120.0) -> Path:
     """Download url to dest (mode 0755) only if its sha256 is the expected one. Nothing is left at
     dest when the checksum is missing or wrong."""

@@ -10,7 +10,6 @@ from harness.scenario import Scenario
 from harness.trace import GATEWAY_UPSTREAM, SIDECAR_UPSTREAM
 
 CNN_443 = "outbound|443||edition.cnn.com"
-CNN_8443 = "outbound|8443||edition.cnn.com"
 
 
 def check_before_origination(sc: Scenario) -> None:

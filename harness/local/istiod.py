@@ -119,9 +119,6 @@ class Istiod:
     def configz(self) -> list[dict]:
         return self.debug("/debug/configz") or []
 
-    def config_dump_for(self, proxy_id: str) -> dict:
-        return self.debug("/debug/config_dump", proxyID=proxy_id) or {}
-
     def stop(self) -> None:
         if self._client is not None:
             self._client.close()

@@ -41,7 +41,6 @@ from harness.upstream_client import UpstreamClient
 from harness.wait import poll
 
 UPSTREAM_PORTS = {"http": 80, "https": 443, "mtls": 8443, "control": 9901}
-GATEWAY_POD = "istio-system/istio-egressgateway"
 GATEWAY_SA = "istio-egressgateway-service-account"
 KUBE_API_PORT = 6443
 REQUIRED_COMMANDS = {"ip": "iproute2", "iptables": "iptables", "iptables-restore": "iptables",
@@ -222,7 +221,6 @@ class LocalMesh:
         ns.create()
         self.fabric.plug(ns, self.upstream_address)
         server = self.pki.public_ca.issue_server("edition.cnn.com", [UPSTREAM_HOST, "*.cnn.com"])
-        self.upstream_cert = server
         self.upstream_ns = ns
         repo_root = Path(__file__).resolve().parents[2]
         self.upstream_process = ManagedProcess(

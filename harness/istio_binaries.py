@@ -173,7 +173,13 @@ def ensure_istio(requested: str = DEFAULT_ISTIO_VERSION) -> IstioBinaries:
         provenance = release.provenance
         if not all((bin_dir / name).exists() for name in _COMMANDS) or not template.exists():
             cache_root().mkdir(parents=True, exist_ok=True)
-            _build(release, home)
+            existed = home.exists()
+            try:
+                _build(release, home)
+            except BaseException:
+                if not existed:  # an unknown or unbuildable version leaves no empty folder
+                    shutil.rmtree(home, ignore_errors=True)
+                raise
     missing = [str(bin_dir / n) for n in _COMMANDS if not (bin_dir / n).exists()]
     if not template.exists():
         missing.append(str(template))

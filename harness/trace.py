@@ -26,6 +26,7 @@ SIDECAR_GATEWAY = "sidecar → gateway"
 GATEWAY_UPSTREAM = "gateway → upstream"
 SIDECAR_UPSTREAM = "sidecar → upstream"
 APP_UPSTREAM = "app → upstream"
+CONTROL_PLANE = "istiod → proxy"  # config did not reach (or was not taken by) a proxy
 
 
 @dataclass

@@ -36,6 +36,7 @@ from harness.istioctl_validate import IstioctlValidator
 from harness.sync import ISTIO_KINDS, marker_cluster, marker_cluster_regex, marker_service_entry, pending_from_syncz, sync_state
 from harness.local.netns import ExecResult
 from harness.manifests import FIXTURES, to_yaml
+from harness.pod_table import PODS
 from harness.upstream_client import UpstreamClient
 from harness.wait import poll
 
@@ -46,11 +47,7 @@ UPSTREAM_HOST = "edition.cnn.com"
 UPSTREAM_CA_IN_POD = "/etc/egress-harness/ca.pem"
 TRUST_NAMES = {"trust": "edition-cnn-com-ca", "wrong_trust": "untrusted-ca", "client": "edition-cnn-com-client"}
 # Pods of the seed: logical "namespace/name" -> (label selector, application container).
-SEED_PODS = {
-    "default/sleep": ("app=sleep", "sleep"),
-    "test-egress/sleep": ("app=sleep", "sleep"),
-    "istio-system/istio-egressgateway": ("istio=egressgateway", "istio-proxy"),
-}
+SEED_PODS = {key: (pod.selector, pod.container) for key, pod in PODS.items()}
 _CORE_MARK = "# egress-harness: edition.cnn.com is the stand-in"
 
 

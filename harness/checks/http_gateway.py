@@ -41,7 +41,7 @@ def check_direct(sc: Scenario) -> None:
 def check_through_gateway(sc: Scenario, requests: int = 2) -> None:
     """Port 80 goes sidecar → gateway → stand-in (access log, counter, header, the hop's TLS per
     mode); the redirect to port 443 still goes direct from the pod."""
-    gateway_port = 443 if sc.mode == "istio-mutual" else 80
+    gateway_port = sc.values["gateway_port"]
     sleep_ip = sc.backend.pod_address(SLEEP)
     for i in range(requests):
         t = sc.trace(SLEEP, f"curl-{i}", counters=[CNN_80])
@@ -74,7 +74,7 @@ def check_hop_tls(sc: Scenario, t, gateway_line) -> None:
     """istio-mutual: mutual TLS with both SPIFFE identities; plaintext: no TLS on the hop."""
     side = [e for e in t.log(SLEEP) if (e.upstream_cluster or "").startswith("outbound|") and "egressgateway" in (e.upstream_cluster or "")]
     t.expect(side, SIDECAR_GATEWAY, "no sidecar access-log line towards the gateway")
-    if sc.mode == "istio-mutual":
+    if sc.mode.hop_tls:
         t.expect(side[-1].get("upstream_peer_uri_san") == GATEWAY_SPIFFE, SIDECAR_GATEWAY,
                  f"the gateway presented {side[-1].get('upstream_peer_uri_san')!r}, expected {GATEWAY_SPIFFE}")
         t.expect(gateway_line.get("downstream_peer_uri_san") == sleep_spiffe(), SIDECAR_GATEWAY,

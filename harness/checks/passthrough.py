@@ -9,7 +9,7 @@ from harness.checks.http_gateway import check_hop_tls, gateway_cluster
 from harness.curl_result import curl_command
 from harness.scenario import Scenario
 from harness.stats import seed_name
-from harness.trace import APP_UPSTREAM, GATEWAY_UPSTREAM, SIDECAR_GATEWAY
+from harness.trace import APP_UPSTREAM, GATEWAY_UPSTREAM, SIDECAR_GATEWAY, SIDECAR_UPSTREAM
 
 HTTPS_URL = "https://edition.cnn.com/politics"
 CNN_443_CX = ("outbound|443||edition.cnn.com", "upstream_cx_total")
@@ -17,6 +17,22 @@ CNN_443_CX = ("outbound|443||edition.cnn.com", "upstream_cx_total")
 
 def _is_cnn_tls(entry) -> bool:
     return entry.sni == "edition.cnn.com" or "edition.cnn.com" in (entry.upstream_cluster or "")
+
+
+def check_direct_https(sc: Scenario) -> None:
+    """Only the ServiceEntry: 200 over the application's own TLS, from the pod itself, the
+    gateway untouched."""
+    t = sc.trace(SLEEP, "curl", counters=[CNN_443_CX])
+    t.run(curl_command(HTTPS_URL))
+    t.expect_statuses([200])
+    reqs = t.wait_upstream_requests(1)
+    sleep_ip = sc.backend.pod_address(SLEEP)
+    t.expect([(r.listener, r.peer_address) for r in reqs] == [("https", sleep_ip)], SIDECAR_UPSTREAM,
+             f"expected one https request from the sleep pod {sleep_ip}; saw {[r.summary() for r in reqs]}")
+    t.expect(reqs[0].sni == "edition.cnn.com", SIDECAR_UPSTREAM, f"the stand-in saw SNI {reqs[0].sni!r}")
+    t.expect(not t.log(GATEWAY) and t.counter_delta(CNN_443_CX) == 0, SIDECAR_UPSTREAM,
+             "the request passed the gateway although only the ServiceEntry is applied")
+    sc.evidence.observe(status_chain=t.result.describe(), peer=sleep_ip, sni=reqs[0].sni)
 
 
 def check_passthrough(sc: Scenario, requests: int = 3, source: str = SLEEP) -> None:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from harness.errors import ManifestRejected
+from harness.errors import HopFailure, ManifestRejected
 from harness.sync import marker_cluster, marker_cluster_regex, marker_service_entry, pending_from_syncz, sync_state
+from harness.trace import CONTROL_PLANE
 from harness.wait import WaitTimeout, poll
 
 if TYPE_CHECKING:
@@ -68,14 +69,21 @@ class Convergence:
                 dump = proxy.admin.config_dump("dynamic_active_clusters", name_regex=marker_cluster_regex(gen))
                 return bool(dump.get("configs"))
 
-            poll(f"{proxy.spec.namespace}/{proxy.spec.pod_name} to accept config generation {gen} (cluster {cluster})",
-                 has_marker, timeout=max(0.1, timeout - (time.monotonic() - started)), interval=0.02)
+            try:
+                poll(f"{proxy.spec.namespace}/{proxy.spec.pod_name} to accept config generation {gen} (cluster {cluster})",
+                     has_marker, timeout=max(0.1, timeout - (time.monotonic() - started)), interval=0.02)
+            except WaitTimeout as exc:
+                raise HopFailure(CONTROL_PLANE, str(exc)) from None
 
         def unsynced() -> list[str]:
             return pending_from_syncz(mesh.istiod.syncz(), self._before)
 
-        poll("every proxy to ACK every xDS type (istiod /debug/syncz)", unsynced, ok=lambda u: not u,
-             timeout=max(0.1, timeout - (time.monotonic() - started)), interval=0.02, describe=lambda u: "; ".join(u))
+        try:
+            poll("every proxy to ACK every xDS type (istiod /debug/syncz)", unsynced, ok=lambda u: not u,
+                 timeout=max(0.1, timeout - (time.monotonic() - started)), interval=0.02,
+                 describe=lambda u: "; ".join(u))
+        except WaitTimeout as exc:
+            raise HopFailure(CONTROL_PLANE, str(exc)) from None
         self.last_seconds = time.monotonic() - started
         return self.last_seconds
 

@@ -40,6 +40,7 @@ class Trace:
     _upstream_mark: int = 0
     _log_marks: dict[str, int] = field(default_factory=dict)
     _counter_before: dict[tuple[str, str], int] = field(default_factory=dict)
+    via_gateway: list[RequestRecord] = field(default_factory=list)  # set by the via_gateway check
 
     # -------------------------------------------------------------- capture
     def begin(self) -> "Trace":

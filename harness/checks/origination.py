@@ -3,7 +3,19 @@
 from __future__ import annotations
 
 from harness.backend import GATEWAY, SLEEP
-from harness.checks.http_gateway import URL, check_hop_tls, gateway_cluster
+from harness.checks.hop_checks import (
+    counter_grew,
+    counters_unchanged,
+    hop_tls,
+    nothing_on,
+    statuses,
+    upstream_header,
+    upstream_sni,
+    upstream_tls,
+    verify,
+    via_gateway,
+)
+from harness.checks.http_gateway import URL
 from harness.curl_result import curl_command
 from harness.manifests import VIA_HEADER
 from harness.scenario import Scenario
@@ -28,29 +40,31 @@ def check_origination(sc: Scenario, requests: int = 2) -> None:
     """200 at once, no redirect: the gateway opened TLS (SNI edition.cnn.com) to the stand-in and
     verified its certificate (CA and SAN) itself."""
     gateway_port = sc.values["gateway_port"]
-    handshake = (CNN_443, "ssl.handshake")
     fail_verify = [(CNN_443, "ssl.fail_verify_error"), (CNN_443, "ssl.fail_verify_san")]
+    requests_443 = (CNN_443, "upstream_rq_total")
     for i in range(requests):
-        t = sc.trace(SLEEP, f"curl-{i}", counters=[handshake, *fail_verify, (CNN_443, "upstream_rq_total")])
+        t = sc.trace(SLEEP, f"curl-{i}", counters=[(CNN_443, "ssl.handshake"), *fail_verify, requests_443])
         t.run(curl_command(URL))
-        t.expect_statuses([200])
-        [req] = t.expect_through_gateway(listener="https", count=1, sidecar_cluster_prefix=gateway_cluster(gateway_port))
-        t.expect(req.sni == "edition.cnn.com", GATEWAY_UPSTREAM, f"the gateway's TLS carried SNI {req.sni!r}")
-        t.expect(req.tls_version and req.tls_version.startswith("TLSv1."), GATEWAY_UPSTREAM, f"TLS {req.tls_version}")
-        t.expect(req.header(VIA_HEADER) == "istio-egressgateway", GATEWAY_UPSTREAM, f"no {VIA_HEADER} header")
-        t.expect(not [r for r in t.upstream_requests() if r.listener == "http"], SIDECAR_UPSTREAM,
-                 "a port-80 request reached the stand-in: the gateway did not originate TLS")
-        t.expect(t.counter_delta((CNN_443, "upstream_rq_total")) == 1, GATEWAY_UPSTREAM,
-                 "the gateway's outbound|443||edition.cnn.com counted no request")
-        t.expect(all(t.counter_delta(c) == 0 for c in fail_verify), GATEWAY_UPSTREAM, "certificate verification failed")
-    gw = t.wait_log(GATEWAY, 1, where=lambda e: e.path == "/politics")
-    t.expect(gw and gw[-1].status == 200 and gw[-1].upstream_cluster == CNN_443, GATEWAY_UPSTREAM,
-             f"gateway access log: {[e.summary() for e in gw]}")
-    t.expect(gw[-1].get("upstream_tls_version"), GATEWAY_UPSTREAM, "the gateway's upstream hop used no TLS")
-    check_hop_tls(sc, t, gw[-1])
-    # The gateway itself checks the stand-in's certificate: its cluster has the CA and SAN.
-    check_gateway_validates(sc, t)
-    sc.evidence.observe(status_chain=t.result.describe(), sni=req.sni, peer=req.peer_address,
+        with sc.step(f"request {i + 1}: the gateway originates TLS"):
+            verify(t,
+                   statuses([200]),
+                   via_gateway("https", gateway_port),
+                   upstream_sni("edition.cnn.com"),
+                   upstream_tls(),
+                   upstream_header(VIA_HEADER, "istio-egressgateway"),
+                   nothing_on("http"),
+                   counter_grew(requests_443, 1),
+                   counters_unchanged(*fail_verify))
+    with sc.step("the gateway's access log, the hop's TLS, and its own verification of the stand-in"):
+        gw = t.wait_log(GATEWAY, 1, where=lambda e: e.path == "/politics")
+        t.expect(gw and gw[-1].status == 200 and gw[-1].upstream_cluster == CNN_443, GATEWAY_UPSTREAM,
+                 f"gateway access log: {[e.summary() for e in gw]}")
+        t.expect(gw[-1].get("upstream_tls_version"), GATEWAY_UPSTREAM, "the gateway's upstream hop used no TLS")
+        verify(t, hop_tls(sc.mode.hop_tls, lambda e: e.path == "/politics"))
+        # The gateway itself checks the stand-in's certificate: its cluster has the CA and SAN.
+        check_gateway_validates(sc, t)
+    req = t.via_gateway[-1]
+    sc.evidence.observe(status_chain=t.result.describe() if t.result else "-", sni=req.sni, peer=req.peer_address,
                         upstream_tls=gw[-1].get("upstream_tls_version"))
 
 
@@ -97,11 +111,10 @@ def check_wrong_ca(sc: Scenario) -> None:
 def check_mutual_origination(sc: Scenario) -> None:
     """The gateway presents its client certificate to the stand-in's mutual-TLS port: 200, and the
     stand-in saw that certificate."""
-    gateway_port = sc.values["gateway_port"]
     t = sc.trace(SLEEP, "curl")
     t.run(curl_command(URL))
-    t.expect_statuses([200])
-    [req] = t.expect_through_gateway(listener="mtls", count=1, sidecar_cluster_prefix=gateway_cluster(gateway_port))
+    verify(t, statuses([200]), via_gateway("mtls", sc.values["gateway_port"]))
+    req = t.via_gateway[-1]
     sans = req.client_cert_sans
     t.expect("istio-egressgateway.istio-system.svc.cluster.local" in sans, GATEWAY_UPSTREAM,
              f"the stand-in saw client certificate {req.client_cert_subject!r} with SANs {sans}, not the gateway's")

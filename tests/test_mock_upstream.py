@@ -21,6 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.wait import WaitTimeout
+
 from harness.pki import Issued, RunPKI, spiffe_id
 from harness.wait import poll
 from harness.upstream_client import ConnectionRecord, UpstreamClient, UpstreamPorts, parse_ready_line
@@ -341,7 +343,7 @@ def test_wait_for_requests_times_out_with_what_it_saw(upstream: Upstream) -> Non
     mark = upstream.client.mark()
     httpx.get(f"http://127.0.0.1:{upstream.ports.http}/only-one", trust_env=False)
     expected = r"(?s)waiting for 2 request\(s\).*1 request\(s\), 1 connection\(s\).*/only-one"
-    with pytest.raises(AssertionError, match=expected):
+    with pytest.raises(WaitTimeout, match=expected):
         upstream.client.wait_for_requests(2, since=mark, timeout=0.3)
 
 

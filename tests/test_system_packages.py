@@ -5,8 +5,9 @@ is never changed) makes the run stop with that line and start nothing."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
-import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -61,17 +62,26 @@ def test_not_root_gets_the_exact_apt_command(root_only):
 
 
 def test_no_apt_get_names_the_debian_packages(root_only):
-    proc = _hidden(["iptables", "apt-get"], [sys.executable, "-m", "harness.system_packages", "e2e"], as_nobody=False)
+    proc = _hidden(["iptables", "apt-get"], [SYSTEM_PYTHON, "-m", "harness.system_packages", "e2e"], as_nobody=False)
     assert proc.returncode == 2, proc.stderr
     [line] = proc.stderr.splitlines()
     assert "no apt-get" in line and "iptables" in line, line
 
 
-def test_make_e2e_stops_with_the_line_and_starts_nothing(root_only, tmp_path):
+@pytest.fixture
+def newcomer_dir():
+    """A folder a non-root user can work in (pytest's tmp_path sits under 0700 folders)."""
+    path = Path(tempfile.mkdtemp(prefix="egress-harness-newcomer-"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_make_e2e_stops_with_the_line_and_starts_nothing(root_only, newcomer_dir):
     """The whole first command as a non-root newcomer would type it: one line, exit 2, no
     namespace, no virtualenv work, no Istio build."""
+    tmp_path = newcomer_dir
     netns_before = set(os.listdir("/var/run/netns")) if os.path.isdir("/var/run/netns") else set()
-    tmp_path.chmod(0o777)
     proc = _hidden(["iptables"], ["make", "-s", "-f", str(REPO / "Makefile"), "-C", str(tmp_path), "e2e", f"PYTHON={SYSTEM_PYTHON}"],
                    as_nobody=True)
     assert proc.returncode != 0

@@ -140,8 +140,9 @@ def hop_tls(hop_is_tls: bool, gateway_line_where=lambda e: True) -> Check:
     identities when the mode says so, no TLS at all otherwise."""
 
     def test(t: Trace) -> str | None:
-        side = [e for e in t.log(SLEEP) if "egressgateway" in (e.upstream_cluster or "")]
-        gateway = [e for e in t.log(GATEWAY) if gateway_line_where(e)]
+        # Access logs are flushed every 0.1 s: wait (bounded) for the hop's line at both ends.
+        side = t.wait_log(SLEEP, 1, where=lambda e: "egressgateway" in (e.upstream_cluster or ""))
+        gateway = t.wait_log(GATEWAY, 1, where=gateway_line_where)
         if not side or not gateway:
             return f"sidecar lines towards the gateway: {len(side)}, gateway lines: {len(gateway)}"
         s, g = side[-1], gateway[-1]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from harness.backend import GATEWAY, SLEEP
 from harness.checks.hop_checks import (
     counter_grew,
@@ -74,24 +76,39 @@ def check_gateway_validates(sc: Scenario, t) -> None:
     edition.cnn.com (read by path in the cluster's config, not by searching the dump's text)."""
     admin = sc.backend.proxy_admin(GATEWAY)
     dump = admin.config_dump("dynamic_active_clusters", name_regex=r"outbound\|443\|\|edition\.cnn\.com")
-    clusters = [c.get("cluster", {}) for c in (dump.get("configs") or [{}])[0].get("dynamic_active_clusters", [])]
+    # ?resource=dynamic_active_clusters: each config is one DynamicCluster, {"cluster": {...}}.
+    clusters = [c.get("cluster", {}) for c in dump.get("configs") or []]
     cluster = next((c for c in clusters if c.get("name") == CNN_443), None)
     t.expect(cluster, GATEWAY_UPSTREAM, f"the gateway has no cluster {CNN_443}")
-    context = upstream_validation_context(cluster)
-    sans = [m.get("matcher", m).get("exact") for m in context.get("match_typed_subject_alt_names", [])]
-    t.expect("edition.cnn.com" in sans, GATEWAY_UPSTREAM,
-             f"the gateway's {CNN_443} cluster does not check the stand-in's SAN (matchers: {sans})")
-    t.expect(context.get("trusted_ca"), GATEWAY_UPSTREAM, f"the gateway's {CNN_443} cluster has no trusted CA")
+    validation = upstream_validation(cluster)
+    t.expect("edition.cnn.com" in validation.sans, GATEWAY_UPSTREAM,
+             f"the gateway's {CNN_443} cluster does not check the stand-in's SAN (matchers: {validation.sans})")
+    t.expect(validation.ca_source, GATEWAY_UPSTREAM, f"the gateway's {CNN_443} cluster has no trusted CA")
+    ca_file = (sc.values.get("trust") or {}).get("ca_certificates")
+    if ca_file:  # file trust (the local mesh): the CA is the very file the stage configured
+        t.expect(validation.ca_source in (f"file-root:{ca_file}", "inline"), GATEWAY_UPSTREAM,
+                 f"the gateway's {CNN_443} cluster trusts {validation.ca_source}, not {ca_file}")
+    sc.evidence.observe(gateway_verifies=f"SAN {validation.sans}, CA {validation.ca_source}")
 
 
-def upstream_validation_context(cluster: dict) -> dict:
-    """transport_socket.typed_config.common_tls_context's validation context of a cluster (the
-    combined form's default part when Envoy reports it that way); {} when there is none."""
-    socket = cluster.get("transport_socket") or {}
-    tls = (socket.get("typed_config") or {}).get("common_tls_context") or {}
-    if "combined_validation_context" in tls:
-        return tls["combined_validation_context"].get("default_validation_context") or {}
-    return tls.get("validation_context") or {}
+@dataclass(frozen=True)
+class UpstreamValidation:
+    sans: list[str]  # the exact SAN matchers
+    ca_source: str | None  # "inline", an SDS secret name (file-root:PATH, kubernetes://NAME), or None
+
+
+def upstream_validation(cluster: dict) -> UpstreamValidation:
+    """How a cluster verifies its upstream, read at transport_socket.typed_config
+    .common_tls_context: a plain validation_context, or Istio's combined form (a default context
+    with the SAN matchers and an SDS secret with the CA)."""
+    tls = ((cluster.get("transport_socket") or {}).get("typed_config") or {}).get("common_tls_context") or {}
+    combined = tls.get("combined_validation_context") or {}
+    context = combined.get("default_validation_context") or tls.get("validation_context") or {}
+    matchers = [m.get("matcher", m) for m in context.get("match_typed_subject_alt_names", [])]
+    matchers += context.get("match_subject_alt_names", [])
+    sds = combined.get("validation_context_sds_secret_config") or tls.get("validation_context_sds_secret_config")
+    ca_source = sds.get("name") if sds else ("inline" if context.get("trusted_ca") else None)
+    return UpstreamValidation([m["exact"] for m in matchers if "exact" in m], ca_source)
 
 
 def check_wrong_ca(sc: Scenario) -> None:

@@ -10,8 +10,8 @@ an assertion can say exactly where the chain broke.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 # Names for the exit codes an egress test actually meets; wording follows curl's own messages.
 CURL_EXIT_NAMES: dict[int, str] = {
@@ -111,7 +111,7 @@ class CurlResult:
     stdout: str = field(default="", repr=False)
 
     @classmethod
-    def parse(cls, exit_code: int, stdout: str | bytes, stderr: str | bytes = "") -> "CurlResult":
+    def parse(cls, exit_code: int, stdout: str | bytes, stderr: str | bytes = "") -> CurlResult:
         return parse_curl_output(exit_code, stdout, stderr)
 
     @classmethod

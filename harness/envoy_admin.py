@@ -7,8 +7,9 @@ The functions on parsed config_dump / certs JSON are separate so they work on sa
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 import httpx
 
@@ -75,7 +76,7 @@ class EnvoyAdmin:
     def close(self) -> None:
         self._client.close()
 
-    def __enter__(self) -> "EnvoyAdmin":
+    def __enter__(self) -> EnvoyAdmin:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -84,14 +84,14 @@ class CertAuthority:
     cert_path: Path
 
     @classmethod
-    def create(cls, name: str, common_name: str, directory: Path, organization: str = "egress-harness") -> "CertAuthority":
+    def create(cls, name: str, common_name: str, directory: Path, organization: str = "egress-harness") -> CertAuthority:
         directory.mkdir(parents=True, exist_ok=True)
         key = _new_key()
         subject = x509.Name([
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
             x509.NameAttribute(NameOID.COMMON_NAME, common_name),
         ])
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         cert = (
             x509.CertificateBuilder()
             .subject_name(subject)
@@ -131,7 +131,7 @@ class CertAuthority:
         out_dir: Path | None = None,
     ) -> Issued:
         key = _new_key()
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         builder = (
             x509.CertificateBuilder()
             .subject_name(subject)

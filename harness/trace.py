@@ -16,8 +16,8 @@ from harness.access_log import AccessLogEntry, parse_lines
 from harness.backend import GATEWAY, Backend
 from harness.curl_result import CurlResult
 from harness.errors import HopFailure
-from harness.stats import cluster_counter, seed_name
 from harness.evidence import Evidence
+from harness.stats import cluster_counter, seed_name
 from harness.upstream_client import ConnectionRecord, RequestRecord
 from harness.wait import WaitTimeout, poll
 
@@ -42,7 +42,7 @@ class Trace:
     _counter_before: dict[tuple[str, str], int] = field(default_factory=dict)
 
     # -------------------------------------------------------------- capture
-    def begin(self) -> "Trace":
+    def begin(self) -> Trace:
         self._upstream_mark = self.backend.upstream().mark()
         for pod in self._proxied_pods():
             self._log_marks[pod] = len(self.backend.access_log(pod))

@@ -29,7 +29,7 @@ _CONNECTION_FIELDS = (
 
 
 class Connection:
-    def __init__(self, server: "Server", listener: "Listener", sock: socket.socket, peer: tuple):
+    def __init__(self, server: Server, listener: Listener, sock: socket.socket, peer: tuple):
         self.server = server
         self.listener = listener
         self.sock = sock

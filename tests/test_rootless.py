@@ -164,7 +164,7 @@ def test_sigkill_of_a_rootless_run_leaves_nothing(shared_tmp):
                 os.kill(pid, signal.SIGKILL)
         proc.wait(30)
         poll("every process of the killed run to be gone", lambda: [p for p in run if Path(f"/proc/{p}").exists()
-                                                                   and "Z" != _state(p)],
+                                                                   and _state(p) != "Z"],
              ok=lambda left: not left, timeout=20, describe=lambda left: str({p: run[p] for p in left}))
     finally:
         if proc.poll() is None:

@@ -25,18 +25,25 @@ import re
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import jinja2
 
 from harness.errors import HarnessError
 from harness.istioctl_validate import IstioctlValidator
-from harness.sync import ISTIO_KINDS, marker_cluster, marker_cluster_regex, marker_service_entry, pending_from_syncz, sync_state
 from harness.local.netns import ExecResult
 from harness.manifests import FIXTURES, to_yaml
 from harness.pod_table import PODS
+from harness.sync import (
+    ISTIO_KINDS,
+    marker_cluster,
+    marker_cluster_regex,
+    marker_service_entry,
+    pending_from_syncz,
+    sync_state,
+)
 from harness.upstream_client import UpstreamClient
 from harness.wait import poll
 

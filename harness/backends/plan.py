@@ -243,7 +243,7 @@ def kind_plan(*, cluster_name: str, keep_cluster: bool, istio_version: str, kube
 
 
 def cluster_plan(*, kubeconfig: Path | None, istio_version: str, run_id: str = "<run>") -> Plan:
-    from harness.backends.cluster import run_namespaces, RUN_LABEL
+    from harness.backends.cluster import RUN_LABEL, run_namespaces
 
     kubectl = tools.resolve_kubectl(fetch=False)
     istioctl = tools.resolve_istioctl(istio_version, fetch=False)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import shutil
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from harness.local.mesh import LocalMesh
@@ -40,7 +41,7 @@ def edition_report(admin) -> str:
     return "\n".join(lines) + "\n"
 
 
-def collect_local(mesh: "LocalMesh", directory: Path) -> None:
+def collect_local(mesh: LocalMesh, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for proxy in mesh.proxies():
         pod = f"{proxy.spec.namespace}.{proxy.spec.pod_name}"

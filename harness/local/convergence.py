@@ -21,7 +21,7 @@ def _config_key(obj: dict) -> tuple[str, str, str]:
 
 
 class Convergence:
-    def __init__(self, mesh: "LocalMesh"):
+    def __init__(self, mesh: LocalMesh):
         self.mesh = mesh
         self.generation = 0
         self.last_seconds = 0.0

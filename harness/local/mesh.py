@@ -30,7 +30,7 @@ from harness.local.fabric import Fabric
 from harness.local.istiod import Istiod, mesh_config
 from harness.local.kube_api import KubeApiServer
 from harness.local.manifest_dir import ManifestDir
-from harness.local.netns import ETC_NETNS_DIR, ExecResult, Netns, POD_PATH
+from harness.local.netns import ETC_NETNS_DIR, POD_PATH, ExecResult, Netns
 from harness.local.pods import UPSTREAM_HOST, Pod, stage_gateway_trust, write_pod_etc
 from harness.local.processes import ManagedProcess
 from harness.local.proxy import IstioProxy, ProxySpec
@@ -38,8 +38,8 @@ from harness.local.reaper import start_watchdog
 from harness.local.runstate import STATE_ROOT, RunState, reap_stale_runs
 from harness.pki import RunPKI
 from harness.pod_table import GATEWAY_POD, GATEWAY_SA, NAMESPACES, PODS, PodSpec
-from harness.system_packages import find_command
 from harness.sync import ISTIO_KINDS
+from harness.system_packages import find_command
 from harness.upstream_client import UpstreamClient
 from harness.wait import poll
 

@@ -63,7 +63,7 @@ class IstioProxy:
     log_dir: Path
     mesh_config: dict
     process: ManagedProcess | None = field(default=None, init=False)
-    _admin: "EnvoyAdmin | None" = field(default=None, init=False)
+    _admin: EnvoyAdmin | None = field(default=None, init=False)
     _log_offset: int = field(default=0, init=False)
     _access_lines: list[str] = field(default_factory=list, init=False)
 
@@ -158,7 +158,7 @@ class IstioProxy:
                 raise
 
     @property
-    def admin(self) -> "EnvoyAdmin":
+    def admin(self) -> EnvoyAdmin:
         from harness.envoy_admin import EnvoyAdmin
 
         if self._admin is None:

@@ -293,7 +293,7 @@ def _dump_entries(dump: dict) -> Iterator[tuple[str, str, dict]]:
 def listener_names(dump: dict) -> list[str]:
     """Listeners Envoy is serving: static ones and dynamic ones with an active_state (not warming)."""
     names = []
-    for kind, where, entry in _dump_entries(dump):
+    for kind, _where, entry in _dump_entries(dump):
         if kind != "listener":
             continue
         if "listener" in entry:  # static_listeners / StaticListener

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, fields
-from typing import Any, Union
+from typing import Any
 
 import httpx
 
@@ -166,7 +166,7 @@ class RequestRecord:
         )
 
 
-AnyRecord = Union[ConnectionRecord, RequestRecord]
+AnyRecord = ConnectionRecord | RequestRecord
 
 
 def record_from_json(data: dict[str, Any]) -> AnyRecord:

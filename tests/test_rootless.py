@@ -58,7 +58,7 @@ def test_without_subordinate_ids_one_line_names_the_fix():
     proc = _as_nobody(["unshare", "--mount", "--", python, "-m", "harness.rootless", "true"], env=env, cwd=REPO)
     if proc.returncode != 0 and "unshare" in proc.stderr and "Operation not permitted" in proc.stderr:
         proc = _as_nobody([python, "-m", "harness.rootless", "true"], env=env, cwd=REPO)
-    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2, proc.stderr
     assert len(lines) == 1 and "subordinate ids" in lines[0] and "sudo make e2e" in lines[0], proc.stderr
 

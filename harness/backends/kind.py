@@ -52,10 +52,10 @@ def preflight() -> None:
         raise HarnessError("the kind backend needs pytest-kind-ng: pip install -e '.[kind]'") from None
     if not plan.KIND_CONFIG.exists() or not plan.ISTIO_OPERATOR.exists():
         raise HarnessError(f"missing {plan.KIND_CONFIG} or {plan.ISTIO_OPERATOR}: restore fixtures/kind/")
-    if shutil.which("go") is None and (tools.resolve_kind(fetch=False).path is None):
-        if not (tools.KIND_RELEASE_SHA256.get(tools.os_arch()) or os.environ.get("EGRESS_HARNESS_KIND_SHA256")):
-            raise HarnessError("kind is not on PATH, Go is not installed and no kind checksum is pinned: "
-                               "install kind v0.33.0, or Go, or set EGRESS_HARNESS_KIND_SHA256")
+    if (shutil.which("go") is None and tools.resolve_kind(fetch=False).path is None
+            and not (tools.KIND_RELEASE_SHA256.get(tools.os_arch()) or os.environ.get("EGRESS_HARNESS_KIND_SHA256"))):
+        raise HarnessError("kind is not on PATH, Go is not installed and no kind checksum is pinned: "
+                           "install kind v0.33.0, or Go, or set EGRESS_HARNESS_KIND_SHA256")
 
 
 class KindBackend(KubeBackend):

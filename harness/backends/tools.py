@@ -381,7 +381,8 @@ def _run_go(argv: list[str], *, cwd: Path, env: dict[str, str], what: str) -> No
     _say(f"{what}: {' '.join(argv)}")
     proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
-        lines = [l for l in (proc.stderr + proc.stdout).splitlines() if l.strip() and not l.startswith("go: downloading")]
+        lines = [line for line in (proc.stderr + proc.stdout).splitlines()
+                 if line.strip() and not line.startswith("go: downloading")]
         raise HarnessError(f"{what} failed: {(lines[-1] if lines else 'no output')[:300]}")
 
 

@@ -253,7 +253,7 @@ def build_upstream_image(client: docker.DockerClient, base: str | None = None) -
                             labels={"egress-harness": "mock-upstream"})
     except docker.errors.BuildError as exc:
         lines = [str(x.get("stream") or x.get("error") or "").strip() for x in exc.build_log]
-        detail = next((l for l in reversed(lines) if "error" in l.lower()), lines[-1] if lines else str(exc))
+        detail = next((line for line in reversed(lines) if "error" in line.lower()), lines[-1] if lines else str(exc))
         raise HarnessError(f"building the stand-in image failed: {detail[:300]}") from None
     return tag
 
@@ -328,7 +328,7 @@ def run_upstream(client: docker.DockerClient, image: str, network: str, *, name:
             if container.status in ("exited", "dead"):
                 raise HarnessError(f"the stand-in exited: {container.logs().decode('utf-8', 'replace').strip()[-400:]}")
             out = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
-            line = next((l for l in out.splitlines() if l.startswith("{")), None)
+            line = next((ln for ln in out.splitlines() if ln.startswith("{")), None)
             return parse_ready_line(line) if line else None
 
         try:

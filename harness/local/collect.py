@@ -6,6 +6,7 @@ import json
 import shutil
 import traceback
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,11 +49,11 @@ def collect_local(mesh: LocalMesh, directory: Path) -> None:
         d = directory / pod
         d.mkdir(exist_ok=True)
         admin = proxy.admin
-        _save(d, "config_dump.json", lambda: admin.config_dump(include_eds=True))
-        _save(d, "stats.json", lambda: admin.stats(""))
+        _save(d, "config_dump.json", partial(admin.config_dump, include_eds=True))
+        _save(d, "stats.json", partial(admin.stats, ""))
         _save(d, "clusters.json", admin.clusters_json)
         _save(d, "certs.json", admin.certs)
-        _save(d, "edition.cnn.com-report.txt", lambda: edition_report(admin))
+        _save(d, "edition.cnn.com-report.txt", partial(edition_report, admin))
         if proxy.log_path.exists():
             shutil.copyfile(proxy.log_path, d / "istio-proxy.log")
     if mesh.istiod is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import overload
 
 # Names for the exit codes an egress test actually meets; wording follows curl's own messages.
 CURL_EXIT_NAMES: dict[int, str] = {
@@ -64,6 +65,11 @@ class Headers:
     """Response headers in the order received; lookups ignore case, repeated names are kept."""
 
     pairs: tuple[tuple[str, str], ...] = ()
+
+    @overload
+    def get(self, name: str) -> str | None: ...
+    @overload
+    def get(self, name: str, default: str) -> str: ...
 
     def get(self, name: str, default: str | None = None) -> str | None:
         wanted = name.lower()

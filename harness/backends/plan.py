@@ -140,7 +140,7 @@ def _version(dist: str) -> str:
 def scenario_manifests() -> list[tuple[str, str, str]]:
     """(stage, mode, YAML) of every scenario rendering, with Kubernetes' trust values."""
     return [(stage, mode, manifests.to_yaml(manifests.render(stage, mode=mode, trust=trust_values())))
-            for stage in manifests.STAGES for mode in manifests.MODES]
+            for stage in manifests.stages() for mode in manifests.MODES]
 
 
 def setup_manifests(*, sleep_image: str, ns_default: str = "default", ns_test_egress: str = "test-egress",

@@ -37,7 +37,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, HarnessFault
 from harness.istio_binaries import cache_root
 
 # ------------------------------------------------------------------------------------------ pins
@@ -203,6 +203,12 @@ class Tool:
     origin: str  # words: "EGRESS_HARNESS_KIND", "cache", "PATH", "go install …", "download …"
     path: Path | None
     fetch: tuple[str, ...] = ()  # the command that would fetch it (for the plan)
+
+    def fetched_path(self) -> Path:
+        """The binary of a Tool resolved with fetch=True (which fetches it or raises HarnessError)."""
+        if self.path is None:
+            raise HarnessFault(f"{self.name} {self.version} was used before it was fetched ({self.origin})")
+        return self.path
 
     def describe(self) -> str:
         where = str(self.path) if self.path else "(not fetched yet)"

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar, overload
 
 T = TypeVar("T")
 
@@ -12,6 +13,15 @@ class WaitTimeout(Exception):
     """A polled condition did not hold before its deadline; says what was awaited and last seen.
     Not an assertion: whoever waits decides whose fault it is (a check turns it into a
     HopFailure, the harness's own waits leave it a fault of the harness)."""
+
+
+# Without `ok`, poll returns only a truthy value: never None, which the first signature tells mypy.
+@overload
+def poll(what: str, probe: Callable[[], T | None], *, timeout: float = ..., interval: float = ...,
+         describe: Callable[[T | None], str] = ...) -> T: ...
+@overload
+def poll(what: str, probe: Callable[[], T], ok: Callable[[T], bool], timeout: float = ..., interval: float = ...,
+         describe: Callable[[T], str] = ...) -> T: ...
 
 
 def poll(

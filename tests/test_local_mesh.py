@@ -14,9 +14,8 @@ import pytest
 from harness.backend import GATEWAY, SLEEP
 from harness.checks.http_gateway import URL
 from harness.curl_result import CurlResult, curl_command
-from harness.errors import HarnessError
+from harness.errors import ConfigRejected, HarnessError, ManifestRejected
 from harness.evidence import Evidence
-from harness.errors import ConfigRejected, ManifestRejected
 from harness.local.runstate import STATE_ROOT
 from harness.scenario import Scenario
 from harness.wait import poll

@@ -58,7 +58,7 @@ def test_without_subordinate_ids_one_line_names_the_fix():
     proc = _as_nobody(["unshare", "--mount", "--", python, "-m", "harness.rootless", "true"], env=env, cwd=REPO)
     if proc.returncode != 0 and "unshare" in proc.stderr and "Operation not permitted" in proc.stderr:
         proc = _as_nobody([python, "-m", "harness.rootless", "true"], env=env, cwd=REPO)
-    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2, proc.stderr
     assert len(lines) == 1 and "subordinate ids" in lines[0] and "sudo make e2e" in lines[0], proc.stderr
 
@@ -164,7 +164,7 @@ def test_sigkill_of_a_rootless_run_leaves_nothing(shared_tmp):
                 os.kill(pid, signal.SIGKILL)
         proc.wait(30)
         poll("every process of the killed run to be gone", lambda: [p for p in run if Path(f"/proc/{p}").exists()
-                                                                   and "Z" != _state(p)],
+                                                                   and _state(p) != "Z"],
              ok=lambda left: not left, timeout=20, describe=lambda left: str({p: run[p] for p in left}))
     finally:
         if proc.poll() is None:

@@ -30,8 +30,10 @@ def check_direct(sc: Scenario) -> None:
     t = sc.trace(SLEEP, "curl")
     t.run(curl_command(URL))
     t.expect_statuses([301, 200])
-    final = t.result.final_response if t.result else None
-    headers = final.headers if final else {}
+    final = t.result.final_response
+    if final is None:
+        t.fail(APP_UPSTREAM, "no final response")
+    headers = final.headers
     t.expect(headers.get("content-type") == "text/html; charset=utf-8", APP_UPSTREAM,
              f"final content-type {headers.get('content-type')!r}")
     t.expect(int(headers.get("content-length", "0")) > 100_000, APP_UPSTREAM,

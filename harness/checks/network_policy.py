@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 
 from harness.backend import GATEWAY, TEST_EGRESS_SLEEP
 from harness.checks.passthrough import HTTPS_URL, check_passthrough
@@ -49,7 +50,7 @@ def run_seed_section(sc: Scenario) -> None:
         check_direct_before_policy(sc)
     for namespace, label, value in (("istio-system", "istio", "system"), ("kube-system", "kube-system", "true")):
         backend.label_namespace(namespace, {label: value})
-        sc.defer(lambda namespace=namespace, label=label: backend.label_namespace(namespace, {label: None}))
+        sc.defer(partial(backend.label_namespace, namespace, {label: None}))
     sc.apply_extra(policy, "network-policy")
     with sc.step("the policy blocks the direct path"):
         check_blocked_by_policy(sc)

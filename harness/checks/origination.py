@@ -21,7 +21,7 @@ from harness.checks.http_gateway import URL
 from harness.curl_result import curl_command
 from harness.manifests import VIA_HEADER
 from harness.scenario import Scenario
-from harness.trace import GATEWAY_UPSTREAM, SIDECAR_UPSTREAM
+from harness.trace import GATEWAY_UPSTREAM, SIDECAR_UPSTREAM, Trace
 
 CNN_443 = "outbound|443||edition.cnn.com"
 
@@ -70,7 +70,7 @@ def check_origination(sc: Scenario, requests: int = 2) -> None:
                         upstream_tls=gw[-1].get("upstream_tls_version"))
 
 
-def check_gateway_validates(sc: Scenario, t) -> None:
+def check_gateway_validates(sc: Scenario, t: Trace) -> None:
     """The gateway's cluster for edition.cnn.com:443 itself verifies the stand-in: its TLS
     transport socket has a validation context with a trusted CA and a SAN matcher for
     edition.cnn.com (read by path in the cluster's config, not by searching the dump's text)."""
@@ -79,7 +79,8 @@ def check_gateway_validates(sc: Scenario, t) -> None:
     # ?resource=dynamic_active_clusters: each config is one DynamicCluster, {"cluster": {...}}.
     clusters = [c.get("cluster", {}) for c in dump.get("configs") or []]
     cluster = next((c for c in clusters if c.get("name") == CNN_443), None)
-    t.expect(cluster, GATEWAY_UPSTREAM, f"the gateway has no cluster {CNN_443}")
+    if cluster is None:
+        t.fail(GATEWAY_UPSTREAM, f"the gateway has no cluster {CNN_443}")
     validation = upstream_validation(cluster)
     t.expect("edition.cnn.com" in validation.sans, GATEWAY_UPSTREAM,
              f"the gateway's {CNN_443} cluster does not check the stand-in's SAN (matchers: {validation.sans})")

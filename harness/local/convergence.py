@@ -4,6 +4,7 @@ loaded config (/debug/configz) checked first and each proxy's admin API read dir
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from harness.errors import HopFailure, ManifestRejected
@@ -13,6 +14,7 @@ from harness.wait import WaitTimeout, poll
 
 if TYPE_CHECKING:
     from harness.local.mesh import LocalMesh
+    from harness.local.proxy import IstioProxy
 
 
 def _config_key(obj: dict) -> tuple[str, str, str]:
@@ -21,7 +23,7 @@ def _config_key(obj: dict) -> tuple[str, str, str]:
 
 
 class Convergence:
-    def __init__(self, mesh: "LocalMesh"):
+    def __init__(self, mesh: LocalMesh):
         self.mesh = mesh
         self.generation = 0
         self.last_seconds = 0.0
@@ -32,11 +34,12 @@ class Convergence:
         still fails, at the deadline, with its message)."""
         return self._sync_state()
 
-    def wait(self, *, present: list[dict] = (), absent: list[dict] = (), before: dict | None = None,
+    def wait(self, *, present: Sequence[dict] = (), absent: Sequence[dict] = (), before: dict | None = None,
              timeout: float = 15.0) -> float:
         """Wait until istiod holds `present` and not `absent`, and every proxy has ACKed config
         generated after that. Returns the seconds it took."""
         mesh = self.mesh
+        istiod = mesh.running_istiod
         self.generation += 1
         gen = self.generation
         started = time.monotonic()
@@ -47,7 +50,7 @@ class Convergence:
 
         def istiod_differs() -> tuple[set, set]:
             keys = set()
-            for c in mesh.istiod.configz():
+            for c in istiod.configz():
                 meta = c.get("metadata") or {}
                 keys.add((c.get("kind", ""), meta.get("namespace", ""), meta.get("name", "")))
             return want - keys, gone & keys
@@ -58,14 +61,14 @@ class Convergence:
                  describe=lambda d: f"still missing {sorted(d[0])}, still present {sorted(d[1])}")
         except WaitTimeout as exc:
             # istiod only logs a file it cannot load: put its complaints next to the timeout.
-            errors = [line for line in mesh.istiod.process.log_tail(400).splitlines()
+            errors = [line for line in istiod.process.log_tail(400).splitlines()
                       if "\terror\t" in line or "\twarn\t" in line][-5:]
             raise ManifestRejected(f"{exc}; istiod's recent errors: {' | '.join(errors) or 'none'}") from None
 
         cluster = marker_cluster(gen)
         for proxy in mesh.proxies():
-            def has_marker() -> bool:
-                pending_from_syncz(mesh.istiod.syncz(), self._before)
+            def has_marker(proxy: IstioProxy = proxy) -> bool:  # bound as a default: ruff B023 cannot see poll() runs it now
+                pending_from_syncz(istiod.syncz(), self._before)
                 dump = proxy.admin.config_dump("dynamic_active_clusters", name_regex=marker_cluster_regex(gen))
                 return bool(dump.get("configs"))
 
@@ -76,7 +79,7 @@ class Convergence:
                 raise HopFailure(CONTROL_PLANE, str(exc)) from None
 
         def unsynced() -> list[str]:
-            return pending_from_syncz(mesh.istiod.syncz(), self._before)
+            return pending_from_syncz(istiod.syncz(), self._before)
 
         try:
             poll("every proxy to ACK every xDS type (istiod /debug/syncz)", unsynced, ok=lambda u: not u,
@@ -88,4 +91,4 @@ class Convergence:
         return self.last_seconds
 
     def _sync_state(self):
-        return sync_state(self.mesh.istiod.syncz())
+        return sync_state(self.mesh.running_istiod.syncz())

@@ -14,10 +14,10 @@ import httpx
 import yaml
 
 from harness.errors import HarnessError
-from harness.meshconfig import mesh_config as shared_mesh_config
 from harness.local.netns import Netns
 from harness.local.processes import ManagedProcess
 from harness.local.runstate import RunState
+from harness.meshconfig import mesh_config as shared_mesh_config
 from harness.wait import poll
 
 XDS_PORT = 15010

@@ -30,7 +30,7 @@ from harness.local.fabric import Fabric
 from harness.local.istiod import Istiod, mesh_config
 from harness.local.kube_api import KubeApiServer
 from harness.local.manifest_dir import ManifestDir
-from harness.local.netns import ETC_NETNS_DIR, ExecResult, Netns, POD_PATH
+from harness.local.netns import ETC_NETNS_DIR, POD_PATH, ExecResult, Netns
 from harness.local.pods import UPSTREAM_HOST, Pod, stage_gateway_trust, write_pod_etc
 from harness.local.processes import ManagedProcess
 from harness.local.proxy import IstioProxy, ProxySpec
@@ -38,8 +38,8 @@ from harness.local.reaper import start_watchdog
 from harness.local.runstate import STATE_ROOT, RunState, reap_stale_runs
 from harness.pki import RunPKI
 from harness.pod_table import GATEWAY_POD, GATEWAY_SA, NAMESPACES, PODS, PodSpec
-from harness.system_packages import find_command
 from harness.sync import ISTIO_KINDS
+from harness.system_packages import find_command
 from harness.upstream_client import UpstreamClient
 from harness.wait import poll
 
@@ -105,7 +105,9 @@ class LocalMesh:
         self.manifests = ManifestDir(self.config_dir, self.binaries.istioctl)
         self._trust: dict = {}
         self._unsettled: list[dict] = []
-        self.convergence: Convergence | None = None
+        # Whole from the start (it only holds the mesh and counters); it reaches istiod through
+        # running_istiod, which says so if it is used before start().
+        self.convergence = Convergence(self)
         self.timings: dict[str, float] = {}
 
     # ---------------------------------------------------------------- lifecycle
@@ -133,7 +135,7 @@ class LocalMesh:
             self.namespace_labels[ns] = {}
 
         istiod_pod = self._make_pod(ISTIOD_POD)
-        self._start_istiod(istiod_pod)
+        istiod = self._start_istiod(istiod_pod)
         self._start_upstream()
         for spec in PODS.values():
             pod = self._make_pod(spec)
@@ -145,14 +147,21 @@ class LocalMesh:
             if spec is GATEWAY_POD:
                 assert pod.proxy is not None
                 self._trust = stage_gateway_trust(self.pki, pod.proxy.workdir / "etc" / "egress-trust")
-        self.istiod.wait_ready()
+        istiod.wait_ready()
         self.timings["istiod_ready"] = time.monotonic() - t0
         for pod in self.pods.values():
             if pod.proxy is not None:
                 pod.proxy.wait_ready()
         poll("mock_upstream's control port", self._upstream().healthz, timeout=10)
-        self.convergence = Convergence(self)
         self.timings["cold_start"] = time.monotonic() - t0
+
+    @property
+    def running_istiod(self) -> Istiod:
+        """istiod, for what needs it running (convergence): a HarnessFault, not an AttributeError
+        on None, if something asks for it before start()."""
+        if self.istiod is None:
+            raise HarnessFault("the local mesh's istiod was asked for before LocalMesh.start()")
+        return self.istiod
 
     def stop(self) -> None:
         """Tear everything down; safe to call twice and after a partial start."""
@@ -224,7 +233,7 @@ class LocalMesh:
         self.pods[pod.key] = pod
         return pod
 
-    def _start_istiod(self, pod: Pod) -> None:
+    def _start_istiod(self, pod: Pod) -> Istiod:
         # The API server socket lives in istiod's namespace: only istiod can reach it.
         sock = pod.netns.socket()
         sock.bind(("127.0.0.1", KUBE_API_PORT))
@@ -239,6 +248,7 @@ class LocalMesh:
         self.istiod = Istiod(pod.netns, pod.address, self.binaries.pilot_discovery, self.workdir / "istiod",
                              self.config_dir, self.log_dir, kubeconfig=kubeconfig)
         self.istiod.start(self.state)
+        return self.istiod
 
     def _start_upstream(self) -> None:
         assert self.pki is not None
@@ -269,7 +279,7 @@ class LocalMesh:
             )
         return self._upstream_client
 
-    def _attach_proxy(self, pod: Pod, kind: str) -> None:
+    def _attach_proxy(self, pod: Pod, kind: str) -> IstioProxy:
         assert self.pki is not None and self.istiod is not None
         proxy = IstioProxy(
             ProxySpec(kind, pod.namespace, pod.name, pod.service_account, pod.labels, pod.address),
@@ -281,6 +291,7 @@ class LocalMesh:
             proxy.apply_iptables()
         proxy.start(self.state)
         pod.proxy = proxy
+        return proxy
 
     def upstream_trust(self) -> dict:
         return self._trust
@@ -326,7 +337,8 @@ class LocalMesh:
         for o in objs:
             if o.get("kind") == "NetworkPolicy":
                 meta = o.get("metadata") or {}
-                self._policies.pop((meta.get("namespace"), meta.get("name")), None)
+                # parse_policy refuses an empty namespace or name, so "" matches no policy, as None did.
+                self._policies.pop((meta.get("namespace") or "", meta.get("name") or ""), None)
         self._sync_policies()
         istio = [o for o in objs if o.get("kind") in ISTIO_KINDS]
         if istio:
@@ -372,10 +384,9 @@ class LocalMesh:
             old.proxy.stop()
         self.fabric.unplug(old.netns)
         old.netns.delete()
-        pod = self._make_pod(PODS[old.key])
+        new = self._make_pod(PODS[old.key])
         if sidecar:
-            self._attach_proxy(pod, "sidecar")
-            pod.proxy.wait_ready()
+            self._attach_proxy(new, "sidecar").wait_ready()
         self._sync_policies()
         if sidecar:
             self.convergence.wait()

@@ -169,7 +169,7 @@ class _NetnsNetworkBackend(httpcore.NetworkBackend):
             sock = self._ns.socket()
             sock.settimeout(timeout)
             sock.connect((host, port))
-        except socket.timeout as exc:
+        except TimeoutError as exc:
             raise httpcore.ConnectTimeout(f"{host}:{port} in netns {self._ns.name}: {exc}") from exc
         except OSError as exc:
             raise httpcore.ConnectError(f"{host}:{port} in netns {self._ns.name}: {exc}") from exc

@@ -24,7 +24,7 @@ SYSTEM = cd $(ROOT) && $(PYTHON) -m harness.system_packages
 # The mesh runs as root, or in a user namespace of its own (harness.rootless) otherwise.
 PYTEST = cd $(ROOT) && $(PY) -m harness.rootless $(PY) -m pytest
 
-.PHONY: e2e test unit lint format istio bench-mesh clean-stale clean system-e2e system-test
+.PHONY: e2e test unit lint format istio bench-mesh clean-stale clean clean-cache system-e2e system-test
 
 $(STAMP): $(ROOT)/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -62,8 +62,14 @@ format: $(STAMP)
 bench-mesh: system-e2e $(STAMP) istio
 	cd $(ROOT) && $(PY) -m harness.rootless $(PY) -m harness.bench --istio-version=$(ISTIO_VERSION) --runs 5
 
+# What a SIGKILLed root run left (a run without root leaves nothing: see harness/rootless.py).
 clean-stale: $(STAMP)
-	cd $(ROOT) && $(PY) -m harness.rootless $(PY) -m harness.local.reaper
+	@cd $(ROOT) && $(PY) -m harness.local.reaper
 
 clean:
 	rm -rf $(ART) $(ROOT)/.pytest_cache
+
+# Everything the harness built or fetched (Istio and Envoy builds, tools, images): one folder.
+clean-cache:
+	@cd $(ROOT) && $(PYTHON) -c "import shutil; from harness.istio_binaries import cache_root; \
+		print('removing', cache_root()); shutil.rmtree(cache_root(), ignore_errors=True)"

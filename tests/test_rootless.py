@@ -16,6 +16,7 @@ import pytest
 from harness.istio_binaries import cache_root
 from harness.rootless import PROXY_UID, subordinate_range
 from harness.wait import poll
+from tests.helpers.expect import eventually
 
 REPO = Path(__file__).resolve().parents[1]
 NOBODY = 65534
@@ -138,11 +139,11 @@ def test_sigkill_of_a_rootless_run_leaves_nothing(shared_tmp):
     src = cache_root() / "istio-1.31"
     assert (src / "bin" / "pilot-discovery").exists(), "make test builds Istio 1.31 first"
     shutil.copytree(src, cache / "istio-1.31", copy_function=os.link)
-    home, artifacts = tmp_path / "home", tmp_path / "artifacts"
-    for d in (home, artifacts):
+    home, artifacts, signals = tmp_path / "home", tmp_path / "artifacts", tmp_path / "signals"
+    for d in (home, artifacts, signals):
         d.mkdir()
         os.chown(d, NOBODY, NOBODY)
-    ready, hold = tmp_path / "ready", tmp_path / "hold"
+    ready, hold = signals / "ready", signals / "hold"
     os.mkfifo(hold, 0o666)
     ids = tmp_path / "subids"
     ids.write_text(f"{NOBODY}:200000:65536\n")
@@ -156,14 +157,19 @@ def test_sigkill_of_a_rootless_run_leaves_nothing(shared_tmp):
     proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", inner],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        poll("the rootless mesh to be up", ready.exists, timeout=90, interval=0.1)
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"the rootless run ended (exit {proc.returncode}): {proc.stdout.read()[-3000:]}")
+            return ready.exists()
+
+        poll("the rootless mesh to be up", up, timeout=90, interval=0.1)
         run = _descendants(proc.pid)
         assert any("pilot-discovery" in c for c in run.values()) and any("envoy" in c for c in run.values()), run
         for pid, cmdline in run.items():
             if (" -m pytest " in cmdline and "harness.rootless" not in cmdline) or "reaper --watch" in cmdline:
                 os.kill(pid, signal.SIGKILL)
         proc.wait(30)
-        poll("every process of the killed run to be gone", lambda: [p for p in run if Path(f"/proc/{p}").exists()
+        eventually("every process of the killed run to be gone", lambda: [p for p in run if Path(f"/proc/{p}").exists()
                                                                    and _state(p) != "Z"],
              ok=lambda left: not left, timeout=20, describe=lambda left: str({p: run[p] for p in left}))
     finally:

@@ -104,7 +104,8 @@ class Istiod:
     def client(self) -> httpx.Client:
         if self._client is None:
             self._client = httpx.Client(
-                base_url=f"http://127.0.0.1:{DEBUG_PORT}", transport=self.netns.http_transport(), timeout=5.0
+                base_url=f"http://127.0.0.1:{DEBUG_PORT}", transport=self.netns.http_transport(), timeout=5.0,
+                trust_env=False,
             )
         return self._client
 

@@ -187,7 +187,8 @@ class _NetnsNetworkBackend(httpcore.NetworkBackend):
 
 def netns_transport(ns: Netns) -> httpx.HTTPTransport:
     """An httpx transport whose TCP connections are opened inside `ns`."""
-    transport = httpx.HTTPTransport()
+    # trust_env=False: the harness's own clients ignore the user's SSL_CERT_FILE and proxies too.
+    transport = httpx.HTTPTransport(trust_env=False)
     # httpx has no public hook for the network backend; its pool is the documented httpcore one.
     transport._pool = httpcore.ConnectionPool(network_backend=_NetnsNetworkBackend(ns))
     return transport

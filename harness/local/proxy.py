@@ -140,7 +140,8 @@ class IstioProxy:
         self.process.start(state)
 
     def status_client(self) -> httpx.Client:
-        return httpx.Client(base_url=f"http://127.0.0.1:{STATUS_PORT}", transport=self.netns.http_transport(), timeout=2.0)
+        return httpx.Client(base_url=f"http://127.0.0.1:{STATUS_PORT}", transport=self.netns.http_transport(), timeout=2.0,
+                            trust_env=False)
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         """pilot-agent's /healthz/ready turns 200 once Envoy has its first listeners and clusters."""

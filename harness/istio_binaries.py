@@ -66,9 +66,13 @@ def _say(msg: str) -> None:
 
 
 def _go() -> str:
-    go = shutil.which("go")
-    if not go:
-        raise HarnessError("the Go toolchain is needed to build Istio's binaries: install Go, or set EGRESS_HARNESS_ISTIO_BIN")
+    """Go on PATH or where it is usually installed (harness.system_packages.find_go)."""
+    from harness.system_packages import check_go, find_go
+
+    go = find_go()
+    problem = check_go()
+    if go is None or problem:
+        raise HarnessError(problem or "no Go found")
     return go
 
 

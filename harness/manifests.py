@@ -102,14 +102,8 @@ class FixtureSet:
     def _load_stages(self) -> dict[str, Stage]:
         """Read stages.yaml; one line naming the file and the stage for anything malformed."""
         path = self.stages_file
-        try:
-            data = yaml.safe_load(path.read_text())
-        except OSError as exc:
-            raise HarnessError(f"cannot read {path}: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f":{mark.line + 1}" if mark else ""
-            raise HarnessError(f"{path}{where}: {getattr(exc, 'problem', exc)} (fix the YAML)") from None
+        docs = read_yaml_documents(path)
+        data = docs[0] if len(docs) == 1 else None
         if not isinstance(data, dict):
             raise HarnessError(f"{path}: expected a mapping of stage name → {{templates, values}}")
         stages: dict[str, Stage] = {}
@@ -269,16 +263,21 @@ def to_yaml(objs: list[dict]) -> str:
     return yaml.safe_dump_all(objs, sort_keys=False)
 
 
-def load_manifest_file(path: Path) -> list[dict]:
-    """User-supplied YAML (a file of one or more documents), with a clear error when malformed."""
+def read_yaml_documents(path: Path, what: str = "file") -> list:
+    """The documents of a YAML file, or one HarnessError line naming the file and line."""
     try:
-        docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        return [d for d in yaml.safe_load_all(path.read_text()) if d]
     except OSError as exc:
-        raise HarnessError(f"cannot read manifest {path}: {exc.strerror}") from None
+        raise HarnessError(f"cannot read {what} {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise HarnessError(f"malformed manifest {path}{where}: {getattr(exc, 'problem', exc)} (fix the YAML)") from None
+        raise HarnessError(f"malformed {what} {path}{where}: {getattr(exc, 'problem', exc)} (fix the YAML)") from None
+
+
+def load_manifest_file(path: Path) -> list[dict]:
+    """User-supplied YAML (a file of one or more documents), with a clear error when malformed."""
+    docs = read_yaml_documents(path, "manifest")
     for d in docs:
         if not isinstance(d, dict) or "kind" not in d or "metadata" not in d:
             raise HarnessError(f"manifest {path}: every document needs kind and metadata")

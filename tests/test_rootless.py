@@ -73,13 +73,10 @@ def shared_tmp():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def test_the_seed_first_scenario_runs_without_root(shared_tmp):
-    """An unprivileged user with subordinate ids runs the mesh: istio-proxy as uid 1337, the real
-    istio-iptables, namespaces and all. /etc/subuid is only replaced inside a private mount
-    namespace; nothing on the host changes."""
-    python = _skip_unless_possible()
-    tmp_path = shared_tmp
-    # The Istio binaries, reachable by the unprivileged user (hard links: no copy).
+def _rootless_pytest(tmp_path: Path, python: str, pytest_args: str, extra_env: str = "") -> tuple[list[str], Path]:
+    """The command line that runs `pytest pytest_args` as nobody through harness.rootless, with
+    Istio hard-linked into a cache nobody can read and subordinate ids bind-mounted over
+    /etc/subuid and /etc/subgid in a private mount namespace (the host's files never change)."""
     cache = tmp_path / "cache"
     src = cache_root() / "istio-1.31"
     assert (src / "bin" / "pilot-discovery").exists(), "make test builds Istio 1.31 first"
@@ -93,11 +90,19 @@ def test_the_seed_first_scenario_runs_without_root(shared_tmp):
     site = sysconfig.get_paths()["purelib"]
     inner = (f"mount --bind {ids} /etc/subuid && mount --bind {ids} /etc/subgid && "
              f"exec setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups "
-             f"env HOME={home} EGRESS_HARNESS_CACHE={cache} PYTHONPATH={REPO}:{site} "
-             f"{python} -m harness.rootless {python} -m pytest -p no:cacheprovider -q "
-             f"tests/test_local_mesh.py::test_seed_first_scenario_plaintext --artifacts {artifacts}")
-    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", inner],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+             f"env HOME={home} EGRESS_HARNESS_CACHE={cache} PYTHONPATH={REPO}:{site} {extra_env} "
+             f"{python} -m harness.rootless {python} -m pytest -p no:cacheprovider -q {pytest_args} "
+             f"--artifacts {artifacts}")
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", inner], artifacts
+
+
+def test_the_seed_first_scenario_runs_without_root(shared_tmp):
+    """An unprivileged user with subordinate ids runs the mesh: istio-proxy as uid 1337, the real
+    istio-iptables, namespaces and all. /etc/subuid is only replaced inside a private mount
+    namespace; nothing on the host changes."""
+    python = _skip_unless_possible()
+    argv, artifacts = _rootless_pytest(shared_tmp, python, "tests/test_local_mesh.py::test_seed_first_scenario_plaintext")
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert "1 passed" in out
@@ -134,28 +139,14 @@ def test_sigkill_of_a_rootless_run_leaves_nothing(shared_tmp):
     the run (istiod, the stand-in, pilot-agent and Envoy) goes with its PID namespace, and no key
     or state is left on the host: they lived on the run's private /run."""
     python = _skip_unless_possible()
-    tmp_path = shared_tmp
-    cache = tmp_path / "cache"
-    src = cache_root() / "istio-1.31"
-    assert (src / "bin" / "pilot-discovery").exists(), "make test builds Istio 1.31 first"
-    shutil.copytree(src, cache / "istio-1.31", copy_function=os.link)
-    home, artifacts, signals = tmp_path / "home", tmp_path / "artifacts", tmp_path / "signals"
-    for d in (home, artifacts, signals):
-        d.mkdir()
-        os.chown(d, NOBODY, NOBODY)
+    signals = shared_tmp / "signals"
+    signals.mkdir()
+    os.chown(signals, NOBODY, NOBODY)
     ready, hold = signals / "ready", signals / "hold"
     os.mkfifo(hold, 0o666)
-    ids = tmp_path / "subids"
-    ids.write_text(f"{NOBODY}:200000:65536\n")
-    site = sysconfig.get_paths()["purelib"]
     before_tmp = set(os.listdir("/tmp"))
-    inner = (f"mount --bind {ids} /etc/subuid && mount --bind {ids} /etc/subgid && "
-             f"exec setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups "
-             f"env HOME={home} EGRESS_HARNESS_CACHE={cache} PYTHONPATH={REPO}:{site} EH_READY={ready} EH_HOLD={hold} "
-             f"{python} -m harness.rootless {python} -m pytest -p no:cacheprovider -q "
-             f"tests/helpers/hold_mesh.py --artifacts {artifacts}")
-    proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", inner],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    argv, _ = _rootless_pytest(shared_tmp, python, "tests/helpers/hold_mesh.py", f"EH_READY={ready} EH_HOLD={hold}")
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         def up() -> bool:
             if proc.poll() is not None:

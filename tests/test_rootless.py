@@ -166,8 +166,9 @@ def test_sigkill_of_a_rootless_run_leaves_nothing(shared_tmp):
     finally:
         if proc.poll() is None:
             proc.kill()
-    new = {n for n in set(os.listdir("/tmp")) - before_tmp if n.startswith("egress-harness")}
-    assert not new, f"the run left {new} in /tmp"
+    run_id = ready.read_text()
+    new = {n for n in set(os.listdir("/tmp")) - before_tmp if run_id in n}
+    assert run_id and not new, f"the run left {new} in /tmp"
 
 
 def _state(pid: int) -> str:

@@ -33,7 +33,7 @@ $(STAMP): $(ROOT)/pyproject.toml
 	@touch $@
 
 system-e2e:
-	@$(SYSTEM) e2e $(if $(filter kind,$(BACKEND)),kind)
+	@$(SYSTEM) e2e $(if $(DRY_RUN),,$(if $(filter kind,$(BACKEND)),kind))
 
 system-test:
 	@$(SYSTEM) test

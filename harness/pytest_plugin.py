@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from harness.errors import HarnessError, MeshFailure
+from harness.errors import HarnessError, HarnessFault, MeshFailure
 from harness.evidence import Evidence
 from harness.istio_binaries import IstioBinaries
 from harness.manifests import MODES
@@ -195,6 +195,11 @@ def mesh(pytestconfig: pytest.Config, request: pytest.FixtureRequest, artifacts_
     except HarnessError as exc:
         local.stop()
         _exit(str(exc))
+    except HarnessFault as exc:
+        # Every test would error the same way: one line for the session instead.
+        local.stop()
+        pytest.exit(f"egress-harness: harness error while starting the local mesh (not a mesh failure): {exc}",
+                    returncode=3)
     except BaseException:
         local.stop()
         raise

@@ -10,6 +10,7 @@ Writes egress-bench.json (every sample), report.md (the tables) and latency.png 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import signal
 import sys
@@ -44,6 +45,7 @@ def run_benchmark(binaries, fortio: Path, config: BenchConfig, out_dir: Path, co
         samples = measure(mesh, fortio, config, say)
     finally:
         mesh.stop()
+    env["loadavg_at_end"] = os.getloadavg()
     result = {
         "command": command,
         "environment": env,

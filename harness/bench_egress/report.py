@@ -97,7 +97,8 @@ def render_markdown(result: dict) -> str:
         "# Egress paths: latency and CPU per hop",
         "",
         f"{env['istio']}, fortio {env['fortio']}, {env['cpus']} CPUs, load average at start "
-        f"{', '.join(f'{x:.2f}' for x in env['loadavg_at_start'])}; started {env['started_utc']}.",
+        f"{', '.join(f'{x:.2f}' for x in env['loadavg_at_start'])}, at the end "
+        f"{', '.join(f'{x:.2f}' for x in env.get('loadavg_at_end') or ())}; started {env['started_utc']}.",
         f"Command: `{result['command']}`",
         "",
         f"{cfg['repeats']} repeat(s); fixed rates {', '.join(map(str, cfg['rates']))} req/s for {cfg['duration']} s each "

@@ -22,9 +22,14 @@ def draw(result: dict, out: Path) -> Path:
     paths = list(summary)
     loads = list(next(iter(summary.values())))  # fixed rates, then max
     panels = len(loads) + (1 if "max" in loads else 0)
-    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 4.8), squeeze=False)
+    ncols = min(3, panels)  # a grid, so five panels stay readable on one screen
+    nrows = -(-panels // ncols)
+    fig, grid = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 4.6 * nrows), squeeze=False)
+    axes = [ax for row in grid for ax in row]
+    for ax in axes[panels:]:
+        ax.set_visible(False)
     width = 0.26
-    for ax, load in zip(axes[0], loads):
+    for ax, load in zip(axes, loads):
         for i, (key, label) in enumerate(PCTS):
             xs, meds, lo, hi = [], [], [], []
             for j, name in enumerate(paths):
@@ -48,15 +53,18 @@ def draw(result: dict, out: Path) -> Path:
                 ax.axvspan(j - 0.5, j + 0.5, color="0.9", zorder=0)
         ax.grid(axis="y", alpha=0.3)
     if panels > len(loads):
-        ax = axes[0][-1]
-        meds = [summary[n]["max"]["actual_qps"]["median"] if "max" in summary[n] else 0 for n in paths]
-        ax.bar(range(len(paths)), meds, 0.6, color=["0.6" if BY_NAME[n].stage is None else "#55a868" for n in paths])
+        ax = axes[panels - 1]
+        stats = [summary[n]["max"]["actual_qps"] for n in paths]
+        meds = [st["median"] for st in stats]
+        ax.bar(range(len(paths)), meds, 0.6, yerr=[[st["median"] - st["min"] for st in stats],
+                                                   [st["max"] - st["median"] for st in stats]], capsize=2,
+               color=["0.6" if BY_NAME[n].stage is None else "#55a868" for n in paths])
         ax.set_title("max throughput")
         ax.set_ylabel("req/s")
         ax.set_xticks(range(len(paths)))
         ax.set_xticklabels(paths, rotation=40, ha="right", fontsize=8)
         ax.grid(axis="y", alpha=0.3, which="both")
-    axes[0][0].legend(fontsize=8)
+    axes[0].legend(fontsize=8)
     env = result["environment"]
     fig.suptitle(f"Egress paths, Istio {env['istio_version']} (Envoy {env['envoy_version']}), {env['cpus']} CPUs, "
                  f"{result['config']['connections']} connections; grey: no Istio (floors)", fontsize=10)

@@ -86,11 +86,20 @@ def test_compare_flags_a_path_whose_floor_relative_p90_or_cpu_moved():
     a = synthetic((1.0, 1.0, 1.0), (0.5, 0.5, 0.5))
     same_but_slower_machine = synthetic((2.0, 2.0, 2.0), (1.0, 1.0, 1.0))
     rows, flags = compare.compare(a, same_but_slower_machine, 0.2)
-    assert flags == [] and rows[0]["p90_ms_ratio"] == 2.0  # raw p90 doubled, relative to the floor it did not
+    row = next(r for r in rows if r["path"] == "gateway-mtls")
+    assert flags == [] and row["p90_ms_ratio"] == 2.0  # raw p90 doubled, relative to the floor it did not
     worse = synthetic((1.5, 1.5, 1.5), (0.5, 0.5, 0.5), gw_cpu=300.0)
     _, flags = compare.compare(a, worse, 0.2)
     assert any("gateway-mtls at 100: p90 relative to its floor ×1.50" in f for f in flags)
     assert any("Envoy CPU per request ×1.50" in f for f in flags)
+
+
+def test_compare_does_not_flag_a_move_inside_the_spread_of_repeats():
+    a = synthetic((1.0, 2.0, 1.5), (0.5, 0.5, 0.5))
+    b = synthetic((1.4, 2.6, 2.2), (0.5, 0.5, 0.5))  # median ×floor 3 → 4.4, but the ranges overlap
+    rows, flags = compare.compare(a, b, 0.2)
+    row = next(r for r in rows if r["path"] == "gateway-mtls")
+    assert row["p90_ms_x_floor_ratio"] == pytest.approx(4.4 / 3) and flags == []
 
 
 def test_compare_refuses_a_file_that_is_not_a_result(tmp_path):

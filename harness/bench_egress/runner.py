@@ -163,6 +163,8 @@ def _measure_path(mesh, fortio: Path, upstream: FortioUpstream, path: EgressPath
                 "memory_mib": {hop: procstat.memory(pid).rss_mib for hop, pid in envoys.items()},
                 "peak_memory_mib": {hop: procstat.memory(pid).peak_rss_mib for hop, pid in envoys.items()},
                 "converged_s": round(converged_s, 3),
+                # The machine is shared: how busy it was, next to each figure.
+                "loadavg_1m": round(os.getloadavg()[0], 2),
             }
             samples.append(sample)
             say(f"repeat {repeat + 1}/{config.repeats} {path.name:18} {label:>5}: {result.actual_qps:8.1f} req/s "

@@ -137,7 +137,7 @@ def test_smoke_every_path_briefly_on_the_local_mesh(istio_binaries, tmp_path):
     from harness.toolchain.fortio import ensure_fortio
 
     preflight()
-    config = BenchConfig(rates=(200,), duration=2.0, max_duration=1.0, warmup=0.5, repeats=1)
+    config = BenchConfig(rates=(200,), duration=1.0, max_duration=0.5, warmup=0.3, repeats=1)
     result = run_benchmark(istio_binaries, ensure_fortio(), config, tmp_path, "smoke test", say=print)
     summary = result["summary"]
     assert list(summary) == [p.name for p in PATHS], "every path measured"

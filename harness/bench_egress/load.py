@@ -93,18 +93,23 @@ def run_fortio_load(fortio: Path, netns: Netns, pod_name: str, url: str, *, qps:
     state.add_process(proc.pid, f"fortio load {label}")
     deadline = time.monotonic() + duration + 20.0  # fortio's own -t, plus connection setup and slack
     status, rusage = 0, None
-    while True:
-        pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
-        if pid == proc.pid:
-            proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: tell Popen
-            break
-        if time.monotonic() > deadline:
+    try:
+        while True:
+            pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+            if pid == proc.pid:
+                proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: tell Popen
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"fortio load {label} did not stop {duration + 20:.0f}s after starting; killed. "
+                                   f"Log: {log_path}")
+            time.sleep(0.05)
+    except BaseException:
+        # Past the deadline, Ctrl-C or SIGTERM: the client goes with the run, not after it.
+        if proc.returncode is None:
             os.killpg(proc.pid, signal.SIGKILL)
             os.wait4(proc.pid, 0)
             proc.returncode = -9
-            raise RuntimeError(f"fortio load {label} did not stop {duration + 20:.0f}s after starting; killed. "
-                               f"Log: {log_path}")
-        time.sleep(0.05)
+        raise
     if proc.returncode != 0 or not result_path.exists():
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-8:])
         raise RuntimeError(f"fortio load {label} ({url} from {pod_name}) exited {proc.returncode}:\n{tail}")

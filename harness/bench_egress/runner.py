@@ -106,8 +106,8 @@ def _stage_fortio(fortio: Path, workdir: Path) -> Path:
 def measure(mesh, fortio: Path, config: BenchConfig, say: Callable[[str], None]) -> list[dict]:
     """Every sample of the benchmark on a started LocalMesh (its stand-in gets replaced by fortio)."""
     upstream = FortioUpstream(mesh, fortio)
-    upstream.start()
     try:
+        upstream.start()  # inside the try: a server started before a failure is stopped too
         client_fortio = _stage_fortio(fortio, mesh.workdir)
         loads_dir = mesh.workdir / "bench-loads"
         loads_dir.mkdir()

@@ -117,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as exc:
         print(f"egress-harness: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM: the mesh and fortio are torn down by now
+        print(f"egress-harness: interrupted ({exc or 'Ctrl-C'}); the benchmark's mesh is torn down", file=sys.stderr)
+        return 130
     print((args.out / "report.md").read_text())
     print(f"elapsed {result['elapsed_s']} s")
     return 0

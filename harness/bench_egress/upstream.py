@@ -17,11 +17,11 @@ teardown and the watchdog end them.
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.errors import HarnessError
 from harness.local.mesh import UPSTREAM_PORTS
 from harness.local.pods import UPSTREAM_HOST
 from harness.local.processes import ManagedProcess
@@ -61,8 +61,6 @@ class FortioUpstream:
 
     def _accepts(self, proc: ManagedProcess, port: int) -> bool:
         if not proc.alive():
-            from harness.errors import HarnessError
-
             raise HarnessError(f"{proc.name} died: {proc.exit_summary()}")
         with self.mesh.upstream_ns.socket() as sock:
             sock.settimeout(1.0)

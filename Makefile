@@ -1,55 +1,86 @@
 # egress-harness: two commands for a newcomer on a fresh machine.
 #   make e2e    the suites against a mesh (BACKEND=local by default; root, or a user namespace)
 #   make test   the harness's own tests, plus the local-mesh checks
-# Both create or refresh the virtualenv from pyproject.toml on their own.
+# Both install the system packages they lack (as root on Debian/Ubuntu; otherwise they print the
+# command to run), create the virtualenv from pyproject.toml and build Istio on first use.
+# Works from any folder (make -f path/to/Makefile): recipes run in the repository.
 
+ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 PYTHON ?= python3
-VENV ?= .venv
+VENV ?= $(ROOT)/.venv
 BACKEND ?= local
 ISTIO_VERSION ?= 1.31
+# Relative to where make was started; quoted everywhere, so a space is fine.
 ARTIFACTS ?= artifacts
 PYTEST_ARGS ?=
 
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+ART = "$(CURDIR)/$(ARTIFACTS)"
+ifneq ($(filter /%,$(ARTIFACTS)),)
+ART = "$(ARTIFACTS)"
+endif
+SYSTEM = cd $(ROOT) && $(PYTHON) -m harness.system_packages
+# The mesh runs as root, or in a user namespace of its own (harness.rootless) otherwise.
+PYTEST = cd $(ROOT) && $(PY) -m harness.rootless $(PY) -m pytest
 
-.PHONY: e2e test istio fortio bench-mesh bench-egress clean-stale clean
+.PHONY: e2e test unit lint format istio fortio bench-mesh bench-egress clean-stale clean clean-cache system-e2e system-test
 
-$(STAMP): pyproject.toml
+$(STAMP): $(ROOT)/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
-	@$(PY) -m pip install -q -e '.[kind]'
+	@cd $(ROOT) && $(PY) -m pip install -q -e '.[kind,dev]'
 	@touch $@
 
+system-e2e:
+	@$(SYSTEM) e2e $(if $(DRY_RUN),,$(if $(filter kind,$(BACKEND)),kind))
+
+system-test:
+	@$(SYSTEM) test
+
 istio: $(STAMP)
-	@$(PY) -m harness.istio_binaries --istio-version $(ISTIO_VERSION)
+	@cd $(ROOT) && $(PY) -m harness.istio_binaries --istio-version $(ISTIO_VERSION)
 
-# harness.rootless runs pytest as is under root, and in a user namespace otherwise.
 # Istio's binaries are built (or found) first, with visible progress; a dry run builds nothing.
-e2e: $(STAMP) $(if $(DRY_RUN),,istio)
-	$(PY) -m harness.rootless $(PY) -m pytest suites --backend=$(BACKEND) --istio-version=$(ISTIO_VERSION) \
-		--artifacts=$(ARTIFACTS) --junitxml=$(ARTIFACTS)/junit.xml $(if $(DRY_RUN),--dry-run) $(PYTEST_ARGS)
+e2e: system-e2e $(STAMP) $(if $(DRY_RUN),,istio)
+	$(PYTEST) suites --backend=$(BACKEND) --istio-version=$(ISTIO_VERSION) --artifacts=$(ART) \
+		$(if $(DRY_RUN),--dry-run) $(PYTEST_ARGS)
 
-test: $(STAMP) istio fortio
-	$(PY) -m harness.rootless $(PY) -m pytest tests suites --istio-version=$(ISTIO_VERSION) --artifacts=$(ARTIFACTS)/test \
-		--junitxml=$(ARTIFACTS)/test/junit.xml $(PYTEST_ARGS)
+test: system-test $(STAMP) istio fortio
+	$(PYTEST) tests suites --istio-version=$(ISTIO_VERSION) --artifacts=$(ART)/test $(PYTEST_ARGS)
 
-bench-mesh: $(STAMP)
-	$(PY) -m harness.rootless $(PY) -m harness.bench --istio-version=$(ISTIO_VERSION) --runs 5
+# The harness's own tests that need no mesh, no Istio build and no root: seconds.
+unit: $(STAMP)
+	cd $(ROOT) && $(PY) -m pytest tests -m "not mesh and not envoy and not slow" --artifacts=$(ART)/unit $(PYTEST_ARGS)
 
-# The egress benchmark (issue 12): every egress path under fortio load; artifacts/bench/.
+lint: $(STAMP)
+	cd $(ROOT) && $(PY) -m ruff check . && $(PY) -m ruff format --check . && $(PY) -m mypy
+
+format: $(STAMP)
+	cd $(ROOT) && $(PY) -m ruff check --fix . && $(PY) -m ruff format .
+
+bench-mesh: system-e2e $(STAMP) istio
+	cd $(ROOT) && $(PY) -m harness.rootless $(PY) -m harness.bench --istio-version=$(ISTIO_VERSION) --runs 5
+
+# The egress benchmark (issue 12): every egress path under fortio load, into $(ARTIFACTS)/bench.
 # REPEATS=3 for medians with their spread (about 3× as long); BENCH_ARGS for the rest (--help).
 REPEATS ?= 1
 BENCH_ARGS ?=
 fortio: $(STAMP)
-	@$(PY) -m harness.toolchain.fortio
+	@cd $(ROOT) && $(PY) -m harness.toolchain.fortio
 
-bench-egress: $(STAMP) istio fortio
-	$(PY) -m harness.rootless $(PY) -m harness.bench_egress --istio-version=$(ISTIO_VERSION) --repeats $(REPEATS) \
-		--out $(ARTIFACTS)/bench $(BENCH_ARGS)
+bench-egress: system-e2e $(STAMP) istio fortio
+	cd $(ROOT) && $(PY) -m harness.rootless $(PY) -m harness.bench_egress --istio-version=$(ISTIO_VERSION) \
+		--repeats $(REPEATS) --out $(ART)/bench $(BENCH_ARGS)
 
+# What a SIGKILLed root run left (a run without root leaves nothing: see harness/rootless.py).
 clean-stale: $(STAMP)
-	$(PY) -m harness.local.reaper
+	@cd $(ROOT) && $(PY) -m harness.local.reaper
 
 clean:
-	rm -rf $(ARTIFACTS) .pytest_cache
+	rm -rf $(ART) $(ROOT)/.pytest_cache
+
+# Everything the harness built or fetched (Istio and Envoy builds, tools, images): one folder.
+clean-cache:
+	@cd $(ROOT) && $(PYTHON) -c "import shutil; from harness.istio_binaries import cache_root; \
+		print('removing', cache_root()); shutil.rmtree(cache_root(), ignore_errors=True)"

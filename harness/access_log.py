@@ -28,7 +28,9 @@ class AccessLogEntry:
     @property
     def status(self) -> int | None:
         code = self.raw.get("response_code")
-        return int(code) if code not in (None, "-", 0, "0") else None
+        if code is None or code in ("-", 0, "0"):
+            return None
+        return int(code)
 
     @property
     def authority(self) -> str | None:

@@ -1,7 +1,6 @@
 """What the suites need from wherever the mesh runs. Suites use only this; backends implement it.
 
-Pods are named "namespace/name": "default/sleep", "test-egress/sleep",
-"istio-system/istio-egressgateway". Implementations: harness.local.mesh.LocalMesh (default),
+Pods are named "namespace/name", as listed in harness/pod_table.py. Implementations: harness.local.mesh.LocalMesh (default),
 harness.backends.kind.KindBackend and harness.backends.cluster.ClusterBackend.
 """
 
@@ -12,16 +11,10 @@ from typing import Protocol, runtime_checkable
 
 from harness.envoy_admin import EnvoyAdmin
 from harness.local.netns import ExecResult
+from harness.pod_table import GATEWAY, GATEWAY_SPIFFE, SLEEP, TEST_EGRESS_SLEEP, sleep_spiffe
 from harness.upstream_client import UpstreamClient
 
-SLEEP = "default/sleep"
-TEST_EGRESS_SLEEP = "test-egress/sleep"
-GATEWAY = "istio-system/istio-egressgateway"
-GATEWAY_SPIFFE = "spiffe://cluster.local/ns/istio-system/sa/istio-egressgateway-service-account"
-
-
-def sleep_spiffe(namespace: str = "default") -> str:
-    return f"spiffe://cluster.local/ns/{namespace}/sa/sleep"
+__all__ = ["GATEWAY", "GATEWAY_SPIFFE", "SLEEP", "TEST_EGRESS_SLEEP", "Backend", "sleep_spiffe"]
 
 
 @runtime_checkable

@@ -10,8 +10,9 @@ an assertion can say exactly where the chain broke.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import overload
 
 # Names for the exit codes an egress test actually meets; wording follows curl's own messages.
 CURL_EXIT_NAMES: dict[int, str] = {
@@ -65,6 +66,11 @@ class Headers:
 
     pairs: tuple[tuple[str, str], ...] = ()
 
+    @overload
+    def get(self, name: str) -> str | None: ...
+    @overload
+    def get(self, name: str, default: str) -> str: ...
+
     def get(self, name: str, default: str | None = None) -> str | None:
         wanted = name.lower()
         for key, value in self.pairs:
@@ -111,7 +117,7 @@ class CurlResult:
     stdout: str = field(default="", repr=False)
 
     @classmethod
-    def parse(cls, exit_code: int, stdout: str | bytes, stderr: str | bytes = "") -> "CurlResult":
+    def parse(cls, exit_code: int, stdout: str | bytes, stderr: str | bytes = "") -> CurlResult:
         return parse_curl_output(exit_code, stdout, stderr)
 
     @classmethod

@@ -7,8 +7,9 @@ The functions on parsed config_dump / certs JSON are separate so they work on sa
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 import httpx
 
@@ -75,7 +76,7 @@ class EnvoyAdmin:
     def close(self) -> None:
         self._client.close()
 
-    def __enter__(self) -> "EnvoyAdmin":
+    def __enter__(self) -> EnvoyAdmin:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -292,7 +293,7 @@ def _dump_entries(dump: dict) -> Iterator[tuple[str, str, dict]]:
 def listener_names(dump: dict) -> list[str]:
     """Listeners Envoy is serving: static ones and dynamic ones with an active_state (not warming)."""
     names = []
-    for kind, where, entry in _dump_entries(dump):
+    for kind, _where, entry in _dump_entries(dump):
         if kind != "listener":
             continue
         if "listener" in entry:  # static_listeners / StaticListener

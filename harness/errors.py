@@ -1,7 +1,13 @@
-"""Errors the harness raises on purpose.
+"""The harness's errors, by kind, so that a red test says whose fault it is.
 
-A HarnessError is a user-facing problem (bad input, missing binary, no root): its message is one
-line that names the fix. conftest turns it into a clean pytest exit instead of a traceback.
+- HarnessError: bad input or environment (a missing command, no root, a broken fixture): one line
+  naming the fix, raised before anything starts; the plugin ends the session with it (exit 2).
+- HarnessFault: the harness or its own infrastructure broke while running (a process it started
+  died, iptables-restore failed, teardown left something): an error of the harness, reported as
+  such, never as a mesh failure.
+- MeshFailure and its kinds (assertions): the mesh did not do what the scenario expects. A
+  HopFailure names the hop (app → sidecar → gateway → upstream); ConfigRejected is a NACK;
+  ManifestRejected is Istio refusing a manifest.
 """
 
 
@@ -9,17 +15,26 @@ class HarnessError(Exception):
     """Bad input or environment; the message is one line and says what to do."""
 
 
-class HopFailure(AssertionError):
+class HarnessFault(Exception):
+    """The harness itself (or what it started) failed: not a verdict on the mesh."""
+
+
+class MeshFailure(AssertionError):
+    """The mesh did not behave as the scenario expects."""
+
+
+class HopFailure(MeshFailure):
     """A traffic assertion failed at a named hop (app → sidecar → gateway → upstream)."""
 
     def __init__(self, hop: str, message: str):
         self.hop = hop
+        self.step: str | None = None  # set by Scenario.step when raised inside a named step
         super().__init__(f"[hop: {hop}] {message}")
 
 
-class ConfigRejected(AssertionError):
+class ConfigRejected(MeshFailure):
     """A proxy NACKed the config istiod sent (Envoy's message included)."""
 
 
-class ManifestRejected(AssertionError):
+class ManifestRejected(MeshFailure):
     """Istio's validation refused a manifest; the message is its own."""

@@ -66,9 +66,13 @@ def _say(msg: str) -> None:
 
 
 def _go() -> str:
-    go = shutil.which("go")
-    if not go:
-        raise HarnessError("the Go toolchain is needed to build Istio's binaries: install Go, or set EGRESS_HARNESS_ISTIO_BIN")
+    """Go on PATH or where it is usually installed (harness.system_packages.find_go)."""
+    from harness.system_packages import check_go, find_go
+
+    go = find_go()
+    problem = check_go()
+    if go is None or problem:
+        raise HarnessError(problem or "no Go found")
     return go
 
 
@@ -173,7 +177,13 @@ def ensure_istio(requested: str = DEFAULT_ISTIO_VERSION) -> IstioBinaries:
         provenance = release.provenance
         if not all((bin_dir / name).exists() for name in _COMMANDS) or not template.exists():
             cache_root().mkdir(parents=True, exist_ok=True)
-            _build(release, home)
+            existed = home.exists()
+            try:
+                _build(release, home)
+            except BaseException:
+                if not existed:  # an unknown or unbuildable version leaves no empty folder
+                    shutil.rmtree(home, ignore_errors=True)
+                raise
     missing = [str(bin_dir / n) for n in _COMMANDS if not (bin_dir / n).exists()]
     if not template.exists():
         missing.append(str(template))

@@ -1,8 +1,11 @@
 """Scenario manifests: Jinja2 templates in fixtures/, rendered once per scenario × mode × values.
 
-A scenario stage names the templates it applies (paths relative to fixtures/) and the values
-that differ between stages; the backend adds how the gateway trusts the stand-in. Every backend
-applies the same rendering; the kind backend also validates it offline with istioctl.
+The stages (which templates each applies, which values differ) are data beside the templates, in
+`fixtures/stages.yaml`; the modes (the sidecar → gateway hop) are `Mode` values here. A check reads
+the values its stage rendered with, so "which gateway port" has one source. Every backend applies
+the same rendering. At session start every stage × mode is rendered and validated once by the real
+`istioctl validate` (`FixtureSet.check`, `validate_all`): a broken template or a field Istio refuses
+stops the run with one line naming the template, before anything starts.
 """
 
 from __future__ import annotations
@@ -15,11 +18,41 @@ from pathlib import Path
 import jinja2
 import yaml
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, ManifestRejected
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-MODES = ("istio-mutual", "plaintext")
 VIA_HEADER = "x-egress-harness-via"
+# In stages.yaml, this name stands for seed §1's Gateway, DestinationRule and VirtualService.
+GATEWAY_ROUTE = (
+    "http-gateway/gateway.yaml.j2",
+    "http-gateway/destinationrule.yaml.j2",
+    "http-gateway/virtualservice.yaml.j2",
+)
+
+
+@dataclass(frozen=True)
+class Mode:
+    """The sidecar → gateway hop of a scenario: the one place that says which gateway port a
+    mode uses and whether the hop is mesh mTLS."""
+
+    name: str
+    gateway_port: int
+    hop_tls: bool
+
+    def __str__(self) -> str:
+        return self.name
+
+
+MODE_VALUES = {m.name: m for m in (Mode("istio-mutual", 443, True), Mode("plaintext", 80, False))}
+MODES = tuple(MODE_VALUES)  # the names, as test ids
+
+
+def mode_of(mode: str | Mode) -> Mode:
+    if isinstance(mode, Mode):
+        return mode
+    if mode not in MODE_VALUES:
+        raise HarnessError(f"unknown mTLS mode {mode!r}: use one of {', '.join(MODES)}")
+    return MODE_VALUES[mode]
 
 
 @dataclass(frozen=True)
@@ -29,95 +62,6 @@ class Stage:
     values: tuple[tuple[str, object], ...] = ()
 
 
-def _gateway_port(mode: str) -> int:
-    return 443 if mode == "istio-mutual" else 80
-
-
-_GATEWAY_ROUTE = ("http-gateway/gateway.yaml.j2", "http-gateway/destinationrule.yaml.j2",
-                  "http-gateway/virtualservice.yaml.j2")
-
-STAGES: dict[str, Stage] = {s.name: s for s in [
-    # Seed §1: HTTP through the egress gateway.
-    Stage("http/serviceentry", ("http-gateway/serviceentry.yaml.j2",)),
-    Stage("http/gateway", ("http-gateway/serviceentry.yaml.j2", *_GATEWAY_ROUTE), (("upstream_port", 80),)),
-    # Seed §2: TLS origination at the gateway (and the negative and mutual variants).
-    Stage("origination/serviceentry", ("tls-origination/serviceentry.yaml.j2",)),
-    Stage("origination/simple", ("tls-origination/serviceentry.yaml.j2", *_GATEWAY_ROUTE,
-                                 "tls-origination/destinationrule.yaml.j2"),
-          (("upstream_port", 443), ("origination", "simple"))),
-    Stage("origination/wrong-ca", ("tls-origination/serviceentry.yaml.j2", *_GATEWAY_ROUTE,
-                                   "tls-origination/destinationrule.yaml.j2"),
-          (("upstream_port", 443), ("origination", "wrong-ca"))),
-    Stage("origination/no-origination", ("tls-origination/serviceentry.yaml.j2", *_GATEWAY_ROUTE),
-          (("upstream_port", 443),)),
-    Stage("origination/mutual", ("tls-origination/serviceentry.yaml.j2", *_GATEWAY_ROUTE,
-                                 "tls-origination/destinationrule.yaml.j2"),
-          (("upstream_port", 8443), ("origination", "mutual"))),
-    Stage("origination/mutual-without-client-cert", ("tls-origination/serviceentry.yaml.j2", *_GATEWAY_ROUTE,
-                                                     "tls-origination/destinationrule.yaml.j2"),
-          (("upstream_port", 8443), ("origination", "simple"))),
-    # Seed §3: HTTPS passthrough by SNI.
-    Stage("passthrough/serviceentry", ("https-passthrough/serviceentry.yaml.j2",)),
-    Stage("passthrough/gateway", ("https-passthrough/serviceentry.yaml.j2", "https-passthrough/gateway.yaml.j2",
-                                  "http-gateway/destinationrule.yaml.j2", "https-passthrough/virtualservice.yaml.j2"),
-          (("gateway_port_override", 443),)),
-    # Seed §4: the NetworkPolicy, and the gateway's DestinationRule for test-egress's sidecar
-    # (today a DestinationRule applies to proxies of its own namespace, the service's or the root
-    # namespace only; the seed's Istio 1.0 applied it mesh-wide).
-    Stage("network-policy", ("network-policy/networkpolicy.yaml.j2",)),
-    Stage("network-policy/destinationrule", ("http-gateway/destinationrule.yaml.j2",),
-          (("namespace", "test-egress"), ("gateway_port_override", 443))),
-]}
-
-
-@functools.lru_cache(maxsize=1)
-def _env() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(FIXTURES)),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-    )
-
-
-def render(stage: str, *, mode: str, trust: dict | None = None, **extra: object) -> list[dict]:
-    """The manifests of `stage` in `mode` as a list of objects (a new list each call)."""
-    if mode not in MODES:
-        raise HarnessError(f"unknown mTLS mode {mode!r}: use one of {', '.join(MODES)}")
-    if stage not in STAGES:
-        raise HarnessError(f"unknown scenario stage {stage!r}: known stages are {', '.join(STAGES)}")
-    key = json.dumps({"stage": stage, "mode": mode, "trust": trust or {}, "extra": extra}, sort_keys=True, default=str)
-    return json.loads(_render_cached(key))
-
-
-@functools.lru_cache(maxsize=256)
-def _render_cached(key: str) -> str:
-    spec = json.loads(key)
-    stage = STAGES[spec["stage"]]
-    mode = spec["mode"]
-    trust = spec["trust"]
-    values: dict[str, object] = {
-        "mode": mode, "namespace": "default", "via_header": VIA_HEADER,
-        "gateway_port": _gateway_port(mode), "upstream_port": 80, "origination": "simple",
-        "trust": trust.get("trust", {}), "wrong_trust": trust.get("wrong_trust", {}), "client": trust.get("client", {}),
-    }
-    values.update(dict(stage.values))
-    if "gateway_port_override" in values:
-        values["gateway_port"] = values.pop("gateway_port_override")
-    values.update(spec["extra"])
-    objs: list[dict] = []
-    for template in stage.templates:
-        try:
-            text = _env().get_template(template).render(**values)
-        except jinja2.UndefinedError as exc:
-            raise HarnessError(f"fixtures/{template}: {exc} (the backend must provide it)") from None
-        try:
-            docs = [d for d in yaml.safe_load_all(text) if d]
-        except yaml.YAMLError as exc:
-            raise HarnessError(f"fixtures/{template} renders to invalid YAML: {str(exc).splitlines()[0]}") from None
-        objs.extend(docs)
-    return json.dumps(objs)
-
-
 PLACEHOLDER_TRUST = {
     "trust": {"ca_certificates": "/placeholder/ca.pem"},
     "wrong_trust": {"ca_certificates": "/placeholder/other-ca.pem"},
@@ -125,35 +69,215 @@ PLACEHOLDER_TRUST = {
 }
 
 
-def check_fixtures() -> int:
-    """Render every stage in every mode once, so a broken fixture stops the run with one line
-    before any mesh is started. Returns the number of objects rendered."""
-    count = 0
-    for stage in STAGES:
-        for mode in MODES:
-            objs = render(stage, mode=mode, trust=PLACEHOLDER_TRUST)
-            for obj in objs:
+def _shown(path: Path) -> str:
+    """A path as the user knows it: relative to the repository when it is in it."""
+    try:
+        return str(path.relative_to(FIXTURES.parent))
+    except ValueError:
+        return str(path)
+
+
+class FixtureSet:
+    """A fixtures folder: its stages.yaml and templates. `FIXTURES` is the project's; tests make
+    broken copies."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.stages_file = root / "stages.yaml"
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(root)),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+        )
+        self._stages: dict[str, Stage] | None = None
+        self._rendered: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ stages
+    @property
+    def stages(self) -> dict[str, Stage]:
+        if self._stages is None:
+            self._stages = self._load_stages()
+        return self._stages
+
+    def _load_stages(self) -> dict[str, Stage]:
+        """Read stages.yaml; one line naming the file and the stage for anything malformed."""
+        path = self.stages_file
+        docs = read_yaml_documents(path)
+        data = docs[0] if len(docs) == 1 else None
+        if not isinstance(data, dict):
+            raise HarnessError(f"{path}: expected a mapping of stage name → {{templates, values}}")
+        stages: dict[str, Stage] = {}
+        for name, spec in data.items():
+            if not isinstance(spec, dict) or set(spec) - {"templates", "values"} or not isinstance(
+                spec.get("templates"), list
+            ):
+                raise HarnessError(f"{path}: stage {name!r} needs a templates list (and optional values), got {spec!r}")
+            templates: list[str] = []
+            for t in spec["templates"]:
+                templates += GATEWAY_ROUTE if t == "gateway_route" else [t]
+            for t in templates:
+                if not (self.root / t).is_file():
+                    raise HarnessError(f"{path}: stage {name!r} names {t}, which is not in {self.root}")
+            values = spec.get("values") or {}
+            if not isinstance(values, dict):
+                raise HarnessError(f"{path}: stage {name!r}: values must be a mapping")
+            stages[name] = Stage(name, tuple(templates), tuple(sorted(values.items())))
+        return stages
+
+    def stage(self, name: str) -> Stage:
+        if name not in self.stages:
+            raise HarnessError(f"unknown scenario stage {name!r}: known stages are {', '.join(self.stages)}")
+        return self.stages[name]
+
+    # ------------------------------------------------------------------ rendering
+    def values(self, stage: str, *, mode: str | Mode, trust: dict | None = None, **extra: object) -> dict:
+        """The values `stage` renders with in `mode`: the mode's, then the stage's, then `extra`."""
+        m = mode_of(mode)
+        trust = trust or {}
+        values: dict[str, object] = {
+            "mode": m.name,
+            "namespace": "default",
+            "via_header": VIA_HEADER,
+            "gateway_port": m.gateway_port,
+            "hop_tls": m.hop_tls,
+            "upstream_port": 80,
+            "origination": "simple",
+            "trust": trust.get("trust", {}),
+            "wrong_trust": trust.get("wrong_trust", {}),
+            "client": trust.get("client", {}),
+        }
+        values.update(dict(self.stage(stage).values))
+        values.update(extra)
+        return values
+
+    def render(self, stage: str, *, mode: str | Mode, trust: dict | None = None, **extra: object) -> list[dict]:
+        """The manifests of `stage` in `mode` as a list of objects (a new list each call)."""
+        values = self.values(stage, mode=mode, trust=trust, **extra)
+        key = json.dumps({"stage": stage, "values": values}, sort_keys=True, default=str)
+        if key not in self._rendered:
+            self._rendered[key] = json.dumps(self._render(self.stage(stage), values))
+        return json.loads(self._rendered[key])
+
+    def _render(self, stage: Stage, values: dict) -> list[dict]:
+        objs: list[dict] = []
+        for template in stage.templates:
+            try:
+                text = self.env.get_template(template).render(**values)
+            except jinja2.TemplateError as exc:
+                raise self._template_error(template, exc) from None
+            try:
+                docs = [d for d in yaml.safe_load_all(text) if d]
+            except yaml.YAMLError as exc:
+                mark = getattr(exc, "problem_mark", None)
+                where = f" (rendered line {mark.line + 1})" if mark else ""
+                problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+                raise HarnessError(
+                    f"{_shown(self.root / template)} renders to invalid YAML{where}: {problem} (fix the template)"
+                ) from None
+            for obj in docs:
                 if not isinstance(obj, dict) or not obj.get("kind") or not (obj.get("metadata") or {}).get("name"):
-                    raise HarnessError(f"stage {stage} ({mode}) renders an object without kind or metadata.name: "
-                                       f"fix its template in fixtures/")
-            count += len(objs)
-    return count
+                    raise HarnessError(
+                        f"{_shown(self.root / template)} renders an object without kind or metadata.name (fix the template)"
+                    )
+                objs.append(obj)
+        return objs
+
+    def _template_error(self, template: str, exc: jinja2.TemplateError) -> HarnessError:
+        """One line naming the file and line of a broken template."""
+        if isinstance(exc, jinja2.TemplateSyntaxError):
+            name = _shown(Path(exc.filename) if exc.filename else self.root / (exc.name or template))
+            return HarnessError(f"{name}:{exc.lineno}: template syntax error: {exc.message} (fix the template)")
+        if isinstance(exc, jinja2.UndefinedError):
+            return HarnessError(
+                f"{_shown(self.root / template)}: {exc.message} (the backend must provide it, or fix the template)"
+            )
+        return HarnessError(f"{_shown(self.root / template)}: {type(exc).__name__}: {exc} (fix the template)")
+
+    # ------------------------------------------------------------------ checks at session start
+    def renderings(self, trust: dict | None = None) -> list[tuple[str, str, str, dict]]:
+        """(stage, mode, template, object) for every stage × mode."""
+        out = []
+        for stage in self.stages.values():
+            for mode in MODES:
+                values = self.values(stage.name, mode=mode, trust=trust or PLACEHOLDER_TRUST)
+                for template in stage.templates:
+                    for obj in self._render(Stage(stage.name, (template,)), values):
+                        out.append((stage.name, mode, template, obj))
+        return out
+
+    def check(self) -> int:
+        """Render every stage in every mode once; returns the number of objects."""
+        return len(self.renderings())
+
+    def validate_all(self, istioctl: Path, trust: dict | None = None) -> int:
+        """Every rendered object through the real `istioctl validate`, once: a field Istio refuses
+        stops the run with one line naming the template, stage and mode. Returns the count."""
+        from harness.istioctl_validate import IstioctlValidator
+
+        validator = IstioctlValidator(istioctl)
+        seen: set[str] = set()
+        count = 0
+        for stage, mode, template, obj in self.renderings(trust):
+            key = json.dumps(obj, sort_keys=True)
+            if key in seen:
+                continue
+            seen.add(key)
+            try:
+                validator.validate([obj])
+            except ManifestRejected as exc:
+                raise HarnessError(f"{_shown(self.root / template)} (stage {stage}, {mode}): {exc} (fix the template)") from None
+            count += 1
+        return count
+
+
+@functools.lru_cache(maxsize=8)
+def fixture_set(root: Path = FIXTURES) -> FixtureSet:
+    return FixtureSet(root)
+
+
+def stages() -> dict[str, Stage]:
+    return fixture_set().stages
+
+
+def stage_values(stage: str, *, mode: str | Mode, trust: dict | None = None, **extra: object) -> dict:
+    return fixture_set().values(stage, mode=mode, trust=trust, **extra)
+
+
+def render(stage: str, *, mode: str | Mode, trust: dict | None = None, **extra: object) -> list[dict]:
+    return fixture_set().render(stage, mode=mode, trust=trust, **extra)
+
+
+def check_fixtures() -> int:
+    return fixture_set().check()
+
+
+def __getattr__(name: str) -> object:
+    # STAGES is read lazily, so a malformed stages.yaml is reported by the session's check (one
+    # line), not as an import error.
+    if name == "STAGES":
+        return stages()
+    raise AttributeError(name)
 
 
 def to_yaml(objs: list[dict]) -> str:
     return yaml.safe_dump_all(objs, sort_keys=False)
 
 
-def load_manifest_file(path: Path) -> list[dict]:
-    """User-supplied YAML (a file of one or more documents), with a clear error when malformed."""
+def read_yaml_documents(path: Path, what: str = "file") -> list:
+    """The documents of a YAML file, or one HarnessError line naming the file and line."""
     try:
-        docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        return [d for d in yaml.safe_load_all(path.read_text()) if d]
     except OSError as exc:
-        raise HarnessError(f"cannot read manifest {path}: {exc.strerror}") from None
+        raise HarnessError(f"cannot read {what} {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise HarnessError(f"malformed manifest {path}{where}: {getattr(exc, 'problem', exc)} (fix the YAML)") from None
+        raise HarnessError(f"malformed {what} {path}{where}: {getattr(exc, 'problem', exc)} (fix the YAML)") from None
+
+
+def load_manifest_file(path: Path) -> list[dict]:
+    """User-supplied YAML (a file of one or more documents), with a clear error when malformed."""
+    docs = read_yaml_documents(path, "manifest")
     for d in docs:
         if not isinstance(d, dict) or "kind" not in d or "metadata" not in d:
             raise HarnessError(f"manifest {path}: every document needs kind and metadata")

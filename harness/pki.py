@@ -10,6 +10,7 @@ import datetime as dt
 import ipaddress
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,14 +85,14 @@ class CertAuthority:
     cert_path: Path
 
     @classmethod
-    def create(cls, name: str, common_name: str, directory: Path, organization: str = "egress-harness") -> "CertAuthority":
+    def create(cls, name: str, common_name: str, directory: Path, organization: str = "egress-harness") -> CertAuthority:
         directory.mkdir(parents=True, exist_ok=True)
         key = _new_key()
         subject = x509.Name([
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
             x509.NameAttribute(NameOID.COMMON_NAME, common_name),
         ])
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         cert = (
             x509.CertificateBuilder()
             .subject_name(subject)
@@ -125,13 +126,13 @@ class CertAuthority:
         self,
         file_stem: str,
         subject: x509.Name,
-        sans: list[x509.GeneralName],
+        sans: Sequence[x509.GeneralName],
         usages: list[x509.ObjectIdentifier],
         san_critical: bool = False,
         out_dir: Path | None = None,
     ) -> Issued:
         key = _new_key()
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         builder = (
             x509.CertificateBuilder()
             .subject_name(subject)
@@ -169,14 +170,14 @@ class CertAuthority:
         _write_private(key_path, key_pem)
         return Issued(cert, cert_pem, key_pem, cert_path, key_path, chain_path)
 
-    def issue_server(self, file_stem: str, dns_names: list[str], ips: list[str] = ()) -> Issued:
+    def issue_server(self, file_stem: str, dns_names: Sequence[str], ips: Sequence[str] = ()) -> Issued:
         """A TLS server certificate (DNS SANs, CN = first name), as a public CA would issue."""
         sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
         sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_names[0])])
         return self._issue(file_stem, subject, sans, [ExtendedKeyUsageOID.SERVER_AUTH])
 
-    def issue_client(self, file_stem: str, common_name: str, dns_names: list[str] = (), uris: list[str] = ()) -> Issued:
+    def issue_client(self, file_stem: str, common_name: str, dns_names: Sequence[str] = (), uris: Sequence[str] = ()) -> Issued:
         """A TLS client certificate (for mutual TLS origination to the stand-in upstream)."""
         sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
         sans += [x509.UniformResourceIdentifier(u) for u in uris]

@@ -1,11 +1,14 @@
 """Run a command with the privileges the local mesh needs, without root where the host allows it.
 
 `python -m harness.rootless CMD...` runs CMD as it is when it already runs as root. Otherwise it
-starts CMD in a new user, network and mount namespace (util-linux `unshare`), where the caller is
+starts CMD in a new user, network, mount and PID namespace (util-linux `unshare`), where the caller is
 root, uids 1..N map to the caller's subordinate ids (so istio-proxy can run as uid 1337, which
 istio-iptables' rules exclude from capture), and /run and /etc are private copies (for
 `ip netns` and its /etc/netns files). Everything the mesh creates lives inside those namespaces
-and disappears with them. The Makefile runs the tests through it.
+and disappears with them: CMD is PID 1 there, so when it dies for any reason (SIGKILL included)
+the kernel ends every process of the run, and the private /run with the run's state and keys goes
+with the mount namespace. Nothing is left for `make clean-stale` to find. The Makefile runs the
+tests through it.
 """
 
 from __future__ import annotations
@@ -54,8 +57,12 @@ def rootless_argv(command: list[str]) -> list[str]:
     if not uids or not gids or min(uids[1], gids[1]) <= PROXY_UID:
         raise HarnessError(f"the local mesh needs root or subordinate ids for your user (more than {PROXY_UID}): {_FIX}")
     count = min(uids[1], gids[1], 65535)
+    # --pid: the run is PID 1 of its own PID namespace, so when it dies, even by SIGKILL, the kernel
+    # ends every process it started, and with them the mount namespace that holds /run (state,
+    # keys) and the network namespaces. --kill-child=SIGTERM: if unshare itself is killed, the run
+    # still tears down cleanly.
     return ["unshare", "--map-root-user", f"--map-users={uids[0]},1,{count}", f"--map-groups={gids[0]},1,{count}",
-            "--net", "--mount", "--fork", "--kill-child", "--",
+            "--net", "--mount", "--pid", "--mount-proc", "--fork", "--kill-child=SIGTERM", "--",
             sys.executable, "-m", "harness.rootless", "--inside", *command]
 
 

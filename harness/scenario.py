@@ -1,28 +1,46 @@
-"""A scenario in progress: stages applied in one mTLS mode, traces taken, cleanup guaranteed."""
+"""A scenario in progress: stages applied in one mTLS mode, named steps, traces, cleanup guaranteed.
+
+`values` are what the last applied stage rendered with (harness/manifests.py): checks read the
+gateway port and the like from there, never from a rule of their own. `step(name)` names a part
+of a check; a failure inside it carries the step's name, and every step is listed in the test's
+evidence and in summary.md.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
-from harness.manifests import render, to_yaml
+from harness.errors import HopFailure
+from harness.manifests import Mode, mode_of, render, stage_values, to_yaml
 from harness.trace import Trace
+
+if TYPE_CHECKING:
+    from harness.backend import Backend
+    from harness.evidence import Evidence
 
 
 class Scenario:
-    def __init__(self, backend, evidence, mode: str):
+    def __init__(self, backend: Backend, evidence: Evidence, mode: str | Mode):
         self.backend = backend
         self.evidence = evidence
-        self.mode = mode
+        self.mode = mode_of(mode)
         self.applied: list[dict] = []
         self.stages: list[str] = []
-        self._undo: list = []
+        self.values: dict = stage_values_for_mode(self.mode)
+        self.steps: list[str] = []
+        self._undo: list[Callable[[], object]] = []
 
-    def render(self, stage: str, **values) -> list[dict]:
+    def render(self, stage: str, **values: object) -> list[dict]:
         return render(stage, mode=self.mode, trust=self.backend.upstream_trust(), **values)
 
-    def apply(self, stage: str, **values) -> list[dict]:
+    def apply(self, stage: str, **values: object) -> list[dict]:
         """Apply `stage` (rendered for this mode); replaces what an earlier stage of this test applied."""
-        return self.apply_objects(self.render(stage, **values), stage)
+        objs = self.apply_objects(self.render(stage, **values), stage)
+        self.values = stage_values(stage, mode=self.mode, trust=self.backend.upstream_trust(), **values)
+        return objs
 
     def apply_objects(self, objs: list[dict], stage: str) -> list[dict]:
         stale = [o for o in self.applied if _key(o) not in {_key(n) for n in objs}]
@@ -36,7 +54,28 @@ class Scenario:
         self.evidence.add_text(f"manifests.{len(self.stages)}.{stage.replace('/', '_')}.yaml", to_yaml(objs))
         return objs
 
-    def defer(self, undo) -> None:
+    def apply_extra(self, objs: list[dict], label: str) -> None:
+        """Apply objects beside the stage (a NetworkPolicy), kept in the evidence and deleted at cleanup."""
+        self.backend.apply(objs)
+        self.evidence.add_text(f"manifests.extra.{label.replace('/', '_')}.yaml", to_yaml(objs))
+        self.defer(lambda: self.backend.delete(objs))
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        """A named part of a check: a hop failure inside it says which step it was."""
+        started = time.monotonic()
+        try:
+            yield
+        except HopFailure as exc:
+            self.steps.append(f"✗ {name}")
+            self.evidence.observe(steps=list(self.steps))
+            exc.step = name
+            exc.args = (f"[step: {name}] {exc.args[0]}",)
+            raise
+        self.steps.append(f"✓ {name} ({time.monotonic() - started:.1f}s)")
+        self.evidence.observe(steps=list(self.steps))
+
+    def defer(self, undo: Callable[[], object]) -> None:
         """Run `undo()` at cleanup, after a failed test's evidence is collected (last in, first out)."""
         self._undo.append(undo)
 
@@ -55,8 +94,13 @@ class Scenario:
         if errors:
             raise errors[0]
 
-    def trace(self, source: str, label: str, counters: list[tuple[str, str]] = ()) -> Trace:
+    def trace(self, source: str, label: str, counters: list[tuple[str, str]] | tuple = ()) -> Trace:
         return Trace(self.backend, self.evidence, source, label, list(counters)).begin()
+
+
+def stage_values_for_mode(mode: Mode) -> dict:
+    """Before any stage: the mode's own values."""
+    return {"mode": mode.name, "gateway_port": mode.gateway_port, "hop_tls": mode.hop_tls}
 
 
 def _key(obj: dict) -> tuple:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_ICON = {"passed": "pass", "failed": "**FAIL**", "skipped": "skip"}
+_ICON = {"passed": "pass", "failed": "**FAIL**", "skipped": "skip", "harness error": "**HARNESS ERROR**"}
 
 
 @dataclass

@@ -10,14 +10,15 @@ evidence folder.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, NoReturn
 
 from harness.access_log import AccessLogEntry, parse_lines
 from harness.backend import GATEWAY, Backend
 from harness.curl_result import CurlResult
-from harness.errors import HopFailure
-from harness.stats import cluster_counter, seed_name
+from harness.errors import HarnessFault, HopFailure
 from harness.evidence import Evidence
+from harness.stats import cluster_counter, seed_name
 from harness.upstream_client import ConnectionRecord, RequestRecord
 from harness.wait import WaitTimeout, poll
 
@@ -26,6 +27,7 @@ SIDECAR_GATEWAY = "sidecar → gateway"
 GATEWAY_UPSTREAM = "gateway → upstream"
 SIDECAR_UPSTREAM = "sidecar → upstream"
 APP_UPSTREAM = "app → upstream"
+CONTROL_PLANE = "istiod → proxy"  # config did not reach (or was not taken by) a proxy
 
 
 @dataclass
@@ -35,13 +37,14 @@ class Trace:
     source: str
     label: str
     counters: list[tuple[str, str]] = field(default_factory=list)  # (cluster, stat) on the gateway
-    result: CurlResult | None = None
+    _result: CurlResult | None = field(default=None, init=False)
     _upstream_mark: int = 0
     _log_marks: dict[str, int] = field(default_factory=dict)
     _counter_before: dict[tuple[str, str], int] = field(default_factory=dict)
+    via_gateway: list[RequestRecord] = field(default_factory=list)  # set by the via_gateway check
 
     # -------------------------------------------------------------- capture
-    def begin(self) -> "Trace":
+    def begin(self) -> Trace:
         self._upstream_mark = self.backend.upstream().mark()
         for pod in self._proxied_pods():
             self._log_marks[pod] = len(self.backend.access_log(pod))
@@ -55,15 +58,21 @@ class Trace:
 
     def run(self, argv: list[str], timeout: float = 30.0) -> CurlResult:
         res = self.backend.exec(self.source, argv, timeout=timeout)
-        self.result = CurlResult.parse(res.exit_code, res.stdout, res.stderr)
+        self._result = CurlResult.parse(res.exit_code, res.stdout, res.stderr)
         self.evidence.add_text(f"{self.label}.client.txt",
                                f"$ {' '.join(argv)}  (in {self.source})\nexit {res.exit_code}\n--- stdout\n{res.stdout}\n--- stderr\n{res.stderr}")
         self.evidence.add_source(f"{self.label}.upstream-requests", lambda: [r.__dict__ for r in self.upstream_requests()])
         self.evidence.add_source(f"{self.label}.upstream-connections", lambda: [c.__dict__ for c in self.upstream_connections()])
         for pod in self._log_marks:
-            self.evidence.add_source(f"{self.label}.{pod.replace('/', '.')}.access-log",
-                                     lambda pod=pod: [e.raw for e in self.log(pod)])
-        return self.result
+            self.evidence.add_source(f"{self.label}.{pod.replace('/', '.')}.access-log", partial(self._raw_log, pod))
+        return self._result
+
+    @property
+    def result(self) -> CurlResult:
+        """The client's result; reading it before run() is a bug in the check, not in the mesh."""
+        if self._result is None:
+            raise HarnessFault(f"trace {self.label!r}: result read before run()")
+        return self._result
 
     # -------------------------------------------------------------- observations
     def upstream_requests(self) -> list[RequestRecord]:
@@ -74,6 +83,9 @@ class Trace:
 
     def log(self, pod: str) -> list[AccessLogEntry]:
         return parse_lines(self.backend.access_log(pod)[self._log_marks.get(pod, 0):])
+
+    def _raw_log(self, pod: str) -> list[dict]:
+        return [e.raw for e in self.log(pod)]
 
     def wait_log(self, pod: str, n: int, timeout: float = 5.0, where=lambda e: True) -> list[AccessLogEntry]:
         """Access-log lines are flushed every 0.1 s: poll for n of them (that satisfy `where`)."""
@@ -104,8 +116,8 @@ class Trace:
             return self.counter_delta(counter)
 
     # -------------------------------------------------------------- assertions
-    def fail(self, hop: str, message: str) -> None:
-        details = [message, f"client: {self.result.describe() if self.result else 'not run'}"]
+    def fail(self, hop: str, message: str) -> NoReturn:
+        details = [message, f"client: {self._result.describe() if self._result else 'not run'}"]
         for pod in self._log_marks:
             entries = self.log(pod)
             details.append(f"{pod} access log: " + ("; ".join(e.summary() for e in entries) or "no lines"))
@@ -119,7 +131,6 @@ class Trace:
 
     def expect_statuses(self, statuses: list[int], *, exit_code: int = 0) -> None:
         r = self.result
-        assert r is not None
         self.evidence.observe(**{f"{self.label}.status_chain": r.describe()})
         if r.statuses == statuses and r.exit_code == exit_code:
             return
@@ -146,7 +157,7 @@ class Trace:
             self.expect(side, APP_SIDECAR, f"{self.source}'s sidecar logged no request: traffic was not intercepted")
             wrong = [e for e in side if not (e.upstream_cluster or "").startswith(sidecar_cluster_prefix)]
             self.expect(not wrong, SIDECAR_GATEWAY,
-                        f"the sidecar sent to {sorted({e.upstream_cluster for e in wrong})}, not to the gateway "
+                        f"the sidecar sent to {sorted({e.upstream_cluster for e in wrong}, key=str)}, not to the gateway "
                         f"({sidecar_cluster_prefix}…): the mesh route does not point at the gateway")
         gw = self.wait_log(GATEWAY, count)
         self.expect(len(gw) >= count, SIDECAR_GATEWAY, f"the gateway logged {len(gw)} of {count} request(s)")

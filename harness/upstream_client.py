@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, fields
-from typing import Any, Union
+from typing import Any
 
 import httpx
 
@@ -33,7 +33,7 @@ class UpstreamPorts:
     control: int
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "UpstreamPorts":
+    def from_json(cls, data: dict[str, Any]) -> UpstreamPorts:
         return cls(http=data["http"], https=data["https"], mtls=data.get("mtls"), control=data["control"])
 
 
@@ -93,7 +93,7 @@ class ConnectionRecord:
     requests: int
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "ConnectionRecord":
+    def from_json(cls, d: dict[str, Any]) -> ConnectionRecord:
         return _record(cls, d)
 
     @property
@@ -141,7 +141,7 @@ class RequestRecord:
     responded_at: float | None
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "RequestRecord":
+    def from_json(cls, d: dict[str, Any]) -> RequestRecord:
         return _record(cls, d)
 
     def header(self, name: str, default: str | None = None) -> str | None:
@@ -166,7 +166,7 @@ class RequestRecord:
         )
 
 
-AnyRecord = Union[ConnectionRecord, RequestRecord]
+AnyRecord = ConnectionRecord | RequestRecord
 
 
 def record_from_json(data: dict[str, Any]) -> AnyRecord:
@@ -206,7 +206,7 @@ class UpstreamClient:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> "UpstreamClient":
+    def __enter__(self) -> UpstreamClient:
         return self
 
     def __exit__(self, *_exc: object) -> None:

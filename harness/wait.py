@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar, overload
 
 T = TypeVar("T")
 
 
-class WaitTimeout(AssertionError):
-    """A polled condition did not hold before its deadline; says what was awaited and last seen."""
+class WaitTimeout(Exception):
+    """A polled condition did not hold before its deadline; says what was awaited and last seen.
+    Not an assertion: whoever waits decides whose fault it is (a check turns it into a
+    HopFailure, the harness's own waits leave it a fault of the harness)."""
+
+
+# Without `ok`, poll returns only a truthy value: never None, which the first signature tells mypy.
+@overload
+def poll(what: str, probe: Callable[[], T | None], *, timeout: float = ..., interval: float = ...,
+         describe: Callable[[T | None], str] = ...) -> T: ...
+@overload
+def poll(what: str, probe: Callable[[], T], ok: Callable[[T], bool], timeout: float = ..., interval: float = ...,
+         describe: Callable[[T], str] = ...) -> T: ...
 
 
 def poll(
@@ -25,7 +37,7 @@ def poll(
     Exceptions raised by probe() count as "not yet" and are reported if the deadline passes, except
     verdicts: an AssertionError (a NACK, a hop failure) or a HarnessError ends the wait at once.
     """
-    from harness.errors import HarnessError
+    from harness.errors import HarnessError, HarnessFault
 
     deadline = time.monotonic() + timeout
     last: object = "<never probed>"
@@ -35,7 +47,7 @@ def poll(
             if ok(value):
                 return value
             last = describe(value)
-        except (AssertionError, HarnessError):
+        except (AssertionError, HarnessError, HarnessFault):
             raise
         except Exception as exc:  # noqa: BLE001 - a failing probe is "not yet", reported at the end
             last = f"{type(exc).__name__}: {exc}"

@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+from typing import NoReturn
 
 from .content import MIN_POLITICS_BYTES, POLITICS_BYTES
 from .errors import StartupError
@@ -34,11 +35,11 @@ Port 0 asks the kernel for a free port; the ready line and GET /healthz tell whi
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not argparse's usage block
+    def error(self, message: str) -> NoReturn:  # one line, not argparse's usage block
         _fail(f"{message} (see --help)", 2)
 
 
-def _fail(message: str, status: int) -> None:
+def _fail(message: str, status: int) -> NoReturn:
     sys.stderr.write(f"{PROG}: error: {message}\n")
     sys.stderr.flush()
     raise SystemExit(status)

@@ -7,10 +7,11 @@ object until the handshake succeeded, so a failed handshake could not be tied to
 
 from __future__ import annotations
 
+import io
 import socket
 import ssl
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from . import control, routes
 from .clienthello import peek_client_hello
@@ -29,7 +30,7 @@ _CONNECTION_FIELDS = (
 
 
 class Connection:
-    def __init__(self, server: "Server", listener: "Listener", sock: socket.socket, peer: tuple):
+    def __init__(self, server: Server, listener: Listener, sock: socket.socket, peer: tuple):
         self.server = server
         self.listener = listener
         self.sock = sock
@@ -72,7 +73,8 @@ class Connection:
     def run(self) -> None:
         self.server.track(self.sock)
         try:
-            stream = self._handshake() if self.listener.tls_context else self.sock
+            context = self.listener.tls_context
+            stream = self._handshake(context) if context else self.sock
             if stream is not None:
                 self._serve(stream)
         except Exception as exc:  # noqa: BLE001 - one bad connection must not take the server down
@@ -93,7 +95,7 @@ class Connection:
         self._note(state="failed", handshake_error=why, **fields)
         self.server.log(f"{self.label}: TLS handshake failed: {why}")
 
-    def _handshake(self) -> ssl.SSLSocket | None:
+    def _handshake(self, context: ssl.SSLContext) -> ssl.SSLSocket | None:
         timeout = self.server.config.handshake_timeout
         deadline = time.monotonic() + timeout
         self.sock.settimeout(timeout)
@@ -109,7 +111,7 @@ class Connection:
         if peek.hello is not None:
             self._note(alpn_offered=peek.hello.alpn, sni=hello_sni)
         raw = self.sock
-        tls = self.listener.tls_context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
+        tls = context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
         # wrap_socket detached `raw`; the SSLSocket now owns the file descriptor.
         self.server.untrack(raw)
         self.sock = tls
@@ -128,14 +130,16 @@ class Connection:
             "tls_version": tls.version(),
             "cipher": (tls.cipher() or (None,))[0],
         }
-        if self.listener.tls_context.verify_mode == ssl.CERT_REQUIRED:
+        if context.verify_mode == ssl.CERT_REQUIRED:
             info.update(peer_certificate(tls))
         self._note(**info)
         self.server.log(f"{self.label}: TLS {info['tls_version']} sni={info['sni']} alpn={info['alpn']}")
         return tls
 
     def _serve(self, stream: socket.socket) -> None:
-        rfile = stream.makefile("rb", buffering=READ_CHUNK)
+        # typeshed (stdlib/socket.pyi) types makefile("rb", buffering=N) for N > 1 as IOBase;
+        # CPython's socket.makefile returns io.BufferedReader for it.
+        rfile = cast(io.BufferedReader, stream.makefile("rb", buffering=READ_CHUNK))
         try:
             while True:
                 try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import ssl
+from typing import Any
 
 from .errors import StartupError
 
@@ -63,15 +64,19 @@ def server_context(cert: str, key: str, client_ca: str | None = None) -> ssl.SSL
     return ctx
 
 
-def _remember_sni(sslsock: ssl.SSLSocket, server_name: str | None, _ctx: ssl.SSLContext) -> None:
+_SNI_ATTR = "mock_upstream_sni"
+
+
+def _remember_sni(sslsock: ssl.SSLSocket | ssl.SSLObject, server_name: str | None, _ctx: ssl.SSLContext) -> None:
     # The ssl module hands the server name only to this callback; park it on the socket (a plain
     # Python object) for the connection's thread to pick up after the handshake, failed or not.
-    sslsock.mock_upstream_sni = server_name
+    # (wrap_socket passes the SSLSocket; typeshed names only SSLObject, and the name can be None.)
+    setattr(sslsock, _SNI_ATTR, server_name)
     return None
 
 
 def received_sni(sslsock: ssl.SSLSocket) -> str | None:
-    return getattr(sslsock, "mock_upstream_sni", None)
+    return getattr(sslsock, _SNI_ATTR, None)
 
 
 def _name(rdns: tuple) -> str:
@@ -87,7 +92,8 @@ def peer_certificate(sslsock: ssl.SSLSocket) -> dict:
 
     getpeercert() only decodes a certificate the handshake verified, which is the mtls listener's.
     """
-    cert = sslsock.getpeercert() or {}
+    # Any: each field has its own shape, and typeshed's one str | tuple value type fits none of them.
+    cert: dict[str, Any] = sslsock.getpeercert() or {}
     sans = cert.get("subjectAltName", ())
     return {
         "client_cert_subject": _name(cert["subject"]) if "subject" in cert else None,

@@ -5,6 +5,12 @@ from __future__ import annotations
 from harness.checks import passthrough as checks
 
 
+def test_serviceentry_only_goes_direct(scenario, mode):
+    """Step 1: with only the ServiceEntry, HTTPS reaches edition.cnn.com straight from the pod."""
+    scenario.apply("passthrough/serviceentry")
+    checks.check_direct_https(scenario)
+
+
 def test_passthrough_by_sni(scenario, mode):
     scenario.apply("passthrough/gateway")
     checks.check_passthrough(scenario)

@@ -22,13 +22,24 @@ from harness.errors import HarnessError
 
 def fortio_json(p50: float, p90: float, p99: float, codes: dict, qps: str = "100") -> dict:
     count = sum(codes.values())
-    return {"RequestedQPS": qps, "ActualQPS": 99.5, "ActualDuration": 10_000_000_000, "NumThreads": 4,
-            "RetCodes": codes,
-            "DurationHistogram": {"Count": count, "Max": 0.004, "Avg": p50 / 1000 * 1.1,
-                                  "Percentiles": [{"Percentile": 50, "Value": p50 / 1000},
-                                                  {"Percentile": 90, "Value": p90 / 1000},
-                                                  {"Percentile": 99, "Value": p99 / 1000},
-                                                  {"Percentile": 99.9, "Value": 0.003}]}}
+    return {
+        "RequestedQPS": qps,
+        "ActualQPS": 99.5,
+        "ActualDuration": 10_000_000_000,
+        "NumThreads": 4,
+        "RetCodes": codes,
+        "DurationHistogram": {
+            "Count": count,
+            "Max": 0.004,
+            "Avg": p50 / 1000 * 1.1,
+            "Percentiles": [
+                {"Percentile": 50, "Value": p50 / 1000},
+                {"Percentile": 90, "Value": p90 / 1000},
+                {"Percentile": 99, "Value": p99 / 1000},
+                {"Percentile": 99.9, "Value": 0.003},
+            ],
+        },
+    }
 
 
 def test_parse_fortio_json_counts_non_200_as_errors():
@@ -54,19 +65,37 @@ def test_parse_stat_reads_cpu_of_a_comm_with_spaces():
 
 
 def sample(repeat: int, path: str, load: str, p90: float, cpu: dict, qps: float = 100.0) -> dict:
-    return {"repeat": repeat, "path": path, "load": load, "actual_qps": qps, "count": 1000, "errors": 0,
-            "p50_ms": p90 / 2, "p90_ms": p90, "p99_ms": p90 * 2, "max_ms": p90 * 4, "avg_ms": p90 / 2,
-            "cpu_ms_per_1k": cpu, "memory_mib": {h: 30.0 for h in cpu if h in ("sidecar", "gateway")}}
+    return {
+        "repeat": repeat,
+        "path": path,
+        "load": load,
+        "actual_qps": qps,
+        "count": 1000,
+        "errors": 0,
+        "p50_ms": p90 / 2,
+        "p90_ms": p90,
+        "p99_ms": p90 * 2,
+        "max_ms": p90 * 4,
+        "avg_ms": p90 / 2,
+        "cpu_ms_per_1k": cpu,
+        "memory_mib": {h: 30.0 for h in cpu if h in ("sidecar", "gateway")},
+    }
 
 
 def synthetic(gateway_p90: tuple[float, ...], floor_p90: tuple[float, ...], gw_cpu: float = 200.0) -> dict:
     samples = []
-    for r, (gw, fl) in enumerate(zip(gateway_p90, floor_p90)):
+    for r, (gw, fl) in enumerate(zip(gateway_p90, floor_p90, strict=True)):
         samples.append(sample(r, "baseline", "100", fl, {"upstream": 20.0, "client": 50.0}))
-        samples.append(sample(r, "gateway-mtls", "100", gw,
-                              {"sidecar": gw_cpu, "gateway": gw_cpu, "upstream": 20.0, "client": 50.0}))
-    return {"environment": {"istio": "Istio test", "started_utc": "2026-01-01T00:00:00Z"}, "samples": samples,
-            "summary": report.summarize(samples)}
+        samples.append(
+            sample(
+                r, "gateway-mtls", "100", gw, {"sidecar": gw_cpu, "gateway": gw_cpu, "upstream": 20.0, "client": 50.0}
+            )
+        )
+    return {
+        "environment": {"istio": "Istio test", "started_utc": "2026-01-01T00:00:00Z"},
+        "samples": samples,
+        "summary": report.summarize(samples),
+    }
 
 
 def test_summary_takes_ratios_within_each_repeat_then_the_median():

@@ -127,7 +127,7 @@ def _xds_file(resources: list[dict], type_url: str) -> str:
 def _write_egress_cert(workdir: Path) -> tuple[Path, Path, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "egress-harness test")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     sans = [x509.UniformResourceIdentifier(EGRESS_SPIFFE), x509.DNSName("edition.cnn.com")]
     cert = (
         x509.CertificateBuilder()

@@ -26,11 +26,9 @@ import yaml
 from harness import manifests
 from harness.backends import kube, plan, tools, upstream_image
 from harness.backends.kube import KubeBackend, Kubectl
-from harness.errors import ManifestRejected
-from harness.errors import HarnessError
-from harness.errors import ConfigRejected
-from harness.sync import pending_from_syncz
+from harness.errors import ConfigRejected, HarnessError, ManifestRejected
 from harness.pki import RunPKI
+from harness.sync import pending_from_syncz
 
 CASES = [(stage, mode) for stage in manifests.STAGES for mode in manifests.MODES]
 # Analyzer messages that are expected, each with the reason. Anything else fails the test.

@@ -14,12 +14,11 @@ import pytest
 from harness.backend import GATEWAY, SLEEP
 from harness.checks.http_gateway import URL
 from harness.curl_result import CurlResult, curl_command
-from harness.errors import HarnessError
+from harness.errors import ConfigRejected, HarnessError, ManifestRejected
 from harness.evidence import Evidence
-from harness.errors import ConfigRejected, ManifestRejected
 from harness.local.runstate import STATE_ROOT
 from harness.scenario import Scenario
-from harness.wait import poll
+from tests.helpers.expect import eventually
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.mesh
@@ -120,7 +119,7 @@ def test_teardown_leaves_nothing(mesh, sig, tmp_path):
     assert _leftovers(run_id), "the child mesh should have created namespaces"
     proc.send_signal(sig)
     proc.wait(30)
-    poll(f"run {run_id} to leave nothing behind", lambda: _leftovers(run_id), ok=lambda left: not left, timeout=20)
+    eventually(f"run {run_id} to leave nothing behind", lambda: _leftovers(run_id), ok=lambda left: not left, timeout=20)
     res = mesh.exec(SLEEP, curl_command(URL, follow=False))
     assert res.exit_code == 0, res.stderr
 

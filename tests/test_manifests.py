@@ -5,7 +5,7 @@ HarnessError line."""
 from __future__ import annotations
 
 import itertools
-import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -20,7 +20,7 @@ LOCAL_TRUST = {
     "wrong_trust": {"ca_certificates": "/x/other.pem"},
     "client": {"client_certificate": "/x/c.pem", "private_key": "/x/k.pem"},
 }
-ISTIOCTL = Path.home() / ".cache/egress-harness/istio-1.31/bin/istioctl"
+REPO = Path(__file__).resolve().parents[1]
 API_VERSIONS = {"networking.istio.io/v1", "networking.k8s.io/v1"}
 GATEWAY_DR = "egressgateway-for-cnn"
 ORIGINATION_DR = "originate-tls-for-edition-cnn-com"
@@ -57,11 +57,15 @@ def _tls_modes(node: object) -> list[str]:
     return found
 
 
-def test_stage_list_matches_expectations():
-    assert MODES == ("istio-mutual", "plaintext")
-    # A new stage must be sorted into one of the two groups the tests below check.
-    assert set(STAGES) == MODE_STAGES | {
-        "http/serviceentry", "origination/serviceentry", "passthrough/serviceentry", "network-policy"}
+def test_every_stage_is_used_by_a_suite_or_check():
+    """stages.yaml holds no dead stage, and the code names no stage it lacks."""
+    sources = [p for d in ("suites", "harness/checks") for p in (REPO / d).glob("*.py")]
+    code = "\n".join(p.read_text() for p in sources + [REPO / "tests/test_broken_mesh.py"])
+    named = set(re.findall(r"(?:apply|render)\(\s*[\"']([a-z0-9/-]+)[\"']", code))
+    for listed in re.findall(r"^STAGES = \[(.*)\]", code, re.M):
+        named |= set(re.findall(r"[\"']([a-z0-9/-]+)[\"']", listed))
+    assert named - set(STAGES) == set(), "the code applies stages that stages.yaml lacks"
+    assert set(STAGES) - named == set(), "stages.yaml has stages no suite or check applies"
 
 
 @pytest.mark.parametrize("case", RENDERINGS, ids=_ids)
@@ -241,23 +245,22 @@ def test_manifest_file_round_trips_a_rendering(tmp_path: Path):
 # --- the real istioctl ---------------------------------------------------------------------------
 
 
-def _istioctl_validate(text: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(ISTIOCTL), "validate", "-f", "-"], input=text, capture_output=True, text=True,
+def _istioctl_validate(istioctl: Path, text: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(istioctl), "validate", "-f", "-"], input=text, capture_output=True, text=True,
                           timeout=60)
 
 
 @pytest.fixture(scope="module")
-def istioctl() -> Path:
-    if not (ISTIOCTL.is_file() and os.access(ISTIOCTL, os.X_OK)):
-        pytest.skip(f"{ISTIOCTL} is absent (python -m harness.istio_binaries builds it)")
-    return ISTIOCTL
+def istioctl(istio_binaries) -> Path:
+    """istioctl found or built exactly as the harness does (never skipped: make test builds it)."""
+    return istio_binaries.istioctl
 
 
 @pytest.mark.parametrize("case", RENDERINGS, ids=_ids)
 def test_istioctl_validates_every_rendering(istioctl: Path, case: tuple[str, str]):
     stage, mode = case
     text = to_yaml(render(stage, mode=mode, trust=LOCAL_TRUST))
-    result = _istioctl_validate(text)
+    result = _istioctl_validate(istioctl, text)
     assert result.returncode == 0, f"istioctl rejected {stage}/{mode}:\n{result.stdout}{result.stderr}\n{text}"
     assert "validation succeed" in result.stdout + result.stderr
 
@@ -267,7 +270,7 @@ def test_istioctl_rejects_a_broken_rendering(istioctl: Path):
     objs = render("http/gateway", mode="plaintext", trust=LOCAL_TRUST)
     [dr] = [d for d in objs if d["metadata"]["name"] == GATEWAY_DR]
     dr["spec"]["subsets"][0]["trafficPolicy"]["tls"]["mode"] = "NOT_A_MODE"
-    result = _istioctl_validate(to_yaml(objs))
+    result = _istioctl_validate(istioctl, to_yaml(objs))
     assert result.returncode != 0
     assert f"DestinationRule/default/{GATEWAY_DR}" in result.stdout + result.stderr
     assert "NOT_A_MODE" in result.stdout + result.stderr

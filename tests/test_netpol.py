@@ -220,5 +220,5 @@ def test_iptables_restore_accepts_the_rendered_rules(seed_policy: dict, throwawa
     refused = subprocess.run([*ns_exec, "iptables-restore", "--test"], input=broken,
                              capture_output=True, text=True, timeout=30)
     assert refused.returncode != 0
-    line = rules.splitlines().index(next(l for l in rules.splitlines() if "--dport 53" in l)) + 1
+    line = rules.splitlines().index(next(r for r in rules.splitlines() if "--dport 53" in r)) + 1
     assert '"fifty-three"' in refused.stderr and f"Error occurred at line: {line}" in refused.stderr, refused.stderr

@@ -28,7 +28,6 @@ import pytest
 from harness.envoy_admin import EnvoyAdmin, exact_stat_regex
 from harness.pki import Issued, RunPKI
 from harness.upstream_client import UpstreamClient, UpstreamPorts, parse_ready_line
-
 from mock_upstream.content import POLITICS_BYTES, POLITICS_MARKER
 from tests.helpers.envoy_process import log_tail, running_envoy
 

@@ -183,16 +183,15 @@ def _tls_get(ns: Netns, address: str, port: int, ca_pem: bytes, *, sni: str = "e
     raw = ns.socket()
     raw.settimeout(10)
     raw.connect((address, port))
-    with raw:
-        with ctx.wrap_socket(raw, server_hostname=sni) as tls:
-            peer = tls.getpeercert()
-            tls.sendall(f"GET /politics HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\nx-probe: image-test\r\n\r\n".encode())
-            chunks = []
-            while True:
-                data = tls.recv(65536)
-                if not data:
-                    break
-                chunks.append(data)
+    with raw, ctx.wrap_socket(raw, server_hostname=sni) as tls:
+        peer = tls.getpeercert()
+        tls.sendall(f"GET /politics HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\nx-probe: image-test\r\n\r\n".encode())
+        chunks = []
+        while True:
+            data = tls.recv(65536)
+            if not data:
+                break
+            chunks.append(data)
     body = b"".join(chunks)
     status_line = body.split(b"\r\n", 1)[0].decode()
     return status_line, body, peer

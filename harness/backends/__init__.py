@@ -9,8 +9,12 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
+
+if TYPE_CHECKING:  # for the annotation only: a backend module is imported once it is chosen
+    from harness.backends.kube import KubeBackend
 
 _CLUSTER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -61,6 +65,7 @@ def make_remote_backend(pytestconfig, artifacts_dir: Path):
         pytest.exit(f"dry run: the {backend} plan is printed above and in {artifacts_dir / f'plan-{backend}.txt'}; nothing was run",
                     returncode=0)
 
+    remote: KubeBackend
     if backend == "kind":
         from harness.backends.kind import KindBackend
 

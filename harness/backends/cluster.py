@@ -16,11 +16,13 @@ EGRESS_HARNESS_UPSTREAM_IMAGE (build them with docs/kind-backend.md, "Images for
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from harness.backends import plan, tools, upstream_image
@@ -82,7 +84,7 @@ class ClusterBackend(KubeBackend):
         self._started = False
         kubectl = tools.resolve_kubectl(fetch=True)
         istioctl = tools.resolve_istioctl(istio_version, fetch=True)
-        super().__init__(kubectl=Kubectl(kubectl.path, kubeconfig), istioctl=istioctl.path, artifacts=artifacts,
+        super().__init__(kubectl=Kubectl(kubectl.fetched_path(), kubeconfig), istioctl=istioctl.fetched_path(), artifacts=artifacts,
                          namespaces={"default": self.run_ns["default"], "test-egress": self.run_ns["test-egress"]})
 
     def preflight(self) -> None:
@@ -157,7 +159,7 @@ class ClusterBackend(KubeBackend):
         if self._upstream_forward is not None:
             self._upstream_forward.close()
         errors = []
-        steps = [
+        steps: list[tuple[str, Callable[[], object]]] = [
             ("delete the run's namespaces", lambda: self.kubectl.run(
                 "delete", "namespace", "-l", f"{RUN_LABEL}={self.run_id}", "--wait=true", timeout=300)),
             ("delete the run's secrets", lambda: self.kubectl.run(
@@ -166,7 +168,7 @@ class ClusterBackend(KubeBackend):
                 "delete", "serviceentry", "-n", ISTIO_NAMESPACE, "egress-harness-sync", "--ignore-not-found")),
         ]
         if self._coredns_original is not None:
-            steps.append(("restore CoreDNS", lambda: self._set_corefile(self._coredns_original)))
+            steps.append(("restore CoreDNS", functools.partial(self._set_corefile, self._coredns_original)))
         for ns, original in self._label_originals.items():
             def restore(ns=ns, original=original):
                 now = self.kubectl.json("get", "namespace", ns)["metadata"].get("labels") or {}

@@ -17,12 +17,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.backends import plan, tools, upstream_image
 from harness.backends.kube import UPSTREAM_HOST, KubeBackend, Kubectl, add_hosts_block
 from harness.errors import HarnessError
 from harness.pki import RunPKI
 from harness.wait import poll
+
+if TYPE_CHECKING:  # both are imported when a kind run starts (preflight says how to install them)
+    from docker import DockerClient
+    from pytest_kind import KindCluster
 
 
 def _say(msg: str) -> None:
@@ -52,10 +57,10 @@ def preflight() -> None:
         raise HarnessError("the kind backend needs pytest-kind-ng: pip install -e '.[kind]'") from None
     if not plan.KIND_CONFIG.exists() or not plan.ISTIO_OPERATOR.exists():
         raise HarnessError(f"missing {plan.KIND_CONFIG} or {plan.ISTIO_OPERATOR}: restore fixtures/kind/")
-    if shutil.which("go") is None and (tools.resolve_kind(fetch=False).path is None):
-        if not (tools.KIND_RELEASE_SHA256.get(tools.os_arch()) or os.environ.get("EGRESS_HARNESS_KIND_SHA256")):
-            raise HarnessError("kind is not on PATH, Go is not installed and no kind checksum is pinned: "
-                               "install kind v0.33.0, or Go, or set EGRESS_HARNESS_KIND_SHA256")
+    if (shutil.which("go") is None and tools.resolve_kind(fetch=False).path is None
+            and not (tools.KIND_RELEASE_SHA256.get(tools.os_arch()) or os.environ.get("EGRESS_HARNESS_KIND_SHA256"))):
+        raise HarnessError("kind is not on PATH, Go is not installed and no kind checksum is pinned: "
+                           "install kind v0.33.0, or Go, or set EGRESS_HARNESS_KIND_SHA256")
 
 
 class KindBackend(KubeBackend):
@@ -66,12 +71,14 @@ class KindBackend(KubeBackend):
         self.keep_cluster = keep_cluster
         self.istio_version = istio_version
         self.run_id = secrets.token_hex(3)
-        self.cluster = None
-        self.docker = None
+        self.cluster: KindCluster | None = None
+        self.docker: DockerClient | None = None
         self.upstream_container: upstream_image.UpstreamContainer | None = None
         self.pki: RunPKI | None = None
         self._coredns_original: str | None = None
-        self.kind_tool = self.kubectl_tool = self.istioctl_tool = None
+        self.kind_tool: tools.Tool | None = None
+        self.kubectl_tool: tools.Tool | None = None
+        self.istioctl_tool: tools.Tool | None = None
         self.kubeconfig = Path(".pytest-kind") / cluster_name / "kubeconfig"
         # kubectl is only known after tools are resolved; KubeBackend's fields are set in start().
         self.artifacts = artifacts
@@ -79,22 +86,22 @@ class KindBackend(KubeBackend):
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> None:
         preflight()
-        self.docker = docker_client()
+        self.docker = client = docker_client()
         hub, tag = tools.istio_images(self.istio_version)
         t0 = time.monotonic()
         self.kind_tool = tools.resolve_kind(fetch=True)
         tools.check_kind_version(self.kind_tool.version, self.kind_tool.origin)
         self.kubectl_tool = tools.resolve_kubectl(fetch=True)
         self.istioctl_tool = tools.resolve_istioctl(self.istio_version, fetch=True)
-        super().__init__(kubectl=Kubectl(self.kubectl_tool.path, self.kubeconfig.resolve()),
-                         istioctl=self.istioctl_tool.path, artifacts=self.artifacts)
+        super().__init__(kubectl=Kubectl(self.kubectl_tool.fetched_path(), self.kubeconfig.resolve()),
+                         istioctl=self.istioctl_tool.fetched_path(), artifacts=self.artifacts)
         self.timings["tools"] = time.monotonic() - t0
 
-        self._create_cluster()
+        self._create_cluster(self.kind_tool.fetched_path(), self.kubectl_tool.fetched_path())
         self.timings["cluster"] = time.monotonic() - t0
         self.pki = RunPKI(self.artifacts / "kind" / f"pki-{self.run_id}")
-        base = upstream_image.ensure_base_image(self.docker)
-        up_image = upstream_image.build_upstream_image(self.docker, base)
+        base = upstream_image.ensure_base_image(client)
+        up_image = upstream_image.build_upstream_image(client, base)
         self._kind(plan.kind_load_cmd(str(self.kind_tool.path), self.cluster_name, upstream_image.sleep_tag()))
         self.timings["images"] = time.monotonic() - t0
 
@@ -105,7 +112,7 @@ class KindBackend(KubeBackend):
             self._run(cmd, "rollout status", timeout=330)
         self.timings["istio"] = time.monotonic() - t0
 
-        self._start_upstream(up_image)
+        self._start_upstream(client, up_image)
         self._point_dns_at_upstream()
         self._deploy_seed()
         self.wait_converged(timeout=120)
@@ -147,10 +154,10 @@ class KindBackend(KubeBackend):
     def _kind(self, argv: list[str]) -> str:
         return self._run(argv, " ".join(argv[1:3]), timeout=600)
 
-    def _create_cluster(self) -> None:
+    def _create_cluster(self, kind_path: Path, kubectl_path: Path) -> None:
         from pytest_kind import KindCluster
 
-        kind = str(self.kind_tool.path)
+        kind = str(kind_path)
         existing = subprocess.run([kind, "get", "clusters"], capture_output=True, text=True).stdout.split()
         if self.cluster_name in existing and not self.keep_cluster:
             raise HarnessError(f"a kind cluster named {self.cluster_name!r} already exists: pass --keep-cluster to reuse it, "
@@ -161,19 +168,19 @@ class KindBackend(KubeBackend):
             self._run([kind, "export", "kubeconfig", f"--name={self.cluster_name}", f"--kubeconfig={self.kubeconfig}"],
                       "kind export kubeconfig")
         self.cluster = KindCluster(self.cluster_name, kubeconfig=self.kubeconfig, image=tools.kind_node_image(),
-                                   kind_path=self.kind_tool.path, kubectl_path=self.kubectl_tool.path)
+                                   kind_path=kind_path, kubectl_path=kubectl_path)
         _say(f"creating kind cluster {self.cluster_name} ({tools.kind_node_image()}); about a minute")
         self.cluster.create(config_file=plan.KIND_CONFIG)
 
-    def _start_upstream(self, image: str) -> None:
+    def _start_upstream(self, client: DockerClient, image: str) -> None:
         assert self.pki is not None
         server = self.pki.public_ca.issue_server(UPSTREAM_HOST, [UPSTREAM_HOST, "*.cnn.com"])
         name = f"egress-harness-upstream-{self.cluster_name}"
-        stale = [c for c in self.docker.containers.list(all=True, filters={"name": name}) if c.name == name]
+        stale = [c for c in client.containers.list(all=True, filters={"name": name}) if c.name == name]
         for c in stale:
             c.remove(force=True)
         self.upstream_container = upstream_image.run_upstream(
-            self.docker, image, plan.KIND_NETWORK, name=name, cert_chain_pem=server.chain_path.read_bytes(),
+            client, image, plan.KIND_NETWORK, name=name, cert_chain_pem=server.chain_path.read_bytes(),
             key_pem=server.key_pem, client_ca_pem=self.pki.public_ca.cert_pem, publish_control=True,
             labels={"egress-harness/cluster": self.cluster_name})
         self.upstream_control_url = self.upstream_container.control_url

@@ -25,17 +25,25 @@ import re
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import jinja2
 
 from harness.errors import HarnessError
 from harness.istioctl_validate import IstioctlValidator
-from harness.sync import ISTIO_KINDS, marker_cluster, marker_cluster_regex, marker_service_entry, pending_from_syncz, sync_state
 from harness.local.netns import ExecResult
 from harness.manifests import FIXTURES, to_yaml
+from harness.pod_table import PODS
+from harness.sync import (
+    ISTIO_KINDS,
+    marker_cluster,
+    marker_cluster_regex,
+    marker_service_entry,
+    pending_from_syncz,
+    sync_state,
+)
 from harness.upstream_client import UpstreamClient
 from harness.wait import poll
 
@@ -46,11 +54,7 @@ UPSTREAM_HOST = "edition.cnn.com"
 UPSTREAM_CA_IN_POD = "/etc/egress-harness/ca.pem"
 TRUST_NAMES = {"trust": "edition-cnn-com-ca", "wrong_trust": "untrusted-ca", "client": "edition-cnn-com-client"}
 # Pods of the seed: logical "namespace/name" -> (label selector, application container).
-SEED_PODS = {
-    "default/sleep": ("app=sleep", "sleep"),
-    "test-egress/sleep": ("app=sleep", "sleep"),
-    "istio-system/istio-egressgateway": ("istio=egressgateway", "istio-proxy"),
-}
+SEED_PODS = {key: (pod.selector, pod.container) for key, pod in PODS.items()}
 _CORE_MARK = "# egress-harness: edition.cnn.com is the stand-in"
 
 
@@ -385,16 +389,23 @@ class KubeBackend:
             except Exception as exc:  # noqa: BLE001 - one broken source must not hide the others
                 (directory / f"{name}.error").write_text(f"{type(exc).__name__}: {exc}")
 
+        # Functions of the pod, bound with partial: mypy cannot type a lambda with a default argument.
+        def pod_yaml(pod: str) -> str:
+            namespace, name, _ = self.pod_name(pod)
+            return self.kubectl.run("get", "pod", "-n", namespace, name, "-o", "yaml").stdout
+
+        def proxy_log(pod: str) -> str:
+            namespace, name, _ = self.pod_name(pod)
+            return self.kubectl.run("logs", "-n", namespace, name, "-c", "istio-proxy").stdout
+
         for pod in SEED_PODS:
             safe = pod.replace("/", "_")
-            save(f"{safe}.pod.yaml", lambda pod=pod: self.kubectl.run("get", "pod", "-n", self.pod_name(pod)[0],
-                                                                        self.pod_name(pod)[1], "-o", "yaml").stdout)
-            save(f"{safe}.config_dump.json", lambda pod=pod: self.pilot_agent_request(pod, "config_dump"))
-            save(f"{safe}.stats.txt", lambda pod=pod: self.pilot_agent_request(pod, "stats"))
-            save(f"{safe}.clusters.txt", lambda pod=pod: self.pilot_agent_request(pod, "clusters"))
-            save(f"{safe}.certs.json", lambda pod=pod: self.pilot_agent_request(pod, "certs"))
-            save(f"{safe}.istio-proxy.log", lambda pod=pod: self.kubectl.run(
-                "logs", "-n", self.pod_name(pod)[0], self.pod_name(pod)[1], "-c", "istio-proxy").stdout)
+            save(f"{safe}.pod.yaml", functools.partial(pod_yaml, pod))
+            save(f"{safe}.config_dump.json", functools.partial(self.pilot_agent_request, pod, "config_dump"))
+            save(f"{safe}.stats.txt", functools.partial(self.pilot_agent_request, pod, "stats"))
+            save(f"{safe}.clusters.txt", functools.partial(self.pilot_agent_request, pod, "clusters"))
+            save(f"{safe}.certs.json", functools.partial(self.pilot_agent_request, pod, "certs"))
+            save(f"{safe}.istio-proxy.log", functools.partial(proxy_log, pod))
         save("istiod.log", lambda: self.kubectl.run("logs", "-n", ISTIO_NAMESPACE, "deploy/istiod", "--tail=2000").stdout)
         save("istiod-syncz.json", lambda: json.dumps(self.syncz(), indent=2))
         save("events.txt", lambda: self.kubectl.run("get", "events", "-A", "--sort-by=.lastTimestamp").stdout)

@@ -140,7 +140,7 @@ def _version(dist: str) -> str:
 def scenario_manifests() -> list[tuple[str, str, str]]:
     """(stage, mode, YAML) of every scenario rendering, with Kubernetes' trust values."""
     return [(stage, mode, manifests.to_yaml(manifests.render(stage, mode=mode, trust=trust_values())))
-            for stage in manifests.STAGES for mode in manifests.MODES]
+            for stage in manifests.stages() for mode in manifests.MODES]
 
 
 def setup_manifests(*, sleep_image: str, ns_default: str = "default", ns_test_egress: str = "test-egress",
@@ -243,7 +243,7 @@ def kind_plan(*, cluster_name: str, keep_cluster: bool, istio_version: str, kube
 
 
 def cluster_plan(*, kubeconfig: Path | None, istio_version: str, run_id: str = "<run>") -> Plan:
-    from harness.backends.cluster import run_namespaces, RUN_LABEL
+    from harness.backends.cluster import RUN_LABEL, run_namespaces
 
     kubectl = tools.resolve_kubectl(fetch=False)
     istioctl = tools.resolve_istioctl(istio_version, fetch=False)

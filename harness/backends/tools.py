@@ -37,7 +37,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, HarnessFault
 from harness.istio_binaries import cache_root
 
 # ------------------------------------------------------------------------------------------ pins
@@ -203,6 +203,12 @@ class Tool:
     origin: str  # words: "EGRESS_HARNESS_KIND", "cache", "PATH", "go install …", "download …"
     path: Path | None
     fetch: tuple[str, ...] = ()  # the command that would fetch it (for the plan)
+
+    def fetched_path(self) -> Path:
+        """The binary of a Tool resolved with fetch=True (which fetches it or raises HarnessError)."""
+        if self.path is None:
+            raise HarnessFault(f"{self.name} {self.version} was used before it was fetched ({self.origin})")
+        return self.path
 
     def describe(self) -> str:
         where = str(self.path) if self.path else "(not fetched yet)"
@@ -381,7 +387,8 @@ def _run_go(argv: list[str], *, cwd: Path, env: dict[str, str], what: str) -> No
     _say(f"{what}: {' '.join(argv)}")
     proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
-        lines = [l for l in (proc.stderr + proc.stdout).splitlines() if l.strip() and not l.startswith("go: downloading")]
+        lines = [line for line in (proc.stderr + proc.stdout).splitlines()
+                 if line.strip() and not line.startswith("go: downloading")]
         raise HarnessError(f"{what} failed: {(lines[-1] if lines else 'no output')[:300]}")
 
 

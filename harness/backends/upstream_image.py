@@ -213,7 +213,7 @@ def upstream_tag(suite: str = SUITE, packages: tuple[str, ...] = BASE_PACKAGES) 
     return f"{UPSTREAM_REPO}:{digest}"
 
 
-def _has_image(client: "docker.DockerClient", tag: str) -> bool:
+def _has_image(client: docker.DockerClient, tag: str) -> bool:
     import docker.errors
 
     try:
@@ -223,7 +223,7 @@ def _has_image(client: "docker.DockerClient", tag: str) -> bool:
         return False
 
 
-def ensure_base_image(client: "docker.DockerClient", tarball: Path | None = None) -> str:
+def ensure_base_image(client: docker.DockerClient, tarball: Path | None = None) -> str:
     """Import the rootfs tarball as the base image (and tag it as the sleep image too)."""
     tag = base_tag()
     if not _has_image(client, tag):
@@ -237,7 +237,7 @@ def ensure_base_image(client: "docker.DockerClient", tarball: Path | None = None
     return tag
 
 
-def build_upstream_image(client: "docker.DockerClient", base: str | None = None) -> str:
+def build_upstream_image(client: docker.DockerClient, base: str | None = None) -> str:
     """docker build of mock_upstream/Dockerfile on the local base; nothing is pulled, and the build's
     RUN steps have no network."""
     import docker.errors
@@ -253,7 +253,7 @@ def build_upstream_image(client: "docker.DockerClient", base: str | None = None)
                             labels={"egress-harness": "mock-upstream"})
     except docker.errors.BuildError as exc:
         lines = [str(x.get("stream") or x.get("error") or "").strip() for x in exc.build_log]
-        detail = next((l for l in reversed(lines) if "error" in l.lower()), lines[-1] if lines else str(exc))
+        detail = next((line for line in reversed(lines) if "error" in line.lower()), lines[-1] if lines else str(exc))
         raise HarnessError(f"building the stand-in image failed: {detail[:300]}") from None
     return tag
 
@@ -289,7 +289,7 @@ def upstream_command(*, mtls: bool = True) -> list[str]:
 
 @dataclass
 class UpstreamContainer:
-    container: "Container"
+    container: Container
     network: str
     address: str  # on `network`
     control_url: str  # http://127.0.0.1:<published port> when published, else via `address`
@@ -307,7 +307,7 @@ class UpstreamContainer:
         return self.container.logs().decode("utf-8", "replace")
 
 
-def run_upstream(client: "docker.DockerClient", image: str, network: str, *, name: str,
+def run_upstream(client: docker.DockerClient, image: str, network: str, *, name: str,
                  cert_chain_pem: bytes, key_pem: bytes, client_ca_pem: bytes,
                  publish_control: bool = True, labels: dict[str, str] | None = None,
                  timeout: float = 30.0) -> UpstreamContainer:
@@ -328,7 +328,7 @@ def run_upstream(client: "docker.DockerClient", image: str, network: str, *, nam
             if container.status in ("exited", "dead"):
                 raise HarnessError(f"the stand-in exited: {container.logs().decode('utf-8', 'replace').strip()[-400:]}")
             out = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
-            line = next((l for l in out.splitlines() if l.startswith("{")), None)
+            line = next((ln for ln in out.splitlines() if ln.startswith("{")), None)
             return parse_ready_line(line) if line else None
 
         try:

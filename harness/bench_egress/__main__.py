@@ -40,8 +40,10 @@ def run_benchmark(binaries, fortio: Path, config: BenchConfig, out_dir: Path, co
     started = time.monotonic()
     try:
         mesh.start()
-        say(f"mesh up ({env['istio']}); {len(config.paths)} paths × {config.repeats} repeat(s), "
-            f"about {config.estimated_seconds() / 60:.1f} min")
+        say(
+            f"mesh up ({env['istio']}); {len(config.paths)} paths × {config.repeats} repeat(s), "
+            f"about {config.estimated_seconds() / 60:.1f} min"
+        )
         samples = measure(mesh, fortio, config, say)
     finally:
         mesh.stop()
@@ -49,9 +51,15 @@ def run_benchmark(binaries, fortio: Path, config: BenchConfig, out_dir: Path, co
     result = {
         "command": command,
         "environment": env,
-        "config": {"rates": list(config.rates), "duration": config.duration, "max_duration": config.max_duration,
-                   "warmup": config.warmup, "connections": config.connections, "repeats": config.repeats,
-                   "paths": list(config.paths)},
+        "config": {
+            "rates": list(config.rates),
+            "duration": config.duration,
+            "max_duration": config.max_duration,
+            "warmup": config.warmup,
+            "connections": config.connections,
+            "repeats": config.repeats,
+            "paths": list(config.paths),
+        },
         "elapsed_s": round(time.monotonic() - started, 1),
         "samples": samples,
     }
@@ -78,32 +86,51 @@ def main(argv: list[str] | None = None) -> int:
     defaults = BenchConfig()
     parser = argparse.ArgumentParser(prog="python -m harness.bench_egress", description=__doc__.splitlines()[0])
     parser.add_argument("--istio-version", default=DEFAULT_ISTIO_VERSION)
-    parser.add_argument("--rates", type=_rates, default=defaults.rates, help="fixed rates, req/s (default 100,500,1000)")
-    parser.add_argument("--duration", type=float, default=defaults.duration, help="seconds per fixed-rate run (default 10)")
-    parser.add_argument("--max-duration", type=float, default=defaults.max_duration, help="seconds of the max-throughput run")
+    parser.add_argument(
+        "--rates", type=_rates, default=defaults.rates, help="fixed rates, req/s (default 100,500,1000)"
+    )
+    parser.add_argument(
+        "--duration", type=float, default=defaults.duration, help="seconds per fixed-rate run (default 10)"
+    )
+    parser.add_argument(
+        "--max-duration", type=float, default=defaults.max_duration, help="seconds of the max-throughput run"
+    )
     parser.add_argument("--warmup", type=float, default=defaults.warmup, help="seconds of warm-up per path (discarded)")
     parser.add_argument("--connections", type=int, default=defaults.connections)
     parser.add_argument("--repeats", type=int, default=defaults.repeats, help="repeats of every path, interleaved")
     parser.add_argument("--paths", default=",".join(defaults.paths), help="comma-separated subset (floors included)")
     parser.add_argument("--out", type=Path, default=Path("artifacts/bench"))
-    parser.add_argument("--compare", nargs=2, type=Path, metavar=("A.json", "B.json"),
-                        help="compare two results instead of measuring")
-    parser.add_argument("--threshold", type=float, default=compare_mod.DEFAULT_THRESHOLD,
-                        help="--compare flags moves larger than this fraction (default 0.2)")
+    parser.add_argument(
+        "--compare", nargs=2, type=Path, metavar=("A.json", "B.json"), help="compare two results instead of measuring"
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=compare_mod.DEFAULT_THRESHOLD,
+        help="--compare flags moves larger than this fraction (default 0.2)",
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
         if args.compare:
             a, b = (report.load_result(p) for p in args.compare)
             rows, flags = compare_mod.compare(a, b, args.threshold)
-            text = compare_mod.render_markdown(a, b, rows, flags, args.threshold, tuple(map(str, args.compare)))
+            text = compare_mod.render_markdown(
+                a, b, rows, flags, args.threshold, (str(args.compare[0]), str(args.compare[1]))
+            )
             args.out.mkdir(parents=True, exist_ok=True)
             (args.out / "compare.md").write_text(text)
             print(text)
             return 1 if flags else 0
-        config = BenchConfig(rates=args.rates, duration=args.duration, max_duration=args.max_duration,
-                             warmup=args.warmup, connections=args.connections, repeats=args.repeats,
-                             paths=tuple(p.strip() for p in args.paths.split(",") if p.strip()))
+        config = BenchConfig(
+            rates=args.rates,
+            duration=args.duration,
+            max_duration=args.max_duration,
+            warmup=args.warmup,
+            connections=args.connections,
+            repeats=args.repeats,
+            paths=tuple(p.strip() for p in args.paths.split(",") if p.strip()),
+        )
         config.validate()
         from harness.istio_binaries import ensure_istio
         from harness.local.mesh import preflight

@@ -53,11 +53,15 @@ def load_warning(a: dict, b: dict) -> str | None:
     la, lb = (_busy(r) for r in (a, b))
     cpus = a["environment"].get("cpus") or 1
     if max(la, lb) > cpus and max(la, lb) > 1.5 * max(min(la, lb), 0.1):
-        return (f"the machine was much busier in one run (median load average {la:.1f} in A, {lb:.1f} in B, {cpus} CPUs): "
-                f"latency moves are likely the machine's; trust CPU per request more")
+        return (
+            f"the machine was much busier in one run (median load average {la:.1f} in A, {lb:.1f} in B, {cpus} CPUs): "
+            f"latency moves are likely the machine's; trust CPU per request more"
+        )
     if min(la, lb) > cpus:
-        return (f"the machine was busy in both runs (median load average {la:.1f} in A, {lb:.1f} in B, {cpus} CPUs): "
-                f"latency waits for a CPU and moves with other work; trust CPU per request more")
+        return (
+            f"the machine was busy in both runs (median load average {la:.1f} in A, {lb:.1f} in B, {cpus} CPUs): "
+            f"latency waits for a CPU and moves with other work; trust CPU per request more"
+        )
     return None
 
 
@@ -80,22 +84,28 @@ def compare(a: dict, b: dict, threshold: float = DEFAULT_THRESHOLD) -> tuple[lis
             for key, what in (("p90_ms_x_floor", "p90 relative to its floor"), ("cpu_envoys", "Envoy CPU per request")):
                 r = row[f"{key}_ratio"]
                 if r is not None and abs(r - 1) > threshold and _disjoint(ra, rb, key):
-                    flags.append(f"{path} at {load}: {what} ×{r:.2f} (A {row[key + '_a']:.3f} → B {row[key + '_b']:.3f})")
+                    flags.append(
+                        f"{path} at {load}: {what} ×{r:.2f} (A {row[key + '_a']:.3f} → B {row[key + '_b']:.3f})"
+                    )
             rows.append(row)
     return rows, flags
 
 
-def render_markdown(a: dict, b: dict, rows: list[dict], flags: list[str], threshold: float,
-                    names: tuple[str, str]) -> str:
+def render_markdown(
+    a: dict, b: dict, rows: list[dict], flags: list[str], threshold: float, names: tuple[str, str]
+) -> str:
     def f(v: float | None, d: int = 3) -> str:
         return "–" if v is None else f"{v:.{d}f}"
 
     lines = [
-        "# Egress benchmark: A vs B", "",
+        "# Egress benchmark: A vs B",
+        "",
         f"- A: `{names[0]}`: {a['environment']['istio']}, {a['environment']['started_utc']}",
-        f"- B: `{names[1]}`: {b['environment']['istio']}, {b['environment']['started_utc']}", "",
+        f"- B: `{names[1]}`: {b['environment']['istio']}, {b['environment']['started_utc']}",
+        "",
         f"Flagged when p90/floor or Envoy CPU per request moves by more than {threshold:.0%} and outside "
-        "both runs' spread over repeats.", "",
+        "both runs' spread over repeats.",
+        "",
         *([f"Warning: {w}", ""] if (w := load_warning(a, b)) else []),
         "| path | load | p90 ms A | p90 ms B | B/A | p90 ×floor A | ×floor B | B/A | Envoy CPU-ms/1k A | B | B/A |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -104,6 +114,7 @@ def render_markdown(a: dict, b: dict, rows: list[dict], flags: list[str], thresh
         lines.append(
             f"| {r['path']} | {r['load']} | {f(r['p90_ms_a'])} | {f(r['p90_ms_b'])} | {f(r['p90_ms_ratio'], 2)} | "
             f"{f(r['p90_ms_x_floor_a'], 2)} | {f(r['p90_ms_x_floor_b'], 2)} | {f(r['p90_ms_x_floor_ratio'], 2)} | "
-            f"{f(r['cpu_envoys_a'], 0)} | {f(r['cpu_envoys_b'], 0)} | {f(r['cpu_envoys_ratio'], 2)} |")
+            f"{f(r['cpu_envoys_a'], 0)} | {f(r['cpu_envoys_b'], 0)} | {f(r['cpu_envoys_ratio'], 2)} |"
+        )
     lines += ["", "## Flags", ""] + ([f"- {x}" for x in flags] or ["none"]) + [""]
     return "\n".join(lines)

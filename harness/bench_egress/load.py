@@ -18,7 +18,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from harness.local.netns import Netns
+from harness.local.netns import Netns, pod_env
 from harness.local.runstate import RunState
 
 # Any non-root uid other than istio-proxy's 1337: an application container's user.
@@ -28,10 +28,6 @@ PERCENTILES = (50, 90, 99)
 # sidecar's ~0.1 ms away). fortio interpolates within buckets.
 RESOLUTION_S = 0.00001
 REQUEST_TIMEOUT = "3s"
-
-
-def pod_env(pod_name: str, home: Path) -> dict[str, str]:
-    return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(home), "HOSTNAME": pod_name}
 
 
 @dataclass(frozen=True)
@@ -71,25 +67,65 @@ def parse_fortio_json(data: dict, client_cpu_s: float = 0.0) -> LoadResult:
         actual_qps=round(float(data["ActualQPS"]), 1),
         duration_s=round(int(data["ActualDuration"]) / 1e9, 3),
         connections=int(data.get("NumThreads") or 0),
-        count=count, ok=ok, errors=count - ok, codes=codes,
-        p50_ms=round(pct[50.0] * 1000, 4), p90_ms=round(pct[90.0] * 1000, 4), p99_ms=round(pct[99.0] * 1000, 4),
-        max_ms=round(float(hist["Max"]) * 1000, 4), avg_ms=round(float(hist["Avg"]) * 1000, 4),
+        count=count,
+        ok=ok,
+        errors=count - ok,
+        codes=codes,
+        p50_ms=round(pct[50.0] * 1000, 4),
+        p90_ms=round(pct[90.0] * 1000, 4),
+        p99_ms=round(pct[99.0] * 1000, 4),
+        max_ms=round(float(hist["Max"]) * 1000, 4),
+        avg_ms=round(float(hist["Avg"]) * 1000, 4),
         client_cpu_s=round(client_cpu_s, 3),
     )
 
 
-def run_fortio_load(fortio: Path, netns: Netns, pod_name: str, url: str, *, qps: float, duration: float,
-                    connections: int, workdir: Path, label: str, state: RunState) -> LoadResult:
+def run_fortio_load(
+    fortio: Path,
+    netns: Netns,
+    pod_name: str,
+    url: str,
+    *,
+    qps: float,
+    duration: float,
+    connections: int,
+    workdir: Path,
+    label: str,
+    state: RunState,
+) -> LoadResult:
     """Run `fortio load` against `url` from `netns`; `workdir` must be writable by APP_UID."""
     result_path = workdir / f"{label}.json"
     log_path = workdir / f"{label}.log"
-    argv = [str(fortio), "load", "-quiet", "-qps", str(qps), "-c", str(connections), "-t", f"{duration}s",
-            "-r", str(RESOLUTION_S), "-p", ",".join(map(str, PERCENTILES)), "-timeout", REQUEST_TIMEOUT,
-            "-json", str(result_path), url]
+    argv = [
+        str(fortio),
+        "load",
+        "-quiet",
+        "-qps",
+        str(qps),
+        "-c",
+        str(connections),
+        "-t",
+        f"{duration}s",
+        "-r",
+        str(RESOLUTION_S),
+        "-p",
+        ",".join(map(str, PERCENTILES)),
+        "-timeout",
+        REQUEST_TIMEOUT,
+        "-json",
+        str(result_path),
+        url,
+    ]
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(netns.wrap(argv, uid=APP_UID), stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=pod_env(pod_name, workdir), cwd=workdir,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            netns.wrap(argv, uid=APP_UID),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=pod_env(pod_name, HOME=str(workdir)),
+            cwd=workdir,
+            start_new_session=True,
+        )
     state.add_process(proc.pid, f"fortio load {label}")
     deadline = time.monotonic() + duration + 20.0  # fortio's own -t, plus connection setup and slack
     status, rusage = 0, None
@@ -100,8 +136,9 @@ def run_fortio_load(fortio: Path, netns: Netns, pod_name: str, url: str, *, qps:
                 proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: tell Popen
                 break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"fortio load {label} did not stop {duration + 20:.0f}s after starting; killed. "
-                                   f"Log: {log_path}")
+                raise RuntimeError(
+                    f"fortio load {label} did not stop {duration + 20:.0f}s after starting; killed. Log: {log_path}"
+                )
             time.sleep(0.05)
     except BaseException:
         # Past the deadline, Ctrl-C or SIGTERM: the client goes with the run, not after it.

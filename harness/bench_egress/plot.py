@@ -29,7 +29,7 @@ def draw(result: dict, out: Path) -> Path:
     for ax in axes[panels:]:
         ax.set_visible(False)
     width = 0.26
-    for ax, load in zip(axes, loads):
+    for ax, load in zip(axes, loads, strict=False):  # axes beyond the loads: the throughput panel
         for i, (key, label) in enumerate(PCTS):
             xs, meds, lo, hi = [], [], [], []
             for j, name in enumerate(paths):
@@ -56,9 +56,14 @@ def draw(result: dict, out: Path) -> Path:
         ax = axes[panels - 1]
         stats = [summary[n]["max"]["actual_qps"] for n in paths]
         meds = [st["median"] for st in stats]
-        ax.bar(range(len(paths)), meds, 0.6, yerr=[[st["median"] - st["min"] for st in stats],
-                                                   [st["max"] - st["median"] for st in stats]], capsize=2,
-               color=["0.6" if BY_NAME[n].stage is None else "#55a868" for n in paths])
+        ax.bar(
+            range(len(paths)),
+            meds,
+            0.6,
+            yerr=[[st["median"] - st["min"] for st in stats], [st["max"] - st["median"] for st in stats]],
+            capsize=2,
+            color=["0.6" if BY_NAME[n].stage is None else "#55a868" for n in paths],
+        )
         ax.set_title("max throughput")
         ax.set_ylabel("req/s")
         ax.set_xticks(range(len(paths)))
@@ -66,8 +71,11 @@ def draw(result: dict, out: Path) -> Path:
         ax.grid(axis="y", alpha=0.3, which="both")
     axes[0].legend(fontsize=8)
     env = result["environment"]
-    fig.suptitle(f"Egress paths, Istio {env['istio_version']} (Envoy {env['envoy_version']}), {env['cpus']} CPUs, "
-                 f"{result['config']['connections']} connections; grey: no Istio (floors)", fontsize=10)
+    fig.suptitle(
+        f"Egress paths, Istio {env['istio_version']} (Envoy {env['envoy_version']}), {env['cpus']} CPUs, "
+        f"{result['config']['connections']} connections; grey: no Istio (floors)",
+        fontsize=10,
+    )
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)

@@ -17,8 +17,8 @@ PROC = Path("/proc")
 
 def parse_stat(text: str) -> tuple[str, int, float]:
     """(comm, ppid, cpu seconds) from a /proc/<pid>/stat line; comm may contain spaces and ')'."""
-    comm = text[text.index("(") + 1: text.rindex(")")]
-    fields = text[text.rindex(")") + 2:].split()
+    comm = text[text.index("(") + 1 : text.rindex(")")]
+    fields = text[text.rindex(")") + 2 :].split()
     # fields[0] is field 3 (state): ppid is field 4, utime 14, stime 15.
     ppid = int(fields[1])
     ticks = int(fields[11]) + int(fields[12])

@@ -17,12 +17,16 @@ LATENCY = ("p50_ms", "p90_ms", "p99_ms", "max_ms")
 HOPS = ("sidecar", "gateway")
 
 
-def _stats(values: list[float]) -> dict | None:
+def _stats(values: list[float | None] | list[float]) -> dict | None:
     values = [v for v in values if v is not None]
     if not values:
         return None
-    return {"median": round(statistics.median(values), 4), "min": round(min(values), 4),
-            "max": round(max(values), 4), "n": len(values)}
+    return {
+        "median": round(statistics.median(values), 4),
+        "min": round(min(values), 4),
+        "max": round(max(values), 4),
+        "n": len(values),
+    }
 
 
 def loads_of(samples: list[dict]) -> list[str]:
@@ -36,13 +40,13 @@ def paths_of(samples: list[dict]) -> list[str]:
     return [p.name for p in PATHS if p.name in present]
 
 
-def envoy_cpu(sample: dict) -> float | None:
+def envoy_cpu(sample: dict) -> float:
     """CPU-ms per 1000 requests of all Envoys on the path (0 for a path without Istio)."""
     per = sample["cpu_ms_per_1k"]
     return round(sum(per.get(h) or 0.0 for h in HOPS), 2)
 
 
-def total_cpu(sample: dict) -> float | None:
+def total_cpu(sample: dict) -> float:
     """Everything the request cost: client + Envoys + upstream, CPU-ms per 1000 requests."""
     per = sample["cpu_ms_per_1k"]
     return round(sum(v for v in per.values() if v is not None), 2)
@@ -59,8 +63,10 @@ def summarize(samples: list[dict]) -> dict:
             mine = [s for s in samples if s["path"] == name and s["load"] == load]
             if not mine:
                 continue
-            pairs = [(s, index.get((s["repeat"], floor, load))) for s in mine]
-            pairs = [(s, f) for s, f in pairs if f is not None]
+            # (sample, its floor's sample in the same repeat and load)
+            pairs: list[tuple[dict, dict]] = [
+                (s, f) for s in mine if (f := index.get((s["repeat"], floor, load))) is not None
+            ]
             row: dict = {"floor": floor, "repeats": len(mine)}
             for key in (*LATENCY, "avg_ms", "actual_qps"):
                 row[key] = _stats([s[key] for s in mine])
@@ -114,12 +120,18 @@ def render_markdown(result: dict) -> str:
     ]
     for name in summary:
         p = BY_NAME[name]
-        lines.append(f"| {name} | {p.hops} | {p.floor} | {p.stage + ' (' + p.mode + ')' if p.stage else '— (no Istio)'} |")
+        lines.append(
+            f"| {name} | {p.hops} | {p.floor} | {p.stage + ' (' + p.mode + ')' if p.stage else '— (no Istio)'} |"
+        )
     for load in loads:
         title = "as fast as it goes" if load == "max" else f"{load} req/s"
-        lines += ["", f"## Latency at {title} (ms)", "",
-                  "| path | req/s | p50 | p90 | p99 | max | p90 ×floor | p90 +ms | p99 +ms | errors |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"## Latency at {title} (ms)",
+            "",
+            "| path | req/s | p50 | p90 | p99 | max | p90 ×floor | p90 +ms | p99 +ms | errors |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for name, rows in summary.items():
             r = rows.get(load)
             if r is None:
@@ -127,10 +139,15 @@ def render_markdown(result: dict) -> str:
             lines.append(
                 f"| {name} | {_fmt(r['actual_qps'], 0, spread=load == 'max')} | {_fmt(r['p50_ms'])} | {_fmt(r['p90_ms'])} | "
                 f"{_fmt(r['p99_ms'])} | {_fmt(r['max_ms'], 2)} | {_fmt(r['p90_ms_x_floor'], 2)} | "
-                f"{_fmt(r['p90_ms_added'])} | {_fmt(r['p99_ms_added'])} | {r['errors']}/{r['requests']} |")
-        lines += ["", f"CPU at {title}, CPU-ms per 1000 requests; Envoy memory (RSS, MiB) after the run:", "",
-                  "| path | sidecar | gateway | Envoys | upstream | client | total ×floor | sidecar RSS | gateway RSS |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                f"{_fmt(r['p90_ms_added'])} | {_fmt(r['p99_ms_added'])} | {r['errors']}/{r['requests']} |"
+            )
+        lines += [
+            "",
+            f"CPU at {title}, CPU-ms per 1000 requests; Envoy memory (RSS, MiB) after the run:",
+            "",
+            "| path | sidecar | gateway | Envoys | upstream | client | total ×floor | sidecar RSS | gateway RSS |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for name, rows in summary.items():
             r = rows.get(load)
             if r is None:
@@ -138,7 +155,8 @@ def render_markdown(result: dict) -> str:
             lines.append(
                 f"| {name} | {_fmt(r['cpu_sidecar'], 0)} | {_fmt(r['cpu_gateway'], 0)} | {_fmt(r['cpu_envoys'], 0)} | "
                 f"{_fmt(r['cpu_upstream'], 0)} | {_fmt(r['cpu_client'], 0)} | {_fmt(r['cpu_total_x_floor'], 2)} | "
-                f"{_fmt(r['rss_sidecar'], 1, spread=False)} | {_fmt(r['rss_gateway'], 1, spread=False)} |")
+                f"{_fmt(r['rss_sidecar'], 1, spread=False)} | {_fmt(r['rss_gateway'], 1, spread=False)} |"
+            )
     max_rows = [(n, rows["max"]) for n, rows in summary.items() if "max" in rows]
     if max_rows:
         lines += ["", "## Max throughput", "", "| path | req/s | ×floor |", "|---|---|---|"]
@@ -163,7 +181,9 @@ def load_result(path: Path) -> dict:
     try:
         data = json.loads(path.read_text())
     except OSError as exc:
-        raise HarnessError(f"cannot read {path}: {exc.strerror} (give an egress-bench.json from make bench-egress)") from None
+        raise HarnessError(
+            f"cannot read {path}: {exc.strerror} (give an egress-bench.json from make bench-egress)"
+        ) from None
     except ValueError as exc:
         raise HarnessError(f"{path} is not JSON ({exc}): give an egress-bench.json from make bench-egress") from None
     if not isinstance(data, dict) or "samples" not in data or "environment" not in data:

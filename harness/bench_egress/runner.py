@@ -16,9 +16,9 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from harness.bench_egress import procstat
 from harness.bench_egress.load import APP_UID, run_fortio_load
@@ -48,8 +48,10 @@ class BenchConfig:
             raise HarnessError(f"unknown path(s) {', '.join(unknown)}: choose from {', '.join(BY_NAME)}")
         floors_missing = sorted({BY_NAME[p].floor for p in self.paths} - set(self.paths))
         if floors_missing:
-            raise HarnessError(f"paths {', '.join(self.paths)} need their floor(s) {', '.join(floors_missing)} in the "
-                               f"same run (every figure is a ratio to it): add them to --paths")
+            raise HarnessError(
+                f"paths {', '.join(self.paths)} need their floor(s) {', '.join(floors_missing)} in the "
+                f"same run (every figure is a ratio to it): add them to --paths"
+            )
         if not self.rates or any(r <= 0 for r in self.rates):
             raise HarnessError(f"--rates must be positive requests per second, e.g. 100,500,1000 (got {self.rates})")
         if self.duration <= 0 or self.max_duration <= 0 or self.warmup < 0:
@@ -57,7 +59,9 @@ class BenchConfig:
         if self.connections < 1 or self.repeats < 1:
             raise HarnessError("--connections and --repeats must be at least 1")
         if self.duration > 120 or self.max_duration > 120:
-            raise HarnessError("--duration/--max-duration above 120 s: the benchmark is meant to be bounded; use repeats")
+            raise HarnessError(
+                "--duration/--max-duration above 120 s: the benchmark is meant to be bounded; use repeats"
+            )
 
     def estimated_seconds(self) -> float:
         per_path = self.warmup + self.duration * len(self.rates) + self.max_duration + 1.5 * (len(self.rates) + 2)
@@ -122,8 +126,16 @@ def measure(mesh, fortio: Path, config: BenchConfig, say: Callable[[str], None])
         upstream.stop()
 
 
-def _measure_path(mesh, fortio: Path, upstream: FortioUpstream, path: EgressPath, config: BenchConfig,
-                  repeat: int, loads_dir: Path, say: Callable[[str], None]) -> list[dict]:
+def _measure_path(
+    mesh,
+    fortio: Path,
+    upstream: FortioUpstream,
+    path: EgressPath,
+    config: BenchConfig,
+    repeat: int,
+    loads_dir: Path,
+    say: Callable[[str], None],
+) -> list[dict]:
     objs = render(path.stage, mode=path.mode, trust=mesh.upstream_trust()) if path.stage else []
     started = time.monotonic()
     if objs:
@@ -132,32 +144,53 @@ def _measure_path(mesh, fortio: Path, upstream: FortioUpstream, path: EgressPath
     converged_s = time.monotonic() - started
     pod = mesh.pod(path.client_pod)
     if mesh.has_sidecar(path.client_pod) != bool(path.proxies):
-        raise RuntimeError(f"{path.client_pod} sidecar={mesh.has_sidecar(path.client_pod)}, but path {path.name} "
-                           f"expects {'one' if path.proxies else 'none'}")
+        raise RuntimeError(
+            f"{path.client_pod} sidecar={mesh.has_sidecar(path.client_pod)}, but path {path.name} "
+            f"expects {'one' if path.proxies else 'none'}"
+        )
     envoys = {HOP_NAMES[p]: _envoy_pid(mesh, p) for p in path.proxies}
     meter = _Meter({**{hop: [pid] for hop, pid in envoys.items()}, "upstream": upstream.pids()})
     samples: list[dict] = []
     try:
+
         def load(label: str, qps: float, duration: float):
-            return run_fortio_load(fortio, pod.netns, pod.name, path.url, qps=qps, duration=duration,
-                                   connections=config.connections, workdir=loads_dir,
-                                   label=f"r{repeat}-{path.name}-{label}", state=mesh.state)
+            return run_fortio_load(
+                fortio,
+                pod.netns,
+                pod.name,
+                path.url,
+                qps=qps,
+                duration=duration,
+                connections=config.connections,
+                workdir=loads_dir,
+                label=f"r{repeat}-{path.name}-{label}",
+                state=mesh.state,
+            )
 
         if config.warmup > 0:
             warm = load("warmup", config.rates[len(config.rates) // 2], config.warmup)
             if warm.ok == 0:
-                raise RuntimeError(f"path {path.name}: no request succeeded during warm-up ({warm.codes}); "
-                                   f"the path is broken, not slow")
-        for label, qps, duration in [*((str(r), r, config.duration) for r in config.rates),
-                                     ("max", 0, config.max_duration)]:
+                raise RuntimeError(
+                    f"path {path.name}: no request succeeded during warm-up ({warm.codes}); "
+                    f"the path is broken, not slow"
+                )
+        for label, qps, duration in [
+            *((str(r), r, config.duration) for r in config.rates),
+            ("max", 0, config.max_duration),
+        ]:
             meter.start()
             result = load(label, qps, duration)
             cpu = meter.stop()
             cpu["client"] = result.client_cpu_s
-            per_1k = {role: round(seconds * 1000 / result.count * 1000, 2) if result.count else None
-                      for role, seconds in cpu.items()}
+            per_1k = {
+                role: round(seconds * 1000 / result.count * 1000, 2) if result.count else None
+                for role, seconds in cpu.items()
+            }
             sample = {
-                "repeat": repeat, "path": path.name, "load": label, **result.to_dict(),
+                "repeat": repeat,
+                "path": path.name,
+                "load": label,
+                **result.to_dict(),
                 "cpu_s": {role: round(s, 3) for role, s in cpu.items()},
                 "cpu_ms_per_1k": per_1k,
                 "memory_mib": {hop: procstat.memory(pid).rss_mib for hop, pid in envoys.items()},
@@ -167,9 +200,11 @@ def _measure_path(mesh, fortio: Path, upstream: FortioUpstream, path: EgressPath
                 "loadavg_1m": round(os.getloadavg()[0], 2),
             }
             samples.append(sample)
-            say(f"repeat {repeat + 1}/{config.repeats} {path.name:18} {label:>5}: {result.actual_qps:8.1f} req/s "
+            say(
+                f"repeat {repeat + 1}/{config.repeats} {path.name:18} {label:>5}: {result.actual_qps:8.1f} req/s "
                 f"p50 {result.p50_ms:.3f} p90 {result.p90_ms:.3f} p99 {result.p99_ms:.3f} ms, errors {result.errors}, "
-                + ", ".join(f"{role} {v} CPU-ms/1k" for role, v in per_1k.items()))
+                + ", ".join(f"{role} {v} CPU-ms/1k" for role, v in per_1k.items())
+            )
     finally:
         if objs:
             mesh.delete(objs)
@@ -178,8 +213,13 @@ def _measure_path(mesh, fortio: Path, upstream: FortioUpstream, path: EgressPath
 
 def environment(binaries: IstioBinaries, fortio_version: str) -> dict:
     return {
-        "istio": binaries.describe(), "istio_version": binaries.version, "envoy_version": binaries.envoy_version,
-        "fortio": fortio_version, "cpus": os.cpu_count(), "loadavg_at_start": os.getloadavg(),
-        "kernel": os.uname().release, "python": sys.version.split()[0],
+        "istio": binaries.describe(),
+        "istio_version": binaries.version,
+        "envoy_version": binaries.envoy_version,
+        "fortio": fortio_version,
+        "cpus": os.cpu_count(),
+        "loadavg_at_start": os.getloadavg(),
+        "kernel": os.uname().release,
+        "python": sys.version.split()[0],
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

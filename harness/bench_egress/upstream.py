@@ -17,12 +17,14 @@ teardown and the watchdog end them.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
 from harness.local.mesh import UPSTREAM_PORTS
+from harness.local.netns import pod_env
 from harness.local.pods import UPSTREAM_HOST
 from harness.local.processes import ManagedProcess
 from harness.wait import poll
@@ -30,13 +32,10 @@ from harness.wait import poll
 if TYPE_CHECKING:
     from harness.local.mesh import LocalMesh
 
-# A process in the "internet" namespace: not a pod, but no more of the user's shell either.
-UPSTREAM_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/", "HOSTNAME": UPSTREAM_HOST}
-
 
 @dataclass
 class FortioUpstream:
-    mesh: "LocalMesh"
+    mesh: LocalMesh
     fortio: Path
     servers: dict[str, ManagedProcess] = field(default_factory=dict)
 
@@ -45,19 +44,41 @@ class FortioUpstream:
         assert mesh.pki is not None and mesh.upstream_process is not None
         mesh.upstream_process.stop(grace=1.0)  # frees ports 80 and 443
         cert = mesh.pki.public_ca.issue_server("fortio-upstream", [UPSTREAM_HOST, "*.cnn.com"])
-        common = ["-loglevel", "Warning", "-grpc-port", "disabled", "-redirect-port", "disabled",
-                  "-tcp-port", "disabled", "-udp-port", "disabled", "-ui-path", ""]
-        for name, port, tls in (("http", UPSTREAM_PORTS["http"], []),
-                                ("https", UPSTREAM_PORTS["https"], ["-cert", str(cert.chain_path), "-key", str(cert.key_path)])):
+        common = [
+            "-loglevel",
+            "Warning",
+            "-grpc-port",
+            "disabled",
+            "-redirect-port",
+            "disabled",
+            "-tcp-port",
+            "disabled",
+            "-udp-port",
+            "disabled",
+            "-ui-path",
+            "",
+        ]
+        for name, port, tls in (
+            ("http", UPSTREAM_PORTS["http"], []),
+            ("https", UPSTREAM_PORTS["https"], ["-cert", str(cert.chain_path), "-key", str(cert.key_path)]),
+        ):
             argv = [str(self.fortio), "server", *common, *tls, "-http-port", f"0.0.0.0:{port}"]
-            proc = ManagedProcess(f"fortio server {name} :{port}", mesh.upstream_ns.wrap(argv),
-                                  mesh.log_dir / f"fortio-upstream-{name}.log", env=dict(UPSTREAM_ENV), cwd=Path("/"))
+            proc = ManagedProcess(
+                f"fortio server {name} :{port}",
+                mesh.upstream_ns.wrap(argv),
+                mesh.log_dir / f"fortio-upstream-{name}.log",
+                env=pod_env(UPSTREAM_HOST),
+                cwd=Path("/"),
+            )
             proc.start(mesh.state)
             self.servers[name] = proc
         for name, proc in self.servers.items():
             port = UPSTREAM_PORTS[name]
-            poll(f"fortio's {name} server listening on {mesh.upstream_address}:{port}",
-                 lambda proc=proc, port=port: self._accepts(proc, port), timeout=10)
+            poll(
+                f"fortio's {name} server listening on {mesh.upstream_address}:{port}",
+                functools.partial(self._accepts, proc, port),
+                timeout=10,
+            )
 
     def _accepts(self, proc: ManagedProcess, port: int) -> bool:
         if not proc.alive():

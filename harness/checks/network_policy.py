@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 
 from harness.backend import GATEWAY, TEST_EGRESS_SLEEP
 from harness.checks.passthrough import HTTPS_URL, check_passthrough
@@ -45,16 +46,18 @@ def run_seed_section(sc: Scenario) -> None:
     backend = sc.backend
     sc.apply("passthrough/gateway")
     policy = sc.render("network-policy") + sc.render("network-policy/destinationrule")
-    check_direct_before_policy(sc)
+    with sc.step("without a sidecar, test-egress/sleep reaches the upstream directly"):
+        check_direct_before_policy(sc)
     for namespace, label, value in (("istio-system", "istio", "system"), ("kube-system", "kube-system", "true")):
         backend.label_namespace(namespace, {label: value})
-        sc.defer(lambda namespace=namespace, label=label: backend.label_namespace(namespace, {label: None}))
-    sc.defer(lambda: backend.delete(policy))
-    backend.apply(policy)
-    check_blocked_by_policy(sc)
+        sc.defer(partial(backend.label_namespace, namespace, {label: None}))
+    sc.apply_extra(policy, "network-policy")
+    with sc.step("the policy blocks the direct path"):
+        check_blocked_by_policy(sc)
     backend.label_namespace("test-egress", {"istio-injection": "enabled"})
     sc.defer(lambda: backend.label_namespace("test-egress", {"istio-injection": None}))
     sc.defer(lambda: backend.redeploy(TEST_EGRESS_SLEEP, sidecar=False))
     backend.redeploy(TEST_EGRESS_SLEEP, sidecar=True)
-    check_passthrough(sc, requests=1, source=TEST_EGRESS_SLEEP)
+    with sc.step("with a sidecar, test-egress/sleep goes through the gateway"):
+        check_passthrough(sc, requests=1, source=TEST_EGRESS_SLEEP)
     sc.evidence.observe(gateway_peer=backend.pod_address(GATEWAY))

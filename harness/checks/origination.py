@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from harness.backend import GATEWAY, SLEEP
-from harness.checks.http_gateway import URL, check_hop_tls, gateway_cluster
+from harness.checks.hop_checks import (
+    counter_grew,
+    counters_unchanged,
+    hop_tls,
+    nothing_on,
+    statuses,
+    upstream_header,
+    upstream_sni,
+    upstream_tls,
+    verify,
+    via_gateway,
+)
+from harness.checks.http_gateway import URL
 from harness.curl_result import curl_command
 from harness.manifests import VIA_HEADER
 from harness.scenario import Scenario
-from harness.trace import GATEWAY_UPSTREAM, SIDECAR_UPSTREAM
+from harness.trace import GATEWAY_UPSTREAM, SIDECAR_UPSTREAM, Trace
 
 CNN_443 = "outbound|443||edition.cnn.com"
 
@@ -27,41 +41,75 @@ def check_before_origination(sc: Scenario) -> None:
 def check_origination(sc: Scenario, requests: int = 2) -> None:
     """200 at once, no redirect: the gateway opened TLS (SNI edition.cnn.com) to the stand-in and
     verified its certificate (CA and SAN) itself."""
-    gateway_port = 443 if sc.mode == "istio-mutual" else 80
-    handshake = (CNN_443, "ssl.handshake")
+    gateway_port = sc.values["gateway_port"]
     fail_verify = [(CNN_443, "ssl.fail_verify_error"), (CNN_443, "ssl.fail_verify_san")]
+    requests_443 = (CNN_443, "upstream_rq_total")
     for i in range(requests):
-        t = sc.trace(SLEEP, f"curl-{i}", counters=[handshake, *fail_verify, (CNN_443, "upstream_rq_total")])
+        t = sc.trace(SLEEP, f"curl-{i}", counters=[(CNN_443, "ssl.handshake"), *fail_verify, requests_443])
         t.run(curl_command(URL))
-        t.expect_statuses([200])
-        [req] = t.expect_through_gateway(listener="https", count=1, sidecar_cluster_prefix=gateway_cluster(gateway_port))
-        t.expect(req.sni == "edition.cnn.com", GATEWAY_UPSTREAM, f"the gateway's TLS carried SNI {req.sni!r}")
-        t.expect(req.tls_version and req.tls_version.startswith("TLSv1."), GATEWAY_UPSTREAM, f"TLS {req.tls_version}")
-        t.expect(req.header(VIA_HEADER) == "istio-egressgateway", GATEWAY_UPSTREAM, f"no {VIA_HEADER} header")
-        t.expect(not [r for r in t.upstream_requests() if r.listener == "http"], SIDECAR_UPSTREAM,
-                 "a port-80 request reached the stand-in: the gateway did not originate TLS")
-        t.expect(t.counter_delta((CNN_443, "upstream_rq_total")) == 1, GATEWAY_UPSTREAM,
-                 "the gateway's outbound|443||edition.cnn.com counted no request")
-        t.expect(all(t.counter_delta(c) == 0 for c in fail_verify), GATEWAY_UPSTREAM, "certificate verification failed")
-    gw = t.wait_log(GATEWAY, 1, where=lambda e: e.path == "/politics")
-    t.expect(gw and gw[-1].status == 200 and gw[-1].upstream_cluster == CNN_443, GATEWAY_UPSTREAM,
-             f"gateway access log: {[e.summary() for e in gw]}")
-    t.expect(gw[-1].get("upstream_tls_version"), GATEWAY_UPSTREAM, "the gateway's upstream hop used no TLS")
-    check_hop_tls(sc, t, gw[-1])
-    # The gateway itself checks the stand-in's certificate: its cluster has the CA and SAN.
-    check_gateway_validates(sc, t)
-    sc.evidence.observe(status_chain=t.result.describe(), sni=req.sni, peer=req.peer_address,
+        with sc.step(f"request {i + 1}: the gateway originates TLS"):
+            verify(t,
+                   statuses([200]),
+                   via_gateway("https", gateway_port),
+                   upstream_sni("edition.cnn.com"),
+                   upstream_tls(),
+                   upstream_header(VIA_HEADER, "istio-egressgateway"),
+                   nothing_on("http"),
+                   counter_grew(requests_443, 1),
+                   counters_unchanged(*fail_verify))
+    with sc.step("the gateway's access log, the hop's TLS, and its own verification of the stand-in"):
+        gw = t.wait_log(GATEWAY, 1, where=lambda e: e.path == "/politics")
+        t.expect(gw and gw[-1].status == 200 and gw[-1].upstream_cluster == CNN_443, GATEWAY_UPSTREAM,
+                 f"gateway access log: {[e.summary() for e in gw]}")
+        t.expect(gw[-1].get("upstream_tls_version"), GATEWAY_UPSTREAM, "the gateway's upstream hop used no TLS")
+        verify(t, hop_tls(sc.mode.hop_tls, lambda e: e.path == "/politics"))
+        # The gateway itself checks the stand-in's certificate: its cluster has the CA and SAN.
+        check_gateway_validates(sc, t)
+    req = t.via_gateway[-1]
+    sc.evidence.observe(status_chain=t.result.describe() if t.result else "-", sni=req.sni, peer=req.peer_address,
                         upstream_tls=gw[-1].get("upstream_tls_version"))
 
 
-def check_gateway_validates(sc: Scenario, t) -> None:
+def check_gateway_validates(sc: Scenario, t: Trace) -> None:
+    """The gateway's cluster for edition.cnn.com:443 itself verifies the stand-in: its TLS
+    transport socket has a validation context with a trusted CA and a SAN matcher for
+    edition.cnn.com (read by path in the cluster's config, not by searching the dump's text)."""
     admin = sc.backend.proxy_admin(GATEWAY)
     dump = admin.config_dump("dynamic_active_clusters", name_regex=r"outbound\|443\|\|edition\.cnn\.com")
-    text = str(dump)
-    t.expect("edition.cnn.com" in text and ("match_typed_subject_alt_names" in text or "match_subject_alt_names" in text),
-             GATEWAY_UPSTREAM, "the gateway's edition.cnn.com cluster does not check the stand-in's SAN")
-    t.expect("trusted_ca" in text or "validation_context_sds_secret_config" in text or "combined_validation_context" in text,
-             GATEWAY_UPSTREAM, "the gateway's edition.cnn.com cluster has no trusted CA")
+    # ?resource=dynamic_active_clusters: each config is one DynamicCluster, {"cluster": {...}}.
+    clusters = [c.get("cluster", {}) for c in dump.get("configs") or []]
+    cluster = next((c for c in clusters if c.get("name") == CNN_443), None)
+    if cluster is None:
+        t.fail(GATEWAY_UPSTREAM, f"the gateway has no cluster {CNN_443}")
+    validation = upstream_validation(cluster)
+    t.expect("edition.cnn.com" in validation.sans, GATEWAY_UPSTREAM,
+             f"the gateway's {CNN_443} cluster does not check the stand-in's SAN (matchers: {validation.sans})")
+    t.expect(validation.ca_source, GATEWAY_UPSTREAM, f"the gateway's {CNN_443} cluster has no trusted CA")
+    ca_file = (sc.values.get("trust") or {}).get("ca_certificates")
+    if ca_file:  # file trust (the local mesh): the CA is the very file the stage configured
+        t.expect(validation.ca_source in (f"file-root:{ca_file}", "inline"), GATEWAY_UPSTREAM,
+                 f"the gateway's {CNN_443} cluster trusts {validation.ca_source}, not {ca_file}")
+    sc.evidence.observe(gateway_verifies=f"SAN {validation.sans}, CA {validation.ca_source}")
+
+
+@dataclass(frozen=True)
+class UpstreamValidation:
+    sans: list[str]  # the exact SAN matchers
+    ca_source: str | None  # "inline", an SDS secret name (file-root:PATH, kubernetes://NAME), or None
+
+
+def upstream_validation(cluster: dict) -> UpstreamValidation:
+    """How a cluster verifies its upstream, read at transport_socket.typed_config
+    .common_tls_context: a plain validation_context, or Istio's combined form (a default context
+    with the SAN matchers and an SDS secret with the CA)."""
+    tls = ((cluster.get("transport_socket") or {}).get("typed_config") or {}).get("common_tls_context") or {}
+    combined = tls.get("combined_validation_context") or {}
+    context = combined.get("default_validation_context") or tls.get("validation_context") or {}
+    matchers = [m.get("matcher", m) for m in context.get("match_typed_subject_alt_names", [])]
+    matchers += context.get("match_subject_alt_names", [])
+    sds = combined.get("validation_context_sds_secret_config") or tls.get("validation_context_sds_secret_config")
+    ca_source = sds.get("name") if sds else ("inline" if context.get("trusted_ca") else None)
+    return UpstreamValidation([m["exact"] for m in matchers if "exact" in m], ca_source)
 
 
 def check_wrong_ca(sc: Scenario) -> None:
@@ -81,11 +129,10 @@ def check_wrong_ca(sc: Scenario) -> None:
 def check_mutual_origination(sc: Scenario) -> None:
     """The gateway presents its client certificate to the stand-in's mutual-TLS port: 200, and the
     stand-in saw that certificate."""
-    gateway_port = 443 if sc.mode == "istio-mutual" else 80
     t = sc.trace(SLEEP, "curl")
     t.run(curl_command(URL))
-    t.expect_statuses([200])
-    [req] = t.expect_through_gateway(listener="mtls", count=1, sidecar_cluster_prefix=gateway_cluster(gateway_port))
+    verify(t, statuses([200]), via_gateway("mtls", sc.values["gateway_port"]))
+    req = t.via_gateway[-1]
     sans = req.client_cert_sans
     t.expect("istio-egressgateway.istio-system.svc.cluster.local" in sans, GATEWAY_UPSTREAM,
              f"the stand-in saw client certificate {req.client_cert_subject!r} with SANs {sans}, not the gateway's")

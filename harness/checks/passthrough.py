@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 
 from harness.backend import GATEWAY, GATEWAY_SPIFFE, SLEEP
-from harness.checks.http_gateway import check_hop_tls, gateway_cluster
+from harness.checks.hop_checks import counter_grew, hop_tls, statuses, upstream_sni, verify, via_gateway
 from harness.curl_result import curl_command
+from harness.errors import HopFailure
 from harness.scenario import Scenario
 from harness.stats import seed_name
-from harness.trace import APP_UPSTREAM, GATEWAY_UPSTREAM, SIDECAR_GATEWAY
+from harness.trace import APP_UPSTREAM, GATEWAY_UPSTREAM, SIDECAR_GATEWAY, SIDECAR_UPSTREAM
 
 HTTPS_URL = "https://edition.cnn.com/politics"
 CNN_443_CX = ("outbound|443||edition.cnn.com", "upstream_cx_total")
@@ -19,6 +20,22 @@ def _is_cnn_tls(entry) -> bool:
     return entry.sni == "edition.cnn.com" or "edition.cnn.com" in (entry.upstream_cluster or "")
 
 
+def check_direct_https(sc: Scenario) -> None:
+    """Only the ServiceEntry: 200 over the application's own TLS, from the pod itself, the
+    gateway untouched."""
+    t = sc.trace(SLEEP, "curl", counters=[CNN_443_CX])
+    t.run(curl_command(HTTPS_URL))
+    t.expect_statuses([200])
+    reqs = t.wait_upstream_requests(1)
+    sleep_ip = sc.backend.pod_address(SLEEP)
+    t.expect([(r.listener, r.peer_address) for r in reqs] == [("https", sleep_ip)], SIDECAR_UPSTREAM,
+             f"expected one https request from the sleep pod {sleep_ip}; saw {[r.summary() for r in reqs]}")
+    t.expect(reqs[0].sni == "edition.cnn.com", SIDECAR_UPSTREAM, f"the stand-in saw SNI {reqs[0].sni!r}")
+    t.expect(not t.log(GATEWAY) and t.counter_delta(CNN_443_CX) == 0, SIDECAR_UPSTREAM,
+             "the request passed the gateway although only the ServiceEntry is applied")
+    sc.evidence.observe(status_chain=t.result.describe(), peer=sleep_ip, sni=reqs[0].sni)
+
+
 def check_passthrough(sc: Scenario, requests: int = 3, source: str = SLEEP) -> None:
     """The application's own TLS reaches the stand-in untouched: 200, curl saw the stand-in's
     certificate, the stand-in saw SNI edition.cnn.com from the gateway, and the gateway's
@@ -26,25 +43,29 @@ def check_passthrough(sc: Scenario, requests: int = 3, source: str = SLEEP) -> N
     for i in range(requests):
         t = sc.trace(source, f"curl-{i}", counters=[CNN_443_CX])
         t.run(curl_command(HTTPS_URL, extra=["-v"]))
-        t.expect_statuses([200])
-        subject = re.search(r"subject: (.*)", t.result.stderr)
-        issuer = re.search(r"issuer: (.*)", t.result.stderr)
-        t.expect(subject and "edition.cnn.com" in subject.group(1), APP_UPSTREAM,
-                 f"curl saw certificate subject {subject.group(1) if subject else None!r}: TLS was terminated on the way")
-        t.expect(issuer and "Test Public Root CA" in issuer.group(1), APP_UPSTREAM,
-                 f"curl saw issuer {issuer.group(1) if issuer else None!r}, not the stand-in's CA")
-        [req] = t.expect_through_gateway(listener="https", count=1, sidecar_cluster_prefix=gateway_cluster(443),
-                                         sidecar_entry=_is_cnn_tls)
-        t.expect(req.sni == "edition.cnn.com", GATEWAY_UPSTREAM, f"the stand-in saw SNI {req.sni!r}")
-        delta = t.wait_counter_delta(CNN_443_CX, 1)
-        t.expect(delta == 1, GATEWAY_UPSTREAM, f"{seed_name(*CNN_443_CX)} grew by {delta} for one request")
-    gw = t.wait_log(GATEWAY, 1, where=lambda e: e.is_tcp)
-    t.expect(gw and gw[-1].sni == "edition.cnn.com" and gw[-1].upstream_cluster == "outbound|443||edition.cnn.com",
-             SIDECAR_GATEWAY, f"no TCP line with SNI edition.cnn.com in the gateway's access log: {[e.summary() for e in gw]}")
-    if source == SLEEP:
-        check_hop_tls(sc, t, gw[-1])
-    sc.evidence.observe(status_chain=t.result.describe(), sni=req.sni, peer=req.peer_address,
-                        counter=f"{seed_name(*CNN_443_CX)} +1 per request", certificate=subject.group(1))
+        with sc.step(f"request {i + 1}: TLS by SNI through the gateway, not terminated"):
+            verify(t, statuses([200]))
+            stderr = t.result.stderr if t.result else ""
+            subject = re.search(r"subject: (.*)", stderr)
+            issuer = re.search(r"issuer: (.*)", stderr)
+            t.expect(subject and "edition.cnn.com" in subject.group(1), APP_UPSTREAM,
+                     f"curl saw certificate subject {subject.group(1) if subject else None!r}: TLS was terminated on the way")
+            t.expect(issuer and "Test Public Root CA" in issuer.group(1), APP_UPSTREAM,
+                     f"curl saw issuer {issuer.group(1) if issuer else None!r}, not the stand-in's CA")
+            verify(t,
+                   via_gateway("https", sc.values["gateway_port"], sidecar_entry=_is_cnn_tls),
+                   upstream_sni("edition.cnn.com"),
+                   counter_grew(CNN_443_CX, 1))
+    with sc.step("the gateway's TCP access-log line carries the SNI"):
+        gw = t.wait_log(GATEWAY, 1, where=lambda e: e.is_tcp)
+        t.expect(gw and gw[-1].sni == "edition.cnn.com" and gw[-1].upstream_cluster == "outbound|443||edition.cnn.com",
+                 SIDECAR_GATEWAY, f"no TCP line with SNI edition.cnn.com in the gateway's access log: {[e.summary() for e in gw]}")
+        if source == SLEEP:
+            verify(t, hop_tls(sc.mode.hop_tls, lambda e: e.is_tcp))
+    req = t.via_gateway[-1]
+    sc.evidence.observe(status_chain=t.result.describe() if t.result else "-", sni=req.sni, peer=req.peer_address,
+                        counter=f"{seed_name(*CNN_443_CX)} +1 per request",
+                        certificate=subject.group(1) if subject else "-")
 
 
 def check_openssl_s_client(sc: Scenario) -> None:
@@ -65,12 +86,18 @@ def check_openssl_s_client(sc: Scenario) -> None:
 
 
 def check_gateway_certificate(sc: Scenario) -> None:
-    """The gateway's workload certificate, read from the proxy itself, carries its SPIFFE SAN."""
-    sans = sc.backend.proxy_admin(GATEWAY).cert_sans()
-    uris = sorted({u for s in sans for u in s.uris})
-    sc.evidence.add_json("gateway-cert-sans", [s._asdict() if hasattr(s, "_asdict") else repr(s) for s in sans])
-    if GATEWAY_SPIFFE not in uris:
-        from harness.errors import HopFailure
+    """The gateway's workload certificate, read from the proxy itself, carries its SPIFFE SAN; an
+    HTTP request through the gateway shows whether the hop presented it (the mode decides)."""
+    from harness.checks.http_gateway import URL
 
-        raise HopFailure(SIDECAR_GATEWAY, f"the gateway's certificates carry URI SANs {uris}, expected {GATEWAY_SPIFFE}")
-    sc.evidence.observe(gateway_san=GATEWAY_SPIFFE)
+    with sc.step("the gateway's certificate carries its SPIFFE SAN"):
+        sans = sc.backend.proxy_admin(GATEWAY).cert_sans()
+        uris = sorted({u for s in sans for u in s.uris})
+        sc.evidence.add_json("gateway-cert-sans", [s._asdict() if hasattr(s, "_asdict") else repr(s) for s in sans])
+        if GATEWAY_SPIFFE not in uris:
+            raise HopFailure(SIDECAR_GATEWAY, f"the gateway's certificates carry URI SANs {uris}, expected {GATEWAY_SPIFFE}")
+    with sc.step("the hop presents it only in istio-mutual mode"):
+        t = sc.trace(SLEEP, "curl")
+        t.run(curl_command(URL, follow=False))
+        verify(t, statuses([301]), hop_tls(sc.mode.hop_tls, lambda e: e.path == "/politics"))
+    sc.evidence.observe(gateway_san=GATEWAY_SPIFFE, presented_on_hop=sc.mode.hop_tls)

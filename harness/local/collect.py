@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import shutil
 import traceback
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from harness.local.mesh import LocalMesh
@@ -40,18 +42,18 @@ def edition_report(admin) -> str:
     return "\n".join(lines) + "\n"
 
 
-def collect_local(mesh: "LocalMesh", directory: Path) -> None:
+def collect_local(mesh: LocalMesh, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for proxy in mesh.proxies():
         pod = f"{proxy.spec.namespace}.{proxy.spec.pod_name}"
         d = directory / pod
         d.mkdir(exist_ok=True)
         admin = proxy.admin
-        _save(d, "config_dump.json", lambda: admin.config_dump(include_eds=True))
-        _save(d, "stats.json", lambda: admin.stats(""))
+        _save(d, "config_dump.json", partial(admin.config_dump, include_eds=True))
+        _save(d, "stats.json", partial(admin.stats, ""))
         _save(d, "clusters.json", admin.clusters_json)
         _save(d, "certs.json", admin.certs)
-        _save(d, "edition.cnn.com-report.txt", lambda: edition_report(admin))
+        _save(d, "edition.cnn.com-report.txt", partial(edition_report, admin))
         if proxy.log_path.exists():
             shutil.copyfile(proxy.log_path, d / "istio-proxy.log")
     if mesh.istiod is not None:

@@ -4,14 +4,17 @@ loaded config (/debug/configz) checked first and each proxy's admin API read dir
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from harness.errors import ManifestRejected
+from harness.errors import HopFailure, ManifestRejected
 from harness.sync import marker_cluster, marker_cluster_regex, marker_service_entry, pending_from_syncz, sync_state
+from harness.trace import CONTROL_PLANE
 from harness.wait import WaitTimeout, poll
 
 if TYPE_CHECKING:
     from harness.local.mesh import LocalMesh
+    from harness.local.proxy import IstioProxy
 
 
 def _config_key(obj: dict) -> tuple[str, str, str]:
@@ -20,7 +23,7 @@ def _config_key(obj: dict) -> tuple[str, str, str]:
 
 
 class Convergence:
-    def __init__(self, mesh: "LocalMesh"):
+    def __init__(self, mesh: LocalMesh):
         self.mesh = mesh
         self.generation = 0
         self.last_seconds = 0.0
@@ -31,11 +34,12 @@ class Convergence:
         still fails, at the deadline, with its message)."""
         return self._sync_state()
 
-    def wait(self, *, present: list[dict] = (), absent: list[dict] = (), before: dict | None = None,
+    def wait(self, *, present: Sequence[dict] = (), absent: Sequence[dict] = (), before: dict | None = None,
              timeout: float = 15.0) -> float:
         """Wait until istiod holds `present` and not `absent`, and every proxy has ACKed config
         generated after that. Returns the seconds it took."""
         mesh = self.mesh
+        istiod = mesh.running_istiod
         self.generation += 1
         gen = self.generation
         started = time.monotonic()
@@ -46,7 +50,7 @@ class Convergence:
 
         def istiod_differs() -> tuple[set, set]:
             keys = set()
-            for c in mesh.istiod.configz():
+            for c in istiod.configz():
                 meta = c.get("metadata") or {}
                 keys.add((c.get("kind", ""), meta.get("namespace", ""), meta.get("name", "")))
             return want - keys, gone & keys
@@ -57,27 +61,34 @@ class Convergence:
                  describe=lambda d: f"still missing {sorted(d[0])}, still present {sorted(d[1])}")
         except WaitTimeout as exc:
             # istiod only logs a file it cannot load: put its complaints next to the timeout.
-            errors = [line for line in mesh.istiod.process.log_tail(400).splitlines()
+            errors = [line for line in istiod.process.log_tail(400).splitlines()
                       if "\terror\t" in line or "\twarn\t" in line][-5:]
             raise ManifestRejected(f"{exc}; istiod's recent errors: {' | '.join(errors) or 'none'}") from None
 
         cluster = marker_cluster(gen)
         for proxy in mesh.proxies():
-            def has_marker() -> bool:
-                pending_from_syncz(mesh.istiod.syncz(), self._before)
+            def has_marker(proxy: IstioProxy = proxy) -> bool:  # bound as a default: ruff B023 cannot see poll() runs it now
+                pending_from_syncz(istiod.syncz(), self._before)
                 dump = proxy.admin.config_dump("dynamic_active_clusters", name_regex=marker_cluster_regex(gen))
                 return bool(dump.get("configs"))
 
-            poll(f"{proxy.spec.namespace}/{proxy.spec.pod_name} to accept config generation {gen} (cluster {cluster})",
-                 has_marker, timeout=max(0.1, timeout - (time.monotonic() - started)), interval=0.02)
+            try:
+                poll(f"{proxy.spec.namespace}/{proxy.spec.pod_name} to accept config generation {gen} (cluster {cluster})",
+                     has_marker, timeout=max(0.1, timeout - (time.monotonic() - started)), interval=0.02)
+            except WaitTimeout as exc:
+                raise HopFailure(CONTROL_PLANE, str(exc)) from None
 
         def unsynced() -> list[str]:
-            return pending_from_syncz(mesh.istiod.syncz(), self._before)
+            return pending_from_syncz(istiod.syncz(), self._before)
 
-        poll("every proxy to ACK every xDS type (istiod /debug/syncz)", unsynced, ok=lambda u: not u,
-             timeout=max(0.1, timeout - (time.monotonic() - started)), interval=0.02, describe=lambda u: "; ".join(u))
+        try:
+            poll("every proxy to ACK every xDS type (istiod /debug/syncz)", unsynced, ok=lambda u: not u,
+                 timeout=max(0.1, timeout - (time.monotonic() - started)), interval=0.02,
+                 describe=lambda u: "; ".join(u))
+        except WaitTimeout as exc:
+            raise HopFailure(CONTROL_PLANE, str(exc)) from None
         self.last_seconds = time.monotonic() - started
         return self.last_seconds
 
     def _sync_state(self):
-        return sync_state(self.mesh.istiod.syncz())
+        return sync_state(self.mesh.running_istiod.syncz())

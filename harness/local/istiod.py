@@ -14,10 +14,10 @@ import httpx
 import yaml
 
 from harness.errors import HarnessError
-from harness.meshconfig import mesh_config as shared_mesh_config
 from harness.local.netns import Netns
 from harness.local.processes import ManagedProcess
 from harness.local.runstate import RunState
+from harness.meshconfig import mesh_config as shared_mesh_config
 from harness.wait import poll
 
 XDS_PORT = 15010
@@ -104,7 +104,8 @@ class Istiod:
     def client(self) -> httpx.Client:
         if self._client is None:
             self._client = httpx.Client(
-                base_url=f"http://127.0.0.1:{DEBUG_PORT}", transport=self.netns.http_transport(), timeout=5.0
+                base_url=f"http://127.0.0.1:{DEBUG_PORT}", transport=self.netns.http_transport(), timeout=5.0,
+                trust_env=False,
             )
         return self._client
 

@@ -18,10 +18,11 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, HarnessFault
 from harness.istio_binaries import IstioBinaries
 from harness.local import netpol
 from harness.local.convergence import Convergence
@@ -29,23 +30,38 @@ from harness.local.fabric import Fabric
 from harness.local.istiod import Istiod, mesh_config
 from harness.local.kube_api import KubeApiServer
 from harness.local.manifest_dir import ManifestDir
-from harness.local.netns import ExecResult, Netns
+from harness.local.netns import ETC_NETNS_DIR, POD_PATH, ExecResult, Netns
 from harness.local.pods import UPSTREAM_HOST, Pod, stage_gateway_trust, write_pod_etc
 from harness.local.processes import ManagedProcess
 from harness.local.proxy import IstioProxy, ProxySpec
 from harness.local.reaper import start_watchdog
-from harness.local.runstate import RunState, reap_stale_runs
+from harness.local.runstate import STATE_ROOT, RunState, reap_stale_runs
 from harness.pki import RunPKI
+from harness.pod_table import GATEWAY_POD, GATEWAY_SA, NAMESPACES, PODS, PodSpec
 from harness.sync import ISTIO_KINDS
+from harness.system_packages import find_command
 from harness.upstream_client import UpstreamClient
 from harness.wait import poll
 
 UPSTREAM_PORTS = {"http": 80, "https": 443, "mtls": 8443, "control": 9901}
-GATEWAY_SA = "istio-egressgateway-service-account"
 KUBE_API_PORT = 6443
 REQUIRED_COMMANDS = {"ip": "iproute2", "iptables": "iptables", "iptables-restore": "iptables",
                      "setpriv": "util-linux", "curl": "curl", "openssl": "openssl"}
+# istiod is the local mesh's own pod (on Kubernetes, istioctl installs it): not in the suites' table.
+ISTIOD_POD = PodSpec("istio-system", "istiod", "istiod", None, "discovery", {"app": "istiod", "istio": "pilot"})
 __all__ = ["LocalMesh", "preflight"]
+
+
+def _remove_if_empty(directory: Path) -> None:
+    """/run/egress-harness and /etc/netns, once the last run is gone (ip netns would make them again)."""
+    try:
+        directory.rmdir()
+    except OSError:
+        pass
+
+
+def _say_to_stderr(line: str) -> None:
+    print(f"[egress-harness] {line}", file=sys.stderr, flush=True)
 
 
 def preflight() -> None:
@@ -53,7 +69,7 @@ def preflight() -> None:
     if os.geteuid() != 0:
         raise HarnessError("the local mesh needs root or a user namespace for network namespaces and iptables: "
                            "run 'make e2e' (it enters a user namespace when it can) or 'sudo make e2e'")
-    missing = [f"{cmd} (apt-get install {pkg})" for cmd, pkg in REQUIRED_COMMANDS.items() if not shutil.which(cmd)]
+    missing = [f"{cmd} (apt-get install {pkg})" for cmd, pkg in REQUIRED_COMMANDS.items() if not find_command(cmd)]
     if missing:
         raise HarnessError(f"missing commands: {', '.join(missing)}")
     if not Path("/proc/self/ns/net").exists():
@@ -64,6 +80,7 @@ def preflight() -> None:
 class LocalMesh:
     binaries: IstioBinaries
     artifacts: Path
+    say: Callable[[str], None] = _say_to_stderr  # lines the user must see (not captured by pytest)
     run_id: str = field(default_factory=lambda: secrets.token_hex(3))
     name: str = field(default="local", init=False)
     pods: dict[str, Pod] = field(default_factory=dict, init=False)
@@ -71,7 +88,9 @@ class LocalMesh:
 
     def __post_init__(self) -> None:
         self.state = RunState(self.run_id)
-        self.workdir = Path(f"/tmp/egress-harness-{self.run_id}")
+        # Keys and pod files live beside the run's state, on /run: a tmpfs, and private to the
+        # user namespace of a rootless run, so they vanish with it even after SIGKILL.
+        self.workdir = self.state.directory / "work"
         self.log_dir = self.artifacts / "mesh-logs"
         self.config_dir = self.workdir / "manifests"
         self.fabric = Fabric(self.run_id)
@@ -86,20 +105,25 @@ class LocalMesh:
         self.manifests = ManifestDir(self.config_dir, self.binaries.istioctl)
         self._trust: dict = {}
         self._unsettled: list[dict] = []
-        self.convergence: Convergence | None = None
+        # Whole from the start (it only holds the mesh and counters); it reaches istiod through
+        # running_istiod, which says so if it is used before start().
+        self.convergence = Convergence(self)
         self.timings: dict[str, float] = {}
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> None:
         preflight()
         for line in reap_stale_runs():
-            print(f"[egress-harness] cleaned up after a dead run: {line}", file=sys.stderr)
+            self.say(f"cleaned up after a dead run: {line}")
         t0 = time.monotonic()
         self.state.save()
         self._watchdog = start_watchdog(self.state.file)
         self.state.add_path(self.workdir)
         self.workdir.mkdir(parents=True)
-        os.chmod(self.workdir, 0o711)
+        for d in (STATE_ROOT, self.state.directory, self.workdir):
+            os.chmod(d, 0o711)  # the proxies (uid 1337) pass through to their own directories
+        # The artifacts folder is this run's (the plugin holds its lock): no old run's lines.
+        shutil.rmtree(self.log_dir, ignore_errors=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.pki = RunPKI(self.workdir / "pki")
         self._stage_binaries()
@@ -107,28 +131,37 @@ class LocalMesh:
         self._add_netns(self.fabric.hub)
         self.fabric.create()
         self.upstream_address = self.fabric.allocate(internet=True)
-        for ns, labels in {"istio-system": {}, "default": {}, "test-egress": {}, "kube-system": {}}.items():
-            self.namespace_labels[ns] = dict(labels)
+        for ns in NAMESPACES:
+            self.namespace_labels[ns] = {}
 
-        istiod_pod = self._make_pod("istio-system", "istiod", {"app": "istiod", "istio": "pilot"}, "istiod")
-        self._start_istiod(istiod_pod)
+        istiod_pod = self._make_pod(ISTIOD_POD)
+        istiod = self._start_istiod(istiod_pod)
         self._start_upstream()
-        gw = self._make_pod("istio-system", "istio-egressgateway",
-                            {"app": "istio-egressgateway", "istio": "egressgateway"}, GATEWAY_SA)
-        self.manifests.write(self._gateway_service_entry(gw.address))
-        self._attach_proxy(gw, "router")
-        self._trust = stage_gateway_trust(self.pki, gw.proxy.workdir / "etc" / "egress-trust")
-        sleep = self._make_pod("default", "sleep", {"app": "sleep"}, "sleep")
-        self._attach_proxy(sleep, "sidecar")
-        self._make_pod("test-egress", "sleep", {"app": "sleep"}, "sleep")
-        self.istiod.wait_ready()
+        for spec in PODS.values():
+            pod = self._make_pod(spec)
+            if spec is GATEWAY_POD:
+                # The gateway's Service, and the files it trusts the stand-in with.
+                self.manifests.write(self._gateway_service_entry(pod.address))
+            if spec.proxy:
+                self._attach_proxy(pod, spec.proxy)
+            if spec is GATEWAY_POD:
+                assert pod.proxy is not None
+                self._trust = stage_gateway_trust(self.pki, pod.proxy.workdir / "etc" / "egress-trust")
+        istiod.wait_ready()
         self.timings["istiod_ready"] = time.monotonic() - t0
         for pod in self.pods.values():
             if pod.proxy is not None:
                 pod.proxy.wait_ready()
         poll("mock_upstream's control port", self._upstream().healthz, timeout=10)
-        self.convergence = Convergence(self)
         self.timings["cold_start"] = time.monotonic() - t0
+
+    @property
+    def running_istiod(self) -> Istiod:
+        """istiod, for what needs it running (convergence): a HarnessFault, not an AttributeError
+        on None, if something asks for it before start()."""
+        if self.istiod is None:
+            raise HarnessFault("the local mesh's istiod was asked for before LocalMesh.start()")
+        return self.istiod
 
     def stop(self) -> None:
         """Tear everything down; safe to call twice and after a partial start."""
@@ -155,6 +188,8 @@ class LocalMesh:
             if Path("/var/run/netns", name).exists():
                 errors.append(f"netns {name} still exists")
         self.state.forget()
+        for d in (STATE_ROOT, ETC_NETNS_DIR):
+            _remove_if_empty(d)
         if self._watchdog is not None:
             proc, write_fd = self._watchdog
             os.close(write_fd)  # the watchdog finds nothing left and exits
@@ -164,7 +199,7 @@ class LocalMesh:
                 proc.kill()
             self._watchdog = None
         if errors:
-            raise RuntimeError("teardown left: " + "; ".join(errors))
+            raise HarnessFault("teardown left: " + "; ".join(errors))
 
     # ---------------------------------------------------------------- building blocks
     def _stage_binaries(self) -> None:
@@ -186,19 +221,19 @@ class LocalMesh:
     def _add_netns(self, ns: Netns) -> None:
         self.state.add_netns(ns.name)
 
-    def _make_pod(self, namespace: str, name: str, labels: dict[str, str], sa: str) -> Pod:
+    def _make_pod(self, spec: PodSpec) -> Pod:
         assert self.pki is not None
-        ns = Netns(f"eh-{self.run_id}-{namespace}-{name}"[:60])
+        ns = Netns(f"eh-{self.run_id}-{spec.namespace}-{spec.name}"[:60], hostname=spec.name)
         self._add_netns(ns)
         ns.create()
         address = self.fabric.allocate()
         ep = self.fabric.plug(ns, address)
-        write_pod_etc(ns, name, address, self.upstream_address, self.pki.public_ca.cert_pem)
-        pod = Pod(namespace, name, dict(labels), sa, ns, address, ep.hub_ifname)
+        write_pod_etc(ns, spec.name, address, self.upstream_address, self.pki.public_ca.cert_pem)
+        pod = Pod(spec.namespace, spec.name, dict(spec.labels), spec.service_account, ns, address, ep.hub_ifname)
         self.pods[pod.key] = pod
         return pod
 
-    def _start_istiod(self, pod: Pod) -> None:
+    def _start_istiod(self, pod: Pod) -> Istiod:
         # The API server socket lives in istiod's namespace: only istiod can reach it.
         sock = pod.netns.socket()
         sock.bind(("127.0.0.1", KUBE_API_PORT))
@@ -213,6 +248,7 @@ class LocalMesh:
         self.istiod = Istiod(pod.netns, pod.address, self.binaries.pilot_discovery, self.workdir / "istiod",
                              self.config_dir, self.log_dir, kubeconfig=kubeconfig)
         self.istiod.start(self.state)
+        return self.istiod
 
     def _start_upstream(self) -> None:
         assert self.pki is not None
@@ -231,7 +267,7 @@ class LocalMesh:
                      "--control-port", str(UPSTREAM_PORTS["control"]),
                      "--cert", str(server.chain_path), "--key", str(server.key_path)]),
             self.log_dir / "mock_upstream.log", cwd=repo_root,
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(repo_root)},
+            env={"PATH": POD_PATH, "PYTHONPATH": str(repo_root)},
         )
         self.upstream_process.start(self.state)
 
@@ -243,7 +279,7 @@ class LocalMesh:
             )
         return self._upstream_client
 
-    def _attach_proxy(self, pod: Pod, kind: str) -> None:
+    def _attach_proxy(self, pod: Pod, kind: str) -> IstioProxy:
         assert self.pki is not None and self.istiod is not None
         proxy = IstioProxy(
             ProxySpec(kind, pod.namespace, pod.name, pod.service_account, pod.labels, pod.address),
@@ -255,6 +291,7 @@ class LocalMesh:
             proxy.apply_iptables()
         proxy.start(self.state)
         pod.proxy = proxy
+        return proxy
 
     def upstream_trust(self) -> dict:
         return self._trust
@@ -300,7 +337,8 @@ class LocalMesh:
         for o in objs:
             if o.get("kind") == "NetworkPolicy":
                 meta = o.get("metadata") or {}
-                self._policies.pop((meta.get("namespace"), meta.get("name")), None)
+                # parse_policy refuses an empty namespace or name, so "" matches no policy, as None did.
+                self._policies.pop((meta.get("namespace") or "", meta.get("name") or ""), None)
         self._sync_policies()
         istio = [o for o in objs if o.get("kind") in ISTIO_KINDS]
         if istio:
@@ -324,7 +362,7 @@ class LocalMesh:
         (self.log_dir / "hub-iptables.rules").write_text(rules)
         result = self.fabric.hub.exec(["iptables-restore"], input=rules)
         if not result.ok:
-            raise RuntimeError(f"iptables-restore in the hub failed: {result.stderr.strip()}")
+            raise HarnessFault(f"iptables-restore in the hub failed: {result.stderr.strip()}")
 
     def label_namespace(self, namespace: str, labels: dict[str, str | None]) -> None:
         """`kubectl label namespace NS k=v` (None removes k), then re-evaluate NetworkPolicy."""
@@ -346,10 +384,9 @@ class LocalMesh:
             old.proxy.stop()
         self.fabric.unplug(old.netns)
         old.netns.delete()
-        pod = self._make_pod(old.namespace, old.name, old.labels, old.service_account)
+        new = self._make_pod(PODS[old.key])
         if sidecar:
-            self._attach_proxy(pod, "sidecar")
-            pod.proxy.wait_ready()
+            self._attach_proxy(new, "sidecar").wait_ready()
         self._sync_policies()
         if sidecar:
             self.convergence.wait()

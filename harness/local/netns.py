@@ -21,12 +21,29 @@ import httpcore
 import httpx
 from httpcore._backends.sync import SyncStream
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, HarnessFault
+from harness.system_packages import host_path
 
 NETNS_DIR = Path("/var/run/netns")
 ETC_NETNS_DIR = Path("/etc/netns")
 _CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
+
+
+# The PATH a container runtime gives a container whose image sets none (containerd's default).
+POD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def pod_env(hostname: str, **extra: str) -> dict[str, str]:
+    """The environment of a process in a pod: what Kubernetes gives a container (PATH, HOSTNAME,
+    HOME) plus what its spec sets, and nothing of the user's shell. DRY_RUN would put
+    istio-iptables in dry-run mode, http_proxy or CURL_CA_BUNDLE would change what curl does."""
+    return {"PATH": POD_PATH, "HOSTNAME": hostname, "HOME": "/root", **extra}
+
+
+def host_env() -> dict[str, str]:
+    """For the host's own commands (ip, iptables-restore): a PATH with sbin, nothing else."""
+    return {"PATH": host_path(), "LC_ALL": "C"}
 
 
 @dataclass(frozen=True)
@@ -44,20 +61,22 @@ class ExecResult:
 def run_host(argv: list[str], *, check: bool = True, timeout: float = 30.0, input: str | None = None) -> ExecResult:
     """Run a host command (ip, iptables-restore …); on failure raise with its stderr."""
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=input)
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=input, env=host_env())
     except FileNotFoundError:
         raise HarnessError(f"command not found: {argv[0]} (install it, e.g. apt-get install iproute2 iptables)") from None
     result = ExecResult(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
     if check and proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed with exit {proc.returncode}: {proc.stderr.strip()}")
+        raise HarnessFault(f"{' '.join(argv)} failed with exit {proc.returncode}: {proc.stderr.strip()}")
     return result
 
 
 class Netns:
-    """One named network namespace (`ip netns add`), with its own /etc/netns/<name>/ files."""
+    """One named network namespace (`ip netns add`), with its own /etc/netns/<name>/ files.
+    Commands run in it get `env` (a pod's environment), never the harness's own."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, hostname: str | None = None):
         self.name = name
+        self.env = pod_env(hostname or name)
 
     @property
     def path(self) -> Path:
@@ -89,7 +108,9 @@ class Netns:
 
     def sysctl(self, key: str, value: str) -> None:
         # /proc/sys/net is per network namespace: write it from inside.
-        run_host(["ip", "netns", "exec", self.name, "sysctl", "-q", "-w", f"{key}={value}"])
+        result = self.exec(["sysctl", "-q", "-w", f"{key}={value}"])
+        if not result.ok:
+            raise HarnessFault(f"sysctl {key}={value} in netns {self.name} failed: {result.stderr.strip()}")
 
     def wrap(self, argv: list[str], *, uid: int | None = None) -> list[str]:
         """The argv that runs `argv` inside this namespace (optionally as uid/gid `uid`)."""
@@ -100,7 +121,8 @@ class Netns:
 
     def exec(self, argv: list[str], *, timeout: float = 30.0, uid: int | None = None, input: str | None = None) -> ExecResult:
         try:
-            proc = subprocess.run(self.wrap(argv, uid=uid), capture_output=True, text=True, timeout=timeout, input=input)
+            proc = subprocess.run(self.wrap(argv, uid=uid), capture_output=True, text=True, timeout=timeout,
+                                  input=input, env=self.env)
         except subprocess.TimeoutExpired as exc:
             out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
             err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
@@ -147,7 +169,7 @@ class _NetnsNetworkBackend(httpcore.NetworkBackend):
             sock = self._ns.socket()
             sock.settimeout(timeout)
             sock.connect((host, port))
-        except socket.timeout as exc:
+        except TimeoutError as exc:
             raise httpcore.ConnectTimeout(f"{host}:{port} in netns {self._ns.name}: {exc}") from exc
         except OSError as exc:
             raise httpcore.ConnectError(f"{host}:{port} in netns {self._ns.name}: {exc}") from exc
@@ -165,7 +187,8 @@ class _NetnsNetworkBackend(httpcore.NetworkBackend):
 
 def netns_transport(ns: Netns) -> httpx.HTTPTransport:
     """An httpx transport whose TCP connections are opened inside `ns`."""
-    transport = httpx.HTTPTransport()
+    # trust_env=False: the harness's own clients ignore the user's SSL_CERT_FILE and proxies too.
+    transport = httpx.HTTPTransport(trust_env=False)
     # httpx has no public hook for the network backend; its pool is the documented httpcore one.
     transport._pool = httpcore.ConnectionPool(network_backend=_NetnsNetworkBackend(ns))
     return transport

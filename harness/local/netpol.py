@@ -109,7 +109,7 @@ def render_rules(policies: list[EgressPolicy], pods: list[PodInfo], namespace_la
         for policy in selecting:
             for peer in policy.peers:
                 if peer.namespace_labels is None:
-                    dests = [None]
+                    dests: list[str | None] = [None]
                 else:
                     dests = [
                         other.address for other in pods

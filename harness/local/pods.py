@@ -28,7 +28,7 @@ class Pod:
     netns: Netns
     address: str
     hub_ifname: str
-    proxy: "IstioProxy | None" = None
+    proxy: IstioProxy | None = None
 
     @property
     def key(self) -> str:
@@ -54,7 +54,7 @@ def write_pod_etc(ns: Netns, name: str, address: str, upstream_address: str, pub
         os.chmod(ssl_dir / sub, 0o755)
 
 
-def stage_gateway_trust(pki: "RunPKI", directory: Path) -> dict:
+def stage_gateway_trust(pki: RunPKI, directory: Path) -> dict:
     """Files the gateway's Envoy (uid 1337) reads for TLS origination: the CA that signed the
     stand-in, a CA that did not, and a client certificate the stand-in's mutual-TLS port accepts.
     Returns them as the manifests' `trust` values (file paths, where Kubernetes uses credentialName)."""

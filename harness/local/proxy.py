@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import httpx
 import yaml
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, HarnessFault
 from harness.istio_binaries import IstioBinaries
 from harness.local.netns import Netns
 from harness.local.processes import ManagedProcess
@@ -63,7 +63,7 @@ class IstioProxy:
     log_dir: Path
     mesh_config: dict
     process: ManagedProcess | None = field(default=None, init=False)
-    _admin: "EnvoyAdmin | None" = field(default=None, init=False)
+    _admin: EnvoyAdmin | None = field(default=None, init=False)
     _log_offset: int = field(default=0, init=False)
     _access_lines: list[str] = field(default_factory=list, init=False)
 
@@ -89,7 +89,7 @@ class IstioProxy:
         shutil.copyfile(self.binaries.bootstrap_template, root / "var/lib/istio/envoy/envoy_bootstrap_tmpl.json")
         write_istio_cert_dir(mesh_ca, self.spec.namespace, self.spec.service_account,
                              root / "var/run/secrets/workload-spiffe-credentials")
-        for dirpath, dirnames, filenames in os.walk(root):
+        for dirpath, _dirnames, filenames in os.walk(root):
             os.chown(dirpath, PROXY_UID, PROXY_UID)
             for name in filenames:
                 os.chown(os.path.join(dirpath, name), PROXY_UID, PROXY_UID)
@@ -140,15 +140,18 @@ class IstioProxy:
         self.process.start(state)
 
     def status_client(self) -> httpx.Client:
-        return httpx.Client(base_url=f"http://127.0.0.1:{STATUS_PORT}", transport=self.netns.http_transport(), timeout=2.0)
+        return httpx.Client(base_url=f"http://127.0.0.1:{STATUS_PORT}", transport=self.netns.http_transport(), timeout=2.0,
+                            trust_env=False)
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         """pilot-agent's /healthz/ready turns 200 once Envoy has its first listeners and clusters."""
-        assert self.process is not None
+        process = self.process
+        if process is None:
+            raise HarnessFault(f"istio-proxy {self.spec.namespace}/{self.spec.pod_name}: wait_ready() before start()")
         with self.status_client() as client:
             def probe() -> int:
-                if not self.process.alive():
-                    raise HarnessError(f"{self.process.name} died: {self.process.exit_summary()}")
+                if not process.alive():
+                    raise HarnessError(f"{process.name} died: {process.exit_summary()}")
                 return client.get("/healthz/ready").status_code
 
             try:
@@ -158,7 +161,7 @@ class IstioProxy:
                 raise
 
     @property
-    def admin(self) -> "EnvoyAdmin":
+    def admin(self) -> EnvoyAdmin:
         from harness.envoy_admin import EnvoyAdmin
 
         if self._admin is None:

@@ -43,8 +43,17 @@ def main(argv: list[str] | None = None) -> int:
         # The owner may have exited normally after cleaning up; then the file is gone already.
         reap_state_file(args.watch, only_if_owner_dead=False)
         return 0
-    for line in reap_stale_runs():
+    if os.geteuid() != 0:
+        # A run without root lives in a PID and mount namespace of its own: when it dies, the
+        # kernel ends its processes and its /run (state, keys) goes with it. Nothing to find.
+        print("nothing to clean: runs without root leave nothing behind (a PID namespace each); "
+              "runs as root are cleaned with 'sudo make clean-stale'")
+        return 0
+    done = reap_stale_runs()
+    for line in done:
         print(line)
+    if not done:
+        print("nothing to clean: no dead run left anything")
     return 0
 
 

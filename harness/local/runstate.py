@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import shutil
+import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -32,8 +32,16 @@ def proc_start_time(pid: int) -> int | None:
 
 
 def pid_alive(pid: int, start_time: int | None) -> bool:
-    current = proc_start_time(pid)
-    return current is not None and (start_time is None or current == start_time)
+    """Running (not a zombie: in a rootless run the harness is PID 1 and inherits orphans it
+    does not reap) and still the process we started."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    fields = raw.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):
+        return False
+    return start_time is None or int(fields[19]) == start_time
 
 
 @dataclass

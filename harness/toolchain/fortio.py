@@ -37,7 +37,9 @@ def fortio_version_of(path: Path) -> str:
     try:
         out = subprocess.run([str(path), "version"], capture_output=True, text=True, timeout=30)
     except OSError as exc:
-        raise HarnessError(f"{path} cannot run ({exc.strerror}): point EGRESS_HARNESS_FORTIO at a fortio binary or unset it") from None
+        raise HarnessError(
+            f"{path} cannot run ({exc.strerror}): point EGRESS_HARNESS_FORTIO at a fortio binary or unset it"
+        ) from None
     text = out.stdout.strip()
     if out.returncode != 0 or not text or not text[0].isdigit():
         raise HarnessError(f"{path} is not a working fortio ({(out.stderr or out.stdout).strip()[:200]})")
@@ -60,23 +62,36 @@ def ensure_fortio(version: str = FORTIO_VERSION) -> Path:
     if not go:
         raise HarnessError("the Go toolchain is needed to build fortio: install Go, or set EGRESS_HARNESS_FORTIO")
     cached.parent.parent.mkdir(parents=True, exist_ok=True)
-    print(f"[egress-harness] building fortio: go install {FORTIO_MODULE}@{version} (about a minute, once)",
-          file=sys.stderr, flush=True)
+    print(
+        f"[egress-harness] building fortio: go install {FORTIO_MODULE}@{version} (about a minute, once)",
+        file=sys.stderr,
+        flush=True,
+    )
     started = time.monotonic()
     # Built into a scratch directory and moved into place: an interrupted build leaves no
     # half-written binary in the cache.
     with tempfile.TemporaryDirectory(prefix="fortio-build-", dir=cached.parent.parent) as scratch:
-        proc = subprocess.run([go, "install", f"{FORTIO_MODULE}@{version}"], capture_output=True, text=True,
-                              env={**os.environ, "GOBIN": scratch, "GOFLAGS": "-buildvcs=false"}, cwd=scratch)
+        proc = subprocess.run(
+            [go, "install", f"{FORTIO_MODULE}@{version}"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "GOBIN": scratch, "GOFLAGS": "-buildvcs=false"},
+            cwd=scratch,
+        )
         built = Path(scratch) / "fortio"
         if proc.returncode != 0 or not built.is_file():
             tail = "; ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
-            raise HarnessError(f"go install {FORTIO_MODULE}@{version} failed: {tail} "
-                               f"(set EGRESS_HARNESS_FORTIO to an existing fortio to skip the build)")
+            raise HarnessError(
+                f"go install {FORTIO_MODULE}@{version} failed: {tail} "
+                f"(set EGRESS_HARNESS_FORTIO to an existing fortio to skip the build)"
+            )
         cached.parent.mkdir(parents=True, exist_ok=True)
         os.replace(built, cached)
-    print(f"[egress-harness] fortio {fortio_version_of(cached)} built in {time.monotonic() - started:.0f}s: {cached}",
-          file=sys.stderr, flush=True)
+    print(
+        f"[egress-harness] fortio {fortio_version_of(cached)} built in {time.monotonic() - started:.0f}s: {cached}",
+        file=sys.stderr,
+        flush=True,
+    )
     return cached
 
 

@@ -1,0 +1,296 @@
+"""pytest wiring of egress-harness, loaded as a plugin (the `pytest11` entry point in pyproject).
+
+Before anything starts, one line and exit 2 for: an artifacts folder that cannot be written or is
+in use by another run, a dry run of the local backend, a broken fixture (Jinja syntax, YAML, or a
+field `istioctl validate` refuses), a missing command, no root. Then the mesh is started once per
+session and always torn down: after pass, failure, Ctrl-C (SIGINT), SIGTERM and SIGHUP; a SIGKILLed
+run is cleaned up by the mesh's watchdog (root) or by the kernel (rootless: a PID namespace).
+
+Per test: evidence collected while it runs, written under artifacts/evidence/<test>/ if it fails,
+the mesh-wide state added; a row in artifacts/summary.md. A fault of the harness (anything that
+is not a mesh assertion) is reported as a harness error, not as a failure of the mesh.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.errors import HarnessError, MeshFailure
+from harness.evidence import Evidence
+from harness.istio_binaries import IstioBinaries
+from harness.manifests import MODES
+from harness.scenario import Scenario
+from harness.summary import SummaryWriter
+
+REPORT_KEY = pytest.StashKey[dict]()
+EVIDENCE_KEY = pytest.StashKey[Evidence]()
+_SUMMARY = pytest.StashKey[SummaryWriter]()
+_ARTIFACTS = pytest.StashKey[Path]()
+_LOCK = pytest.StashKey[int]()
+HARNESS_ERROR = "harness error"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("egress-harness")
+    group.addoption(
+        "--backend",
+        default="local",
+        choices=["local", "kind", "cluster"],
+        help="where the mesh runs (default: local, the pocket cluster)",
+    )
+    group.addoption("--istio-version", default=None, help="Istio version (default: the pinned one)")
+    group.addoption(
+        "--artifacts", default="artifacts", help="folder for junit.xml, summary.md, evidence and mesh logs"
+    )
+    group.addoption("--dry-run", action="store_true", help="print the plan of the kind/cluster backend and exit")
+    # pytest-kind-ng (the [kind] extra) defines these too when its plugin is loaded.
+    for flag, kwargs in (
+        ("--keep-cluster", {"action": "store_true", "help": "kind: reuse and keep the cluster"}),
+        ("--cluster-name", {"default": "egress-harness", "help": "kind: cluster name"}),
+        ("--kubeconfig", {"default": None, "help": "cluster backend: kubeconfig of an existing cluster"}),
+    ):
+        try:
+            group.addoption(flag, **kwargs)
+        except ValueError:
+            pass
+
+
+def _exit(line: str) -> None:
+    pytest.exit(f"egress-harness: {line}", returncode=2)
+
+
+def _as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _claim_artifacts(config: pytest.Config) -> Path:
+    """The artifacts folder, writable and this run's alone (a lock held for the session)."""
+    path = Path(config.getoption("--artifacts")).resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        _exit(f"cannot write the artifacts folder {path}: {exc.strerror} (pass ARTIFACTS=DIR, a folder you can write)")
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        _exit(f"the artifacts folder {path} is in use by another run: wait for it, or pass ARTIFACTS=another-folder")
+    os.set_inheritable(fd, False)
+    config.stash[_LOCK] = fd
+    return path
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    # SIGTERM (CI timeouts, `kill`) and SIGHUP (a closed terminal) take Ctrl-C's clean path.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _as_interrupt)
+    config.stash[_SUMMARY] = SummaryWriter()
+    if config.option.help or config.option.collectonly and not config.getoption("--dry-run"):
+        return
+    if config.getoption("--dry-run") and config.getoption("--backend") == "local":
+        _exit("a dry run prints the plan of BACKEND=kind or BACKEND=cluster; the local mesh has none: drop DRY_RUN")
+    artifacts = _claim_artifacts(config)
+    config.stash[_ARTIFACTS] = artifacts
+    # junit.xml goes with the rest, unless --junitxml says otherwise.
+    if getattr(config.option, "xmlpath", None) is None and hasattr(config.option, "xmlpath"):
+        config.option.xmlpath = str(artifacts / "junit.xml")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    fd = config.stash.get(_LOCK, None)
+    if fd is not None:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir(pytestconfig: pytest.Config) -> Path:
+    return pytestconfig.stash.get(_ARTIFACTS, None) or Path(pytestconfig.getoption("--artifacts")).resolve()
+
+
+@pytest.fixture(scope="session")
+def istio_version(pytestconfig: pytest.Config) -> str:
+    from harness.versions import DEFAULT_ISTIO_VERSION
+
+    return pytestconfig.getoption("--istio-version") or DEFAULT_ISTIO_VERSION
+
+
+def _say(pytestconfig: pytest.Config):
+    """A printer that reaches the terminal through pytest's output capture."""
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+
+    def say(line: str) -> None:
+        with capture.global_and_fixture_disabled():
+            print(f"[egress-harness] {line}", flush=True)
+
+    return say
+
+
+@pytest.fixture(scope="session")
+def istio_binaries(istio_version: str, pytestconfig: pytest.Config) -> IstioBinaries:
+    from harness.istio_binaries import ensure_istio
+
+    # A first build takes minutes: its progress goes to the terminal, not into captured output.
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+    try:
+        with capture.global_and_fixture_disabled():
+            return ensure_istio(istio_version)
+    except HarnessError as exc:
+        _exit(str(exc))
+        raise  # not reached
+
+
+def _check_fixtures(dry_run: bool, request: pytest.FixtureRequest) -> None:
+    """Every stage × mode rendered, and (but in a dry run) validated by the real istioctl, once."""
+    from harness.manifests import fixture_set
+
+    fixtures = fixture_set()
+    fixtures.check()
+    if not dry_run:
+        binaries = request.getfixturevalue("istio_binaries")
+        fixtures.validate_all(binaries.istioctl)
+
+
+@pytest.fixture(scope="session")
+def mesh(pytestconfig: pytest.Config, request: pytest.FixtureRequest, artifacts_dir: Path) -> Iterator[Any]:
+    """The backend the suites talk to (harness/backend.py describes its interface)."""
+    backend = pytestconfig.getoption("--backend")
+    dry_run = bool(pytestconfig.getoption("--dry-run"))
+    try:
+        if backend == "local":
+            from harness.local.mesh import preflight
+
+            preflight()  # no root, a missing command → one line, nothing created
+        _check_fixtures(dry_run, request)  # a broken fixture stops the run before anything starts
+    except HarnessError as exc:
+        _exit(str(exc))
+    if backend != "local":
+        from harness.backends import make_remote_backend
+
+        try:
+            remote = make_remote_backend(pytestconfig, artifacts_dir)
+        except HarnessError as exc:
+            _exit(str(exc))
+        yield remote
+        remote.stop()
+        return
+    from harness.local.mesh import LocalMesh
+
+    binaries = request.getfixturevalue("istio_binaries")
+    local = LocalMesh(binaries, artifacts_dir, say=_say(pytestconfig))
+    try:
+        local.start()
+    except HarnessError as exc:
+        local.stop()
+        _exit(str(exc))
+    except BaseException:
+        local.stop()
+        raise
+    try:
+        yield local
+    finally:
+        local.stop()
+
+
+@pytest.fixture
+def evidence(request: pytest.FixtureRequest, artifacts_dir: Path) -> Iterator[Evidence]:
+    """Collects evidence for this test; written out only if the test fails."""
+    ev = Evidence()
+    request.node.stash[EVIDENCE_KEY] = ev
+    yield ev
+    if has_failed(request.node):
+        ev.write(evidence_dir_for(artifacts_dir, request.node), request.node)
+
+
+@pytest.fixture(params=MODES)
+def mode(request: pytest.FixtureRequest) -> str:
+    """The sidecar → gateway hop: istio-mutual or plaintext (the words appear in test ids)."""
+    return request.param
+
+
+@pytest.fixture
+def scenario(mesh: Any, evidence: Evidence, mode: str, request: pytest.FixtureRequest, artifacts_dir: Path):
+    """A scenario in `mode`; afterwards its stages are deleted and, for a failed test, the
+    mesh-wide state is collected into the evidence first."""
+    sc = Scenario(mesh, evidence, mode)
+    yield sc
+    if has_failed(request.node):
+        try:
+            mesh.collect(evidence_dir_for(artifacts_dir, request.node) / "mesh")
+        except Exception as exc:  # noqa: BLE001 - keep the test's own evidence
+            evidence.add_text("mesh-collect-error.txt", repr(exc))
+    sc.delete_all(wait=False)  # the next test's first apply or command waits for it
+
+
+# ---------------------------------------------------------------------------------- reports
+
+
+def has_failed(item: pytest.Item) -> bool:
+    reports = item.stash.get(REPORT_KEY, {})
+    return any(r.failed for r in reports.values())
+
+
+def outcome_of(item: pytest.Item) -> str:
+    reports = item.stash.get(REPORT_KEY, {})
+    if any(getattr(r, "harness_error", False) for r in reports.values()):
+        return HARNESS_ERROR
+    if any(r.failed for r in reports.values()):
+        return "failed"
+    if any(r.skipped for r in reports.values()):
+        return "skipped"
+    return "passed"
+
+
+def evidence_dir_for(artifacts: Path, item: pytest.Item) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9_.\-\[\]]+", "_", item.nodeid).strip("_")
+    return artifacts / "evidence" / safe
+
+
+def is_mesh_verdict(exc: BaseException | None) -> bool:
+    """Assertions are verdicts on the mesh (or on the harness's own unit under test); anything
+    else raised while a test runs is a fault of the harness."""
+    return exc is None or isinstance(exc, (AssertionError, MeshFailure, pytest.skip.Exception, pytest.xfail.Exception))
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    report = yield
+    if report.failed and call.excinfo is not None and not is_mesh_verdict(call.excinfo.value):
+        report.harness_error = True
+        report.sections.append(
+            (HARNESS_ERROR, f"{type(call.excinfo.value).__name__} is a fault of the harness, not a failure of the mesh")
+        )
+    item.stash.setdefault(REPORT_KEY, {})[report.when] = report
+    if report.when == "teardown":
+        ev = item.stash.get(EVIDENCE_KEY, None)
+        item.config.stash[_SUMMARY].add(item, outcome_of(item), getattr(ev, "observations", {}))
+    return report
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
+    if getattr(report, "harness_error", False):
+        return "error", "E", "HARNESS ERROR"
+    return None
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    writer = session.config.stash.get(_SUMMARY, None)
+    artifacts = session.config.stash.get(_ARTIFACTS, None)
+    if writer is None or not writer.rows or artifacts is None:
+        return
+    try:
+        writer.write(artifacts / "summary.md")
+    except OSError as exc:
+        print(f"egress-harness: cannot write {artifacts / 'summary.md'}: {exc.strerror}")

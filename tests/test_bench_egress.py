@@ -188,3 +188,17 @@ def test_smoke_every_path_briefly_on_the_local_mesh(istio_binaries, tmp_path):
     assert (tmp_path / "report.md").read_text().count("| passthrough |") >= 3
     assert (tmp_path / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((tmp_path / "egress-bench.json").read_text())["samples"]
+
+
+def test_fortio_override_that_is_not_fortio_is_one_line(tmp_path, monkeypatch):
+    from harness.toolchain.fortio import ensure_fortio
+
+    monkeypatch.setenv("EGRESS_HARNESS_FORTIO", str(tmp_path / "nope"))
+    with pytest.raises(HarnessError, match="does not exist"):
+        ensure_fortio()
+    fake = tmp_path / "fortio"
+    fake.write_text("#!/bin/sh\necho not fortio >&2\nexit 3\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("EGRESS_HARNESS_FORTIO", str(fake))
+    with pytest.raises(HarnessError, match="not a working fortio"):
+        ensure_fortio()

@@ -6,15 +6,14 @@ here. From v1.69.0 on, fortio's `grol` command imports grol.io/grol, and the pro
 every grol.io/grol version (`go install fortio.org/fortio@v1.75.3` stops on it). `go install`
 verifies the module against the Go checksum database, as a pinned checksum would.
 
-EGRESS_HARNESS_FORTIO points at an existing fortio binary instead. `make clean-cache-tools` (or
-`rm -rf <cache_root()>/tools/fortio-*`) removes the cached build.
+EGRESS_HARNESS_FORTIO points at an existing fortio binary instead. `make clean-cache` removes the
+cached build with the rest of the cache (or `rm -rf <cache_root()>/tools/fortio-*` alone).
 Run `python -m harness.toolchain.fortio` to build ahead of a benchmark.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.istio_binaries import cache_root
+from harness.system_packages import GO_DIRS, find_go
 
 FORTIO_MODULE = "fortio.org/fortio"
 FORTIO_VERSION = "v1.68.2"
@@ -58,9 +58,12 @@ def ensure_fortio(version: str = FORTIO_VERSION) -> Path:
     cached = cached_path(version)
     if cached.is_file():
         return cached
-    go = shutil.which("go")
+    go = find_go()  # where Istio's build looks too: PATH, then the usual install places
     if not go:
-        raise HarnessError("the Go toolchain is needed to build fortio: install Go, or set EGRESS_HARNESS_FORTIO")
+        raise HarnessError(
+            "the Go toolchain (>= 1.23, fortio's go.mod) is needed to build fortio and none was found on PATH or in "
+            f"{', '.join(GO_DIRS)}: install Go, or set EGRESS_HARNESS_FORTIO to a fortio binary"
+        )
     cached.parent.parent.mkdir(parents=True, exist_ok=True)
     print(
         f"[egress-harness] building fortio: go install {FORTIO_MODULE}@{version} (about a minute, once)",

@@ -24,7 +24,7 @@ SYSTEM = cd $(ROOT) && $(PYTHON) -m harness.system_packages
 # The mesh runs as root, or in a user namespace of its own (harness.rootless) otherwise.
 PYTEST = cd $(ROOT) && $(PY) -m harness.rootless $(PY) -m pytest
 
-.PHONY: e2e test unit lint format istio bench-mesh clean-stale clean clean-cache system-e2e system-test
+.PHONY: e2e test unit lint format istio fortio bench-mesh bench-egress clean-stale clean clean-cache system-e2e system-test
 
 $(STAMP): $(ROOT)/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,7 +46,7 @@ e2e: system-e2e $(STAMP) $(if $(DRY_RUN),,istio)
 	$(PYTEST) suites --backend=$(BACKEND) --istio-version=$(ISTIO_VERSION) --artifacts=$(ART) \
 		$(if $(DRY_RUN),--dry-run) $(PYTEST_ARGS)
 
-test: system-test $(STAMP) istio
+test: system-test $(STAMP) istio fortio
 	$(PYTEST) tests suites --istio-version=$(ISTIO_VERSION) --artifacts=$(ART)/test $(PYTEST_ARGS)
 
 # The harness's own tests that need no mesh, no Istio build and no root: seconds.
@@ -61,6 +61,17 @@ format: $(STAMP)
 
 bench-mesh: system-e2e $(STAMP) istio
 	cd $(ROOT) && $(PY) -m harness.rootless $(PY) -m harness.bench --istio-version=$(ISTIO_VERSION) --runs 5
+
+# The egress benchmark (issue 12): every egress path under fortio load, into $(ARTIFACTS)/bench.
+# REPEATS=3 for medians with their spread (about 3× as long); BENCH_ARGS for the rest (--help).
+REPEATS ?= 1
+BENCH_ARGS ?=
+fortio: $(STAMP)
+	@cd $(ROOT) && $(PY) -m harness.toolchain.fortio
+
+bench-egress: system-e2e $(STAMP) istio fortio
+	cd $(ROOT) && $(PY) -m harness.rootless $(PY) -m harness.bench_egress --istio-version=$(ISTIO_VERSION) \
+		--repeats $(REPEATS) --out $(ART)/bench $(BENCH_ARGS)
 
 # What a SIGKILLed root run left (a run without root leaves nothing: see harness/rootless.py).
 clean-stale: $(STAMP)

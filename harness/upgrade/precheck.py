@@ -27,7 +27,7 @@ def run_istioctl_checks(mesh, to: IstioBinaries, out: Path) -> list[dict]:
     checks = []
     kubeconfig = mesh.workdir / "istiod" / "kubeconfig"
     argv = [str(to.istioctl), "x", "precheck", f"--kubeconfig={kubeconfig}"]
-    res = mesh.pod("istio-system/istiod").netns.exec(argv, timeout=60)
+    res = mesh.pod("istio-system/istiod").netns.exec(argv, timeout=30)
     (out / "precheck.txt").write_text(res.stdout + res.stderr)
     checks.append({"command": f"istioctl {to.version} x precheck (against the local mesh's API server)",
                    "rc": res.exit_code, "messages": _messages(res.stdout + res.stderr)})

@@ -7,7 +7,8 @@ proxy-config all -o json`, or the `config_dump.json` files the harness saves) an
 
 - resources that the egress paths use: clusters, routes and secrets that mention one of the
   watched hosts (edition.cnn.com and the egress gateway by default), the listeners that mention
-  them or serve such a route, and within those listeners only the filter chains that do;
+  them or serve such a route, and within those listeners only the filter chains that do; and the
+  SDS secrets (certificates, trust roots) those clusters and listeners refer to by name;
 - after normalising away what carries no meaning: version_info, last_updated, nonces and other
   bookkeeping keys; `@type` URLs folded to the message name and `typed_config` wrappers lifted into
   their parent (so a path reads `transport_socket.sni`, not `transport_socket.typed_config.sni`);
@@ -243,7 +244,30 @@ def egress_view(dump: dict, hosts: Iterable[str] = DEFAULT_HOSTS) -> dict[str, d
         if default is not None and not _mentions(default, needles):
             listener.pop("default_filter_chain")
         view["listener"][name] = normalise(listener)
+    # Secrets (SDS) that the chosen clusters and listeners use: certificates and trust roots.
+    used: set[str] = set()
+    for kind in ("cluster", "listener"):
+        for name in view[kind]:
+            used |= sds_names(res[kind][name])
+    for name in sorted(used & set(res["secret"])):
+        view["secret"].setdefault(name, normalise(res["secret"][name]))
     return view
+
+
+def sds_names(value: Any) -> set[str]:
+    """Names of the SDS secrets a resource refers to (`*sds_secret_config(s)`)."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k.endswith("sds_secret_config") and isinstance(v, dict) and isinstance(v.get("name"), str):
+                found.add(v["name"])
+            elif k.endswith("sds_secret_configs") and isinstance(v, list):
+                found |= {c["name"] for c in v if isinstance(c, dict) and isinstance(c.get("name"), str)}
+            found |= sds_names(v)
+    elif isinstance(value, list):
+        for v in value:
+            found |= sds_names(v)
+    return found
 
 
 def everything_view(dump: dict) -> dict[str, dict[str, Any]]:

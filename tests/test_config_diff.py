@@ -206,3 +206,19 @@ def test_normalise_is_pure():
     before = copy.deepcopy(dump)
     cd.egress_view(dump)
     assert dump == before
+
+
+def test_secrets_the_egress_clusters_use_are_compared():
+    a = gateway_dump()
+    tls = _cluster(a)["transport_socket"]["typed_config"]["common_tls_context"]
+    tls["tls_certificate_sds_secret_configs"] = [{"name": "default", "sds_config": {"ads": {}}}]
+    a["configs"][4]["dynamic_active_secrets"].append({"name": "default", "secret": {
+        "name": "default", "tls_certificate": {"certificate_chain": {"inline_bytes": "QUJD" * 40}}}})
+    assert "default" in cd.egress_view(a)["secret"]
+    b = copy.deepcopy(a)
+    b["configs"][4]["dynamic_active_secrets"][1]["secret"]["tls_certificate"]["certificate_chain"] = {
+        "filename": "/etc/certs/cert-chain.pem"}
+    changes = cd.diff_dumps(a, b)
+    assert sorted(c.path for c in changes) == ["tls_certificate.certificate_chain.filename",
+                                              "tls_certificate.certificate_chain.inline_bytes"]
+    assert {(c.kind, c.name) for c in changes} == {("secret", "default")}

@@ -23,14 +23,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--smoke", action="store_true", help=f"only {', '.join(SMOKE_CASES)} (make test)")
     p.add_argument("--no-canary", action="store_true", help="skip the canary (revision) flow")
     p.add_argument("--rate", type=float, default=20.0, help="continuous traffic, requests per second")
+    p.add_argument("--window", type=float, default=10.0, help="seconds of traffic per transition at least")
     a = p.parse_args(argv)
     select = a.select or (SMOKE_CASES if a.smoke else None)
-    if not 0 < a.rate <= 200:
-        print("egress-harness: error: --rate must be in (0, 200]", file=sys.stderr)
+    if not 0 < a.rate <= 200 or not 0 < a.window <= 120:
+        print("egress-harness: error: --rate must be in (0, 200] and --window in (0, 120] seconds", file=sys.stderr)
         return 2
     try:
         run = UpgradeRun(UpgradeOptions(a.frm, a.to, a.artifacts.resolve(), select=select,
-                                        canary=not a.no_canary, rate=a.rate))
+                                        canary=not a.no_canary, rate=a.rate, window=a.window))
         report = run.run()
     except HarnessError as exc:
         print(f"egress-harness: error: {exc}", file=sys.stderr)

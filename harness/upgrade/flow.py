@@ -55,8 +55,10 @@ class UpgradeOptions:
     canary: bool = True
     revision: str = ""  # default: TO's minor with "-" ("1-31")
     rate: float = 20.0
+    window: float = 10.0  # seconds of traffic per transition at least
     snapshot_stages: tuple[str, ...] = snapshot.SNAPSHOT_STAGES
     sabotage: Sabotage | None = None
+    istioctl_checks: bool = True
     say: Callable[[str], None] = field(default=lambda m: print(f"[upgrade] {m}", file=sys.stderr, flush=True))
 
 
@@ -138,7 +140,8 @@ class UpgradeRun:
             self.say("snapshot before")
             snapshot.take(mesh, self.out / "snapshots" / "before", self.opts.snapshot_stages, self.opts.modes)
 
-            self.report.checks = run_istioctl_checks(mesh, self.to, self.out / "istioctl")
+            if self.opts.istioctl_checks:
+                self.report.checks = run_istioctl_checks(mesh, self.to, self.out / "istioctl", self.opts.from_version)
             for chk in self.report.checks:
                 self.say(f"{chk['command']}: exit {chk['rc']}, {len(chk['messages'])} message(s)")
 
@@ -146,9 +149,10 @@ class UpgradeRun:
             self._versions(mesh, "control-plane")
             self._suites(mesh, "control-plane")
 
-            self._transition(mesh, "gateway", lambda: mesh.restart_proxy(GATEWAY, self.to))
+            self._transition(mesh, "gateway", lambda: mesh.restart_proxy(GATEWAY, self.to), restarts_proxy=True)
             sidecars = [k for k, p in mesh.pods.items() if p.proxy is not None and p.proxy.spec.kind == "sidecar"]
-            self._transition(mesh, "sidecars", lambda: [mesh.restart_proxy(k, self.to) for k in sidecars])
+            self._transition(mesh, "sidecars", lambda: [mesh.restart_proxy(k, self.to) for k in sidecars],
+                             restarts_proxy=True)
             # From now on the "injector" gives new sidecars (the NetworkPolicy suite's redeploy) TO's proxy.
             mesh.binaries = upgrade_ops.stage_binaries(mesh, self.to)
             self._versions(mesh, "data-plane")
@@ -180,9 +184,11 @@ class UpgradeRun:
             rev = holder["rev"]
             label = {upgrade_ops.REV_LABEL: self.revision}
             self._transition(mesh, f"canary: gateway → {self.revision}",
-                             lambda: mesh.restart_proxy(GATEWAY, self.to, labels=label, istiod=rev.istiod))
+                             lambda: mesh.restart_proxy(GATEWAY, self.to, labels=label, istiod=rev.istiod),
+                             restarts_proxy=True)
             self._transition(mesh, f"canary: sleep → {self.revision}",
-                             lambda: mesh.restart_proxy(SLEEP, self.to, labels=label, istiod=rev.istiod))
+                             lambda: mesh.restart_proxy(SLEEP, self.to, labels=label, istiod=rev.istiod),
+                             restarts_proxy=True)
             self._transition(mesh, f"canary: istiod {self.opts.from_version} removed",
                              lambda: upgrade_ops.promote_revision(mesh, rev))
             rev = None  # the mesh owns it now
@@ -205,19 +211,22 @@ class UpgradeRun:
         self.say(f"phase {phase}: {len(self.cases)} cases × {len(self.opts.modes)} modes")
         self.report.results += run_phase(mesh, phase, self.cases, self.out / "evidence", self.opts.modes, alter, self.say)
 
-    def _transition(self, mesh, name: str, change: Callable[[], object]) -> None:
+    def _transition(self, mesh, name: str, change: Callable[[], object], *, restarts_proxy: bool = False) -> None:
         objs = traffic_manifests(mesh.upstream_trust())
         mesh.apply(objs)
         self.say(f"transition {name} under traffic ({self.opts.rate:g} req/s)")
-        traffic = ContinuousTraffic(mesh, _slug(name), self.out / "traffic", rate=self.opts.rate)
+        traffic = ContinuousTraffic(mesh, _slug(name), self.out / "traffic", rate=self.opts.rate,
+                                    min_window=self.opts.window)
         try:
             with traffic:
                 change()
                 # Losses that follow the change count too: keep sending until both kinds flow again.
                 traffic.wait_recovered()
+                traffic.wait_window()
         finally:
             if traffic.figures is not None:
                 traffic.figures.transition = name
+                traffic.figures.held_to_threshold = not restarts_proxy
                 self.report.traffic.append(traffic.figures)
                 self.say(f"  {traffic.figures.line()}")
             mesh.delete(objs)

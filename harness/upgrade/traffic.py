@@ -5,7 +5,7 @@ success (the figure issue 11 quotes; not re-checked against Istio's source here)
 same on the egress paths, which those tests never involve: from `default/sleep`, at a fixed rate,
 alternately
   http         GET http://edition.cnn.com/politics  (sidecar → gateway → stand-in; 301 expected)
-  passthrough  GET https://edition.cnn.com/          (TLS by SNI through the gateway; 200 expected)
+  passthrough  GET https://edition.cnn.com/politics  (TLS by SNI through the gateway; 200 expected)
 
 The sender runs inside the pod's network namespace (`python -m harness.upgrade.traffic`, stdlib
 only, uid 0 so the istio-iptables rules capture it like the pod's curl), resolves edition.cnn.com
@@ -63,7 +63,7 @@ def _one(kind: str, tls: ssl.SSLContext) -> tuple[bool, str]:
         if kind == "http":
             status = _http_request(HOST, 80, "/politics", None)
             return status == 301, str(status)
-        status = _http_request(HOST, 443, "/", tls)
+        status = _http_request(HOST, 443, "/politics", tls)
         return status == 200, str(status)
     except (OSError, ssl.SSLError) as exc:
         return False, f"{type(exc).__name__}: {exc}"[:160]
@@ -127,6 +127,10 @@ class TrafficFigures:
     success_rate: float  # percent
     longest_gap_s: float
     by_kind: dict[str, KindFigures]
+    # An in-place proxy restart (the pocket cluster has one replica per pod and the new proxy binds
+    # the old one's ports) drops what is in flight by construction; such transitions are reported
+    # but not held to the 95 % of Istio's upgrade test, which rolls new pods in beside old ones.
+    held_to_threshold: bool = True
 
     def as_json(self) -> dict:
         return asdict(self)
@@ -170,11 +174,12 @@ class ContinuousTraffic:
     """`with ContinuousTraffic(mesh, "gateway", out_dir) as t:` … `t.figures` afterwards."""
 
     def __init__(self, mesh: "LocalMesh", transition: str, out_dir: Path, *, rate: float = 20.0,
-                 max_seconds: float = 180.0, pod: str = "default/sleep"):
+                 max_seconds: float = 180.0, pod: str = "default/sleep", min_window: float = 10.0):
         self.mesh = mesh
         self.transition = transition
         self.rate = rate
         self.max_seconds = max_seconds
+        self.min_window = min_window
         self.pod = pod
         self.out = out_dir / f"traffic-{transition}.jsonl"
         self.process: "ManagedProcess | None" = None
@@ -199,9 +204,13 @@ class ContinuousTraffic:
         self.process.start(self.mesh.state)
         self._started = time.monotonic()
         # A baseline before the transition: the first request of each kind has succeeded.
-        poll(f"continuous traffic ({self.transition}) to get its first answers of each kind through the gateway",
-             lambda: {r["kind"] for r in self.records() if r["ok"]} >= set(KINDS), timeout=15,
-             describe=lambda _: self._tail())
+        try:
+            poll(f"continuous traffic ({self.transition}) to get its first answers of each kind through the gateway",
+                 lambda: {r["kind"] for r in self.records() if r["ok"]} >= set(KINDS), timeout=15,
+                 describe=lambda _: self._tail())
+        except BaseException:
+            self.process.stop(grace=1.0)  # __exit__ does not run when __enter__ fails
+            raise
         return self
 
     def wait_recovered(self, successes: int = 10, timeout: float = 30.0) -> None:
@@ -220,6 +229,15 @@ class ContinuousTraffic:
         poll(f"egress traffic to flow again after {self.transition} ({successes} answers of each kind)",
              fresh_ok, ok=lambda c: min(c.values()) >= successes, timeout=timeout,
              describe=lambda c: f"{c}; {self._tail()}")
+
+    def wait_window(self) -> None:
+        """Until the sender has sent for `min_window` seconds, so that success rates of different
+        transitions are over comparable windows (the signal: the sender's own timestamps)."""
+        from harness.wait import poll
+
+        poll(f"continuous traffic ({self.transition}) to cover {self.min_window:g} s",
+             lambda: max((r["t"] for r in self.records()), default=0.0), ok=lambda t: t >= self.min_window,
+             timeout=self.min_window + 30, interval=0.1)
 
     def records(self) -> list[dict]:
         try:

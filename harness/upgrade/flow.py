@@ -3,7 +3,8 @@
 In place (one mesh):
   before         mesh on FROM; the suites; snapshot of every proxy's config per scenario
   (checks)       TO's `istioctl x precheck` and `istioctl analyze --use-kube=false` on the manifests
-  control-plane  istiod replaced by TO's, proxies still FROM (the supported N-1 skew); the suites
+  control-plane  istiod replaced by TO's, proxies still FROM (the supported N-1 skew); the suites;
+                 snapshot (so each change of the diff is attributed to istiod or to the proxy)
   data-plane     the egress gateway, then each sidecar restarted with TO's pilot-agent + Envoy; the
                  suites; snapshot; the semantic diff before → after
 Canary (a second mesh, on by default): TO's istiod as revision `1-31` beside FROM's; the gateway
@@ -148,6 +149,9 @@ class UpgradeRun:
             self._transition(mesh, "control-plane", lambda: mesh.replace_istiod(self.to))
             self._versions(mesh, "control-plane")
             self._suites(mesh, "control-plane")
+            # Istiod is TO, the proxies still FROM: what changes here comes from the control plane.
+            self.say("snapshot control-plane")
+            snapshot.take(mesh, self.out / "snapshots" / "control-plane", self.opts.snapshot_stages, self.opts.modes)
 
             self._transition(mesh, "gateway", lambda: mesh.restart_proxy(GATEWAY, self.to), restarts_proxy=True)
             sidecars = [k for k, p in mesh.pods.items() if p.proxy is not None and p.proxy.spec.kind == "sidecar"]
@@ -161,9 +165,13 @@ class UpgradeRun:
             snapshot.take(mesh, self.out / "snapshots" / "after", self.opts.snapshot_stages, self.opts.modes)
         finally:
             mesh.stop()
-        for name in sorted(p.name for p in (self.out / "snapshots" / "before").iterdir()):
-            self.report.diff[name] = diff_paths(self.out / "snapshots" / "before" / name,
-                                                self.out / "snapshots" / "after" / name)
+        snaps = self.out / "snapshots"
+        for name in sorted(p.name for p in (snaps / "before").iterdir()):
+            self.report.diff[name] = diff_paths(snaps / "before" / name, snaps / "after" / name)
+            # Attribution: a change already there with TO's istiod and FROM's proxies is istiod's doing.
+            by_istiod = {c.line() for c in diff_paths(snaps / "before" / name, snaps / "control-plane" / name)}
+            self.report.diff_origin[name] = ["istiod" if c.line() in by_istiod else "proxy"
+                                             for c in self.report.diff[name]]
         self.say(f"config diff: {self.report.diff_line_count()} changes")
 
     def _canary(self) -> None:

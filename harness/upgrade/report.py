@@ -30,6 +30,7 @@ class UpgradeReport:
     results: list[CaseResult] = field(default_factory=list)
     traffic: list[TrafficFigures] = field(default_factory=list)
     diff: dict[str, list[Change]] = field(default_factory=dict)  # snapshot name → changes
+    diff_origin: dict[str, list[str]] = field(default_factory=dict)  # snapshot name → "istiod"/"proxy" per change
     proxy_versions: dict[str, dict[str, str]] = field(default_factory=dict)  # phase → pod → versions
     wall_seconds: float = 0.0
     error: str = ""  # what stopped the run, if anything did
@@ -48,6 +49,9 @@ class UpgradeReport:
     def diff_line_count(self) -> int:
         return sum(len(c) for c in self.diff.values())
 
+    def _origins(self, name: str) -> list[str]:
+        return self.diff_origin.get(name) or ["?"] * len(self.diff.get(name, []))
+
     # ---------------------------------------------------------------- output
     def as_json(self) -> dict:
         return {
@@ -55,7 +59,8 @@ class UpgradeReport:
             "passed": self.passed(), "error": self.error, "wall_seconds": round(self.wall_seconds, 1),
             "checks": self.checks, "results": [asdict(r) for r in self.results],
             "traffic": [t.as_json() for t in self.traffic],
-            "config_diff": {name: [c.as_json() for c in changes] for name, changes in self.diff.items()},
+            "config_diff": {name: [{**c.as_json(), "origin": o} for c, o in zip(changes, self._origins(name))]
+                            for name, changes in self.diff.items()},
             "proxy_versions": self.proxy_versions,
         }
 
@@ -64,8 +69,8 @@ class UpgradeReport:
         (directory / "report.json").write_text(json.dumps(self.as_json(), indent=2, default=str))
         with open(directory / "config-diff.txt", "w") as f:
             for name, changes in self.diff.items():
-                for c in changes:
-                    f.write(f"[{name}] {c.line()}\n")
+                for c, origin in zip(changes, self._origins(name)):
+                    f.write(f"[{name}] ({origin}) {c.line()}\n")
         path = directory / "report.md"
         path.write_text(self.markdown())
         return path
@@ -123,11 +128,13 @@ class UpgradeReport:
                 "held to 95 %; control-plane transitions are."]
         out += ["", f"## Envoy config diff {self.from_version} → {self.to_version} (semantic, egress paths only)", "",
                 f"{self.diff_line_count()} changed leaves in all; all of them in `config-diff.txt` and `report.json`. "
-                "Read with `python -m harness.config_diff snapshots/before/<scenario> snapshots/after/<scenario>`.", ""]
+                "Read with `python -m harness.config_diff snapshots/before/<scenario> snapshots/after/<scenario>`. "
+                "(istiod): the change is there already with TO's istiod and FROM's proxies (snapshot "
+                "`control-plane`); (proxy): it came with TO's pilot-agent and Envoy.", ""]
         for name, changes in self.diff.items():
             stats = [c for c in changes if c.kind == "stat"]
             out += [f"### {name}: {len(changes)} changes ({len(stats)} stat names)", "", "```"]
-            out += [c.line() for c in changes[:MD_DIFF_LINES]]
+            out += [f"({o}) {c.line()}" for c, o in zip(changes[:MD_DIFF_LINES], self._origins(name))]
             if len(changes) > MD_DIFF_LINES:
                 out.append(f"… {len(changes) - MD_DIFF_LINES} more in config-diff.txt")
             out += ["```", ""]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -26,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--window", type=float, default=10.0, help="seconds of traffic per transition at least")
     a = p.parse_args(argv)
     select = a.select or (SMOKE_CASES if a.smoke else None)
+    # SIGTERM (CI timeouts, `kill`) takes the Ctrl-C path: the mesh and the traffic sender are torn down.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt("SIGTERM")))
     if not 0 < a.rate <= 200 or not 0 < a.window <= 120:
         print("egress-harness: error: --rate must be in (0, 200] and --window in (0, 120] seconds", file=sys.stderr)
         return 2

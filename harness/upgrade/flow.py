@@ -91,6 +91,9 @@ class UpgradeRun:
     def __init__(self, opts: UpgradeOptions):
         if opts.from_version == opts.to_version:
             raise HarnessError(f"FROM and TO are both {opts.from_version}: an upgrade needs two versions (e.g. FROM=1.30 TO=1.31)")
+        from harness.versions import resolve_release
+
+        resolve_release(opts.from_version), resolve_release(opts.to_version)  # bad names: one line, nothing started
         self.opts = opts
         self.out = opts.artifacts / "upgrade"
         self.report = UpgradeReport(opts.from_version, opts.to_version)

@@ -60,6 +60,7 @@ class UpgradeOptions:
     snapshot_stages: tuple[str, ...] = snapshot.SNAPSHOT_STAGES
     sabotage: Sabotage | None = None
     istioctl_checks: bool = True
+    precheck: bool = True  # istioctl x precheck (15 s here: it does not finish without a real cluster)
     say: Callable[[str], None] = field(default=lambda m: print(f"[upgrade] {m}", file=sys.stderr, flush=True))
 
 
@@ -145,7 +146,8 @@ class UpgradeRun:
             snapshot.take(mesh, self.out / "snapshots" / "before", self.opts.snapshot_stages, self.opts.modes)
 
             if self.opts.istioctl_checks:
-                self.report.checks = run_istioctl_checks(mesh, self.to, self.out / "istioctl", self.opts.from_version)
+                self.report.checks = run_istioctl_checks(mesh, self.to, self.out / "istioctl", self.opts.from_version,
+                                                         precheck=self.opts.precheck)
             for chk in self.report.checks:
                 self.say(f"{chk['command']}: exit {chk['rc']}, {len(chk['messages'])} message(s)")
 

@@ -23,9 +23,16 @@ def _messages(text: str) -> list[str]:
     return [ln.strip() for ln in text.splitlines() if ln.strip() and not any(ok in ln for ok in _OK_LINES)]
 
 
-def run_istioctl_checks(mesh, to: IstioBinaries, out: Path, from_version: str) -> list[dict]:
+def run_istioctl_checks(mesh, to: IstioBinaries, out: Path, from_version: str, *, precheck: bool = True) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     checks = []
+    if precheck:
+        checks.append(_precheck(mesh, to, out, from_version))
+    checks.append(_analyze(mesh, to, out))
+    return checks
+
+
+def _precheck(mesh, to: IstioBinaries, out: Path, from_version: str) -> dict:
     kubeconfig = mesh.workdir / "istiod" / "kubeconfig"
     # --from-version: "check for behavioral changes since a specific version" (istioctl x precheck --help).
     argv = [str(to.istioctl), "x", "precheck", f"--kubeconfig={kubeconfig}", f"--from-version={from_version}",
@@ -38,9 +45,11 @@ def run_istioctl_checks(mesh, to: IstioBinaries, out: Path, from_version: str) -
         # needs more of the Kubernetes API than the pocket cluster serves. A real cluster only.
         messages = [f"did not finish within {PRECHECK_TIMEOUT:.0f} s against the pocket cluster's API server "
                     f"(which serves namespaces and empty lists only): precheck needs a real cluster"]
-    checks.append({"command": f"istioctl {to.version} x precheck --from-version={from_version} (against the local mesh's API server)",
-                   "rc": res.exit_code, "messages": messages})
+    return {"command": f"istioctl {to.version} x precheck --from-version={from_version} (against the local mesh's API server)",
+            "rc": res.exit_code, "messages": messages}
 
+
+def _analyze(mesh, to: IstioBinaries, out: Path) -> dict:
     mesh_file = mesh.istiod.mesh_file
     messages, worst = [], 0
     trust = mesh.upstream_trust()
@@ -57,6 +66,5 @@ def run_istioctl_checks(mesh, to: IstioBinaries, out: Path, from_version: str) -
             worst = max(worst, proc.returncode)
             messages += [f"[{stage} {mode}] {m}" for m in _messages(proc.stdout + proc.stderr)]
     (out / "analyze.txt").write_text("\n".join(messages) + "\n")
-    checks.append({"command": f"istioctl {to.version} analyze --use-kube=false (every stage × mode)",
-                   "rc": worst, "messages": messages})
-    return checks
+    return {"command": f"istioctl {to.version} analyze --use-kube=false (every stage × mode)",
+            "rc": worst, "messages": messages}

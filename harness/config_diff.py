@@ -10,7 +10,7 @@ proxy-config all -o json`, or the `config_dump.json` files the harness saves) an
   them or serve such a route, and within those listeners only the filter chains that do; and the
   SDS secrets (certificates, trust roots) those clusters and listeners refer to by name;
 - after normalising away what carries no meaning: version_info, last_updated, nonces and other
-  bookkeeping keys; `@type` URLs folded to the message name and `typed_config` wrappers lifted into
+  bookkeeping keys; the harness's generated convergence markers (`sync-<n>.egress-harness.invalid`); `@type` URLs folded to the message name and `typed_config` wrappers lifted into
   their parent (so a path reads `transport_socket.sni`, not `transport_socket.typed_config.sni`);
   inline certificate bytes folded (they rotate); lists whose order Envoy ignores (filter chains,
   virtual hosts, domains, SNI names, SANs) sorted; lists of named items whose order matters (HTTP
@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from harness.errors import HarnessError
+from harness.sync import MARKER_DOMAIN
 
 DEFAULT_HOSTS = ("edition.cnn.com", "istio-egressgateway")
 
@@ -271,8 +272,20 @@ def sds_names(value: Any) -> set[str]:
 
 
 def everything_view(dump: dict) -> dict[str, dict[str, Any]]:
-    """kind → name → normalised resource, every resource (`--all`)."""
-    return {kind: {n: normalise(r) for n, r in table.items()} for kind, table in resources(dump).items()}
+    """kind → name → normalised resource, every resource (`--all`), less the harness's generated
+    convergence markers (harness/sync.py: a new `sync-<n>` host after every change)."""
+    view: dict[str, dict[str, Any]] = {}
+    for kind, table in resources(dump).items():
+        view[kind] = {}
+        for name, r in table.items():
+            if MARKER_DOMAIN in name:
+                continue
+            if isinstance(r.get("filter_chains"), list):
+                r = {**r, "filter_chains": [c for c in r["filter_chains"] if not _mentions(c, (MARKER_DOMAIN,))]}
+                if not r["filter_chains"] and _mentions(table[name], (MARKER_DOMAIN,)):
+                    continue  # a listener that only carried markers
+            view[kind][name] = normalise(r)
+    return view
 
 
 # ---------------------------------------------------------------- diffing

@@ -222,3 +222,12 @@ def test_secrets_the_egress_clusters_use_are_compared():
     assert sorted(c.path for c in changes) == ["tls_certificate.certificate_chain.filename",
                                               "tls_certificate.certificate_chain.inline_bytes"]
     assert {(c.kind, c.name) for c in changes} == {("secret", "default")}
+
+
+def test_all_mode_ignores_the_harness_convergence_markers():
+    def with_marker(gen: int) -> dict:
+        d = gateway_dump()
+        d["configs"][1]["dynamic_active_clusters"].append({"cluster": {
+            "name": f"outbound|9||sync-{gen}.egress-harness.invalid", "type": "STATIC"}})
+        return d
+    assert cd.diff_dumps(with_marker(3), with_marker(4), everything=True) == []

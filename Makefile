@@ -4,6 +4,8 @@
 # Both install the system packages they lack (as root on Debian/Ubuntu; otherwise they print the
 # command to run), create the virtualenv from pyproject.toml and build Istio on first use.
 # Works from any folder (make -f path/to/Makefile): recipes run in the repository.
+#   make upgrade FROM=1.30 TO=1.31   an Istio upgrade on one mesh, report in artifacts/upgrade/
+#   make diff-config A=dump-or-dir B=dump-or-dir   the semantic Envoy config diff of two saved dumps
 
 ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 PYTHON ?= python3
@@ -13,6 +15,10 @@ ISTIO_VERSION ?= 1.31
 # Relative to where make was started; quoted everywhere, so a space is fine.
 ARTIFACTS ?= artifacts
 PYTEST_ARGS ?=
+# The upgrade run (and the smoke test of it in `make test`) goes FROM → TO.
+FROM ?= 1.30
+TO ?= $(ISTIO_VERSION)
+UPGRADE_ARGS ?=
 
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -24,7 +30,7 @@ SYSTEM = cd $(ROOT) && $(PYTHON) -m harness.system_packages
 # The mesh runs as root, or in a user namespace of its own (harness.rootless) otherwise.
 PYTEST = cd $(ROOT) && $(PY) -m harness.rootless $(PY) -m pytest
 
-.PHONY: e2e test unit lint format istio fortio bench-mesh bench-egress clean-stale clean clean-cache system-e2e system-test
+.PHONY: e2e test unit lint format istio istio-from fortio upgrade diff-config bench-mesh bench-egress clean-stale clean clean-cache system-e2e system-test
 
 $(STAMP): $(ROOT)/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,12 +52,26 @@ e2e: system-e2e $(STAMP) $(if $(DRY_RUN),,istio)
 	$(PYTEST) suites --backend=$(BACKEND) --istio-version=$(ISTIO_VERSION) --artifacts=$(ART) \
 		$(if $(DRY_RUN),--dry-run) $(PYTEST_ARGS)
 
-test: system-test $(STAMP) istio fortio
+test: system-test $(STAMP) istio istio-from fortio
 	$(PYTEST) tests suites --istio-version=$(ISTIO_VERSION) --artifacts=$(ART)/test $(PYTEST_ARGS)
 
 # The harness's own tests that need no mesh, no Istio build and no root: seconds.
 unit: $(STAMP)
 	cd $(ROOT) && $(PY) -m pytest tests -m "not mesh and not envoy and not slow" --artifacts=$(ART)/unit $(PYTEST_ARGS)
+
+istio-from: $(STAMP)
+	@cd $(ROOT) && $(PY) -m harness.istio_binaries --istio-version $(FROM)
+
+# An Istio upgrade FROM → TO on one mesh: both versions are built (or found) first; exit 0 only if
+# every phase passed. Report in $(ARTIFACTS)/upgrade/.
+upgrade: system-e2e $(STAMP) istio-from
+	@cd $(ROOT) && $(PY) -m harness.istio_binaries --istio-version $(TO)
+	cd $(ROOT) && $(PY) -m harness.rootless $(PY) -m harness.upgrade --from $(FROM) --to $(TO) --artifacts $(ART) $(UPGRADE_ARGS)
+
+diff-config: $(STAMP)
+	@test -n "$(A)" -a -n "$(B)" || { echo "usage: make diff-config A=<config_dump.json or folder> B=<...>"; exit 2; }
+	@# exit 1 means "they differ" (as diff(1)); only bad input (2) fails the target
+	@$(PY) -m harness.config_diff "$(A)" "$(B)" || test $$? -eq 1
 
 lint: $(STAMP)
 	cd $(ROOT) && $(PY) -m ruff check . && $(PY) -m ruff format --check . && $(PY) -m mypy

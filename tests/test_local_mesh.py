@@ -47,7 +47,7 @@ def test_invalid_manifest_is_rejected_before_traffic(mesh):
                     "http": [{"route": [{"destination": {"host": "edition.cnn.com", "port": {"number": 99999}}}]}]}}
     with pytest.raises(ManifestRejected, match="port number 99999 must be in the range"):
         mesh.apply([bad])
-    assert not list(mesh.config_dir.glob("VirtualService.default.bad.yaml"))
+    assert "VirtualService.default.bad.yaml" not in mesh.manifests.applied
 
 
 def test_unsupported_kind_and_missing_namespace_are_refused(mesh):

@@ -1,7 +1,9 @@
-"""The real istiod (pilot-discovery) in its own pod namespace, reading manifests from a directory.
+"""The real istiod (pilot-discovery) in its own pod namespace, on its Kubernetes registry.
 
-Istio config comes from `--configDir` (the manifests the suites apply); the Kubernetes registry
-talks to the harness's small API server (kube_api.py), which istiod needs since 1.30. Plaintext
+With the local mesh's real API server (apiserver.py, the default) istiod reads Istio config from
+the CRDs there, as on a cluster (no config_dir). With `config_dir` (the older path, kept behind
+EGRESS_HARNESS_LOCAL_API=builtin) Istio config comes from `--configDir` and the Kubernetes registry
+talks to the harness's small in-memory API server (kube_api.py). Plaintext
 ADS on 15010 only: no CA server, no secure gRPC port, no webhook port (workload certificates come
 from the harness's mesh root instead). Flags read in pilot/cmd/pilot-discovery/app/cmd.go.
 """
@@ -35,7 +37,7 @@ def mesh_config(istiod_address: str) -> dict:
 
 
 class Istiod:
-    def __init__(self, netns: Netns, address: str, binary: Path, workdir: Path, config_dir: Path, log_dir: Path,
+    def __init__(self, netns: Netns, address: str, binary: Path, workdir: Path, config_dir: Path | None, log_dir: Path,
                  kubeconfig: Path):
         self.netns = netns
         self.address = address
@@ -49,7 +51,7 @@ class Istiod:
                 str(binary), "discovery",
                 "--registries=Kubernetes",
                 f"--kubeconfig={kubeconfig}",
-                f"--configDir={config_dir}",
+                *([f"--configDir={config_dir}"] if config_dir is not None else []),
                 f"--meshConfig={self.mesh_file}",
                 f"--networksConfig={workdir / 'meshNetworks.yaml'}",
                 "--secureGRPCAddr=",
@@ -78,7 +80,8 @@ class Istiod:
 
     def start(self, state: RunState) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.config_dir.mkdir(parents=True, exist_ok=True)
+        if self.config_dir is not None:
+            self.config_dir.mkdir(parents=True, exist_ok=True)
         self.mesh_file.write_text(yaml.safe_dump(mesh_config(self.address)))
         (self.workdir / "meshNetworks.yaml").write_text("networks: {}\n")
         self.process.start(state)

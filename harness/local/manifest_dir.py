@@ -50,6 +50,14 @@ class ManifestDir:
         os.replace(tmp, self.path / name)  # istiod never sees a half-written file
         self.applied[name] = obj
 
+    def write_all(self, objs: list[dict]) -> None:
+        for o in objs:
+            self.write(o)
+
+    def remove_all(self, objs: list[dict]) -> None:
+        for o in objs:
+            self.remove(o)
+
     def remove(self, obj: dict) -> None:
         name = self.file_name(obj)
         (self.path / name).unlink(missing_ok=True)

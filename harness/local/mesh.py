@@ -1,7 +1,9 @@
 """The local backend: a pocket cluster of network namespaces running the real Istio.
 
 Pods (each a network namespace with its own address, see fabric.py):
-  istio-system/istiod                  pilot-discovery (+ the small API server it needs, kube_api.py)
+  istio-system/istiod                  pilot-discovery, and beside it the real etcd and kube-apiserver
+                                       (apiserver.py, kube_registry.py): Istio config, Namespaces,
+                                       Pods, the gateway's Service and EndpointSlice live there
   istio-system/istio-egressgateway     pilot-agent in router mode
   default/sleep                        curl + sidecar (pilot-agent + Envoy as uid 1337, istio-iptables)
   test-egress/sleep                    curl, no sidecar until redeployed with one
@@ -25,10 +27,12 @@ from pathlib import Path
 from harness.errors import HarnessError, HarnessFault
 from harness.istio_binaries import IstioBinaries
 from harness.local import netpol
+from harness.local.apiserver import KubeControlPlane
 from harness.local.convergence import Convergence
 from harness.local.fabric import Fabric
 from harness.local.istiod import Istiod, mesh_config
 from harness.local.kube_api import KubeApiServer
+from harness.local.kube_registry import KubeRegistry, istio_crd_file
 from harness.local.manifest_dir import ManifestDir
 from harness.local.netns import ETC_NETNS_DIR, POD_PATH, ExecResult, Netns
 from harness.local.pods import UPSTREAM_HOST, Pod, stage_gateway_trust, write_pod_etc
@@ -49,6 +53,10 @@ REQUIRED_COMMANDS = {"ip": "iproute2", "iptables": "iptables", "iptables-restore
                      "setpriv": "util-linux", "curl": "curl", "openssl": "openssl"}
 # istiod is the local mesh's own pod (on Kubernetes, istioctl installs it): not in the suites' table.
 ISTIOD_POD = PodSpec("istio-system", "istiod", "istiod", None, "discovery", {"app": "istiod", "istio": "pilot"})
+# The API istiod talks to: "apiserver" (the real kube-apiserver + etcd; config applied through it)
+# or "builtin" (the earlier in-memory stand-in, kube_api.py, with config from --configDir).
+LOCAL_API_ENV = "EGRESS_HARNESS_LOCAL_API"
+LOCAL_APIS = ("apiserver", "builtin")
 __all__ = ["LocalMesh", "preflight"]
 
 
@@ -102,7 +110,20 @@ class LocalMesh:
         self._upstream_client: UpstreamClient | None = None
         self._watchdog: tuple[subprocess.Popen, int] | None = None
         self._policies: dict[tuple[str, str], netpol.EgressPolicy] = {}
-        self.manifests = ManifestDir(self.config_dir, self.binaries.istioctl)
+        # ---- API server path (apiserver.py, kube_registry.py)
+        self.api = os.environ.get(LOCAL_API_ENV) or "apiserver"
+        if self.api not in LOCAL_APIS:
+            raise HarnessError(f"{LOCAL_API_ENV}={self.api!r}: use one of {', '.join(LOCAL_APIS)}")
+        self.control_plane: KubeControlPlane | None = None
+        self.registry: KubeRegistry | None = None
+        self.manifests: ManifestDir | KubeRegistry
+        if self.api == "apiserver":
+            self.control_plane = KubeControlPlane(self.workdir / "kube", self.log_dir)
+            self.registry = KubeRegistry(self.control_plane, self.binaries.istioctl)
+            self.manifests = self.registry
+        else:
+            self.manifests = ManifestDir(self.config_dir, self.binaries.istioctl)
+        # ---- end API server path
         self._trust: dict = {}
         self._unsettled: list[dict] = []
         # Whole from the start (it only holds the mesh and counters); it reaches istiod through
@@ -115,7 +136,7 @@ class LocalMesh:
         preflight()
         for line in reap_stale_runs():
             self.say(f"cleaned up after a dead run: {line}")
-        t0 = time.monotonic()
+        t0 = self._t0 = time.monotonic()
         self.state.save()
         self._watchdog = start_watchdog(self.state.file)
         self.state.add_path(self.workdir)
@@ -135,13 +156,20 @@ class LocalMesh:
             self.namespace_labels[ns] = {}
 
         istiod_pod = self._make_pod(ISTIOD_POD)
-        istiod = self._start_istiod(istiod_pod)
-        self._start_upstream()
+        if self.control_plane is not None:
+            # etcd and kube-apiserver boot while the rest of the fabric is built.
+            self.control_plane.start(istiod_pod.netns, self.state)
+            self._start_upstream()
+            istiod = self._start_istiod_on_apiserver(istiod_pod)
+        else:
+            istiod = self._start_istiod(istiod_pod)
+            self._start_upstream()
         for spec in PODS.values():
             pod = self._make_pod(spec)
-            if spec is GATEWAY_POD:
+            if spec is GATEWAY_POD and self.registry is None:
                 # The gateway's Service, and the files it trusts the stand-in with.
                 self.manifests.write(self._gateway_service_entry(pod.address))
+            self._register_pod(pod, spec.container, sidecar=spec.proxy == "sidecar")
             if spec.proxy:
                 self._attach_proxy(pod, spec.proxy)
             if spec is GATEWAY_POD:
@@ -175,6 +203,10 @@ class LocalMesh:
             self.istiod.stop()
         if self.kube_api is not None:
             self.kube_api.stop()
+        if self.registry is not None:
+            self.registry.close()
+        if self.control_plane is not None:
+            self.control_plane.stop()
         if self.upstream_process is not None:
             self.upstream_process.stop(grace=1.0)
         for name in reversed(self.state.netns):
@@ -250,6 +282,44 @@ class LocalMesh:
         self.istiod.start(self.state)
         return self.istiod
 
+    # ---- API server path (apiserver.py, kube_registry.py)
+    def _start_istiod_on_apiserver(self, pod: Pod) -> Istiod:
+        """Once the API server is ready: Istio's CRDs, the namespaces, istiod's own Pod; then
+        istiod on its Kubernetes registry alone (no --configDir)."""
+        assert self.control_plane is not None and self.registry is not None
+        self.control_plane.wait_ready()
+        self.timings["apiserver_ready"] = time.monotonic() - self._t0
+        self.registry.install_crds(istio_crd_file(self.binaries.version))
+        self.timings["crds_established"] = time.monotonic() - self._t0
+        for ns, labels in self.namespace_labels.items():
+            self.registry.set_namespace(ns, labels)
+        self._register_pod(pod, "discovery", sidecar=False)
+        self.istiod = Istiod(pod.netns, pod.address, self.binaries.pilot_discovery, self.workdir / "istiod",
+                             None, self.log_dir, kubeconfig=self.control_plane.inside_kubeconfig)
+        self.istiod.start(self.state)
+        return self.istiod
+
+    def _register_pod(self, pod: Pod, container: str, *, sidecar: bool) -> None:
+        """The Pod (and for the gateway its Service and EndpointSlice) on the API server."""
+        if self.registry is None:
+            return
+        self.registry.register_pod(pod.namespace, pod.name, pod.labels, pod.service_account, pod.address,
+                                   container, sidecar=sidecar)
+        if pod.key == GATEWAY_POD.key:
+            # istio-egressgateway's Service as the Helm chart makes it (ports 80→8080, 443→8443).
+            self.registry.register_service(
+                pod.namespace, "istio-egressgateway", GATEWAY_POD.labels,
+                [{"name": "http2", "port": 80, "targetPort": 8080},
+                 {"name": "https", "port": 443, "targetPort": 8443}],
+                [(pod.name, pod.address)])
+
+    def kubeconfig_line(self) -> str:
+        """What a user pastes to look inside the running mesh with kubectl and istioctl."""
+        if self.control_plane is None:
+            return ""
+        return f"export KUBECONFIG={self.control_plane.kubeconfig}"
+    # ---- end API server path
+
     def _start_upstream(self) -> None:
         assert self.pki is not None
         ns = Netns(f"eh-{self.run_id}-internet")
@@ -317,16 +387,17 @@ class LocalMesh:
     # ---------------------------------------------------------------- manifests
     def apply(self, objs: list[dict]) -> None:
         self.manifests.validate(objs)
-        for o in objs:
-            if o["kind"] == "NetworkPolicy":
-                policy = netpol.parse_policy(o)
-                self._policies[(policy.namespace, policy.name)] = policy
+        policies = [o for o in objs if o["kind"] == "NetworkPolicy"]
+        for o in policies:
+            policy = netpol.parse_policy(o)
+            self._policies[(policy.namespace, policy.name)] = policy
+        if self.registry is not None:
+            self.registry.write_all(policies)  # real API objects; enforced by the hub's rules
         self._sync_policies()
         istio = [o for o in objs if o["kind"] in ISTIO_KINDS]
         if istio or self._unsettled:
             before = self.convergence.snapshot()
-            for o in istio:
-                self.manifests.write(o)
+            self.manifests.write_all(istio)
             # One convergence covers this apply and a cleanup still pending.
             pending, self._unsettled = self._unsettled, []
             self.convergence.wait(present=istio, absent=pending, before=before)
@@ -339,12 +410,13 @@ class LocalMesh:
                 meta = o.get("metadata") or {}
                 # parse_policy refuses an empty namespace or name, so "" matches no policy, as None did.
                 self._policies.pop((meta.get("namespace") or "", meta.get("name") or ""), None)
+        if self.registry is not None:
+            self.registry.remove_all([o for o in objs if o.get("kind") == "NetworkPolicy"])
         self._sync_policies()
         istio = [o for o in objs if o.get("kind") in ISTIO_KINDS]
         if istio:
             before = self.convergence.snapshot()
-            for o in istio:
-                self.manifests.remove(o)
+            self.manifests.remove_all(istio)
             self._unsettled.extend(istio)
             if wait:
                 self.settle(before)
@@ -374,6 +446,8 @@ class LocalMesh:
                 current[k] = v
         if self.kube_api is not None:
             self.kube_api.set_namespace(namespace, current)
+        if self.registry is not None:
+            self.registry.set_namespace(namespace, current)
         self._sync_policies()
 
     def redeploy(self, pod: str, *, sidecar: bool) -> None:
@@ -385,6 +459,7 @@ class LocalMesh:
         self.fabric.unplug(old.netns)
         old.netns.delete()
         new = self._make_pod(PODS[old.key])
+        self._register_pod(new, PODS[old.key].container, sidecar=sidecar)
         if sidecar:
             self._attach_proxy(new, "sidecar").wait_ready()
         self._sync_policies()

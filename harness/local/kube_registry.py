@@ -1,0 +1,217 @@
+"""What the local mesh keeps on its real API server (apiserver.py), and the one apply path.
+
+- Istio's CRDs, from the Istio build's own module source (`manifests/charts/base/files/
+  crd-all.gen.yaml`, what `istioctl install` and the base chart install), applied server-side
+  (their schemas exceed client-side apply's annotation limit) and awaited until Established.
+- Namespaces with their labels; ServiceAccounts for the pods.
+- The pods, registered as a node agent would: a Pod object (IP, labels, service account, nodeName,
+  Ready), and for the egress gateway its real Service with an EndpointSlice, as the
+  EndpointSlice controller would write it. No kubelet or controller-manager runs, so the harness
+  writes what they would.
+- apply/delete: `kubectl apply`/`delete` through harness/backends/kube.py's Kubectl, the code the
+  kind and cluster backends use; the server's validation errors come back as one line. The
+  convergence marker (harness/sync.py), the harness's own object, is written by server-side apply
+  over the REST API: it is applied after every change, and a second kubectl process would cost
+  more than the change itself.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import yaml
+
+from harness.backends.kube import Kubectl
+from harness.errors import HarnessError, HarnessFault, ManifestRejected
+from harness.local.apiserver import KubeControlPlane
+from harness.local.manifest_dir import ManifestDir
+from harness.sync import MARKER_NAME
+from harness.wait import poll
+
+CRD_FILE = "manifests/charts/base/files/crd-all.gen.yaml"
+FIELD_MANAGER = "egress-harness"
+NODE_NAME = "egress-harness-local"
+# Group/version → (resource path, namespaced) for the objects the harness writes by REST.
+_PLURALS = {"ServiceEntry": "serviceentries"}
+
+
+def istio_crd_file(istio_version: str) -> Path:
+    """crd-all.gen.yaml of the Istio module the binaries were built from (in the Go module cache)."""
+    from harness.istio_binaries import _module_dir
+    from harness.versions import resolve_release
+
+    path = _module_dir(resolve_release(istio_version)) / CRD_FILE
+    if not path.exists():
+        raise HarnessError(f"Istio {istio_version}'s module has no {CRD_FILE}: the local mesh needs Istio's CRDs from it")
+    return path
+
+
+def _one_line(stderr: str) -> str:
+    lines = [line.strip(" *\t") for line in stderr.splitlines()
+             if line.strip() and "some validation rules were not checked" not in line]
+    return "; ".join(lines)[:600]
+
+
+@dataclass
+class LocalKubectl(Kubectl):
+    """backends/kube.py's Kubectl (the kind and cluster backends' apply path) with the run's own
+    discovery cache, so nothing lands in the user's ~/.kube."""
+
+    cache_dir: Path = Path()
+
+    def argv(self, *args: str) -> list[str]:
+        return super().argv(f"--cache-dir={self.cache_dir}", *args)
+
+
+class KubeRegistry:
+    """The API server's side of the local mesh; also what LocalMesh.manifests is on this path."""
+
+    def __init__(self, control_plane: KubeControlPlane, istioctl: Path):
+        self.cp = control_plane
+        self.kubectl = LocalKubectl(control_plane.kubectl_bin, control_plane.kubeconfig,
+                                    cache_dir=control_plane.workdir / "kubectl-cache")
+        self._dir = ManifestDir(control_plane.workdir / "unused", istioctl)  # its validate(), shared
+        self.applied: dict[str, dict] = {}
+        self._rest: httpx.Client | None = None
+
+    @property
+    def rest(self) -> httpx.Client:
+        if self._rest is None:
+            self._rest = self.cp.client()
+        return self._rest
+
+    def close(self) -> None:
+        if self._rest is not None:
+            self._rest.close()
+            self._rest = None
+
+    # ------------------------------------------------------------ setup
+    def install_crds(self, crd_file: Path, timeout: float = 30.0) -> None:
+        proc = self.kubectl.run("apply", "--server-side", f"--field-manager={FIELD_MANAGER}", "-f", str(crd_file),
+                                check=False)
+        if not proc.ok:
+            raise HarnessFault(f"installing Istio's CRDs failed: {_one_line(proc.stderr)}")
+        names = [d["metadata"]["name"] for d in yaml.safe_load_all(crd_file.read_text()) if d]
+
+        def pending() -> list[str]:
+            items = self.rest.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions").json()["items"]
+            established = {i["metadata"]["name"] for i in items
+                           if any(c["type"] == "Established" and c["status"] == "True"
+                                  for c in (i.get("status") or {}).get("conditions", []))}
+            return [n for n in names if n not in established]
+
+        poll("Istio's CRDs to be Established", pending, ok=lambda p: not p, timeout=timeout, interval=0.05,
+             describe=lambda p: f"not yet: {', '.join(p)}")
+
+    def _ssa(self, path: str, obj: dict, *, subresource: str = "") -> dict:
+        """Server-side apply of `obj` at `path` (the object's URL), forced: the harness owns it."""
+        url = path + (f"/{subresource}" if subresource else "")
+        resp = self.rest.patch(url, params={"fieldManager": FIELD_MANAGER, "force": "true"},
+                               content=json.dumps(obj), headers={"Content-Type": "application/apply-patch+yaml"})
+        if resp.status_code >= 400:
+            raise HarnessFault(f"the local API server refused {obj.get('kind')} {path}: "
+                               f"{resp.json().get('message', resp.text)[:400]}")
+        return resp.json()
+
+    def set_namespace(self, name: str, labels: dict[str, str]) -> None:
+        obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": dict(labels)}}
+        self._ssa(f"/api/v1/namespaces/{name}", obj)
+
+    def ensure_service_account(self, namespace: str, name: str) -> None:
+        obj = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace}}
+        self._ssa(f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}", obj)
+
+    # ------------------------------------------------------------ pods
+    def register_pod(self, namespace: str, name: str, labels: dict[str, str], service_account: str, address: str,
+                     container: str, *, sidecar: bool) -> None:
+        """The Pod a kubelet would report: scheduled here, Running, Ready, with its IP."""
+        self.ensure_service_account(namespace, service_account)
+        containers = [{"name": container, "image": "egress-harness.invalid/netns"}]
+        if sidecar:
+            containers.append({"name": "istio-proxy", "image": "egress-harness.invalid/pilot-agent"})
+        annotations = {"sidecar.istio.io/status": json.dumps({"containers": ["istio-proxy"]})} if sidecar else {}
+        path = f"/api/v1/namespaces/{namespace}/pods/{name}"
+        existing = self.rest.get(path)
+        if existing.status_code == 200 and existing.json()["status"].get("podIP") != address:
+            self.delete_pod(namespace, name)  # a redeploy: a new Pod (new uid), as Kubernetes makes
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": name, "namespace": namespace, "labels": dict(labels), "annotations": annotations},
+               "spec": {"nodeName": NODE_NAME, "serviceAccountName": service_account, "containers": containers}}
+        self._ssa(path, pod)
+        now = "1970-01-01T00:00:00Z"
+        status = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace},
+                  "status": {"phase": "Running", "podIP": address, "podIPs": [{"ip": address}], "hostIP": "127.0.0.1",
+                             "conditions": [{"type": t, "status": "True", "lastTransitionTime": now}
+                                            for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")]}}
+        self._ssa(path, status, subresource="status")
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        resp = self.rest.delete(f"/api/v1/namespaces/{namespace}/pods/{name}", params={"gracePeriodSeconds": "0"})
+        if resp.status_code not in (200, 202, 404):
+            raise HarnessFault(f"deleting Pod {namespace}/{name} failed: {resp.text[:300]}")
+
+    def register_service(self, namespace: str, name: str, selector: dict[str, str], ports: list[dict],
+                         endpoints: list[tuple[str, str]]) -> None:
+        """A ClusterIP Service and the EndpointSlice the EndpointSlice controller would write for
+        it: `ports` as in a Service spec (name, port, targetPort, appProtocol); `endpoints` are
+        (pod name, pod IP) of the ready pods it selects."""
+        svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace},
+               "spec": {"selector": dict(selector), "ports": [{**p, "protocol": "TCP"} for p in ports]}}
+        self._ssa(f"/api/v1/namespaces/{namespace}/services/{name}", svc)
+        slice_name = f"{name}-harness"
+        eps = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+               "metadata": {"name": slice_name, "namespace": namespace,
+                            "labels": {"kubernetes.io/service-name": name,
+                                       "endpointslice.kubernetes.io/managed-by": "egress-harness"}},
+               "addressType": "IPv4",
+               "ports": [{"name": p["name"], "port": p["targetPort"], "protocol": "TCP",
+                          **({"appProtocol": p["appProtocol"]} if "appProtocol" in p else {})} for p in ports],
+               "endpoints": [{"addresses": [ip], "conditions": {"ready": True, "serving": True, "terminating": False},
+                              "nodeName": NODE_NAME,
+                              "targetRef": {"kind": "Pod", "namespace": namespace, "name": pod}}
+                             for pod, ip in endpoints]}
+        self._ssa(f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices/{slice_name}", eps)
+
+    # ------------------------------------------------------------ the manifest store (LocalMesh.manifests)
+    def validate(self, objs: list[dict]) -> None:
+        self._dir.validate(objs)
+
+    @staticmethod
+    def _key(obj: dict) -> str:
+        return ManifestDir.file_name(obj)
+
+    def write_all(self, objs: list[dict]) -> None:
+        """`kubectl apply` of the suites' objects; the server's refusal in one line."""
+        if not objs:
+            return
+        try:
+            self.kubectl.apply(objs)
+        except RuntimeError as exc:
+            detail = str(exc).split(": ", 1)[-1]
+            raise ManifestRejected(f"the API server rejected the manifests: {_one_line(detail)}") from None
+        for o in objs:
+            self.applied[self._key(o)] = o
+
+    def write(self, obj: dict) -> None:
+        meta = obj.get("metadata") or {}
+        if obj.get("kind") in _PLURALS and meta.get("name") == MARKER_NAME:
+            group_version = obj["apiVersion"]
+            self._ssa(f"/apis/{group_version}/namespaces/{meta['namespace']}/{_PLURALS[obj['kind']]}/{meta['name']}", obj)
+            return
+        self.write_all([obj])
+
+    def remove_all(self, objs: list[dict]) -> None:
+        if not objs:
+            return
+        try:
+            self.kubectl.delete(objs, wait=False)
+        except RuntimeError as exc:
+            raise HarnessFault(_one_line(str(exc))) from None
+        for o in objs:
+            self.applied.pop(self._key(o), None)
+
+    def remove(self, obj: dict) -> None:
+        self.remove_all([obj])

@@ -15,6 +15,11 @@ What runs, and where:
   admin client cert. Authorization is AlwaysAllow: the only clients are the harness, istiod and
   the user's own kubectl on this machine; no controller-manager, scheduler or kubelet runs (the
   harness is the node agent of its network-namespace pods, kube_registry.py).
+- A new etcd holds only what kube-apiserver bootstraps; Istio's 15 CRDs take seconds to install
+  and establish. So the first run with a given (kube-apiserver, etcd, CRD file) saves etcd's data
+  right after the CRDs are Established, as a seed under `<cache_root()>/local-apiserver/` (removed
+  by `make clean-cache`), and later runs start etcd from a copy of it. The seed holds no keys:
+  certificates are the run's own and etcd stores none.
 - The harness, kubectl and the user reach the API server through a loopback forwarder on the host
   (127.0.0.1:<ephemeral> → istiod's namespace 127.0.0.1:6443), the kubeconfig the run writes.
 
@@ -24,7 +29,10 @@ kubeadm's static-pod manifest for kube-apiserver (cmd/kubeadm/app/phases/control
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
 import socket
 import ssl
 import threading
@@ -167,6 +175,16 @@ class KubeCerts:
         return self.directory / name
 
 
+def seed_dir(crd_file: Path, apiserver_bin: Path, etcd_bin: Path) -> Path:
+    """Where etcd's data with these CRDs, for these builds, is kept (see the module docstring)."""
+    from harness.istio_binaries import cache_root
+
+    key = hashlib.sha256(json.dumps([str(apiserver_bin.parent.parent.name), str(etcd_bin.parent.parent.name),
+                                     hashlib.sha256(crd_file.read_bytes()).hexdigest(), SERVICE_CIDR,
+                                     ETCD_PEER_PORT]).encode()).hexdigest()[:16]
+    return cache_root() / "local-apiserver" / f"etcd-seed-{key}"
+
+
 class KubeControlPlane:
     """etcd + kube-apiserver in `netns`; a kubeconfig for inside the namespace (istiod) and one for
     the host (harness, kubectl, the user)."""
@@ -182,17 +200,34 @@ class KubeControlPlane:
         self.certs: KubeCerts | None = None
         self.inside_kubeconfig = workdir / "kubeconfig.inside"
         self.kubeconfig = workdir / "kubeconfig"
+        self.data_dir = workdir / "etcd-data"
+        self.seeded = False  # etcd started from a seed: Istio's CRDs are there already
 
-    def start(self, netns: Netns, state: RunState) -> None:
-        """Start both in `netns` and return at once; wait_ready() waits for the API server."""
+    def start(self, netns: Netns, state: RunState, seed: Path | None = None) -> None:
+        """Start both in `netns` and return at once; wait_ready() waits for the API server. With a
+        saved `seed`, etcd starts from a copy of it."""
         self.netns = netns
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.certs = c = KubeCerts.create(self.workdir / "pki")
-        data_dir = self.workdir / "etcd-data"
+        if seed is not None and (seed / "member").is_dir():
+            shutil.copytree(seed, self.data_dir)
+            self.seeded = True
+        self._start_processes(state)
+        admin_cert, admin_key = c.path("admin.pem"), c.path("admin.key")
+        self.inside_kubeconfig.write_text(kubeconfig_text(f"https://127.0.0.1:{API_PORT}", c.ca.cert_path,
+                                                          admin_cert, admin_key))
+        self.forwarder = LoopbackForwarder(netns, API_PORT)
+        self.forwarder.start()
+        self.kubeconfig.write_text(kubeconfig_text(f"https://127.0.0.1:{self.forwarder.local_port}",
+                                                   c.ca.cert_path, admin_cert, admin_key))
+
+    def _start_processes(self, state: RunState) -> None:
+        assert self.netns is not None and self.certs is not None
+        c, netns = self.certs, self.netns
         client_url = f"https://127.0.0.1:{ETCD_CLIENT_PORT}"
         peer_url = f"http://127.0.0.1:{ETCD_PEER_PORT}"
         self.etcd = ManagedProcess("etcd", netns.wrap([
-            str(self.etcd_bin), "--name=local", f"--data-dir={data_dir}",
+            str(self.etcd_bin), "--name=local", f"--data-dir={self.data_dir}",
             f"--listen-client-urls={client_url}", f"--advertise-client-urls={client_url}",
             f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
             f"--initial-cluster=local={peer_url}", "--initial-cluster-state=new",
@@ -219,13 +254,23 @@ class KubeControlPlane:
             "--v=1",
         ]), self.log_dir / "kube-apiserver.log", env={"PATH": POD_PATH}, cwd=self.workdir)
         self.apiserver.start(state)
-        admin_cert, admin_key = c.path("admin.pem"), c.path("admin.key")
-        self.inside_kubeconfig.write_text(kubeconfig_text(f"https://127.0.0.1:{API_PORT}", c.ca.cert_path,
-                                                          admin_cert, admin_key))
-        self.forwarder = LoopbackForwarder(netns, API_PORT)
-        self.forwarder.start()
-        self.kubeconfig.write_text(kubeconfig_text(f"https://127.0.0.1:{self.forwarder.local_port}",
-                                                   c.ca.cert_path, admin_cert, admin_key))
+
+    def save_seed(self, seed: Path, state: RunState) -> None:
+        """Stop both cleanly, keep a copy of etcd's data as `seed`, and start them again (once
+        per seed key: the first run pays one restart so that later runs skip the CRD install)."""
+        for proc in (self.apiserver, self.etcd):
+            if proc is not None:
+                proc.stop(grace=10.0)
+        seed.parent.mkdir(parents=True, exist_ok=True)
+        tmp = seed.parent / f".{seed.name}.{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(self.data_dir, tmp)
+        try:
+            os.rename(tmp, seed)
+        except OSError:  # another run saved it first
+            shutil.rmtree(tmp, ignore_errors=True)
+        self._start_processes(state)
+        self.wait_ready()
 
     @property
     def server(self) -> str:

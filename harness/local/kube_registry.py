@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,14 +27,16 @@ import yaml
 
 from harness.backends.kube import Kubectl
 from harness.errors import HarnessError, HarnessFault, ManifestRejected
+from harness.istioctl_validate import IstioctlValidator
 from harness.local.apiserver import KubeControlPlane
-from harness.local.manifest_dir import ManifestDir
-from harness.sync import MARKER_NAME
+from harness.sync import ISTIO_KINDS, MARKER_NAME
 from harness.wait import poll
 
 CRD_FILE = "manifests/charts/base/files/crd-all.gen.yaml"
 FIELD_MANAGER = "egress-harness"
 NODE_NAME = "egress-harness-local"
+# What the suites apply on the local mesh; anything else is refused before it reaches the server.
+OTHER_KINDS = {"NetworkPolicy"}
 # Group/version → (resource path, namespaced) for the objects the harness writes by REST.
 _PLURALS = {"ServiceEntry": "serviceentries"}
 
@@ -47,6 +50,27 @@ def istio_crd_file(istio_version: str) -> Path:
     if not path.exists():
         raise HarnessError(f"Istio {istio_version}'s module has no {CRD_FILE}: the local mesh needs Istio's CRDs from it")
     return path
+
+
+def served_resources(crd_file: Path, cache: Path) -> dict[str, set[str]]:
+    """group/version -> plurals the CRDs serve. Parsing the ~1 MB file takes seconds in pure
+    Python, so the answer is kept in `cache` (beside the etcd seed, keyed like it by the file)."""
+    try:
+        return {gv: set(plurals) for gv, plurals in json.loads(cache.read_text()).items()}
+    except (OSError, ValueError):
+        pass
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    served: dict[str, set[str]] = {}
+    for crd in yaml.load_all(crd_file.read_text(), Loader=loader):  # noqa: S506 - a safe loader
+        if crd:
+            for version in crd["spec"]["versions"]:
+                if version.get("served", True):
+                    served.setdefault(f"{crd['spec']['group']}/{version['name']}", set()).add(crd["spec"]["names"]["plural"])
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
+    tmp.write_text(json.dumps({gv: sorted(p) for gv, p in served.items()}))
+    os.replace(tmp, cache)
+    return served
 
 
 def _one_line(stderr: str) -> str:
@@ -73,8 +97,8 @@ class KubeRegistry:
         self.cp = control_plane
         self.kubectl = LocalKubectl(control_plane.kubectl_bin, control_plane.kubeconfig,
                                     cache_dir=control_plane.workdir / "kubectl-cache")
-        self._dir = ManifestDir(control_plane.workdir / "unused", istioctl)  # its validate(), shared
-        self.applied: dict[str, dict] = {}
+        self._validator = IstioctlValidator(istioctl)
+        self.applied: dict[str, dict] = {}  # "Kind.namespace.name.yaml" -> object, for collect.py
         self._rest: httpx.Client | None = None
 
     @property
@@ -89,19 +113,23 @@ class KubeRegistry:
             self._rest = None
 
     # ------------------------------------------------------------ setup
-    def install_crds(self, crd_file: Path, timeout: float = 30.0) -> None:
-        proc = self.kubectl.run("apply", "--server-side", f"--field-manager={FIELD_MANAGER}", "-f", str(crd_file),
+    def install_crds(self, crd_file: Path, served_cache: Path, *, present: bool = False, timeout: float = 30.0) -> None:
+        """Apply the CRDs (unless `present`: etcd was seeded with them) and wait until Established."""
+        proc = None if present else self.kubectl.run("apply", "--server-side", f"--field-manager={FIELD_MANAGER}", "-f", str(crd_file),
                                 check=False)
-        if not proc.ok:
+        if proc is not None and not proc.ok:
             raise HarnessFault(f"installing Istio's CRDs failed: {_one_line(proc.stderr)}")
-        names = [d["metadata"]["name"] for d in yaml.safe_load_all(crd_file.read_text()) if d]
+        # Served in discovery = Established (the CRD's REST endpoint is up): a few small reads,
+        # where listing the CRDs themselves would carry megabytes of schema on every poll.
+        served = served_resources(crd_file, served_cache)
 
         def pending() -> list[str]:
-            items = self.rest.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions").json()["items"]
-            established = {i["metadata"]["name"] for i in items
-                           if any(c["type"] == "Established" and c["status"] == "True"
-                                  for c in (i.get("status") or {}).get("conditions", []))}
-            return [n for n in names if n not in established]
+            missing = []
+            for group_version, plurals in served.items():
+                resp = self.rest.get(f"/apis/{group_version}")
+                listed = {r["name"] for r in resp.json().get("resources", [])} if resp.status_code == 200 else set()
+                missing += [f"{p}.{group_version}" for p in sorted(plurals - listed)]
+            return missing
 
         poll("Istio's CRDs to be Established", pending, ok=lambda p: not p, timeout=timeout, interval=0.05,
              describe=lambda p: f"not yet: {', '.join(p)}")
@@ -120,9 +148,26 @@ class KubeRegistry:
         obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": dict(labels)}}
         self._ssa(f"/api/v1/namespaces/{name}", obj)
 
+    def register_node(self) -> None:
+        """The one Node the pods are on (istiod reads a pod's node for its locality)."""
+        self._ssa(f"/api/v1/nodes/{NODE_NAME}", {"apiVersion": "v1", "kind": "Node", "metadata": {
+            "name": NODE_NAME, "labels": {"kubernetes.io/hostname": NODE_NAME, "kubernetes.io/os": "linux"}}})
+
     def ensure_service_account(self, namespace: str, name: str) -> None:
         obj = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace}}
         self._ssa(f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}", obj)
+
+    def create_trust_secrets(self, pems: dict[str, str]) -> dict:
+        """The credentialName Secrets in istio-system (the kind and cluster backends' fixture,
+        fixtures/kind/trust-secrets.yaml.j2), and the `trust` values that name them."""
+        from harness.backends.kube import trust_values
+        from harness.backends.plan import setup_manifests
+
+        text = setup_manifests(sleep_image="unused", pems=pems)["trust-secrets.yaml"]
+        result = self.kubectl.run("apply", "-f", "-", input=text, check=False)
+        if not result.ok:
+            raise HarnessFault(f"creating the gateway's trust Secrets failed: {_one_line(result.stderr)}")
+        return trust_values()
 
     # ------------------------------------------------------------ pods
     def register_pod(self, namespace: str, name: str, labels: dict[str, str], service_account: str, address: str,
@@ -177,11 +222,21 @@ class KubeRegistry:
 
     # ------------------------------------------------------------ the manifest store (LocalMesh.manifests)
     def validate(self, objs: list[dict]) -> None:
-        self._dir.validate(objs)
+        """Before anything is applied: kinds the local mesh holds, a namespace on each, then the
+        real `istioctl validate` (as every backend); the API server's own validation follows."""
+        for o in objs:
+            meta = o.get("metadata") or {}
+            if o.get("kind") not in ISTIO_KINDS | OTHER_KINDS:
+                raise HarnessError(f"the local mesh cannot apply kind {o.get('kind')!r} "
+                                   f"({meta.get('name')}); it applies Istio config and NetworkPolicy")
+            if not meta.get("namespace"):
+                raise HarnessError(f"{o.get('kind')} {meta.get('name')!r} has no metadata.namespace: set it")
+        self._validator.validate(objs)
 
     @staticmethod
     def _key(obj: dict) -> str:
-        return ManifestDir.file_name(obj)
+        meta = obj.get("metadata") or {}
+        return f"{obj.get('kind')}.{meta.get('namespace', 'default')}.{meta.get('name')}.yaml"
 
     def write_all(self, objs: list[dict]) -> None:
         """`kubectl apply` of the suites' objects; the server's refusal in one line."""

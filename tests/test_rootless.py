@@ -73,6 +73,26 @@ def shared_tmp():
     shutil.rmtree(path, ignore_errors=True)
 
 
+def _unprivileged_cache(tmp_path: Path) -> Path:
+    """A cache the unprivileged user can use: hard links (no copy) of Istio 1.31 and of the local
+    mesh's etcd/kube-apiserver builds, in directories it owns (the toolchain's locks and the etcd
+    seed are written there)."""
+    from harness.toolchain.gobuild import program_dir
+    from harness.toolchain.programs import ETCD, KUBERNETES_PROGRAM
+
+    cache = tmp_path / "cache"
+    src = cache_root() / "istio-1.31"
+    assert (src / "bin" / "pilot-discovery").exists(), "make test builds Istio 1.31 first"
+    shutil.copytree(src, cache / "istio-1.31", copy_function=os.link)
+    for prog in (KUBERNETES_PROGRAM, ETCD):
+        built = program_dir(prog)
+        assert (built / "done.json").exists(), "make test builds the local mesh's toolchain first (make kube-toolchain)"
+        shutil.copytree(built, cache / "toolchain" / built.name, copy_function=os.link)
+    for d in (cache, cache / "toolchain"):
+        os.chown(d, NOBODY, NOBODY)
+    return cache
+
+
 def test_the_seed_first_scenario_runs_without_root(shared_tmp):
     """An unprivileged user with subordinate ids runs the mesh: istio-proxy as uid 1337, the real
     istio-iptables, namespaces and all. /etc/subuid is only replaced inside a private mount
@@ -80,10 +100,7 @@ def test_the_seed_first_scenario_runs_without_root(shared_tmp):
     python = _skip_unless_possible()
     tmp_path = shared_tmp
     # The Istio binaries, reachable by the unprivileged user (hard links: no copy).
-    cache = tmp_path / "cache"
-    src = cache_root() / "istio-1.31"
-    assert (src / "bin" / "pilot-discovery").exists(), "make test builds Istio 1.31 first"
-    shutil.copytree(src, cache / "istio-1.31", copy_function=os.link)
+    cache = _unprivileged_cache(tmp_path)
     home, artifacts = tmp_path / "home", tmp_path / "artifacts"
     for d in (home, artifacts):
         d.mkdir()
@@ -135,10 +152,7 @@ def test_sigkill_of_a_rootless_run_leaves_nothing(shared_tmp):
     or state is left on the host: they lived on the run's private /run."""
     python = _skip_unless_possible()
     tmp_path = shared_tmp
-    cache = tmp_path / "cache"
-    src = cache_root() / "istio-1.31"
-    assert (src / "bin" / "pilot-discovery").exists(), "make test builds Istio 1.31 first"
-    shutil.copytree(src, cache / "istio-1.31", copy_function=os.link)
+    cache = _unprivileged_cache(tmp_path)
     home, artifacts, signals = tmp_path / "home", tmp_path / "artifacts", tmp_path / "signals"
     for d in (home, artifacts, signals):
         d.mkdir()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,12 +28,14 @@ import yaml
 
 from harness.backends.kube import Kubectl
 from harness.errors import HarnessError, HarnessFault, ManifestRejected
+from harness.istio_binaries import IstioBinaries
 from harness.istioctl_validate import IstioctlValidator
 from harness.local.apiserver import KubeControlPlane
 from harness.sync import ISTIO_KINDS, MARKER_NAME
 from harness.wait import poll
 
 CRD_FILE = "manifests/charts/base/files/crd-all.gen.yaml"
+CRD_NAME = "crd-all.gen.yaml"
 FIELD_MANAGER = "egress-harness"
 NODE_NAME = "egress-harness-local"
 # What the suites apply on the local mesh; anything else is refused before it reaches the server.
@@ -41,15 +44,26 @@ OTHER_KINDS = {"NetworkPolicy"}
 _PLURALS = {"ServiceEntry": "serviceentries"}
 
 
-def istio_crd_file(istio_version: str) -> Path:
-    """crd-all.gen.yaml of the Istio module the binaries were built from (in the Go module cache)."""
+def istio_crd_file(binaries: IstioBinaries) -> Path:
+    """crd-all.gen.yaml of the Istio module the binaries were built from, kept beside them (the
+    build copies it; an older build gets it from the Go module cache once), so a run needs no
+    network, as a rootless run has none."""
     from harness.istio_binaries import _module_dir
     from harness.versions import resolve_release
 
-    path = _module_dir(resolve_release(istio_version)) / CRD_FILE
+    kept = binaries.bootstrap_template.parent / CRD_NAME
+    if kept.exists():
+        return kept
+    path = _module_dir(resolve_release(binaries.version)) / CRD_FILE
     if not path.exists():
-        raise HarnessError(f"Istio {istio_version}'s module has no {CRD_FILE}: the local mesh needs Istio's CRDs from it")
-    return path
+        raise HarnessError(f"Istio {binaries.version}'s module has no {CRD_FILE}: the local mesh needs Istio's CRDs from it")
+    try:
+        tmp = kept.with_name(f".{CRD_NAME}.{os.getpid()}")
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, kept)
+        return kept
+    except OSError:  # binaries from EGRESS_HARNESS_ISTIO_BIN may be read-only: use the module's copy
+        return path
 
 
 def served_resources(crd_file: Path, cache: Path) -> dict[str, set[str]]:
@@ -147,6 +161,9 @@ class KubeRegistry:
     def set_namespace(self, name: str, labels: dict[str, str]) -> None:
         obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": dict(labels)}}
         self._ssa(f"/api/v1/namespaces/{name}", obj)
+        # What the controller-manager would add: istioctl asks the API server for a token of
+        # istio-system's "default" account to authenticate to istiod.
+        self.ensure_service_account(name, "default")
 
     def register_node(self) -> None:
         """The one Node the pods are on (istiod reads a pod's node for its locality)."""
@@ -189,6 +206,9 @@ class KubeRegistry:
         now = "1970-01-01T00:00:00Z"
         status = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace},
                   "status": {"phase": "Running", "podIP": address, "podIPs": [{"ip": address}], "hostIP": "127.0.0.1",
+                             "containerStatuses": [{"name": c["name"], "image": c["image"], "imageID": "", "ready": True,
+                                                    "restartCount": 0, "started": True,
+                                                    "state": {"running": {"startedAt": now}}} for c in containers],
                              "conditions": [{"type": t, "status": "True", "lastTransitionTime": now}
                                             for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")]}}
         self._ssa(path, status, subresource="status")

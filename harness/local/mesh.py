@@ -27,10 +27,10 @@ from pathlib import Path
 from harness.errors import HarnessError, HarnessFault
 from harness.istio_binaries import IstioBinaries
 from harness.local import netpol
-from harness.local.apiserver import KubeControlPlane, seed_dir
+from harness.local.apiserver import KubeControlPlane, LoopbackForwarder, seed_dir
 from harness.local.convergence import Convergence
 from harness.local.fabric import Fabric
-from harness.local.istiod import ISTIOD_SAN, Istiod, IstiodTLS, mesh_config
+from harness.local.istiod import ISTIOD_SAN, SECURE_XDS_PORT, Istiod, IstiodTLS, mesh_config
 from harness.local.kube_registry import KubeRegistry, istio_crd_file
 from harness.local.netns import ETC_NETNS_DIR, POD_PATH, ExecResult, Netns
 from harness.local.pods import UPSTREAM_HOST, Pod, stage_gateway_trust, write_pod_etc
@@ -108,6 +108,7 @@ class LocalMesh:
         self.manifests = self.registry
         self._trust: dict = {}
         self._trust_files: dict = {}
+        self.xds_forwarder: LoopbackForwarder | None = None
         self._unsettled: list[dict] = []
         # Whole from the start (it only holds the mesh and counters); it reaches istiod through
         # running_istiod, which says so if it is used before start().
@@ -140,7 +141,7 @@ class LocalMesh:
 
         istiod_pod = self._make_pod(ISTIOD_POD)
         # etcd and kube-apiserver boot while the stand-in upstream is started.
-        self._crd_file = istio_crd_file(self.binaries.version)
+        self._crd_file = istio_crd_file(self.binaries)
         self._seed = seed_dir(self._crd_file, self.control_plane.apiserver_bin, self.control_plane.etcd_bin)
         self.control_plane.start(istiod_pod.netns, self.state, seed=self._seed)
         self._start_upstream()
@@ -183,6 +184,8 @@ class LocalMesh:
         if self.istiod is not None:
             self.istiod.stop()
         self.registry.close()
+        if self.xds_forwarder is not None:
+            self.xds_forwarder.stop()
         self.control_plane.stop()
         if self.upstream_process is not None:
             self.upstream_process.stop(grace=1.0)
@@ -264,6 +267,9 @@ class LocalMesh:
                              None, self.log_dir, kubeconfig=self.control_plane.inside_kubeconfig,
                              tls=IstiodTLS(serving.chain_path, serving.key_path, self.pki.mesh_ca.cert_path))
         self.istiod.start(self.state)
+        # istioctl's --xds-address, for a user looking inside (`make mesh`): 127.0.0.1 only.
+        self.xds_forwarder = LoopbackForwarder(pod.netns, SECURE_XDS_PORT)
+        self.xds_forwarder.start()
         return self.istiod
 
     def _register_pod(self, pod: Pod, container: str, *, sidecar: bool) -> None:
@@ -292,6 +298,13 @@ class LocalMesh:
     def kubeconfig_line(self) -> str:
         """What a user pastes to look inside the running mesh with kubectl and istioctl."""
         return f"export KUBECONFIG={self.control_plane.kubeconfig}"
+
+    def istioctl_hint(self) -> str:
+        """istioctl reaches istiod's xDS port through the loopback forwarder (there is no kubelet
+        to port-forward through); it authenticates with a token the API server issues."""
+        if self.xds_forwarder is None:
+            return ""
+        return f"{self.binaries.istioctl} proxy-status --xds-address 127.0.0.1:{self.xds_forwarder.local_port}"
 
     def _start_upstream(self) -> None:
         assert self.pki is not None

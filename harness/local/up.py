@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
                 elif line:
                     print(line)
                     print("then e.g.: kubectl get vs -A; kubectl get pods,svc,endpointslices -A")
+                    print(f"and: {mesh.istioctl_hint()}")
                 print("Ctrl-C to tear it down", flush=True)
                 stop.wait()
             finally:

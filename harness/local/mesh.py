@@ -140,14 +140,14 @@ class LocalMesh:
             self.namespace_labels[ns] = {}
 
         istiod_pod = self._make_pod(ISTIOD_POD)
-        # etcd and kube-apiserver boot while the stand-in upstream is started.
+        # etcd and kube-apiserver boot while the stand-in upstream and the pods' namespaces are made.
         self._crd_file = istio_crd_file(self.binaries)
         self._seed = seed_dir(self._crd_file, self.control_plane.apiserver_bin, self.control_plane.etcd_bin)
         self.control_plane.start(istiod_pod.netns, self.state, seed=self._seed)
         self._start_upstream()
+        pods = [(spec, self._make_pod(spec)) for spec in PODS.values()]
         istiod = self._start_istiod(istiod_pod)
-        for spec in PODS.values():
-            pod = self._make_pod(spec)
+        for spec, pod in pods:
             self._register_pod(pod, spec.container, sidecar=spec.proxy == "sidecar")
             if spec.proxy:
                 self._attach_proxy(pod, spec.proxy)

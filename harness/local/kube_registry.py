@@ -181,24 +181,27 @@ class KubeRegistry:
         from harness.backends.plan import setup_manifests
 
         text = setup_manifests(sleep_image="unused", pems=pems)["trust-secrets.yaml"]
-        result = self.kubectl.run("apply", "-f", "-", input=text, check=False)
-        if not result.ok:
-            raise HarnessFault(f"creating the gateway's trust Secrets failed: {_one_line(result.stderr)}")
+        # Server-side apply over REST, like the other objects the harness itself keeps: a kubectl
+        # process would cost more than the three writes.
+        for secret in yaml.safe_load_all(text):
+            if secret:
+                meta = secret["metadata"]
+                self._ssa(f"/api/v1/namespaces/{meta['namespace']}/secrets/{meta['name']}", secret)
         return trust_values()
 
     # ------------------------------------------------------------ pods
     def register_pod(self, namespace: str, name: str, labels: dict[str, str], service_account: str, address: str,
-                     container: str, *, sidecar: bool) -> None:
-        """The Pod a kubelet would report: scheduled here, Running, Ready, with its IP."""
+                     container: str, *, sidecar: bool, replace: bool = False) -> None:
+        """The Pod a kubelet would report: scheduled here, Running, Ready, with its IP. replace:
+        a redeploy, which Kubernetes makes a new Pod (new uid) of."""
         self.ensure_service_account(namespace, service_account)
         containers = [{"name": container, "image": "egress-harness.invalid/netns"}]
         if sidecar:
             containers.append({"name": "istio-proxy", "image": "egress-harness.invalid/pilot-agent"})
         annotations = {"sidecar.istio.io/status": json.dumps({"containers": ["istio-proxy"]})} if sidecar else {}
         path = f"/api/v1/namespaces/{namespace}/pods/{name}"
-        existing = self.rest.get(path)
-        if existing.status_code == 200 and existing.json()["status"].get("podIP") != address:
-            self.delete_pod(namespace, name)  # a redeploy: a new Pod (new uid), as Kubernetes makes
+        if replace:
+            self.delete_pod(namespace, name)
         pod = {"apiVersion": "v1", "kind": "Pod",
                "metadata": {"name": name, "namespace": namespace, "labels": dict(labels), "annotations": annotations},
                "spec": {"nodeName": NODE_NAME, "serviceAccountName": service_account, "containers": containers}}

@@ -272,10 +272,10 @@ class LocalMesh:
         self.xds_forwarder.start()
         return self.istiod
 
-    def _register_pod(self, pod: Pod, container: str, *, sidecar: bool) -> None:
+    def _register_pod(self, pod: Pod, container: str, *, sidecar: bool, replace: bool = False) -> None:
         """The Pod (and for the gateway its Service and EndpointSlice) on the API server."""
         self.registry.register_pod(pod.namespace, pod.name, pod.labels, pod.service_account, pod.address,
-                                   container, sidecar=sidecar)
+                                   container, sidecar=sidecar, replace=replace)
         if pod.key == GATEWAY_POD.key:
             # istio-egressgateway's Service as the Helm chart makes it (ports 80→8080, 443→8443).
             self.registry.register_service(
@@ -422,7 +422,7 @@ class LocalMesh:
         self.fabric.unplug(old.netns)
         old.netns.delete()
         new = self._make_pod(PODS[old.key])
-        self._register_pod(new, PODS[old.key].container, sidecar=sidecar)
+        self._register_pod(new, PODS[old.key].container, sidecar=sidecar, replace=True)
         if sidecar:
             self._attach_proxy(new, "sidecar").wait_ready()
         self._sync_policies()

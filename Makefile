@@ -30,7 +30,7 @@ SYSTEM = cd $(ROOT) && $(PYTHON) -m harness.system_packages
 # The mesh runs as root, or in a user namespace of its own (harness.rootless) otherwise.
 PYTEST = cd $(ROOT) && $(PY) -m harness.rootless $(PY) -m pytest
 
-.PHONY: e2e test unit lint format istio istio-from fortio upgrade diff-config bench-mesh bench-egress clean-stale clean clean-cache system-e2e system-test
+.PHONY: e2e test unit lint format istio istio-from kube-toolchain mesh fortio upgrade diff-config bench-mesh bench-egress clean-stale clean clean-cache system-e2e system-test
 
 $(STAMP): $(ROOT)/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,12 +47,21 @@ system-test:
 istio: $(STAMP)
 	@cd $(ROOT) && $(PY) -m harness.istio_binaries --istio-version $(ISTIO_VERSION)
 
+# The local mesh's etcd, kube-apiserver and kubectl, built from the Go module proxy once (cached
+# per version under ~/.cache/egress-harness/toolchain, shared with the kind images' build).
+kube-toolchain: $(STAMP)
+	@cd $(ROOT) && $(PY) -m harness.toolchain kubernetes etcd
+
+# The local mesh, kept up until Ctrl-C, with the KUBECONFIG line for kubectl.
+mesh: system-e2e $(STAMP) istio kube-toolchain
+	cd $(ROOT) && $(PY) -m harness.rootless $(PY) -m harness.local.up --istio-version=$(ISTIO_VERSION)
+
 # Istio's binaries are built (or found) first, with visible progress; a dry run builds nothing.
-e2e: system-e2e $(STAMP) $(if $(DRY_RUN),,istio)
+e2e: system-e2e $(STAMP) $(if $(DRY_RUN),,istio $(if $(filter local,$(BACKEND)),kube-toolchain))
 	$(PYTEST) suites --backend=$(BACKEND) --istio-version=$(ISTIO_VERSION) --artifacts=$(ART) \
 		$(if $(DRY_RUN),--dry-run) $(PYTEST_ARGS)
 
-test: system-test $(STAMP) istio istio-from fortio
+test: system-test $(STAMP) istio istio-from kube-toolchain fortio
 	$(PYTEST) tests suites --istio-version=$(ISTIO_VERSION) --artifacts=$(ART)/test $(PYTEST_ARGS)
 
 # The harness's own tests that need no mesh, no Istio build and no root: seconds.
@@ -79,7 +88,7 @@ lint: $(STAMP)
 format: $(STAMP)
 	cd $(ROOT) && $(PY) -m ruff check --fix . && $(PY) -m ruff format .
 
-bench-mesh: system-e2e $(STAMP) istio
+bench-mesh: system-e2e $(STAMP) istio kube-toolchain
 	cd $(ROOT) && $(PY) -m harness.rootless $(PY) -m harness.bench --istio-version=$(ISTIO_VERSION) --runs 5
 
 # The egress benchmark (issue 12): every egress path under fortio load, into $(ARTIFACTS)/bench.

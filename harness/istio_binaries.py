@@ -100,6 +100,8 @@ def _build(release: IstioRelease, dest: Path) -> None:
     bin_dir.mkdir(parents=True, exist_ok=True)
     src = _module_dir(release)
     shutil.copyfile(src / "tools/packaging/common/envoy_bootstrap.json", dest / BOOTSTRAP_NAME)
+    # Istio's CRDs, which the local mesh installs on its API server (harness/local/kube_registry.py).
+    shutil.copyfile(src / "manifests/charts/base/files/crd-all.gen.yaml", dest / "crd-all.gen.yaml")
     istio_minor = (src / "VERSION").read_text().strip() if (src / "VERSION").exists() else ""
     ldflags = f"-s -w -X istio.io/istio/pkg/version.buildVersion={release.stamp}"
     _say(f"building Istio {release.name} ({release.provenance}) into {bin_dir}")

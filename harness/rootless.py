@@ -84,6 +84,11 @@ def prepare_inside() -> None:
     subprocess.run(["cp", "-a", "/etc/.", str(etc)], capture_output=True)  # unreadable files (shadow) stay out
     _mount("--bind", str(etc), "/etc")
     Path("/etc/netns").mkdir(exist_ok=True)
+    # The run's own network namespace starts with loopback down; the harness reaches the local
+    # mesh's API server through a forwarder on 127.0.0.1 (harness/local/apiserver.py).
+    proc = subprocess.run(["ip", "link", "set", "lo", "up"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise HarnessError(f"cannot bring up loopback in the user namespace (ip link set lo up: {proc.stderr.strip()}): {_FIX}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -73,14 +73,31 @@ def shared_tmp():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _rootless_pytest(tmp_path: Path, python: str, pytest_args: str, extra_env: str = "") -> tuple[list[str], Path]:
-    """The command line that runs `pytest pytest_args` as nobody through harness.rootless, with
-    Istio hard-linked into a cache nobody can read and subordinate ids bind-mounted over
-    /etc/subuid and /etc/subgid in a private mount namespace (the host's files never change)."""
+def _unprivileged_cache(tmp_path: Path) -> Path:
+    """A cache the unprivileged user can use: hard links (no copy) of Istio 1.31 and of the local
+    mesh's etcd/kube-apiserver builds, in directories it owns (the toolchain's locks and the etcd
+    seed are written there)."""
+    from harness.toolchain.gobuild import program_dir
+    from harness.toolchain.programs import ETCD, KUBERNETES_PROGRAM
+
     cache = tmp_path / "cache"
     src = cache_root() / "istio-1.31"
     assert (src / "bin" / "pilot-discovery").exists(), "make test builds Istio 1.31 first"
     shutil.copytree(src, cache / "istio-1.31", copy_function=os.link)
+    for prog in (KUBERNETES_PROGRAM, ETCD):
+        built = program_dir(prog)
+        assert (built / "done.json").exists(), "make test builds the local mesh's toolchain first (make kube-toolchain)"
+        shutil.copytree(built, cache / "toolchain" / built.name, copy_function=os.link)
+    for d in (cache, cache / "toolchain"):
+        os.chown(d, NOBODY, NOBODY)
+    return cache
+
+
+def _rootless_pytest(tmp_path: Path, python: str, pytest_args: str, extra_env: str = "") -> tuple[list[str], Path]:
+    """The command line that runs `pytest pytest_args` as nobody through harness.rootless, with
+    Istio hard-linked into a cache nobody can read and subordinate ids bind-mounted over
+    /etc/subuid and /etc/subgid in a private mount namespace (the host's files never change)."""
+    cache = _unprivileged_cache(tmp_path)
     home, artifacts = tmp_path / "home", tmp_path / "artifacts"
     for d in (home, artifacts):
         d.mkdir()

@@ -1,13 +1,15 @@
-"""The real istiod (pilot-discovery) in its own pod namespace, reading manifests from a directory.
+"""The real istiod (pilot-discovery) in its own pod namespace, on its Kubernetes registry.
 
-Istio config comes from `--configDir` (the manifests the suites apply); the Kubernetes registry
-talks to the harness's small API server (kube_api.py), which istiod needs since 1.30. Plaintext
+istiod reads Istio config from the CRDs on the local mesh's real API server (apiserver.py), and
+Services, Pods and EndpointSlices from it, as on a cluster. (`config_dir` adds `--configDir`, a
+file source, for experiments; the mesh does not use it.) Plaintext
 ADS on 15010 only: no CA server, no secure gRPC port, no webhook port (workload certificates come
 from the harness's mesh root instead). Flags read in pilot/cmd/pilot-discovery/app/cmd.go.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -21,6 +23,9 @@ from harness.meshconfig import mesh_config as shared_mesh_config
 from harness.wait import poll
 
 XDS_PORT = 15010
+SECURE_XDS_PORT = 15012
+# The name in istiod's serving certificate that proxies verify (ISTIOD_SAN), as on a cluster.
+ISTIOD_SAN = "istiod.istio-system.svc"
 DEBUG_PORT = 8080
 
 # Filters only Istio's own Envoy build has; upstream Envoy would reject the config that uses them.
@@ -30,29 +35,49 @@ _STOCK_ENVOY_FEATURES = {
 }
 
 
-def mesh_config(istiod_address: str) -> dict:
-    return shared_mesh_config(f"{istiod_address}:{XDS_PORT}")
+def mesh_config(istiod_address: str, *, secure: bool = False) -> dict:
+    """Proxies' mesh config. secure: xDS over mutual TLS on 15012 (each proxy presents its workload
+    certificate), as on a cluster. istiod gives credentialName secrets (SDS) only to a proxy whose
+    identity it verified that way (pilot/pkg/xds/sds.go, VerifiedIdentity)."""
+    if not secure:
+        return shared_mesh_config(f"{istiod_address}:{XDS_PORT}")
+    config = shared_mesh_config(f"{istiod_address}:{SECURE_XDS_PORT}")
+    config["defaultConfig"]["controlPlaneAuthPolicy"] = "MUTUAL_TLS"
+    return config
+
+
+@dataclass(frozen=True)
+class IstiodTLS:
+    """istiod's serving certificate for 15012 and the root it verifies proxies' certificates with."""
+
+    cert_chain: Path
+    key: Path
+    ca_cert: Path
 
 
 class Istiod:
-    def __init__(self, netns: Netns, address: str, binary: Path, workdir: Path, config_dir: Path, log_dir: Path,
-                 kubeconfig: Path):
+    def __init__(self, netns: Netns, address: str, binary: Path, workdir: Path, config_dir: Path | None, log_dir: Path,
+                 kubeconfig: Path, tls: IstiodTLS | None = None):
         self.netns = netns
         self.address = address
         self.binary = binary
         self.workdir = workdir
         self.config_dir = config_dir
         self.mesh_file = workdir / "mesh.yaml"
+        self.kubeconfig = kubeconfig
+        self.tls = tls
+        self.secure = tls is not None
         self.process = ManagedProcess(
             "istiod",
             netns.wrap([
                 str(binary), "discovery",
                 "--registries=Kubernetes",
                 f"--kubeconfig={kubeconfig}",
-                f"--configDir={config_dir}",
+                *([f"--configDir={config_dir}"] if config_dir is not None else []),
                 f"--meshConfig={self.mesh_file}",
                 f"--networksConfig={workdir / 'meshNetworks.yaml'}",
-                "--secureGRPCAddr=",
+                *([f"--secureGRPCAddr=:{SECURE_XDS_PORT}", f"--tlsCertFile={tls.cert_chain}",
+                   f"--tlsKeyFile={tls.key}", f"--caCertFile={tls.ca_cert}"] if tls else ["--secureGRPCAddr="]),
                 "--httpsAddr=",
                 f"--grpcAddr=:{XDS_PORT}",
                 f"--httpAddr=127.0.0.1:{DEBUG_PORT}",
@@ -66,10 +91,9 @@ class Istiod:
                 "POD_NAME": "istiod",
                 "ENABLE_CA_SERVER": "false",
                 "PILOT_ENABLE_ANALYSIS": "false",
-                # Push 10 ms after a change instead of 100 ms: the file watcher already debounces.
+                # Push 10 ms after a change instead of 100 ms: the harness applies a change as one
+                # kubectl apply, so there is no burst of events to wait out.
                 "PILOT_DEBOUNCE_AFTER": "10ms",
-                # Plain LIST+WATCH: the harness's API server does not stream initial events.
-                "KUBE_FEATURE_WatchListClient": "false",
                 **_STOCK_ENVOY_FEATURES,
             },
             cwd=workdir,
@@ -78,8 +102,9 @@ class Istiod:
 
     def start(self, state: RunState) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.config_dir.mkdir(parents=True, exist_ok=True)
-        self.mesh_file.write_text(yaml.safe_dump(mesh_config(self.address)))
+        if self.config_dir is not None:
+            self.config_dir.mkdir(parents=True, exist_ok=True)
+        self.mesh_file.write_text(yaml.safe_dump(mesh_config(self.address, secure=self.secure)))
         (self.workdir / "meshNetworks.yaml").write_text("networks: {}\n")
         self.process.start(state)
 

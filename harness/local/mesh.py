@@ -1,7 +1,9 @@
 """The local backend: a pocket cluster of network namespaces running the real Istio.
 
 Pods (each a network namespace with its own address, see fabric.py):
-  istio-system/istiod                  pilot-discovery (+ the small API server it needs, kube_api.py)
+  istio-system/istiod                  pilot-discovery, and beside it the real etcd and kube-apiserver
+                                       (apiserver.py, kube_registry.py): Istio config, Namespaces,
+                                       Pods, the gateway's Service and EndpointSlice live there
   istio-system/istio-egressgateway     pilot-agent in router mode
   default/sleep                        curl + sidecar (pilot-agent + Envoy as uid 1337, istio-iptables)
   test-egress/sleep                    curl, no sidecar until redeployed with one
@@ -25,11 +27,11 @@ from pathlib import Path
 from harness.errors import HarnessError, HarnessFault
 from harness.istio_binaries import IstioBinaries
 from harness.local import netpol
+from harness.local.apiserver import KubeControlPlane, LoopbackForwarder, seed_dir
 from harness.local.convergence import Convergence
 from harness.local.fabric import Fabric
-from harness.local.istiod import Istiod, mesh_config
-from harness.local.kube_api import KubeApiServer
-from harness.local.manifest_dir import ManifestDir
+from harness.local.istiod import ISTIOD_SAN, SECURE_XDS_PORT, Istiod, IstiodTLS, mesh_config
+from harness.local.kube_registry import KubeRegistry, istio_crd_file
 from harness.local.netns import ETC_NETNS_DIR, POD_PATH, ExecResult, Netns
 from harness.local.pods import UPSTREAM_HOST, Pod, stage_gateway_trust, write_pod_etc
 from harness.local.processes import ManagedProcess
@@ -37,14 +39,13 @@ from harness.local.proxy import IstioProxy, ProxySpec
 from harness.local.reaper import start_watchdog
 from harness.local.runstate import STATE_ROOT, RunState, reap_stale_runs
 from harness.pki import RunPKI
-from harness.pod_table import GATEWAY_POD, GATEWAY_SA, NAMESPACES, PODS, PodSpec
+from harness.pod_table import GATEWAY_POD, NAMESPACES, PODS, PodSpec
 from harness.sync import ISTIO_KINDS
 from harness.system_packages import find_command
 from harness.upstream_client import UpstreamClient
 from harness.wait import poll
 
 UPSTREAM_PORTS = {"http": 80, "https": 443, "mtls": 8443, "control": 9901}
-KUBE_API_PORT = 6443
 REQUIRED_COMMANDS = {"ip": "iproute2", "iptables": "iptables", "iptables-restore": "iptables",
                      "setpriv": "util-linux", "curl": "curl", "openssl": "openssl"}
 # istiod is the local mesh's own pod (on Kubernetes, istioctl installs it): not in the suites' table.
@@ -92,18 +93,22 @@ class LocalMesh:
         # user namespace of a rootless run, so they vanish with it even after SIGKILL.
         self.workdir = self.state.directory / "work"
         self.log_dir = self.artifacts / "mesh-logs"
-        self.config_dir = self.workdir / "manifests"
         self.fabric = Fabric(self.run_id)
         self.pki: RunPKI | None = None
         self.istiod: Istiod | None = None
-        self.kube_api: KubeApiServer | None = None
         self.upstream_process: ManagedProcess | None = None
         self.upstream_address = ""
         self._upstream_client: UpstreamClient | None = None
         self._watchdog: tuple[subprocess.Popen, int] | None = None
         self._policies: dict[tuple[str, str], netpol.EgressPolicy] = {}
-        self.manifests = ManifestDir(self.config_dir, self.binaries.istioctl)
+        # The real etcd + kube-apiserver (apiserver.py) and what the mesh keeps there
+        # (kube_registry.py): `manifests` is the one apply path, kubectl through the API server.
+        self.control_plane = KubeControlPlane(self.workdir / "kube", self.log_dir)
+        self.registry = KubeRegistry(self.control_plane, self.binaries.istioctl)
+        self.manifests = self.registry
         self._trust: dict = {}
+        self._trust_files: dict = {}
+        self.xds_forwarder: LoopbackForwarder | None = None
         self._unsettled: list[dict] = []
         # Whole from the start (it only holds the mesh and counters); it reaches istiod through
         # running_istiod, which says so if it is used before start().
@@ -115,7 +120,7 @@ class LocalMesh:
         preflight()
         for line in reap_stale_runs():
             self.say(f"cleaned up after a dead run: {line}")
-        t0 = time.monotonic()
+        t0 = self._t0 = time.monotonic()
         self.state.save()
         self._watchdog = start_watchdog(self.state.file)
         self.state.add_path(self.workdir)
@@ -135,18 +140,23 @@ class LocalMesh:
             self.namespace_labels[ns] = {}
 
         istiod_pod = self._make_pod(ISTIOD_POD)
-        istiod = self._start_istiod(istiod_pod)
+        # etcd and kube-apiserver boot while the stand-in upstream and the pods' namespaces are made.
+        self._crd_file = istio_crd_file(self.binaries)
+        self._seed = seed_dir(self._crd_file, self.control_plane.apiserver_bin, self.control_plane.etcd_bin)
+        self.control_plane.start(istiod_pod.netns, self.state, seed=self._seed)
         self._start_upstream()
-        for spec in PODS.values():
-            pod = self._make_pod(spec)
-            if spec is GATEWAY_POD:
-                # The gateway's Service, and the files it trusts the stand-in with.
-                self.manifests.write(self._gateway_service_entry(pod.address))
+        pods = [(spec, self._make_pod(spec)) for spec in PODS.values()]
+        istiod = self._start_istiod(istiod_pod)
+        for spec, pod in pods:
+            self._register_pod(pod, spec.container, sidecar=spec.proxy == "sidecar")
             if spec.proxy:
                 self._attach_proxy(pod, spec.proxy)
             if spec is GATEWAY_POD:
                 assert pod.proxy is not None
-                self._trust = stage_gateway_trust(self.pki, pod.proxy.workdir / "etc" / "egress-trust")
+                # The seed's file-mounted trust stays staged; the stages use credentialName Secrets,
+                # as on Kubernetes and in istio.io's current task.
+                self._trust_files = stage_gateway_trust(self.pki, pod.proxy.workdir / "etc" / "egress-trust")
+                self._trust = self._create_trust_secrets(self._trust_files)
         istiod.wait_ready()
         self.timings["istiod_ready"] = time.monotonic() - t0
         for pod in self.pods.values():
@@ -173,8 +183,10 @@ class LocalMesh:
                 pod.proxy.stop()
         if self.istiod is not None:
             self.istiod.stop()
-        if self.kube_api is not None:
-            self.kube_api.stop()
+        self.registry.close()
+        if self.xds_forwarder is not None:
+            self.xds_forwarder.stop()
+        self.control_plane.stop()
         if self.upstream_process is not None:
             self.upstream_process.stop(grace=1.0)
         for name in reversed(self.state.netns):
@@ -234,21 +246,65 @@ class LocalMesh:
         return pod
 
     def _start_istiod(self, pod: Pod) -> Istiod:
-        # The API server socket lives in istiod's namespace: only istiod can reach it.
-        sock = pod.netns.socket()
-        sock.bind(("127.0.0.1", KUBE_API_PORT))
-        sock.listen(128)
-        self.kube_api = KubeApiServer(sock)
-        self.kube_api.start()
+        """Once the API server is ready: Istio's CRDs, the namespaces, istiod's own Pod; then
+        istiod on its Kubernetes registry alone (no --configDir)."""
+        self.control_plane.wait_ready()
+        self.timings["apiserver_ready"] = time.monotonic() - self._t0
+        self.registry.install_crds(self._crd_file, self._seed.with_name(self._seed.name + ".served.json"),
+                                   present=self.control_plane.seeded)
+        if not self.control_plane.seeded:
+            self.control_plane.save_seed(self._seed, self.state)
+            self.registry.close()  # its connections were to the API server before the restart
+        self.timings["crds_established"] = time.monotonic() - self._t0
+        self.registry.register_node()
         for ns, labels in self.namespace_labels.items():
-            self.kube_api.set_namespace(ns, labels)
-        kubeconfig = self.workdir / "istiod" / "kubeconfig"
-        kubeconfig.parent.mkdir(parents=True, exist_ok=True)
-        kubeconfig.write_text(self.kube_api.kubeconfig())
+            self.registry.set_namespace(ns, labels)
+        self._register_pod(pod, "discovery", sidecar=False)
+        assert self.pki is not None
+        serving = self.pki.mesh_ca.issue_server("istiod", [ISTIOD_SAN, "istiod.istio-system.svc.cluster.local"],
+                                                ips=[pod.address])
         self.istiod = Istiod(pod.netns, pod.address, self.binaries.pilot_discovery, self.workdir / "istiod",
-                             self.config_dir, self.log_dir, kubeconfig=kubeconfig)
+                             None, self.log_dir, kubeconfig=self.control_plane.inside_kubeconfig,
+                             tls=IstiodTLS(serving.chain_path, serving.key_path, self.pki.mesh_ca.cert_path))
         self.istiod.start(self.state)
+        # istioctl's --xds-address, for a user looking inside (`make mesh`): 127.0.0.1 only.
+        self.xds_forwarder = LoopbackForwarder(pod.netns, SECURE_XDS_PORT)
+        self.xds_forwarder.start()
         return self.istiod
+
+    def _register_pod(self, pod: Pod, container: str, *, sidecar: bool, replace: bool = False) -> None:
+        """The Pod (and for the gateway its Service and EndpointSlice) on the API server."""
+        self.registry.register_pod(pod.namespace, pod.name, pod.labels, pod.service_account, pod.address,
+                                   container, sidecar=sidecar, replace=replace)
+        if pod.key == GATEWAY_POD.key:
+            # istio-egressgateway's Service as the Helm chart makes it (ports 80→8080, 443→8443).
+            self.registry.register_service(
+                pod.namespace, "istio-egressgateway", GATEWAY_POD.labels,
+                [{"name": "http2", "port": 80, "targetPort": 8080},
+                 {"name": "https", "port": 443, "targetPort": 8443}],
+                [(pod.name, pod.address)])
+
+    def _create_trust_secrets(self, files: dict) -> dict:
+        def read(path: str) -> str:
+            return Path(path).read_text()
+
+        return self.registry.create_trust_secrets({
+            "public_ca": read(files["trust"]["ca_certificates"]),
+            "untrusted_ca": read(files["wrong_trust"]["ca_certificates"]),
+            "client_cert": read(files["client"]["client_certificate"]),
+            "client_key": read(files["client"]["private_key"]),
+        })
+
+    def kubeconfig_line(self) -> str:
+        """What a user pastes to look inside the running mesh with kubectl and istioctl."""
+        return f"export KUBECONFIG={self.control_plane.kubeconfig}"
+
+    def istioctl_hint(self) -> str:
+        """istioctl reaches istiod's xDS port through the loopback forwarder (there is no kubelet
+        to port-forward through); it authenticates with a token the API server issues."""
+        if self.xds_forwarder is None:
+            return ""
+        return f"{self.binaries.istioctl} proxy-status --xds-address 127.0.0.1:{self.xds_forwarder.local_port}"
 
     def _start_upstream(self) -> None:
         assert self.pki is not None
@@ -284,7 +340,7 @@ class LocalMesh:
         proxy = IstioProxy(
             ProxySpec(kind, pod.namespace, pod.name, pod.service_account, pod.labels, pod.address),
             pod.netns, self.binaries, self.workdir / "pods" / f"{pod.namespace}.{pod.name}",
-            self.log_dir, mesh_config(self.istiod.address),
+            self.log_dir, mesh_config(self.istiod.address, secure=self.istiod.secure),
         )
         proxy.prepare(self.pki.mesh_ca)
         if kind == "sidecar":
@@ -296,37 +352,19 @@ class LocalMesh:
     def upstream_trust(self) -> dict:
         return self._trust
 
-    def _gateway_service_entry(self, address: str) -> dict:
-        """Stands in for the istio-egressgateway Service of a real install (ports 80→8080,
-        443→8443). tlsMode disabled: Helm-installed gateway pods carry no tlsMode label, so a
-        real cluster does not auto-mTLS to the gateway either; the DestinationRule decides."""
-        return {
-            "apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
-            "metadata": {"name": "istio-egressgateway", "namespace": "istio-system"},
-            "spec": {
-                "hosts": ["istio-egressgateway.istio-system.svc.cluster.local"],
-                "location": "MESH_INTERNAL", "resolution": "STATIC",
-                "ports": [{"number": 80, "name": "http2", "protocol": "HTTP2", "targetPort": 8080},
-                          {"number": 443, "name": "https", "protocol": "HTTPS", "targetPort": 8443}],
-                "endpoints": [{"address": address, "serviceAccount": GATEWAY_SA,
-                               "labels": {"istio": "egressgateway", "app": "istio-egressgateway",
-                                          "security.istio.io/tlsMode": "disabled"}}],
-            },
-        }
-
     # ---------------------------------------------------------------- manifests
     def apply(self, objs: list[dict]) -> None:
         self.manifests.validate(objs)
-        for o in objs:
-            if o["kind"] == "NetworkPolicy":
-                policy = netpol.parse_policy(o)
-                self._policies[(policy.namespace, policy.name)] = policy
+        policies = [o for o in objs if o["kind"] == "NetworkPolicy"]
+        for o in policies:
+            policy = netpol.parse_policy(o)
+            self._policies[(policy.namespace, policy.name)] = policy
+        self.registry.write_all(policies)  # real API objects; enforced by the hub's rules
         self._sync_policies()
         istio = [o for o in objs if o["kind"] in ISTIO_KINDS]
         if istio or self._unsettled:
             before = self.convergence.snapshot()
-            for o in istio:
-                self.manifests.write(o)
+            self.manifests.write_all(istio)
             # One convergence covers this apply and a cleanup still pending.
             pending, self._unsettled = self._unsettled, []
             self.convergence.wait(present=istio, absent=pending, before=before)
@@ -339,12 +377,12 @@ class LocalMesh:
                 meta = o.get("metadata") or {}
                 # parse_policy refuses an empty namespace or name, so "" matches no policy, as None did.
                 self._policies.pop((meta.get("namespace") or "", meta.get("name") or ""), None)
+        self.registry.remove_all([o for o in objs if o.get("kind") == "NetworkPolicy"])
         self._sync_policies()
         istio = [o for o in objs if o.get("kind") in ISTIO_KINDS]
         if istio:
             before = self.convergence.snapshot()
-            for o in istio:
-                self.manifests.remove(o)
+            self.manifests.remove_all(istio)
             self._unsettled.extend(istio)
             if wait:
                 self.settle(before)
@@ -372,8 +410,7 @@ class LocalMesh:
                 current.pop(k, None)
             else:
                 current[k] = v
-        if self.kube_api is not None:
-            self.kube_api.set_namespace(namespace, current)
+        self.registry.set_namespace(namespace, current)
         self._sync_policies()
 
     def redeploy(self, pod: str, *, sidecar: bool) -> None:
@@ -385,6 +422,7 @@ class LocalMesh:
         self.fabric.unplug(old.netns)
         old.netns.delete()
         new = self._make_pod(PODS[old.key])
+        self._register_pod(new, PODS[old.key].container, sidecar=sidecar, replace=True)
         if sidecar:
             self._attach_proxy(new, "sidecar").wait_ready()
         self._sync_policies()

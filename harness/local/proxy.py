@@ -26,6 +26,7 @@ import yaml
 
 from harness.errors import HarnessError, HarnessFault
 from harness.istio_binaries import IstioBinaries
+from harness.local.istiod import ISTIOD_SAN
 from harness.local.netns import Netns
 from harness.local.processes import ManagedProcess
 from harness.local.runstate import RunState
@@ -128,6 +129,11 @@ class IstioProxy:
             "ISTIO_META_INTERCEPTION_MODE": "REDIRECT",
             "PROXY_CONFIG": json.dumps({"binaryPath": str(self.binaries.envoy)}),
             "ISTIO_META_DNS_CAPTURE": "false",
+            # xDS over mutual TLS when the mesh config says MUTUAL_TLS: the workload certificate
+            # (PROV_CERT: cert-chain.pem, key.pem, root-cert.pem) is the client certificate, and
+            # istiod's serving certificate must name ISTIOD_SAN (pkg/istio-agent/agent.go).
+            "PROV_CERT": str(self.workdir / "var/run/secrets/workload-spiffe-credentials"),
+            "ISTIOD_SAN": ISTIOD_SAN,
         }
         argv = self.netns.wrap(
             [str(self.binaries.pilot_agent), "proxy", s.kind,

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
 from harness.istio_binaries import IstioBinaries
-from harness.local.istiod import Istiod, mesh_config
-from harness.local.kube_api import KubeApiServer
+from harness.local.apiserver import API_PORT, LoopbackForwarder
+from harness.local.istiod import ISTIOD_SAN, Istiod, IstiodTLS, mesh_config
 from harness.local.proxy import IstioProxy, ProxySpec
 from harness.pod_table import PodSpec
 
@@ -40,7 +40,7 @@ RECONNECT_TIMEOUT = 60.0
 class Revision:
     name: str
     istiod: Istiod
-    kube_api: KubeApiServer
+    api_forwarder: LoopbackForwarder  # its pod's 127.0.0.1:6443 → the API server's
 
 
 def stage_binaries(mesh: LocalMesh, binaries: IstioBinaries) -> IstioBinaries:
@@ -64,12 +64,10 @@ def stage_binaries(mesh: LocalMesh, binaries: IstioBinaries) -> IstioBinaries:
 
 def replace_istiod(mesh: LocalMesh, binaries: IstioBinaries) -> None:
     pod = mesh.pod("istio-system/istiod")
-    old = mesh.istiod
-    assert old is not None
+    old = mesh.running_istiod
     old.stop()
-    kubeconfig = mesh.workdir / "istiod" / "kubeconfig"
-    mesh.istiod = Istiod(pod.netns, pod.address, binaries.pilot_discovery, mesh.workdir / "istiod",
-                         mesh.config_dir, mesh.log_dir, kubeconfig=kubeconfig)
+    mesh.istiod = Istiod(pod.netns, pod.address, binaries.pilot_discovery, old.workdir, None, mesh.log_dir,
+                         kubeconfig=old.kubeconfig, tls=old.tls)
     mesh.istiod.start(mesh.state)
     mesh.istiod.wait_ready()
     # Only the new istiod can push the next marker: every proxy has reconnected when it has it.
@@ -91,7 +89,7 @@ def restart_proxy(mesh: LocalMesh, pod_key: str, binaries: IstioBinaries, *,
     proxy = IstioProxy(
         ProxySpec(old.spec.kind, pod.namespace, pod.name, pod.service_account, dict(pod.labels), pod.address),
         pod.netns, staged, mesh.workdir / "pods" / f"{pod.namespace}.{pod.name}@{binaries.version}",
-        mesh.log_dir, mesh_config(target.address),
+        mesh.log_dir, mesh_config(target.address, secure=target.secure),
     )
     proxy.prepare(mesh.pki.mesh_ca)
     proxy.start(mesh.state)
@@ -102,29 +100,25 @@ def restart_proxy(mesh: LocalMesh, pod_key: str, binaries: IstioBinaries, *,
 
 def add_revision(mesh: LocalMesh, binaries: IstioBinaries, revision: str) -> Revision:
     """A second istiod, `istio-system/istiod-<revision>`, with REVISION set as the istiod chart
-    sets it, reading the same config; its own API server, as each istiod has its own client."""
-    from harness.local.mesh import KUBE_API_PORT
-
+    sets it, on the same API server (reached through its pod's 127.0.0.1:6443, as the first
+    istiod reaches it), with its own serving certificate for xDS over mutual TLS."""
     spec = PodSpec("istio-system", f"istiod-{revision}", "istiod", None, "discovery",
                    {"app": "istiod", REV_LABEL: revision})
     pod = mesh._make_pod(spec)
-    sock = pod.netns.socket()
-    sock.bind(("127.0.0.1", KUBE_API_PORT))
-    sock.listen(128)
-    api = KubeApiServer(sock)
-    api.start()
-    for ns, ns_labels in mesh.namespace_labels.items():
-        api.set_namespace(ns, ns_labels)
+    first = mesh.pod("istio-system/istiod")
+    forwarder = LoopbackForwarder(first.netns, API_PORT, listen_in=pod.netns, listen_port=API_PORT)
+    forwarder.start()
+    assert mesh.pki is not None
+    serving = mesh.pki.mesh_ca.issue_server(f"istiod-{revision}", [ISTIOD_SAN, "istiod.istio-system.svc.cluster.local"],
+                                            ips=[pod.address])
     workdir = mesh.workdir / f"istiod-{revision}"
-    workdir.mkdir(parents=True, exist_ok=True)
-    kubeconfig = workdir / "kubeconfig"
-    kubeconfig.write_text(api.kubeconfig())
-    istiod = Istiod(pod.netns, pod.address, binaries.pilot_discovery, workdir, mesh.config_dir, mesh.log_dir,
-                    kubeconfig=kubeconfig)
+    istiod = Istiod(pod.netns, pod.address, binaries.pilot_discovery, workdir, None, mesh.log_dir,
+                    kubeconfig=mesh.running_istiod.kubeconfig,
+                    tls=IstiodTLS(serving.chain_path, serving.key_path, mesh.pki.mesh_ca.cert_path))
     istiod.process.name = f"istiod-{revision}"
     istiod.process.log_path = mesh.log_dir / f"istiod-{revision}.log"
     istiod.process.env = {**(istiod.process.env or {}), "REVISION": revision}
-    rev = Revision(revision, istiod, api)
+    rev = Revision(revision, istiod, forwarder)
     try:
         istiod.start(mesh.state)
         istiod.wait_ready()
@@ -136,16 +130,14 @@ def add_revision(mesh: LocalMesh, binaries: IstioBinaries, revision: str) -> Rev
 
 def stop_revision(rev: Revision) -> None:
     rev.istiod.stop()
-    rev.kube_api.stop()
+    rev.api_forwarder.stop()
 
 
 def promote_revision(mesh: LocalMesh, rev: Revision) -> None:
-    """Remove the first istiod; the revision's istiod is the mesh's istiod from now on (its
-    convergence checks read the revision's /debug/syncz)."""
-    assert mesh.istiod is not None and mesh.kube_api is not None
-    mesh.istiod.stop()
-    mesh.kube_api.stop()
-    mesh.istiod, mesh.kube_api = rev.istiod, rev.kube_api
+    """Remove the first istiod (its pod stays: the API server lives in its namespace); the
+    revision's istiod is the mesh's istiod from now on (convergence reads its /debug/syncz)."""
+    mesh.running_istiod.stop()
+    mesh.istiod = rev.istiod
     mesh.convergence.wait(timeout=RECONNECT_TIMEOUT)
 
 

@@ -1,0 +1,308 @@
+"""The local mesh's Kubernetes control plane: the real etcd and kube-apiserver, nothing else.
+
+Why: istiod on a real API server sees what it sees on a cluster (CRDs validated by the server,
+Services, Pods, EndpointSlices, Secrets for credentialName), and the suites apply through the
+same `kubectl apply` path as the kind and cluster backends (harness/backends/kube.py).
+
+What runs, and where:
+- etcd and kube-apiserver are the toolchain builds (harness/toolchain/programs.py: KUBERNETES_PROGRAM,
+  ETCD), cached per content key, started as the run's processes (processes.py, recorded in the
+  run state, so SIGKILL cleanup ends them) inside istiod's pod namespace: only istiod and the
+  harness can reach them. etcd's data directory is under the run's work directory (/run, a tmpfs),
+  so it goes with the run. `--unsafe-no-fsync`: the data is thrown away with the run anyway.
+- Certificates come from a CA of the run's own (harness/pki.py), as kubeadm makes one cluster CA:
+  the API server's serving cert (127.0.0.1, kubernetes.default.svc…), etcd's serving cert, and an
+  admin client cert. Authorization is AlwaysAllow: the only clients are the harness, istiod and
+  the user's own kubectl on this machine; no controller-manager, scheduler or kubelet runs (the
+  harness is the node agent of its network-namespace pods, kube_registry.py).
+- A new etcd holds only what kube-apiserver bootstraps; Istio's 15 CRDs take seconds to install
+  and establish. So the first run with a given (kube-apiserver, etcd, CRD file) saves etcd's data
+  right after the CRDs are Established, as a seed under `<cache_root()>/local-apiserver/` (removed
+  by `make clean-cache`), and later runs start etcd from a copy of it. The seed holds no keys:
+  certificates are the run's own and etcd stores none.
+- The harness, kubectl and the user reach the API server through a loopback forwarder on the host
+  (127.0.0.1:<ephemeral> → istiod's namespace 127.0.0.1:6443), the kubeconfig the run writes.
+
+Flags: `kube-apiserver --help` and `etcd --help` of the pinned builds; the minimum set follows
+kubeadm's static-pod manifest for kube-apiserver (cmd/kubeadm/app/phases/controlplane/manifests.go).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import ssl
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from harness.errors import HarnessError
+from harness.local.netns import POD_PATH, Netns
+from harness.local.processes import ManagedProcess
+from harness.local.runstate import RunState
+from harness.pki import CertAuthority
+from harness.wait import poll
+
+API_PORT = 6443
+ETCD_CLIENT_PORT = 2379
+ETCD_PEER_PORT = 2380
+# Service ClusterIPs: inside 198.18.0.0/15 (benchmarking, never routed), beside the pods' /16. No
+# kube-proxy runs, so nothing answers on them; Envoy routes Services by name and endpoints.
+SERVICE_CIDR = "198.19.0.0/16"
+KUBERNETES_SERVICE_IP = "198.19.0.1"
+
+
+def toolchain_binaries() -> tuple[Path, Path, Path]:
+    """(kube-apiserver, kubectl, etcd) from the toolchain cache, built if missing (minutes, once)."""
+    from harness.toolchain.gobuild import ensure_program
+    from harness.toolchain.programs import ETCD, KUBERNETES_PROGRAM
+
+    k8s = ensure_program(KUBERNETES_PROGRAM)
+    etcd = ensure_program(ETCD)
+    return k8s / "kube-apiserver", k8s / "kubectl", etcd / "etcd"
+
+
+def kubeconfig_text(server: str, ca: Path, cert: Path, key: Path, name: str = "egress-harness-local") -> str:
+    return json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": name,
+        "clusters": [{"name": name, "cluster": {"server": server, "certificate-authority": str(ca)}}],
+        "users": [{"name": "admin", "user": {"client-certificate": str(cert), "client-key": str(key)}}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": "admin"}}],
+    }, indent=2)
+
+
+class LoopbackForwarder:
+    """127.0.0.1:<listen_port> of the host (or of `listen_in`) → `netns` 127.0.0.1:`port`, byte for
+    byte (TLS passes through). Threads of the harness process: they end with it, so nothing
+    outlives the run."""
+
+    def __init__(self, netns: Netns, port: int, *, listen_in: Netns | None = None, listen_port: int = 0):
+        self.netns = netns
+        self.port = port
+        self._listener = listen_in.socket() if listen_in else socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", listen_port))
+        self._listener.listen(64)
+        self.local_port = self._listener.getsockname()[1]
+        self._stopping = threading.Event()
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._accept, name=f"apiserver-forward:{self.local_port}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = self.netns.socket()
+                upstream.connect(("127.0.0.1", self.port))
+            except OSError:
+                client.close()
+                continue
+            for s in (client, upstream):
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def stop(self) -> None:
+        self._stopping.set()
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._listener.close()
+        with self._lock:
+            for s in self._conns:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+            self._conns.clear()
+
+
+@dataclass
+class KubeCerts:
+    ca: CertAuthority
+    directory: Path
+
+    @classmethod
+    def create(cls, directory: Path) -> KubeCerts:
+        ca = CertAuthority.create("kubernetes", "kubernetes (egress-harness)", directory)
+        certs = cls(ca, directory)
+        ca.issue_server("apiserver", ["kubernetes", "kubernetes.default", "kubernetes.default.svc",
+                                      "kubernetes.default.svc.cluster.local", "localhost"],
+                        ips=["127.0.0.1", KUBERNETES_SERVICE_IP])
+        ca.issue_server("etcd", ["localhost"], ips=["127.0.0.1"])
+        ca.issue_client("etcd-client", "kube-apiserver-etcd-client")
+        ca.issue_client("admin", "egress-harness-admin")
+        # The service-account token signing key (kube-apiserver needs one even if nothing uses it).
+        sa_key = ec.generate_private_key(ec.SECP256R1())
+        (directory / "sa.key").write_bytes(sa_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()))
+        (directory / "sa.key").chmod(0o600)
+        (directory / "sa.pub").write_bytes(sa_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        return certs
+
+    def path(self, name: str) -> Path:
+        return self.directory / name
+
+
+def seed_dir(crd_file: Path, apiserver_bin: Path, etcd_bin: Path) -> Path:
+    """Where etcd's data with these CRDs, for these builds, is kept (see the module docstring)."""
+    from harness.istio_binaries import cache_root
+
+    key = hashlib.sha256(json.dumps([str(apiserver_bin.parent.parent.name), str(etcd_bin.parent.parent.name),
+                                     hashlib.sha256(crd_file.read_bytes()).hexdigest(), SERVICE_CIDR,
+                                     ETCD_PEER_PORT]).encode()).hexdigest()[:16]
+    return cache_root() / "local-apiserver" / f"etcd-seed-{key}"
+
+
+class KubeControlPlane:
+    """etcd + kube-apiserver in `netns`; a kubeconfig for inside the namespace (istiod) and one for
+    the host (harness, kubectl, the user)."""
+
+    def __init__(self, workdir: Path, log_dir: Path):
+        self.netns: Netns | None = None
+        self.workdir = workdir
+        self.log_dir = log_dir
+        self.apiserver_bin, self.kubectl_bin, self.etcd_bin = toolchain_binaries()
+        self.etcd: ManagedProcess | None = None
+        self.apiserver: ManagedProcess | None = None
+        self.forwarder: LoopbackForwarder | None = None
+        self.certs: KubeCerts | None = None
+        self.inside_kubeconfig = workdir / "kubeconfig.inside"
+        self.kubeconfig = workdir / "kubeconfig"
+        self.data_dir = workdir / "etcd-data"
+        self.seeded = False  # etcd started from a seed: Istio's CRDs are there already
+
+    def start(self, netns: Netns, state: RunState, seed: Path | None = None) -> None:
+        """Start both in `netns` and return at once; wait_ready() waits for the API server. With a
+        saved `seed`, etcd starts from a copy of it."""
+        self.netns = netns
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.certs = c = KubeCerts.create(self.workdir / "pki")
+        if seed is not None and (seed / "member").is_dir():
+            shutil.copytree(seed, self.data_dir)
+            self.seeded = True
+        self._start_processes(state)
+        admin_cert, admin_key = c.path("admin.pem"), c.path("admin.key")
+        self.inside_kubeconfig.write_text(kubeconfig_text(f"https://127.0.0.1:{API_PORT}", c.ca.cert_path,
+                                                          admin_cert, admin_key))
+        self.forwarder = LoopbackForwarder(netns, API_PORT)
+        self.forwarder.start()
+        self.kubeconfig.write_text(kubeconfig_text(f"https://127.0.0.1:{self.forwarder.local_port}",
+                                                   c.ca.cert_path, admin_cert, admin_key))
+
+    def _start_processes(self, state: RunState) -> None:
+        assert self.netns is not None and self.certs is not None
+        c, netns = self.certs, self.netns
+        client_url = f"https://127.0.0.1:{ETCD_CLIENT_PORT}"
+        peer_url = f"http://127.0.0.1:{ETCD_PEER_PORT}"
+        self.etcd = ManagedProcess("etcd", netns.wrap([
+            str(self.etcd_bin), "--name=local", f"--data-dir={self.data_dir}",
+            f"--listen-client-urls={client_url}", f"--advertise-client-urls={client_url}",
+            f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=local={peer_url}", "--initial-cluster-state=new",
+            f"--cert-file={c.path('etcd.pem')}", f"--key-file={c.path('etcd.key')}",
+            "--client-cert-auth", f"--trusted-ca-file={c.ca.cert_path}",
+            "--unsafe-no-fsync", "--log-level=warn",
+        ]), self.log_dir / "etcd.log", env={"PATH": POD_PATH}, cwd=self.workdir)
+        self.etcd.start(state)
+        self.apiserver = ManagedProcess("kube-apiserver", netns.wrap([
+            str(self.apiserver_bin),
+            f"--etcd-servers={client_url}", f"--etcd-cafile={c.ca.cert_path}",
+            f"--etcd-certfile={c.path('etcd-client.pem')}", f"--etcd-keyfile={c.path('etcd-client.key')}",
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={API_PORT}",
+            f"--tls-cert-file={c.path('apiserver-chain.pem')}", f"--tls-private-key-file={c.path('apiserver.key')}",
+            f"--client-ca-file={c.ca.cert_path}",
+            "--authorization-mode=AlwaysAllow",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={c.path('sa.pub')}",
+            f"--service-account-signing-key-file={c.path('sa.key')}",
+            # One API server, no controller-manager: no lease-based endpoint reconciliation to wait for.
+            "--endpoint-reconciler-type=none",
+            "--profiling=false", f"--cert-dir={self.workdir / 'apiserver-certs'}",
+            "--v=1",
+        ]), self.log_dir / "kube-apiserver.log", env={"PATH": POD_PATH}, cwd=self.workdir)
+        self.apiserver.start(state)
+
+    def save_seed(self, seed: Path, state: RunState) -> None:
+        """Stop both cleanly, keep a copy of etcd's data as `seed`, and start them again (once
+        per seed key: the first run pays one restart so that later runs skip the CRD install)."""
+        for proc in (self.apiserver, self.etcd):
+            if proc is not None:
+                proc.stop(grace=10.0)
+        seed.parent.mkdir(parents=True, exist_ok=True)
+        tmp = seed.parent / f".{seed.name}.{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(self.data_dir, tmp)
+        try:
+            os.rename(tmp, seed)
+        except OSError:  # another run saved it first
+            shutil.rmtree(tmp, ignore_errors=True)
+        self._start_processes(state)
+        self.wait_ready()
+
+    @property
+    def server(self) -> str:
+        assert self.forwarder is not None
+        return f"https://127.0.0.1:{self.forwarder.local_port}"
+
+    def client(self, timeout: float = 10.0) -> httpx.Client:
+        """An httpx client on the API server (through the forwarder), as the admin."""
+        assert self.certs is not None
+        ctx = ssl.create_default_context(cafile=str(self.certs.ca.cert_path))
+        ctx.load_cert_chain(self.certs.path("admin.pem"), self.certs.path("admin.key"))
+        return httpx.Client(base_url=self.server, verify=ctx, timeout=timeout, trust_env=False)
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        with self.client(timeout=2.0) as client:
+            def ready() -> bool:
+                for proc in (self.etcd, self.apiserver):
+                    if proc is not None and not proc.alive():
+                        raise HarnessError(f"the local mesh's {proc.name} did not start: {proc.exit_summary()}")
+                try:
+                    return client.get("/readyz").status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            poll("kube-apiserver /readyz (etcd included)", ready, timeout=timeout, interval=0.05)
+
+    def stop(self) -> None:
+        if self.forwarder is not None:
+            self.forwarder.stop()
+            self.forwarder = None
+        if self.apiserver is not None:
+            self.apiserver.stop(grace=2.0)
+        if self.etcd is not None:
+            self.etcd.stop(grace=2.0)

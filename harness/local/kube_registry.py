@@ -1,0 +1,295 @@
+"""What the local mesh keeps on its real API server (apiserver.py), and the one apply path.
+
+- Istio's CRDs, from the Istio build's own module source (`manifests/charts/base/files/
+  crd-all.gen.yaml`, what `istioctl install` and the base chart install), applied server-side
+  (their schemas exceed client-side apply's annotation limit) and awaited until Established.
+- Namespaces with their labels; ServiceAccounts for the pods.
+- The pods, registered as a node agent would: a Pod object (IP, labels, service account, nodeName,
+  Ready), and for the egress gateway its real Service with an EndpointSlice, as the
+  EndpointSlice controller would write it. No kubelet or controller-manager runs, so the harness
+  writes what they would.
+- apply/delete: `kubectl apply`/`delete` through harness/backends/kube.py's Kubectl, the code the
+  kind and cluster backends use; the server's validation errors come back as one line. The
+  convergence marker (harness/sync.py), the harness's own object, is written by server-side apply
+  over the REST API: it is applied after every change, and a second kubectl process would cost
+  more than the change itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import yaml
+
+from harness.backends.kube import Kubectl
+from harness.errors import HarnessError, HarnessFault, ManifestRejected
+from harness.istio_binaries import IstioBinaries
+from harness.istioctl_validate import IstioctlValidator
+from harness.local.apiserver import KubeControlPlane
+from harness.sync import ISTIO_KINDS, MARKER_NAME
+from harness.wait import poll
+
+CRD_FILE = "manifests/charts/base/files/crd-all.gen.yaml"
+CRD_NAME = "crd-all.gen.yaml"
+FIELD_MANAGER = "egress-harness"
+NODE_NAME = "egress-harness-local"
+# What the suites apply on the local mesh; anything else is refused before it reaches the server.
+OTHER_KINDS = {"NetworkPolicy"}
+# Group/version → (resource path, namespaced) for the objects the harness writes by REST.
+_PLURALS = {"ServiceEntry": "serviceentries"}
+
+
+def istio_crd_file(binaries: IstioBinaries) -> Path:
+    """crd-all.gen.yaml of the Istio module the binaries were built from, kept beside them (the
+    build copies it; an older build gets it from the Go module cache once), so a run needs no
+    network, as a rootless run has none."""
+    from harness.istio_binaries import _module_dir
+    from harness.versions import resolve_release
+
+    kept = binaries.bootstrap_template.parent / CRD_NAME
+    if kept.exists():
+        return kept
+    path = _module_dir(resolve_release(binaries.version)) / CRD_FILE
+    if not path.exists():
+        raise HarnessError(f"Istio {binaries.version}'s module has no {CRD_FILE}: the local mesh needs Istio's CRDs from it")
+    try:
+        tmp = kept.with_name(f".{CRD_NAME}.{os.getpid()}")
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, kept)
+        return kept
+    except OSError:  # binaries from EGRESS_HARNESS_ISTIO_BIN may be read-only: use the module's copy
+        return path
+
+
+def served_resources(crd_file: Path, cache: Path) -> dict[str, set[str]]:
+    """group/version -> plurals the CRDs serve. Parsing the ~1 MB file takes seconds in pure
+    Python, so the answer is kept in `cache` (beside the etcd seed, keyed like it by the file)."""
+    try:
+        return {gv: set(plurals) for gv, plurals in json.loads(cache.read_text()).items()}
+    except (OSError, ValueError):
+        pass
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    served: dict[str, set[str]] = {}
+    for crd in yaml.load_all(crd_file.read_text(), Loader=loader):  # noqa: S506 - a safe loader
+        if crd:
+            for version in crd["spec"]["versions"]:
+                if version.get("served", True):
+                    served.setdefault(f"{crd['spec']['group']}/{version['name']}", set()).add(crd["spec"]["names"]["plural"])
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
+    tmp.write_text(json.dumps({gv: sorted(p) for gv, p in served.items()}))
+    os.replace(tmp, cache)
+    return served
+
+
+def _one_line(stderr: str) -> str:
+    lines = [line.strip(" *\t") for line in stderr.splitlines()
+             if line.strip() and "some validation rules were not checked" not in line]
+    return "; ".join(lines)[:600]
+
+
+@dataclass
+class LocalKubectl(Kubectl):
+    """backends/kube.py's Kubectl (the kind and cluster backends' apply path) with the run's own
+    discovery cache, so nothing lands in the user's ~/.kube."""
+
+    cache_dir: Path = Path()
+
+    def argv(self, *args: str) -> list[str]:
+        return super().argv(f"--cache-dir={self.cache_dir}", *args)
+
+
+class KubeRegistry:
+    """The API server's side of the local mesh; also what LocalMesh.manifests is on this path."""
+
+    def __init__(self, control_plane: KubeControlPlane, istioctl: Path):
+        self.cp = control_plane
+        self.kubectl = LocalKubectl(control_plane.kubectl_bin, control_plane.kubeconfig,
+                                    cache_dir=control_plane.workdir / "kubectl-cache")
+        self._validator = IstioctlValidator(istioctl)
+        self.applied: dict[str, dict] = {}  # "Kind.namespace.name.yaml" -> object, for collect.py
+        self._rest: httpx.Client | None = None
+
+    @property
+    def rest(self) -> httpx.Client:
+        if self._rest is None:
+            self._rest = self.cp.client()
+        return self._rest
+
+    def close(self) -> None:
+        if self._rest is not None:
+            self._rest.close()
+            self._rest = None
+
+    # ------------------------------------------------------------ setup
+    def install_crds(self, crd_file: Path, served_cache: Path, *, present: bool = False, timeout: float = 30.0) -> None:
+        """Apply the CRDs (unless `present`: etcd was seeded with them) and wait until Established."""
+        proc = None if present else self.kubectl.run("apply", "--server-side", f"--field-manager={FIELD_MANAGER}", "-f", str(crd_file),
+                                check=False)
+        if proc is not None and not proc.ok:
+            raise HarnessFault(f"installing Istio's CRDs failed: {_one_line(proc.stderr)}")
+        # Served in discovery = Established (the CRD's REST endpoint is up): a few small reads,
+        # where listing the CRDs themselves would carry megabytes of schema on every poll.
+        served = served_resources(crd_file, served_cache)
+
+        def pending() -> list[str]:
+            missing = []
+            for group_version, plurals in served.items():
+                resp = self.rest.get(f"/apis/{group_version}")
+                listed = {r["name"] for r in resp.json().get("resources", [])} if resp.status_code == 200 else set()
+                missing += [f"{p}.{group_version}" for p in sorted(plurals - listed)]
+            return missing
+
+        poll("Istio's CRDs to be Established", pending, ok=lambda p: not p, timeout=timeout, interval=0.05,
+             describe=lambda p: f"not yet: {', '.join(p)}")
+
+    def _ssa(self, path: str, obj: dict, *, subresource: str = "") -> dict:
+        """Server-side apply of `obj` at `path` (the object's URL), forced: the harness owns it."""
+        url = path + (f"/{subresource}" if subresource else "")
+        resp = self.rest.patch(url, params={"fieldManager": FIELD_MANAGER, "force": "true"},
+                               content=json.dumps(obj), headers={"Content-Type": "application/apply-patch+yaml"})
+        if resp.status_code >= 400:
+            raise HarnessFault(f"the local API server refused {obj.get('kind')} {path}: "
+                               f"{resp.json().get('message', resp.text)[:400]}")
+        return resp.json()
+
+    def set_namespace(self, name: str, labels: dict[str, str]) -> None:
+        obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": dict(labels)}}
+        self._ssa(f"/api/v1/namespaces/{name}", obj)
+        # What the controller-manager would add: istioctl asks the API server for a token of
+        # istio-system's "default" account to authenticate to istiod.
+        self.ensure_service_account(name, "default")
+
+    def register_node(self) -> None:
+        """The one Node the pods are on (istiod reads a pod's node for its locality)."""
+        self._ssa(f"/api/v1/nodes/{NODE_NAME}", {"apiVersion": "v1", "kind": "Node", "metadata": {
+            "name": NODE_NAME, "labels": {"kubernetes.io/hostname": NODE_NAME, "kubernetes.io/os": "linux"}}})
+
+    def ensure_service_account(self, namespace: str, name: str) -> None:
+        obj = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace}}
+        self._ssa(f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}", obj)
+
+    def create_trust_secrets(self, pems: dict[str, str]) -> dict:
+        """The credentialName Secrets in istio-system (the kind and cluster backends' fixture,
+        fixtures/kind/trust-secrets.yaml.j2), and the `trust` values that name them."""
+        from harness.backends.kube import trust_values
+        from harness.backends.plan import setup_manifests
+
+        text = setup_manifests(sleep_image="unused", pems=pems)["trust-secrets.yaml"]
+        # Server-side apply over REST, like the other objects the harness itself keeps: a kubectl
+        # process would cost more than the three writes.
+        for secret in yaml.safe_load_all(text):
+            if secret:
+                meta = secret["metadata"]
+                self._ssa(f"/api/v1/namespaces/{meta['namespace']}/secrets/{meta['name']}", secret)
+        return trust_values()
+
+    # ------------------------------------------------------------ pods
+    def register_pod(self, namespace: str, name: str, labels: dict[str, str], service_account: str, address: str,
+                     container: str, *, sidecar: bool, replace: bool = False) -> None:
+        """The Pod a kubelet would report: scheduled here, Running, Ready, with its IP. replace:
+        a redeploy, which Kubernetes makes a new Pod (new uid) of."""
+        self.ensure_service_account(namespace, service_account)
+        containers = [{"name": container, "image": "egress-harness.invalid/netns"}]
+        if sidecar:
+            containers.append({"name": "istio-proxy", "image": "egress-harness.invalid/pilot-agent"})
+        annotations = {"sidecar.istio.io/status": json.dumps({"containers": ["istio-proxy"]})} if sidecar else {}
+        path = f"/api/v1/namespaces/{namespace}/pods/{name}"
+        if replace:
+            self.delete_pod(namespace, name)
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": name, "namespace": namespace, "labels": dict(labels), "annotations": annotations},
+               "spec": {"nodeName": NODE_NAME, "serviceAccountName": service_account, "containers": containers}}
+        self._ssa(path, pod)
+        now = "1970-01-01T00:00:00Z"
+        status = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace},
+                  "status": {"phase": "Running", "podIP": address, "podIPs": [{"ip": address}], "hostIP": "127.0.0.1",
+                             "containerStatuses": [{"name": c["name"], "image": c["image"], "imageID": "", "ready": True,
+                                                    "restartCount": 0, "started": True,
+                                                    "state": {"running": {"startedAt": now}}} for c in containers],
+                             "conditions": [{"type": t, "status": "True", "lastTransitionTime": now}
+                                            for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")]}}
+        self._ssa(path, status, subresource="status")
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        resp = self.rest.delete(f"/api/v1/namespaces/{namespace}/pods/{name}", params={"gracePeriodSeconds": "0"})
+        if resp.status_code not in (200, 202, 404):
+            raise HarnessFault(f"deleting Pod {namespace}/{name} failed: {resp.text[:300]}")
+
+    def register_service(self, namespace: str, name: str, selector: dict[str, str], ports: list[dict],
+                         endpoints: list[tuple[str, str]]) -> None:
+        """A ClusterIP Service and the EndpointSlice the EndpointSlice controller would write for
+        it: `ports` as in a Service spec (name, port, targetPort, appProtocol); `endpoints` are
+        (pod name, pod IP) of the ready pods it selects."""
+        svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace},
+               "spec": {"selector": dict(selector), "ports": [{**p, "protocol": "TCP"} for p in ports]}}
+        self._ssa(f"/api/v1/namespaces/{namespace}/services/{name}", svc)
+        slice_name = f"{name}-harness"
+        eps = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+               "metadata": {"name": slice_name, "namespace": namespace,
+                            "labels": {"kubernetes.io/service-name": name,
+                                       "endpointslice.kubernetes.io/managed-by": "egress-harness"}},
+               "addressType": "IPv4",
+               "ports": [{"name": p["name"], "port": p["targetPort"], "protocol": "TCP",
+                          **({"appProtocol": p["appProtocol"]} if "appProtocol" in p else {})} for p in ports],
+               "endpoints": [{"addresses": [ip], "conditions": {"ready": True, "serving": True, "terminating": False},
+                              "nodeName": NODE_NAME,
+                              "targetRef": {"kind": "Pod", "namespace": namespace, "name": pod}}
+                             for pod, ip in endpoints]}
+        self._ssa(f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices/{slice_name}", eps)
+
+    # ------------------------------------------------------------ the manifest store (LocalMesh.manifests)
+    def validate(self, objs: list[dict]) -> None:
+        """Before anything is applied: kinds the local mesh holds, a namespace on each, then the
+        real `istioctl validate` (as every backend); the API server's own validation follows."""
+        for o in objs:
+            meta = o.get("metadata") or {}
+            if o.get("kind") not in ISTIO_KINDS | OTHER_KINDS:
+                raise HarnessError(f"the local mesh cannot apply kind {o.get('kind')!r} "
+                                   f"({meta.get('name')}); it applies Istio config and NetworkPolicy")
+            if not meta.get("namespace"):
+                raise HarnessError(f"{o.get('kind')} {meta.get('name')!r} has no metadata.namespace: set it")
+        self._validator.validate(objs)
+
+    @staticmethod
+    def _key(obj: dict) -> str:
+        meta = obj.get("metadata") or {}
+        return f"{obj.get('kind')}.{meta.get('namespace', 'default')}.{meta.get('name')}.yaml"
+
+    def write_all(self, objs: list[dict]) -> None:
+        """`kubectl apply` of the suites' objects; the server's refusal in one line."""
+        if not objs:
+            return
+        try:
+            self.kubectl.apply(objs)
+        except RuntimeError as exc:
+            detail = str(exc).split(": ", 1)[-1]
+            raise ManifestRejected(f"the API server rejected the manifests: {_one_line(detail)}") from None
+        for o in objs:
+            self.applied[self._key(o)] = o
+
+    def write(self, obj: dict) -> None:
+        meta = obj.get("metadata") or {}
+        if obj.get("kind") in _PLURALS and meta.get("name") == MARKER_NAME:
+            group_version = obj["apiVersion"]
+            self._ssa(f"/apis/{group_version}/namespaces/{meta['namespace']}/{_PLURALS[obj['kind']]}/{meta['name']}", obj)
+            return
+        self.write_all([obj])
+
+    def remove_all(self, objs: list[dict]) -> None:
+        if not objs:
+            return
+        try:
+            self.kubectl.delete(objs, wait=False)
+        except RuntimeError as exc:
+            raise HarnessFault(_one_line(str(exc))) from None
+        for o in objs:
+            self.applied.pop(self._key(o), None)
+
+    def remove(self, obj: dict) -> None:
+        self.remove_all([obj])

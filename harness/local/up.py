@@ -1,0 +1,61 @@
+"""`make mesh` (`python -m harness.local.up`): start the local mesh, print how to look inside it, and
+keep it until Ctrl-C (or SIGTERM), then tear it down like a test run does.
+
+Why: a user debugging a scenario wants their usual tools against the live mesh: the mesh's real
+kube-apiserver (apiserver.py) answers `kubectl get vs -A`, `kubectl apply -f`, and the printed
+KUBECONFIG line is all they need. Teardown is the mesh's own (LocalMesh.stop, and its watchdog
+after SIGKILL), so nothing is left either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.istio_binaries import ensure_istio
+from harness.versions import DEFAULT_ISTIO_VERSION
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.local.up", description=__doc__.splitlines()[0])
+    parser.add_argument("--istio-version", default=DEFAULT_ISTIO_VERSION)
+    parser.add_argument("--artifacts", type=Path, default=None, help="where the mesh's logs go (default: a temp dir)")
+    args = parser.parse_args(argv)
+    from harness.local.mesh import LocalMesh
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        binaries = ensure_istio(args.istio_version)
+        with tempfile.TemporaryDirectory(prefix="egress-mesh-") as tmp:
+            mesh = LocalMesh(binaries, args.artifacts or Path(tmp))
+            try:
+                mesh.start()
+                print(f"local mesh {mesh.run_id} is up ({mesh.timings['cold_start']:.1f} s); logs: {mesh.log_dir}")
+                line = mesh.kubeconfig_line()
+                if line and Path("/run/egress-harness-etc").exists():  # harness.rootless made this /run
+                    print("this mesh runs in a user namespace of its own: its API server is not reachable "
+                          "from your shell; run 'sudo make mesh' to use kubectl against it")
+                elif line:
+                    print(line)
+                    print("then e.g.: kubectl get vs -A; kubectl get pods,svc,endpointslices -A")
+                    print(f"and: {mesh.istioctl_hint()}")
+                print("Ctrl-C to tear it down", flush=True)
+                stop.wait()
+            finally:
+                mesh.stop()
+    except HarnessError as exc:
+        print(f"egress-harness: error: {exc}", file=sys.stderr)
+        return 2
+    print("torn down")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

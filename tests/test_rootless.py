@@ -73,6 +73,14 @@ def shared_tmp():
     shutil.rmtree(path, ignore_errors=True)
 
 
+def _link_or_copy(src: str, dst: str) -> None:
+    """A hard link (no copy), or a copy where /tmp is another file system (a tmpfs)."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def _unprivileged_cache(tmp_path: Path) -> Path:
     """A cache the unprivileged user can use: hard links (no copy) of Istio 1.31 and of the local
     mesh's etcd/kube-apiserver builds, in directories it owns (the toolchain's locks and the etcd
@@ -83,11 +91,11 @@ def _unprivileged_cache(tmp_path: Path) -> Path:
     cache = tmp_path / "cache"
     src = cache_root() / "istio-1.31"
     assert (src / "bin" / "pilot-discovery").exists(), "make test builds Istio 1.31 first"
-    shutil.copytree(src, cache / "istio-1.31", copy_function=os.link)
+    shutil.copytree(src, cache / "istio-1.31", copy_function=_link_or_copy)
     for prog in (KUBERNETES_PROGRAM, ETCD):
         built = program_dir(prog)
         assert (built / "done.json").exists(), "make test builds the local mesh's toolchain first (make kube-toolchain)"
-        shutil.copytree(built, cache / "toolchain" / built.name, copy_function=os.link)
+        shutil.copytree(built, cache / "toolchain" / built.name, copy_function=_link_or_copy)
     for d in (cache, cache / "toolchain"):
         os.chown(d, NOBODY, NOBODY)
     return cache

@@ -9,11 +9,14 @@ BACKEND ?= local
 ISTIO_VERSION ?= 1.31
 ARTIFACTS ?= artifacts
 PYTEST_ARGS ?=
+# kind only: where the images come from. registry pulls kindest/node and Istio's images; source
+# builds every image here and runs inside the harness's own dockerd (docs/kind-backend.md).
+IMAGES ?= registry
 
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: e2e test istio bench-mesh clean-stale clean
+.PHONY: e2e test istio bench-mesh clean-stale clean kind-images kind-clean-images
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,8 +29,13 @@ istio: $(STAMP)
 
 # harness.rootless runs pytest as is under root, and in a user namespace otherwise.
 # Istio's binaries are built (or found) first, with visible progress; a dry run builds nothing.
+# BACKEND=kind IMAGES=source: harness.images.with_engine builds the images, then runs pytest in its
+# engine's network namespace and tears everything down after (it needs root, as the engine does).
+KIND_SOURCE := $(and $(filter kind,$(BACKEND)),$(filter source,$(IMAGES)),$(if $(DRY_RUN),,yes))
+RUNNER := $(if $(KIND_SOURCE),$(PY) -m harness.images.with_engine --istio-version=$(ISTIO_VERSION) --,$(PY) -m harness.rootless)
+
 e2e: $(STAMP) $(if $(DRY_RUN),,istio)
-	$(PY) -m harness.rootless $(PY) -m pytest suites --backend=$(BACKEND) --istio-version=$(ISTIO_VERSION) \
+	EGRESS_HARNESS_IMAGES=$(IMAGES) $(RUNNER) $(PY) -m pytest suites --backend=$(BACKEND) --istio-version=$(ISTIO_VERSION) \
 		--artifacts=$(ARTIFACTS) --junitxml=$(ARTIFACTS)/junit.xml $(if $(DRY_RUN),--dry-run) $(PYTEST_ARGS)
 
 test: $(STAMP) istio
@@ -36,6 +44,14 @@ test: $(STAMP) istio
 
 bench-mesh: $(STAMP)
 	$(PY) -m harness.rootless $(PY) -m harness.bench --istio-version=$(ISTIO_VERSION) --runs 5
+
+# Every kind image from source, cached (about 25 min cold on 2 cores; seconds when cached).
+kind-images: $(STAMP) istio
+	$(PY) -m harness.images.kind_images --istio-version=$(ISTIO_VERSION)
+
+# Removes the kind images and the harness's Docker data (the toolchain stays: rm -rf ~/.cache/egress-harness/toolchain).
+kind-clean-images: $(STAMP)
+	$(PY) -m harness.images.engine remove-cache
 
 clean-stale: $(STAMP)
 	$(PY) -m harness.local.reaper

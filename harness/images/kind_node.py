@@ -141,6 +141,8 @@ def ensure_node_image(client: "docker.DockerClient", components: dict[str, str],
     k8s_bin = ensure_program(programs.KUBERNETES_PROGRAM)
     log_path = log_dir() / f"{tag.replace('/', '_').replace(':', '_')}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    import docker.errors
+
     say(f"building image {tag} (kind node image; log: {log_path})")
     started = time.monotonic()
     container = client.containers.run(base, entrypoint=["sleep", "infinity"], privileged=True, detach=True,
@@ -159,19 +161,21 @@ def ensure_node_image(client: "docker.DockerClient", components: dict[str, str],
                 name = ref.replace("/", "_").replace(":", "_") + ".tar"
                 container.put_archive("/kind/images", _tar({name: data}, 0o644))
                 log.write(f"copied {ref} ({len(data)} bytes)\n")
-            script = ("containerd >/var/log/containerd-build.log 2>&1 & "
+            script = ("containerd >/var/log/containerd-build.log 2>&1 & pid=$!; "
                       "i=0; until ctr version >/dev/null 2>&1; do i=$((i+1)); [ $i -gt 300 ] && exit 9; sleep 0.1; done; "
                       "for f in /kind/images/*.tar; do ctr --namespace=k8s.io images import "
                       "--label=io.cri-containerd.pinned=pinned --all-platforms --no-unpack --digests \"$f\" || exit 1; done; "
-                      "ctr --namespace=k8s.io images ls -q; kill %1; wait; rm -rf /kind/images /var/log/containerd-build.log")
+                      "ctr --namespace=k8s.io images ls -q; kill $pid; wait $pid; rm -rf /kind/images /var/log/containerd-build.log")
             rc, out = container.exec_run(["sh", "-c", script])
             log.write(out.decode(errors="replace"))
             if rc != 0:
                 raise HarnessError(f"building image {tag} failed: importing the component images exited {rc} (log: {log_path})")
             repo, version = tag.split(":")
-            container.commit(repository=repo, tag=version, changes=[
-                'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]', "STOPSIGNAL SIGRTMIN+3", "ENV container=docker",
-                'CMD []'])
+            # STOPSIGNAL and ENV come with the container's config from the base image.
+            container.commit(repository=repo, tag=version,
+                             changes=['ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]', 'CMD []'])
+    except docker.errors.APIError as exc:
+        raise HarnessError(f"building image {tag} failed: {exc.explanation or exc} (log: {log_path})") from None
     finally:
         container.remove(force=True)
     say(f"built image {tag} in {time.monotonic() - started:.0f}s")

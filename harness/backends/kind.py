@@ -269,7 +269,22 @@ class KindBackend(KubeBackend):
             key_pem=server.key_pem, client_ca_pem=self.pki.public_ca.cert_pem, publish_control=True,
             labels={"egress-harness/cluster": self.cluster_name})
         self.upstream_control_url = self.upstream_container.control_url
+        if self.source_images:
+            self._route_pods_via_node()
         poll("the stand-in's control port", self.upstream().healthz, timeout=30)
+
+    def _route_pods_via_node(self) -> None:
+        """IMAGES=source: pods are not masqueraded (harness/images/cni.py), so the stand-in needs a
+        route to the pod range via the node, added in its network namespace (it has no NET_ADMIN)."""
+        from harness.images import cni
+
+        assert self.upstream_container is not None
+        node = self.docker.containers.get(f"{self.cluster_name}-control-plane")
+        node_ip = node.attrs["NetworkSettings"]["Networks"][plan.KIND_NETWORK]["IPAddress"]
+        self.upstream_container.container.reload()
+        pid = self.upstream_container.container.attrs["State"]["Pid"]
+        self._run(["nsenter", "-t", str(pid), "-n", "ip", "route", "replace", cni.POD_SUBNET, "via", node_ip],
+                  "route to the pods in the stand-in's namespace")
 
     def _point_dns_at_upstream(self) -> None:
         assert self.upstream_container is not None

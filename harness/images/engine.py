@@ -82,7 +82,7 @@ def nsenter(argv: list[str]) -> list[str]:
 
 def running() -> bool:
     pid = _pid()
-    return pid is not None and Path(f"/proc/{pid}").exists() and SOCKET.exists()
+    return pid is not None and _alive(pid) and SOCKET.exists()
 
 
 def _pid() -> int | None:
@@ -158,20 +158,34 @@ def isolation_report(ns_path: Path = NETNS_PATH) -> str:
     return "; ".join(problems)
 
 
+def _alive(pid: int) -> bool:
+    """True while `pid` runs; reaps it when it is our child (dockerd started by this process)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 def stop() -> None:
     """Stop dockerd (by its pid), unmount what it left, delete the namespace (its bridges and iptables
     rules go with it). The image cache (data root) stays."""
     pid = _pid()
-    if pid is not None and Path(f"/proc/{pid}").exists():
+    if pid is not None and _alive(pid):
         try:
             os.kill(pid, signal.SIGTERM)  # dockerd stops its containers, containerd and shims
         except ProcessLookupError:
             pass
         deadline = time.monotonic() + 60
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
-        if Path(f"/proc/{pid}").exists():
+        if _alive(pid):
             os.kill(pid, signal.SIGKILL)
+            _alive(pid)
     _kill_leftovers()
     roots = (str(RUN_DIR), str(data_root()))
     mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()

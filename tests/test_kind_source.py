@@ -94,3 +94,18 @@ def test_engine_has_no_route_off_the_machine_and_leaves_nothing(own_engine):
     assert not Path(f"/proc/{pid}").exists()
     assert not engine.NETNS_PATH.exists() and not engine.RUN_DIR.exists()
     assert not [l for l in Path("/proc/self/mounts").read_text().splitlines() if str(engine.RUN_DIR) in l]
+
+
+def test_the_source_plan_names_the_engine_images_and_istio_settings():
+    from harness.backends import plan
+    from harness.images.kind_images import STEPS
+
+    text = plan.kind_plan(cluster_name="egress-harness", keep_cluster=False, istio_version="1.31", images="source").render()
+    assert "ip netns add eh-engine" in text and "ip route get 8.8.8.8" in text
+    assert all(f"images: {title}" in text for name, title in STEPS.items() if name != "programs")
+    assert "--image=egress-harness/kind-node:v1.34.4-<key>" in text
+    assert "load docker-image --name egress-harness egress-harness/proxyv2:1.31-<key>" in text
+    assert "PILOT_ENABLE_METADATA_EXCHANGE" in text and "failCgroupV1: false" in text
+    assert "ip netns delete eh-engine" in text
+    registry = plan.kind_plan(cluster_name="egress-harness", keep_cluster=False, istio_version="1.31").render()
+    assert "eh-engine" not in registry and "kindest/node" in registry

@@ -201,6 +201,13 @@ class KindBackend(KubeBackend):
         self.wait_converged(timeout=120)
         self.timings["cold_start"] = time.monotonic() - t0
         _say("kind backend ready in " + ", ".join(f"{k} {v:.0f}s" for k, v in self.timings.items()))
+        # Cumulative seconds since start, per step, for the docs' timing table (and CI's logs).
+        (self.artifacts / "kind").mkdir(parents=True, exist_ok=True)
+        import json
+
+        (self.artifacts / "kind" / "timings.json").write_text(json.dumps(
+            {"images": self.images_mode, "cumulative_seconds": {k: round(v, 1) for k, v in self.timings.items()},
+             "image_steps": self.source_images.timings if self.source_images else {}}, indent=2))
 
     def stop(self) -> None:
         """Tear down what this run started; safe after a partial start and twice."""

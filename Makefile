@@ -16,7 +16,7 @@ IMAGES ?= registry
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: e2e test istio bench-mesh clean-stale clean kind-images kind-clean-images
+.PHONY: e2e test istio bench-mesh clean-stale clean kind-images kind-clean-images fidelity
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,12 @@ kind-images: $(STAMP) istio
 # Removes the kind images and the harness's Docker data (the toolchain stays: rm -rf ~/.cache/egress-harness/toolchain).
 kind-clean-images: $(STAMP)
 	$(PY) -m harness.images.engine remove-cache
+
+# The suites on the local mesh and on kind side by side (after `make e2e ARTIFACTS=artifacts/local`
+# and `make e2e BACKEND=kind IMAGES=source ARTIFACTS=artifacts/kind`).
+fidelity: $(STAMP)
+	$(PY) -m harness.fidelity $(ARTIFACTS)/local/summary.md $(ARTIFACTS)/kind/summary.md --names local,kind \
+		--notes docs/fidelity-notes.txt -o $(ARTIFACTS)/fidelity.md
 
 clean-stale: $(STAMP)
 	$(PY) -m harness.local.reaper

@@ -34,11 +34,13 @@ def parse_summary(text: str) -> dict[tuple[str, str, str], tuple[str, str]]:
     return rows
 
 
-def render(summaries: list[dict], names: list[str], notes: dict[str, str]) -> str:
+def render(summaries: list[dict], names: list[str], notes: dict[str, str], compact: bool = False) -> str:
+    """The table; `compact` leaves out the observations (for the README)."""
     keys = list(dict.fromkeys(k for s in summaries for k in s))
-    head = "| scenario | test | mode | " + " | ".join(f"{n} result | {n} observations" for n in names) + " | same? | note |"
+    per = (lambda n: f"{n}") if compact else (lambda n: f"{n} result | {n} observations")
+    head = "| scenario | test | mode | " + " | ".join(per(n) for n in names) + " | same? | note |"
     lines = ["# Fidelity: the suites on " + " and ".join(names), "", head,
-             "|" + "---|" * (3 + 2 * len(names) + 2)]
+             "|" + "---|" * (3 + (1 if compact else 2) * len(names) + 2)]
     same_count = 0
     for key in keys:
         cells = []
@@ -46,7 +48,7 @@ def render(summaries: list[dict], names: list[str], notes: dict[str, str]) -> st
         for s in summaries:
             result, obs = s.get(key, ("—", ""))
             results.append(result)
-            cells += [result, obs]
+            cells += [result] if compact else [result, obs]
         same = len(set(results)) == 1 and "—" not in results
         same_count += same
         note = notes.get("/".join(key), "")
@@ -61,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--names", required=True)
     parser.add_argument("--notes", type=Path)
     parser.add_argument("-o", "--output", type=Path, default=Path("artifacts/fidelity.md"))
+    parser.add_argument("--compact", action="store_true", help="results only, no observations (the README's table)")
     args = parser.parse_args(argv)
     names = args.names.split(",")
     if len(names) != len(args.summaries):
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             if ": " in line and not line.startswith("#"):
                 k, v = line.split(": ", 1)
                 notes[k.strip()] = v.strip()
-    text = render([parse_summary(p.read_text()) for p in args.summaries], names, notes)
+    text = render([parse_summary(p.read_text()) for p in args.summaries], names, notes, compact=args.compact)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
     print(f"{args.output}: {text.splitlines()[2]}")

@@ -19,6 +19,9 @@ PYTEST_ARGS ?=
 FROM ?= 1.30
 TO ?= $(ISTIO_VERSION)
 UPGRADE_ARGS ?=
+# kind only: where the images come from. registry pulls kindest/node and Istio's images; source
+# builds every image here and runs inside the harness's own dockerd (docs/kind-backend.md).
+IMAGES ?= registry
 
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -30,7 +33,7 @@ SYSTEM = cd $(ROOT) && $(PYTHON) -m harness.system_packages
 # The mesh runs as root, or in a user namespace of its own (harness.rootless) otherwise.
 PYTEST = cd $(ROOT) && $(PY) -m harness.rootless $(PY) -m pytest
 
-.PHONY: e2e test unit lint format istio istio-from kube-toolchain mesh fortio upgrade diff-config bench-mesh bench-egress clean-stale clean clean-cache system-e2e system-test
+.PHONY: e2e test unit lint format istio istio-from kube-toolchain mesh fortio upgrade diff-config bench-mesh bench-egress clean-stale clean clean-cache system-e2e system-test system-kind kind-images kind-clean-images fidelity
 
 $(STAMP): $(ROOT)/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +46,9 @@ system-e2e:
 
 system-test:
 	@$(SYSTEM) test
+
+system-kind:
+	@$(SYSTEM) kind
 
 istio: $(STAMP)
 	@cd $(ROOT) && $(PY) -m harness.istio_binaries --istio-version $(ISTIO_VERSION)
@@ -57,9 +63,14 @@ mesh: system-e2e $(STAMP) istio kube-toolchain
 	cd $(ROOT) && $(PY) -m harness.rootless $(PY) -m harness.local.up --istio-version=$(ISTIO_VERSION)
 
 # Istio's binaries are built (or found) first, with visible progress; a dry run builds nothing.
+# BACKEND=kind IMAGES=source: harness.images.with_engine builds the images, then runs pytest in its
+# engine's network namespace and tears everything down after (it needs root, as the engine does).
+KIND_SOURCE := $(and $(filter kind,$(BACKEND)),$(filter source,$(IMAGES)),$(if $(DRY_RUN),,yes))
+RUNNER := $(if $(KIND_SOURCE),$(PY) -m harness.images.with_engine --istio-version=$(ISTIO_VERSION) --,$(PY) -m harness.rootless)
+
 e2e: system-e2e $(STAMP) $(if $(DRY_RUN),,istio $(if $(filter local,$(BACKEND)),kube-toolchain))
-	$(PYTEST) suites --backend=$(BACKEND) --istio-version=$(ISTIO_VERSION) --artifacts=$(ART) \
-		$(if $(DRY_RUN),--dry-run) $(PYTEST_ARGS)
+	cd $(ROOT) && EGRESS_HARNESS_IMAGES=$(IMAGES) $(RUNNER) $(PY) -m pytest suites --backend=$(BACKEND) \
+		--istio-version=$(ISTIO_VERSION) --artifacts=$(ART) $(if $(DRY_RUN),--dry-run) $(PYTEST_ARGS)
 
 test: system-test $(STAMP) istio istio-from kube-toolchain fortio
 	$(PYTEST) tests suites --istio-version=$(ISTIO_VERSION) --artifacts=$(ART)/test $(PYTEST_ARGS)
@@ -103,6 +114,20 @@ bench-egress: system-e2e $(STAMP) istio fortio
 		--repeats $(REPEATS) --out $(ART)/bench $(BENCH_ARGS)
 
 # What a SIGKILLed root run left (a run without root leaves nothing: see harness/rootless.py).
+# Every kind image from source, cached (about 25 min cold on 2 cores; seconds when cached).
+kind-images: system-kind $(STAMP) istio
+	cd $(ROOT) && $(PY) -m harness.images.kind_images --istio-version=$(ISTIO_VERSION)
+
+# Removes the kind images and the harness's Docker data (the toolchain stays: rm -rf ~/.cache/egress-harness/toolchain).
+kind-clean-images: $(STAMP)
+	cd $(ROOT) && $(PY) -m harness.images.engine remove-cache
+
+# The suites on the local mesh and on kind side by side (after `make e2e ARTIFACTS=artifacts/local`
+# and `make e2e BACKEND=kind IMAGES=source ARTIFACTS=artifacts/kind`).
+fidelity: $(STAMP)
+	cd $(ROOT) && $(PY) -m harness.fidelity $(ART)/local/summary.md $(ART)/kind/summary.md --names local,kind \
+		--notes docs/fidelity-notes.txt -o $(ART)/fidelity.md
+
 clean-stale: $(STAMP)
 	@cd $(ROOT) && $(PY) -m harness.local.reaper
 

@@ -53,7 +53,10 @@ def make_remote_backend(pytestconfig, artifacts_dir: Path):
 
     if dry_run:
         if backend == "kind":
-            p = plan_mod.kind_plan(cluster_name=cluster_name, keep_cluster=keep, istio_version=istio_version)
+            from harness.backends.kind import images_mode
+
+            p = plan_mod.kind_plan(cluster_name=cluster_name, keep_cluster=keep, istio_version=istio_version,
+                                   images=images_mode(running=False))
         else:
             from harness.backends.cluster import kubeconfig_from
 

@@ -130,6 +130,7 @@ class ClusterBackend(KubeBackend):
 
         untrusted = self.pki.other_public_ca()
         client = self.pki.public_ca.issue_client("gateway-client", "istio-egressgateway",
+                                                 dns_names=["istio-egressgateway.istio-system.svc.cluster.local"],
                                                  uris=["spiffe://cluster.local/ns/istio-system/sa/istio-egressgateway-service-account"])
         pems = {"public_ca": self.pki.public_ca.cert_pem.decode(), "untrusted_ca": untrusted.cert_pem.decode(),
                 "client_cert": client.cert_pem.decode(), "client_key": client.key_pem.decode()}

@@ -137,6 +137,12 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
+def _source_overlay() -> str:
+    from harness.backends.kind import source_overlay
+
+    return source_overlay(mesh_config_overlay())
+
+
 def scenario_manifests() -> list[tuple[str, str, str]]:
     """(stage, mode, YAML) of every scenario rendering, with Kubernetes' trust values."""
     return [(stage, mode, manifests.to_yaml(manifests.render(stage, mode=mode, trust=trust_values())))
@@ -164,12 +170,49 @@ def setup_manifests(*, sleep_image: str, ns_default: str = "default", ns_test_eg
     }
 
 
-def kind_plan(*, cluster_name: str, keep_cluster: bool, istio_version: str, kubeconfig: Path | None = None) -> Plan:
+def source_engine_steps() -> list[Step]:
+    """IMAGES=source: the harness's engine and every image build (harness/images), as they run."""
+    from harness.images import engine, kind_images
+    from harness.images.kind_images import STEPS, _programs_title
+    from harness.toolchain import programs
+    from harness.toolchain.gobuild import go_mod_text
+
+    k8s = programs.KUBERNETES_PROGRAM
+    return [
+        Step(f"Start the harness's Docker engine in network namespace {engine.NETNS} (no route off the machine)",
+             [["ip", "netns", "add", engine.NETNS], engine.nsenter(engine.dockerd_argv()),
+              *[engine.nsenter(["ip", "route", "get", a]) for a in engine.PROBE_ADDRESSES]],
+             note="each `ip route get` must fail (nothing is sent); the runc wrapper is the default runtime only "
+                  "when CAP_SYS_RESOURCE is missing from the capability bounding set"),
+        Step("images: " + _programs_title(),
+             [["go", "mod", "tidy"], ["go", "build", "-trimpath", "-ldflags", "<version stamps>", "-o", "<cache>/toolchain/"
+                                       f"{k8s.name}-{k8s.version}-<key>/bin/", *k8s.packages]],
+             go_mod_text(k8s), note="one wrapper module per program, cached by a content key; the Kubernetes one is shown"),
+        *[Step(f"images: {STEPS[name]}", [], note="docker build --network=none, tag = hash of its inputs; skipped when the tag exists")
+          for name in list(STEPS)[1:]],
+        Step(f"Run pytest inside {engine.NETNS}", [engine.nsenter(["python", "-m", "pytest", "suites", "--backend=kind", "…"])],
+             note=f"DOCKER_HOST={engine.docker_host()} EGRESS_HARNESS_IMAGES=source GOPROXY=off; kind, kubectl, istioctl and "
+                  f"port-forwards reach the cluster on that namespace's 127.0.0.1 ({kind_images.__name__})"),
+    ]
+
+
+def kind_plan(*, cluster_name: str, keep_cluster: bool, istio_version: str, kubeconfig: Path | None = None,
+              images: str = "registry") -> Plan:
+    source = images == "source"
     kind = tools.resolve_kind(fetch=False)
     kubectl = tools.resolve_kubectl(fetch=False)
     istioctl = tools.resolve_istioctl(istio_version, fetch=False)
-    hub, tag = tools.istio_images(istio_version)
-    node_image = tools.kind_node_image()
+    if source:
+        from harness.images.istio import HUB
+        from harness.toolchain import programs
+
+        hub, tag = HUB, f"{istio_version}-<key>"
+        node_image = f"egress-harness/kind-node:{programs.KUBERNETES}-<key>"
+        kind = tools.Tool("kind", programs.KIND.version, "built by harness/toolchain", None)
+        kubectl = tools.Tool("kubectl", programs.KUBERNETES, "built by harness/toolchain", None)
+    else:
+        hub, tag = tools.istio_images(istio_version)
+        node_image = tools.kind_node_image()
     kubeconfig = kubeconfig or Path(".pytest-kind") / cluster_name / "kubeconfig"
     kind_bin = str(kind.path or f"<cache>/tools/kind-{tools.KIND_VERSION}/kind")
     kubectl_bin = str(kubectl.path or f"<cache>/tools/kubectl-{tools.KUBECTL_VERSION}/kubectl")
@@ -186,12 +229,26 @@ def kind_plan(*, cluster_name: str, keep_cluster: bool, istio_version: str, kube
         "image base": f"Debian {upstream_image.SUITE} {upstream_image.VARIANT} + {', '.join(upstream_image.BASE_PACKAGES)}",
         "pytest-kind-ng": _version("pytest-kind-ng"),
         "docker SDK": _version("docker"),
+        "images": "source: every image built on this machine" if source else "registry: pulled by the Docker engine",
     }
-    steps = [
+    if source:
+        versions["kind"] = f"{tools.KIND_VERSION} (NetworkPolicy enforced by kube-router's firewall: harness/toolchain/programs.py)"
+        versions["Kubernetes"] = kubectl.version
+        versions["kubectl"] = f"{kubectl.version} (built with Kubernetes)"
+    kind_config_text = KIND_CONFIG.read_text()
+    if source:
+        import tempfile
+
+        from harness.backends.kind import source_kind_config
+
+        with tempfile.TemporaryDirectory() as tmp:
+            kind_config_text = source_kind_config(Path(tmp)).read_text()
+    steps = source_engine_steps() if source else []
+    steps += [
         Step("Resolve the tools (fetch into the cache what is missing)",
              [list(t.fetch) for t in (kind, kubectl, istioctl) if t.path is None and t.fetch]),
         Step(f"Create (or with --keep-cluster reuse) the kind cluster {cluster_name!r}",
-             [kind_create_cmd(kind_bin, cluster_name, kubeconfig, node_image)], KIND_CONFIG.read_text(),
+             [kind_create_cmd(kind_bin, cluster_name, kubeconfig, node_image)], kind_config_text,
              note="pytest_kind.KindCluster(name, kubeconfig, image, kind_path, kubectl_path).create(config_file) runs this"
                   + (" (kept afterwards)" if keep_cluster else "")),
         Step("Build the images on the local Docker engine (no pull; base from debootstrap, cached)",
@@ -201,9 +258,11 @@ def kind_plan(*, cluster_name: str, keep_cluster: bool, istio_version: str, kube
               ["docker", "build", "--network=none", "--build-arg", f"BASE_IMAGE={upstream_image.base_tag()}",
                "-t", up_image, "mock_upstream/"]],
              note="through the docker SDK; debootstrap only when the rootfs tarball is not cached"),
-        Step("Load the sleep image into the cluster", [kind_load_cmd(kind_bin, cluster_name, sleep_image)]),
+        Step("Load the sleep image into the cluster" + (" (and Istio's pilot, proxyv2)" if source else ""),
+             [kind_load_cmd(kind_bin, cluster_name, image) for image in
+              ([sleep_image, f"{hub}/pilot:{tag}", f"{hub}/proxyv2:{tag}"] if source else [sleep_image])]),
         Step("Install Istio with the egress gateway", [istioctl_install_cmd(istioctl_bin, kubeconfig, hub, tag)],
-             ISTIO_OPERATOR.read_text() + "---\n" + mesh_config_overlay(),
+             ISTIO_OPERATOR.read_text() + "---\n" + (_source_overlay() if source else mesh_config_overlay()),
              note="the second -f is written from harness/meshconfig.py at run time (shown after the ---)"),
         Step("Wait for istiod and the egress gateway (deadline 300s each)", rollout_cmds(kubectl_bin, kubeconfig)),
         Step(f"Run the stand-in for {UPSTREAM_HOST} as a container on the {KIND_NETWORK!r} Docker network",
@@ -217,7 +276,8 @@ def kind_plan(*, cluster_name: str, keep_cluster: bool, istio_version: str, kube
               k + ["apply", "-f", "-", "# the coredns ConfigMap with the block below added"],
               k + ["rollout", "restart", "-n", "kube-system", "deployment/coredns"],
               k + ["rollout", "status", "-n", "kube-system", "deployment/coredns", "--timeout=120s"]],
-             add_hosts_block("", "<stand-in address on the kind network>", run=cluster_name)),
+             add_hosts_block("", "<stand-in address on the kind network>", run=cluster_name),
+             note="IMAGES=source: the Corefile's `forward` blocks are removed too (nothing leaves the cluster)" if source else ""),
     ]
     for fname, text in setup_manifests(sleep_image=sleep_image).items():
         steps.append(Step(f"Apply {fname}", [k + ["apply", "-f", "-"]], text))
@@ -239,6 +299,13 @@ def kind_plan(*, cluster_name: str, keep_cluster: bool, istio_version: str, kube
         Step("Delete the cluster" if not keep_cluster else "Keep the cluster (--keep-cluster)",
              [kind_delete_cmd(kind_bin, cluster_name, kubeconfig)] if not keep_cluster else []),
     ]
+    if source:
+        from harness.images import engine
+
+        teardown.append(Step(f"Remove every container and network of the engine, stop dockerd, delete netns {engine.NETNS}",
+                             [["docker", "rm", "-f", "<every container>"], ["kill", "-TERM", "<dockerd pid>"],
+                              ["ip", "netns", "delete", engine.NETNS]],
+                             note="always, after pass, failure or Ctrl-C (harness/images/with_engine.py); images stay cached"))
     return Plan("kind", versions, [kind, kubectl, istioctl], steps, teardown)
 
 
@@ -281,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--istio-version", default=DEFAULT_ISTIO_VERSION)
     parser.add_argument("--cluster-name", default="egress-harness")
     parser.add_argument("--keep-cluster", action="store_true")
+    parser.add_argument("--images", choices=["registry", "source"], default="registry")
     parser.add_argument("--kubeconfig", default=None)
     parser.add_argument("--mesh-config-overlay", action="store_true",
                         help="print only the mesh-config overlay for `istioctl install -f` and exit")
@@ -291,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.backend == "kind":
             plan = kind_plan(cluster_name=args.cluster_name, keep_cluster=args.keep_cluster,
-                             istio_version=args.istio_version, kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None)
+                             istio_version=args.istio_version, kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
+                             images=args.images)
         else:
             plan = cluster_plan(kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None, istio_version=args.istio_version)
     except HarnessError as exc:

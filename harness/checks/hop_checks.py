@@ -147,13 +147,16 @@ def hop_tls(hop_is_tls: bool, gateway_line_where=lambda e: True) -> Check:
             return f"sidecar lines towards the gateway: {len(side)}, gateway lines: {len(gateway)}"
         s, g = side[-1], gateway[-1]
         if hop_is_tls:
+            # The cluster backend maps the seed's "default" onto a namespace of its run (kube.py ns()).
+            mapped = getattr(t.backend, "ns", None)
+            sleep_id = sleep_spiffe(mapped("default") if mapped else "default")
             seen = {
                 "gateway presented": (s.get("upstream_peer_uri_san"), GATEWAY_SPIFFE),
-                "gateway saw peer": (g.get("downstream_peer_uri_san"), sleep_spiffe()),
+                "gateway saw peer": (g.get("downstream_peer_uri_san"), sleep_id),
                 "gateway's own identity": (g.get("downstream_local_uri_san"), GATEWAY_SPIFFE),
             }
             wrong = {k: got for k, (got, want) in seen.items() if got != want}
-            return f"{wrong} (expected {GATEWAY_SPIFFE} ↔ {sleep_spiffe()})" if wrong else None
+            return f"{wrong} (expected {GATEWAY_SPIFFE} ↔ {sleep_id})" if wrong else None
         tls = (s.get("upstream_tls_version"), g.get("downstream_tls_version"))
         return None if tls == (None, None) else f"TLS on the hop: sidecar {tls[0]}, gateway {tls[1]}"
 

@@ -51,11 +51,13 @@ class AccessLogEntry:
 
     def summary(self) -> str:
         r = self.raw
-        return (f'"{r.get("method")} {r.get("path")} {r.get("protocol")}" {r.get("response_code")} '
-                f'{r.get("response_flags")} authority={r.get("authority")} sni={r.get("requested_server_name")} '
-                f'cluster={r.get("upstream_cluster")} upstream={r.get("upstream_host")} '
-                f'down_tls={r.get("downstream_tls_version")} down_peer={r.get("downstream_peer_uri_san")} '
-                f'up_tls={r.get("upstream_tls_version")} up_peer={r.get("upstream_peer_uri_san")}')
+        return (
+            f'"{r.get("method")} {r.get("path")} {r.get("protocol")}" {r.get("response_code")} '
+            f"{r.get('response_flags')} authority={r.get('authority')} sni={r.get('requested_server_name')} "
+            f"cluster={r.get('upstream_cluster')} upstream={r.get('upstream_host')} "
+            f"down_tls={r.get('downstream_tls_version')} down_peer={r.get('downstream_peer_uri_san')} "
+            f"up_tls={r.get('upstream_tls_version')} up_peer={r.get('upstream_peer_uri_san')}"
+        )
 
 
 def parse_lines(lines: list[str]) -> list[AccessLogEntry]:

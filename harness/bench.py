@@ -49,8 +49,11 @@ def run(istio_version: str, runs: int, converge_rounds: int) -> dict:
         "cold_start_median_s": round(statistics.median(cold), 3),
         "apply_converged_median_s": round(statistics.median(apply_s), 3),
         "delete_converged_median_s": round(statistics.median(delete_s), 3),
-        "samples": {"cold_start_s": [round(x, 3) for x in cold], "apply_s": [round(x, 3) for x in apply_s],
-                    "delete_s": [round(x, 3) for x in delete_s]},
+        "samples": {
+            "cold_start_s": [round(x, 3) for x in cold],
+            "apply_s": [round(x, 3) for x in apply_s],
+            "delete_s": [round(x, 3) for x in delete_s],
+        },
     }
 
 

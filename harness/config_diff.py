@@ -46,16 +46,38 @@ from harness.sync import MARKER_DOMAIN
 DEFAULT_HOSTS = ("edition.cnn.com", "istio-egressgateway")
 
 # Bookkeeping that changes with every push or restart and says nothing about behaviour.
-VOLATILE_KEYS = frozenset({
-    "version_info", "last_updated", "nonce", "response_nonce", "client_status", "last_update_attempt",
-})
+VOLATILE_KEYS = frozenset(
+    {
+        "version_info",
+        "last_updated",
+        "nonce",
+        "response_nonce",
+        "client_status",
+        "last_update_attempt",
+    }
+)
 # Lists Envoy treats as sets (matching is by specificity or membership, not position).
-UNORDERED_LISTS = frozenset({
-    "filter_chains", "virtual_hosts", "domains", "server_names", "match_subject_alt_names", "subject_alt_names",
-    "match_typed_subject_alt_names", "prefix_ranges", "source_prefix_ranges", "application_protocols",
-    "tls_certificate_sds_secret_configs", "source_ports", "verify_subject_alt_name",
-    "request_headers_to_add", "response_headers_to_add", "request_headers_to_remove", "response_headers_to_remove",
-})
+UNORDERED_LISTS = frozenset(
+    {
+        "filter_chains",
+        "virtual_hosts",
+        "domains",
+        "server_names",
+        "match_subject_alt_names",
+        "subject_alt_names",
+        "match_typed_subject_alt_names",
+        "prefix_ranges",
+        "source_prefix_ranges",
+        "application_protocols",
+        "tls_certificate_sds_secret_configs",
+        "source_ports",
+        "verify_subject_alt_name",
+        "request_headers_to_add",
+        "response_headers_to_add",
+        "request_headers_to_remove",
+        "response_headers_to_remove",
+    }
+)
 # Lists of named items whose order matters (first match / filter order): keyed by name plus `_order`.
 ORDERED_NAMED_LISTS = frozenset({"http_filters", "filters", "listener_filters", "routes"})
 # Inline bytes that are certificates or keys: they rotate, so only their presence is meaning.
@@ -64,7 +86,11 @@ _INLINE_SECRET_KEYS = frozenset({"inline_bytes", "inline_string"})
 KINDS = ("listener", "route", "cluster", "secret")
 # Counters the suites read (harness/stats.py, harness/checks/): their presence per watched cluster.
 SUITE_STAT_LEAVES = (
-    "upstream_rq_total", "upstream_cx_total", "ssl.handshake", "ssl.fail_verify_error", "ssl.fail_verify_san",
+    "upstream_rq_total",
+    "upstream_cx_total",
+    "ssl.handshake",
+    "ssl.fail_verify_error",
+    "ssl.fail_verify_san",
 )
 
 
@@ -83,10 +109,15 @@ class Change:
         return f"{where}{self.kind} {self.name}: {path}{_show(self.before)} → {_show(self.after)}"
 
     def as_json(self) -> dict:
-        return {"proxy": self.proxy, "kind": self.kind, "name": self.name, "path": self.path,
-                "before": None if self.before is _UNSET else self.before,
-                "after": None if self.after is _UNSET else self.after,
-                "line": self.line()}
+        return {
+            "proxy": self.proxy,
+            "kind": self.kind,
+            "name": self.name,
+            "path": self.path,
+            "before": None if self.before is _UNSET else self.before,
+            "after": None if self.after is _UNSET else self.after,
+            "line": self.line(),
+        }
 
 
 class _Unset:
@@ -107,6 +138,7 @@ def _show(value: Any) -> str:
 
 
 # ---------------------------------------------------------------- reading a dump
+
 
 def resources(dump: dict) -> dict[str, dict[str, dict]]:
     """kind → name → resource, for listeners, routes, clusters and secrets in a /config_dump.
@@ -149,6 +181,7 @@ def _put(table: dict[str, dict], resource: dict | None, error: dict | None = Non
 
 
 # ---------------------------------------------------------------- normalising
+
 
 def normalise(value: Any, key: str = "") -> Any:
     """The meaning of a config value: see the module docstring for each rule."""
@@ -217,6 +250,7 @@ def _canon(value: Any) -> str:
 
 
 # ---------------------------------------------------------------- restricting to the egress paths
+
 
 def _mentions(value: Any, needles: Iterable[str]) -> bool:
     text = _canon(value)
@@ -291,6 +325,7 @@ def everything_view(dump: dict) -> dict[str, dict[str, Any]]:
 
 # ---------------------------------------------------------------- diffing
 
+
 def diff_values(a: Any, b: Any, path: str = "") -> list[tuple[str, Any, Any]]:
     """(path, before, after) for each leaf that differs between two normalised values."""
     if isinstance(a, dict) and isinstance(b, dict):
@@ -329,8 +364,9 @@ def diff_views(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]], proxy
     return changes
 
 
-def diff_dumps(a: dict, b: dict, *, proxy: str = "", hosts: Iterable[str] = DEFAULT_HOSTS,
-               everything: bool = False) -> list[Change]:
+def diff_dumps(
+    a: dict, b: dict, *, proxy: str = "", hosts: Iterable[str] = DEFAULT_HOSTS, everything: bool = False
+) -> list[Change]:
     if everything:
         return diff_views(everything_view(a), everything_view(b), proxy)
     return diff_views(egress_view(a, hosts), egress_view(b, hosts), proxy)
@@ -339,27 +375,43 @@ def diff_dumps(a: dict, b: dict, *, proxy: str = "", hosts: Iterable[str] = DEFA
 def suite_stat_names(stats: dict[str, Any] | Iterable[str], hosts: Iterable[str] = DEFAULT_HOSTS) -> set[str]:
     """The stat names the suites read, of clusters naming a watched host."""
     hosts = tuple(hosts)
-    return {n for n in stats if n.startswith("cluster.") and any(h in n for h in hosts)
-            and any(n.endswith("." + leaf) for leaf in SUITE_STAT_LEAVES)}
+    return {
+        n
+        for n in stats
+        if n.startswith("cluster.")
+        and any(h in n for h in hosts)
+        and any(n.endswith("." + leaf) for leaf in SUITE_STAT_LEAVES)
+    }
 
 
-def diff_stats(a: dict[str, Any] | Iterable[str], b: dict[str, Any] | Iterable[str], *, proxy: str = "",
-               hosts: Iterable[str] = DEFAULT_HOSTS) -> list[Change]:
+def diff_stats(
+    a: dict[str, Any] | Iterable[str],
+    b: dict[str, Any] | Iterable[str],
+    *,
+    proxy: str = "",
+    hosts: Iterable[str] = DEFAULT_HOSTS,
+) -> list[Change]:
     na, nb = suite_stat_names(a, hosts), suite_stat_names(b, hosts)
-    return ([Change(proxy, "stat", n, "", "(present)", _UNSET) for n in sorted(na - nb)]
-            + [Change(proxy, "stat", n, "", _UNSET, "(present)") for n in sorted(nb - na)])
+    return [Change(proxy, "stat", n, "", "(present)", _UNSET) for n in sorted(na - nb)] + [
+        Change(proxy, "stat", n, "", _UNSET, "(present)") for n in sorted(nb - na)
+    ]
 
 
 # ---------------------------------------------------------------- folders of dumps
+
 
 def load_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
     except OSError as exc:
-        raise HarnessError(f"cannot read {path}: {exc.strerror}; pass a config_dump JSON file or a folder of them") from None
+        raise HarnessError(
+            f"cannot read {path}: {exc.strerror}; pass a config_dump JSON file or a folder of them"
+        ) from None
     except ValueError as exc:
-        raise HarnessError(f"{path} is not JSON ({exc}); save it with `curl localhost:15000/config_dump` "
-                           f"or `istioctl proxy-config all <pod> -o json`") from None
+        raise HarnessError(
+            f"{path} is not JSON ({exc}); save it with `curl localhost:15000/config_dump` "
+            f"or `istioctl proxy-config all <pod> -o json`"
+        ) from None
 
 
 def proxy_dumps(folder: Path) -> dict[str, Path]:
@@ -384,8 +436,9 @@ def diff_paths(a: Path, b: Path, *, hosts: Iterable[str] = DEFAULT_HOSTS, everyt
         if proxy not in db:
             changes.append(Change(proxy, "proxy", proxy, "", "(present)", _UNSET))
             continue
-        changes += diff_dumps(load_json(da[proxy]), load_json(db[proxy]), proxy=proxy, hosts=hosts,
-                              everything=everything)
+        changes += diff_dumps(
+            load_json(da[proxy]), load_json(db[proxy]), proxy=proxy, hosts=hosts, everything=everything
+        )
         sa, sb = da[proxy].with_name("stats.json"), db[proxy].with_name("stats.json")
         if sa.exists() and sb.exists():
             changes += diff_stats(load_json(sa), load_json(sb), proxy=proxy, hosts=hosts)
@@ -400,8 +453,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.config_diff", description=__doc__.splitlines()[0])
     parser.add_argument("before", type=Path, help="config_dump JSON file, or folder of <proxy>/config_dump.json")
     parser.add_argument("after", type=Path)
-    parser.add_argument("--host", action="append", dest="hosts",
-                        help=f"watch this host (repeatable; default: {', '.join(DEFAULT_HOSTS)})")
+    parser.add_argument(
+        "--host",
+        action="append",
+        dest="hosts",
+        help=f"watch this host (repeatable; default: {', '.join(DEFAULT_HOSTS)})",
+    )
     parser.add_argument("--all", action="store_true", help="diff every listener, route, cluster and secret")
     parser.add_argument("--json", action="store_true", help="print the changes as JSON")
     args = parser.parse_args(argv)

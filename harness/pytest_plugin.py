@@ -47,9 +47,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="where the mesh runs (default: local, the pocket cluster)",
     )
     group.addoption("--istio-version", default=None, help="Istio version (default: the pinned one)")
-    group.addoption(
-        "--artifacts", default="artifacts", help="folder for junit.xml, summary.md, evidence and mesh logs"
-    )
+    group.addoption("--artifacts", default="artifacts", help="folder for junit.xml, summary.md, evidence and mesh logs")
     group.addoption("--dry-run", action="store_true", help="print the plan of the kind/cluster backend and exit")
     # pytest-kind-ng (the [kind] extra) defines these too when its plugin is loaded.
     for flag, kwargs in (
@@ -198,8 +196,9 @@ def mesh(pytestconfig: pytest.Config, request: pytest.FixtureRequest, artifacts_
     except HarnessFault as exc:
         # Every test would error the same way: one line for the session instead.
         local.stop()
-        pytest.exit(f"egress-harness: harness error while starting the local mesh (not a mesh failure): {exc}",
-                    returncode=3)
+        pytest.exit(
+            f"egress-harness: harness error while starting the local mesh (not a mesh failure): {exc}", returncode=3
+        )
     except BaseException:
         local.stop()
         raise

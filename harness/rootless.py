@@ -24,8 +24,10 @@ from pathlib import Path
 from harness.errors import HarnessError
 
 PROXY_UID = 1337
-_FIX = ("run 'sudo make e2e', or install uidmap and give your user subordinate ids "
-        "(sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER)")
+_FIX = (
+    "run 'sudo make e2e', or install uidmap and give your user subordinate ids "
+    "(sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER)"
+)
 
 
 def subordinate_range(path: Path, names: set[str]) -> tuple[int, int] | None:
@@ -45,7 +47,9 @@ def rootless_argv(command: list[str]) -> list[str]:
     """The unshare command line that runs `command` (via --inside) in the new namespaces."""
     missing = [c for c in ("unshare", "newuidmap", "newgidmap") if not shutil.which(c)]
     if missing:
-        raise HarnessError(f"the local mesh needs root or a user namespace, and {', '.join(missing)} is missing: {_FIX}")
+        raise HarnessError(
+            f"the local mesh needs root or a user namespace, and {', '.join(missing)} is missing: {_FIX}"
+        )
     uid, gid = os.getuid(), os.getgid()
     user = {str(uid)}
     try:
@@ -55,15 +59,32 @@ def rootless_argv(command: list[str]) -> list[str]:
     uids = subordinate_range(Path("/etc/subuid"), user)
     gids = subordinate_range(Path("/etc/subgid"), user | {str(gid)})
     if not uids or not gids or min(uids[1], gids[1]) <= PROXY_UID:
-        raise HarnessError(f"the local mesh needs root or subordinate ids for your user (more than {PROXY_UID}): {_FIX}")
+        raise HarnessError(
+            f"the local mesh needs root or subordinate ids for your user (more than {PROXY_UID}): {_FIX}"
+        )
     count = min(uids[1], gids[1], 65535)
     # --pid: the run is PID 1 of its own PID namespace, so when it dies, even by SIGKILL, the kernel
     # ends every process it started, and with them the mount namespace that holds /run (state,
     # keys) and the network namespaces. --kill-child=SIGTERM: if unshare itself is killed, the run
     # still tears down cleanly.
-    return ["unshare", "--map-root-user", f"--map-users={uids[0]},1,{count}", f"--map-groups={gids[0]},1,{count}",
-            "--net", "--mount", "--pid", "--mount-proc", "--fork", "--kill-child=SIGTERM", "--",
-            sys.executable, "-m", "harness.rootless", "--inside", *command]
+    return [
+        "unshare",
+        "--map-root-user",
+        f"--map-users={uids[0]},1,{count}",
+        f"--map-groups={gids[0]},1,{count}",
+        "--net",
+        "--mount",
+        "--pid",
+        "--mount-proc",
+        "--fork",
+        "--kill-child=SIGTERM",
+        "--",
+        sys.executable,
+        "-m",
+        "harness.rootless",
+        "--inside",
+        *command,
+    ]
 
 
 def _mount(*args: str) -> None:
@@ -88,7 +109,9 @@ def prepare_inside() -> None:
     # mesh's API server through a forwarder on 127.0.0.1 (harness/local/apiserver.py).
     proc = subprocess.run(["ip", "link", "set", "lo", "up"], capture_output=True, text=True)
     if proc.returncode != 0:
-        raise HarnessError(f"cannot bring up loopback in the user namespace (ip link set lo up: {proc.stderr.strip()}): {_FIX}")
+        raise HarnessError(
+            f"cannot bring up loopback in the user namespace (ip link set lo up: {proc.stderr.strip()}): {_FIX}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

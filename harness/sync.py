@@ -16,19 +16,31 @@ from harness.errors import ConfigRejected
 
 MARKER_NAME = "egress-harness-sync"
 MARKER_DOMAIN = "egress-harness.invalid"
-ISTIO_KINDS = {"ServiceEntry", "Gateway", "VirtualService", "DestinationRule", "Sidecar",
-               "PeerAuthentication", "AuthorizationPolicy", "WorkloadEntry", "EnvoyFilter", "Telemetry"}
+ISTIO_KINDS = {
+    "ServiceEntry",
+    "Gateway",
+    "VirtualService",
+    "DestinationRule",
+    "Sidecar",
+    "PeerAuthentication",
+    "AuthorizationPolicy",
+    "WorkloadEntry",
+    "EnvoyFilter",
+    "Telemetry",
+}
 
 SyncState = dict[tuple[str, str], tuple[str | None, str | None]]
 
 
 def marker_service_entry(generation: int) -> dict:
     return {
-        "apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "ServiceEntry",
         "metadata": {"name": MARKER_NAME, "namespace": "istio-system"},
         "spec": {
             "hosts": [f"sync-{generation}.{MARKER_DOMAIN}"],
-            "location": "MESH_INTERNAL", "resolution": "STATIC",
+            "location": "MESH_INTERNAL",
+            "resolution": "STATIC",
             "ports": [{"number": 9, "name": "tcp-sync", "protocol": "TCP"}],
             "endpoints": [{"address": "198.18.255.254"}],
         },
@@ -46,9 +58,11 @@ def marker_cluster_regex(generation: int) -> str:
 
 def sync_state(statuses: list[dict]) -> SyncState:
     """(proxy, type) → (sent nonce, last error), from /debug/syncz: taken before a change."""
-    return {(status.get("proxy", "?"), type_url): (res.get("sent"), res.get("lastError"))
-            for status in statuses
-            for type_url, res in (status.get("resources") or {}).items()}
+    return {
+        (status.get("proxy", "?"), type_url): (res.get("sent"), res.get("lastError"))
+        for status in statuses
+        for type_url, res in (status.get("resources") or {}).items()
+    }
 
 
 def pending_from_syncz(statuses: list[dict], before: SyncState | None = None) -> list[str]:
@@ -66,6 +80,8 @@ def pending_from_syncz(statuses: list[dict], before: SyncState | None = None) ->
             if error and error != old_error:
                 raise ConfigRejected(f"[hop: istiod → {proxy}] Envoy rejected {short}: {error}")
             if res.get("sent") != res.get("acked") or error:
-                pending.append(f"{proxy} {short} sent={res.get('sent')} acked={res.get('acked')}"
-                               + (f" last error: {error}" if error else ""))
+                pending.append(
+                    f"{proxy} {short} sent={res.get('sent')} acked={res.get('acked')}"
+                    + (f" last error: {error}" if error else "")
+                )
     return pending

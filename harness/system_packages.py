@@ -61,12 +61,18 @@ _IMAGES = (
     Need("debootstrap", "debootstrap", "the images' Debian base, built without a registry"),
 )
 
+_KIND_FROM_SOURCE = (
+    Need("gcc", "gcc", "the kind node's pause binary, built static from source"),
+    Need("/usr/include/stdio.h", "libc6-dev", "the kind node's pause binary, built static from source"),
+    Need("/usr/share/keyrings/debian-archive-keyring.gpg", "debian-archive-keyring", "debootstrap's signature check"),
+)
+
 TARGETS: dict[str, tuple[Need, ...]] = {
     "e2e": _LOCAL_MESH,
     # make test also runs the mesh as an unprivileged user, and builds the stand-in's container
     # image on a Docker engine of its own.
     "test": _LOCAL_MESH + _ROOTLESS + _IMAGES,
-    "kind": _IMAGES,
+    "kind": _IMAGES + _KIND_FROM_SOURCE,
 }
 # Targets that build Istio from source with Go.
 GO_TARGETS = {"e2e", "test", "kind"}
@@ -173,14 +179,18 @@ def check_go() -> str | None:
     where = f"on PATH and in {', '.join(GO_DIRS)}"
     go = find_go()
     if go is None:
-        return (f"Istio's binaries are built with Go >= {need}, and no Go was found ({where}); Debian's golang-go is "
-                f"too old: install Go >= {need} (the official tarball into /usr/local/go), or set "
-                f"EGRESS_HARNESS_ISTIO_BIN to built binaries")
+        return (
+            f"Istio's binaries are built with Go >= {need}, and no Go was found ({where}); Debian's golang-go is "
+            f"too old: install Go >= {need} (the official tarball into /usr/local/go), or set "
+            f"EGRESS_HARNESS_ISTIO_BIN to built binaries"
+        )
     version = go_version(go)
     if version is None or version < GO_MINIMUM:
         found = ".".join(map(str, version)) if version else "an unknown version"
-        return (f"Istio's binaries are built with Go >= {need}, and {go} is {found}: install Go >= {need} "
-                f"(the official tarball into /usr/local/go), or set EGRESS_HARNESS_ISTIO_BIN to built binaries")
+        return (
+            f"Istio's binaries are built with Go >= {need}, and {go} is {found}: install Go >= {need} "
+            f"(the official tarball into /usr/local/go), or set EGRESS_HARNESS_ISTIO_BIN to built binaries"
+        )
     return None
 
 
@@ -204,15 +214,20 @@ def ensure(targets: list[str], *, python: str = sys.executable) -> int:
             install(packages)
             still = missing(targets, rootless=False) + _venv_missing(python)
             if still:
-                return _fail(f"still missing after apt-get install: {', '.join(n.command for n in still)}: "
-                             f"check that {' '.join(packages_of(still))} installed them")
+                return _fail(
+                    f"still missing after apt-get install: {', '.join(n.command for n in still)}: "
+                    f"check that {' '.join(packages_of(still))} installed them"
+                )
         elif apt:
-            return _fail(f"missing system packages ({reasons}): run 'sudo apt-get install -y {' '.join(packages)}' "
-                         f"and retry")
+            return _fail(
+                f"missing system packages ({reasons}): run 'sudo apt-get install -y {' '.join(packages)}' and retry"
+            )
         else:
             commands = ", ".join(n.command for n in needs)
-            return _fail(f"missing commands {commands} and no apt-get to install them: install them with your "
-                         f"system's package manager (Debian names: {' '.join(packages)}) and retry")
+            return _fail(
+                f"missing commands {commands} and no apt-get to install them: install them with your "
+                f"system's package manager (Debian names: {' '.join(packages)}) and retry"
+            )
     if GO_TARGETS & set(targets) and not _istio_prebuilt():
         line = check_go()
         if line:

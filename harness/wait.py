@@ -17,11 +17,23 @@ class WaitTimeout(Exception):
 
 # Without `ok`, poll returns only a truthy value: never None, which the first signature tells mypy.
 @overload
-def poll(what: str, probe: Callable[[], T | None], *, timeout: float = ..., interval: float = ...,
-         describe: Callable[[T | None], str] = ...) -> T: ...
+def poll(
+    what: str,
+    probe: Callable[[], T | None],
+    *,
+    timeout: float = ...,
+    interval: float = ...,
+    describe: Callable[[T | None], str] = ...,
+) -> T: ...
 @overload
-def poll(what: str, probe: Callable[[], T], ok: Callable[[T], bool], timeout: float = ..., interval: float = ...,
-         describe: Callable[[T], str] = ...) -> T: ...
+def poll(
+    what: str,
+    probe: Callable[[], T],
+    ok: Callable[[T], bool],
+    timeout: float = ...,
+    interval: float = ...,
+    describe: Callable[[T], str] = ...,
+) -> T: ...
 
 
 def poll(

@@ -81,27 +81,60 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description=DESCRIPTION, formatter_class=_HelpFormatter)
-    p.add_argument("--listen", type=_address, default="0.0.0.0", metavar="ADDR",
-                   help="IP address every listener binds (default 0.0.0.0; :: for IPv6)")
-    p.add_argument("--http-port", type=_port, default=80, metavar="PORT",
-                   help="plain-HTTP port that redirects to https (default 80)")
-    p.add_argument("--https-port", type=_port, default=443, metavar="PORT",
-                   help="TLS port serving /politics (default 443)")
-    p.add_argument("--mtls-port", type=_port, default=None, metavar="PORT",
-                   help="mutual-TLS port serving /politics; needs --client-ca (default: off)")
-    p.add_argument("--control-port", type=_port, default=9901, metavar="PORT",
-                   help="plain-HTTP JSON control API (default 9901)")
-    p.add_argument("--cert", required=True, metavar="FILE",
-                   help="PEM server certificate, optionally followed by its chain")
+    p.add_argument(
+        "--listen",
+        type=_address,
+        default="0.0.0.0",
+        metavar="ADDR",
+        help="IP address every listener binds (default 0.0.0.0; :: for IPv6)",
+    )
+    p.add_argument(
+        "--http-port",
+        type=_port,
+        default=80,
+        metavar="PORT",
+        help="plain-HTTP port that redirects to https (default 80)",
+    )
+    p.add_argument(
+        "--https-port", type=_port, default=443, metavar="PORT", help="TLS port serving /politics (default 443)"
+    )
+    p.add_argument(
+        "--mtls-port",
+        type=_port,
+        default=None,
+        metavar="PORT",
+        help="mutual-TLS port serving /politics; needs --client-ca (default: off)",
+    )
+    p.add_argument(
+        "--control-port", type=_port, default=9901, metavar="PORT", help="plain-HTTP JSON control API (default 9901)"
+    )
+    p.add_argument(
+        "--cert", required=True, metavar="FILE", help="PEM server certificate, optionally followed by its chain"
+    )
     p.add_argument("--key", required=True, metavar="FILE", help="PEM private key of --cert")
-    p.add_argument("--client-ca", metavar="FILE",
-                   help="PEM CA(s) that must have signed the client certificate on --mtls-port")
-    p.add_argument("--redirect-host", default="edition.cnn.com", metavar="HOST",
-                   help="host name in the 301 location (default edition.cnn.com)")
-    p.add_argument("--politics-bytes", type=int, default=POLITICS_BYTES, metavar="N",
-                   help=f"length of the /politics page (default {POLITICS_BYTES})")
-    p.add_argument("--handshake-timeout", type=_seconds, default=10.0, metavar="SECONDS",
-                   help="give up on a TLS client that has not finished its handshake (default 10)")
+    p.add_argument(
+        "--client-ca", metavar="FILE", help="PEM CA(s) that must have signed the client certificate on --mtls-port"
+    )
+    p.add_argument(
+        "--redirect-host",
+        default="edition.cnn.com",
+        metavar="HOST",
+        help="host name in the 301 location (default edition.cnn.com)",
+    )
+    p.add_argument(
+        "--politics-bytes",
+        type=int,
+        default=POLITICS_BYTES,
+        metavar="N",
+        help=f"length of the /politics page (default {POLITICS_BYTES})",
+    )
+    p.add_argument(
+        "--handshake-timeout",
+        type=_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="give up on a TLS client that has not finished its handshake (default 10)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log connections and requests to stderr")
     return p
 

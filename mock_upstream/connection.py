@@ -24,8 +24,18 @@ if TYPE_CHECKING:
 
 # Fields a request record copies from its connection record.
 _CONNECTION_FIELDS = (
-    "listener", "peer_address", "peer_port", "local_address", "local_port", "tls", "sni", "alpn",
-    "tls_version", "client_cert_subject", "client_cert_dns_sans", "client_cert_uri_sans",
+    "listener",
+    "peer_address",
+    "peer_port",
+    "local_address",
+    "local_port",
+    "tls",
+    "sni",
+    "alpn",
+    "tls_version",
+    "client_cert_subject",
+    "client_cert_dns_sans",
+    "client_cert_uri_sans",
 )
 
 
@@ -190,18 +200,20 @@ class Connection:
         record = {"id": 0, "kind": "request", "connection_id": self.record["id"], "seq": self.requests}
         # No lock needed: these connection fields stop changing once the handshake is done.
         record.update({key: self.record[key] for key in _CONNECTION_FIELDS})
-        record.update({
-            "method": request.method,
-            "path": request.target,
-            "host": request.header("host"),
-            "http_version": request.version,
-            "headers": request.headers,
-            "body_bytes": request.body_bytes,
-            "status": response.status,
-            "response_bytes": len(response.body) if with_body else 0,
-            "received_at": request.received_at,
-            "responded_at": None,
-        })
+        record.update(
+            {
+                "method": request.method,
+                "path": request.target,
+                "host": request.header("host"),
+                "http_version": request.version,
+                "headers": request.headers,
+                "body_bytes": request.body_bytes,
+                "status": response.status,
+                "response_bytes": len(response.body) if with_body else 0,
+                "received_at": request.received_at,
+                "responded_at": None,
+            }
+        )
         request_id = self.server.store.add(record)
         self._note(requests=self.requests)
         response.headers += [

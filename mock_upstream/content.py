@@ -14,7 +14,7 @@ POLITICS_BYTES = 151654
 POLITICS_MARKER = b"<!-- mock_upstream: edition.cnn.com/politics stand-in -->"
 
 _HEAD = (
-    b"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+    b'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
     b"<title>Politics - CNN</title>\n</head>\n<body>\n" + POLITICS_MARKER + b"\n<h1>Politics</h1>\n"
 )
 _TAIL = b"</body>\n</html>\n"

@@ -51,14 +51,17 @@ def handle(request: Request, store: RecordStore, ports: dict) -> Response:
         return _json(200, {"ok": True, "last_id": store.reset()})
     if path == "/healthz":
         last_id, connections, requests = store.counts()
-        return _json(200, {
-            "ok": True,
-            "pid": os.getpid(),
-            "ports": ports,
-            "last_id": last_id,
-            "connections": connections,
-            "requests": requests,
-        })
-    return _json(404, {
-        "error": f"no such endpoint {path}; see GET /healthz, /records, /connections, /requests, POST /reset"
-    })
+        return _json(
+            200,
+            {
+                "ok": True,
+                "pid": os.getpid(),
+                "ports": ports,
+                "last_id": last_id,
+                "connections": connections,
+                "requests": requests,
+            },
+        )
+    return _json(
+        404, {"error": f"no such endpoint {path}; see GET /healthz, /records, /connections, /requests, POST /reset"}
+    )

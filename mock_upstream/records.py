@@ -91,9 +91,7 @@ class RecordStore:
     def snapshot(self, kind: str | None = None, since: int = 0) -> tuple[int, list[Record]]:
         """(last id handed out, copies of the records with id > since, optionally of one kind)."""
         with self._lock:
-            picked = [
-                dict(r) for r in self._records if r["id"] > since and (kind is None or r["kind"] == kind)
-            ]
+            picked = [dict(r) for r in self._records if r["id"] > since and (kind is None or r["kind"] == kind)]
             return self._last_id, picked
 
     def counts(self) -> tuple[int, int, int]:

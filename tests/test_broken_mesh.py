@@ -43,16 +43,46 @@ def origination_rule_missing(sc: Scenario) -> list[dict]:
 
 BROKEN = [
     # (name, mode, breakage, check, expected hop, a phrase of the expected message)
-    ("mesh-route-bypasses-gateway", "plaintext", mesh_route_bypasses_gateway,
-     http_gateway.check_through_gateway, SIDECAR_GATEWAY, "does not point at the gateway"),
-    ("mesh-route-bypasses-gateway", "istio-mutual", mesh_route_bypasses_gateway,
-     http_gateway.check_through_gateway, SIDECAR_GATEWAY, "does not point at the gateway"),
-    ("wrong-sni", "istio-mutual", wrong_sni_to_gateway,
-     passthrough.check_passthrough, SIDECAR_GATEWAY, "expected statuses [200]"),
-    ("origination-rule-missing", "plaintext", origination_rule_missing,
-     origination.check_origination, GATEWAY_UPSTREAM, "expected statuses [200]"),
-    ("origination-rule-missing", "istio-mutual", origination_rule_missing,
-     origination.check_origination, GATEWAY_UPSTREAM, "expected statuses [200]"),
+    (
+        "mesh-route-bypasses-gateway",
+        "plaintext",
+        mesh_route_bypasses_gateway,
+        http_gateway.check_through_gateway,
+        SIDECAR_GATEWAY,
+        "does not point at the gateway",
+    ),
+    (
+        "mesh-route-bypasses-gateway",
+        "istio-mutual",
+        mesh_route_bypasses_gateway,
+        http_gateway.check_through_gateway,
+        SIDECAR_GATEWAY,
+        "does not point at the gateway",
+    ),
+    (
+        "wrong-sni",
+        "istio-mutual",
+        wrong_sni_to_gateway,
+        passthrough.check_passthrough,
+        SIDECAR_GATEWAY,
+        "expected statuses [200]",
+    ),
+    (
+        "origination-rule-missing",
+        "plaintext",
+        origination_rule_missing,
+        origination.check_origination,
+        GATEWAY_UPSTREAM,
+        "expected statuses [200]",
+    ),
+    (
+        "origination-rule-missing",
+        "istio-mutual",
+        origination_rule_missing,
+        origination.check_origination,
+        GATEWAY_UPSTREAM,
+        "expected statuses [200]",
+    ),
 ]
 
 

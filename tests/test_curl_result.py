@@ -218,7 +218,16 @@ def test_command_is_what_the_captures_ran():
     url = "http://edition.cnn.com/politics"
     assert curl_command(url) == ["curl", "-sS", "-L", "-o", "/dev/null", "-D", "-", "--max-time", "10", url]
     assert CurlResult.command(url, follow=False, max_time=2.5, extra=("-v",)) == [
-        "curl", "-sS", "-o", "/dev/null", "-D", "-", "--max-time", "2.5", "-v", url,
+        "curl",
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-D",
+        "-",
+        "--max-time",
+        "2.5",
+        "-v",
+        url,
     ]
     recorded = (CAPTURED / "ok_200.argv").read_text().split()
     assert recorded[:-1] == ["curl", "-sS", "-L", "-o", "/dev/null", "-D", "-", "--max-time", "10"]

@@ -29,10 +29,18 @@ def kind_plan_text(istio_binaries) -> str:
 
 def test_plan_has_versions_and_pins(kind_plan_text):
     hub, tag = tools.istio_images("1.31")
-    for needle in (f"kind: {tools.KIND_VERSION}", tools.kind_node_image(), f"kubectl: {tools.KUBECTL_VERSION}",
-                   "Kubernetes: 1.37", f"{hub}/pilot:{tag}", f"{hub}/proxyv2:{tag}", "istioctl 1.31-dev",
-                   f"NetworkPolicy enforced by kindnet from {tools.KIND_MIN_NETWORK_POLICY}",
-                   "pytest-kind-ng: 26.", "Debian bookworm minbase + python3-minimal, curl, openssl"):
+    for needle in (
+        f"kind: {tools.KIND_VERSION}",
+        tools.kind_node_image(),
+        f"kubectl: {tools.KUBECTL_VERSION}",
+        "Kubernetes: 1.37",
+        f"{hub}/pilot:{tag}",
+        f"{hub}/proxyv2:{tag}",
+        "istioctl 1.31-dev",
+        f"NetworkPolicy enforced by kindnet from {tools.KIND_MIN_NETWORK_POLICY}",
+        "pytest-kind-ng: 26.",
+        "Debian bookworm minbase + python3-minimal, curl, openssl",
+    ):
         assert needle in kind_plan_text, needle
 
 
@@ -45,18 +53,29 @@ def test_plan_has_the_exact_commands(kind_plan_text, istio_binaries):
     install = " ".join(plan.istioctl_install_cmd(str(istio_binaries.istioctl), kubeconfig, hub, tag))
     assert f"$ {create}" in kind_plan_text
     assert f"$ {install}" in kind_plan_text
-    for flag in ("--set=components.egressGateways[0].name=istio-egressgateway",
-                 "--set=components.egressGateways[0].enabled=true", "--set=meshConfig.accessLogFile=/dev/stdout",
-                 f"--set=hub={hub}", f"--set=tag={tag}", "-f " + str(plan.ISTIO_OPERATOR), "--readiness-timeout=5m"):
+    for flag in (
+        "--set=components.egressGateways[0].name=istio-egressgateway",
+        "--set=components.egressGateways[0].enabled=true",
+        "--set=meshConfig.accessLogFile=/dev/stdout",
+        f"--set=hub={hub}",
+        f"--set=tag={tag}",
+        "-f " + str(plan.ISTIO_OPERATOR),
+        "--readiness-timeout=5m",
+    ):
         assert flag in install
-    for needle in (f"load docker-image --name egress-harness {upstream_image.sleep_tag()}",
-                   "rollout status -n istio-system deployment/istiod --timeout=300s",
-                   "rollout status -n istio-system deployment/istio-egressgateway --timeout=300s",
-                   "docker build --network=none", "--network kind", "-p 127.0.0.1::9901",
-                   "rollout restart -n kube-system deployment/coredns",
-                   "getent hosts edition.cnn.com", "istioctl validate -f -",
-                   "pilot-agent request GET config_dump?resource=dynamic_active_clusters",
-                   "pilot-discovery request GET /debug/syncz"):
+    for needle in (
+        f"load docker-image --name egress-harness {upstream_image.sleep_tag()}",
+        "rollout status -n istio-system deployment/istiod --timeout=300s",
+        "rollout status -n istio-system deployment/istio-egressgateway --timeout=300s",
+        "docker build --network=none",
+        "--network kind",
+        "-p 127.0.0.1::9901",
+        "rollout restart -n kube-system deployment/coredns",
+        "getent hosts edition.cnn.com",
+        "istioctl validate -f -",
+        "pilot-agent request GET config_dump?resource=dynamic_active_clusters",
+        "pilot-discovery request GET /debug/syncz",
+    ):
         assert needle in kind_plan_text, needle
     teardown = kind_plan_text.split("## Teardown", 1)[1]
     assert "delete cluster --name=egress-harness" in teardown
@@ -98,7 +117,7 @@ def test_cluster_plan_refusal_hint_and_namespaces(tmp_path, istio_binaries):
     text = plan.cluster_plan(kubeconfig=kubeconfig, istio_version="1.31", run_id="abc123").render()
     assert "otherwise: istioctl install" in text and "components.egressGateways[0].enabled=true" in text
     assert "name: eh-abc123-default" in text and "name: eh-abc123-test-egress" in text
-    assert "egress-harness/run: \"abc123\"" in text
+    assert 'egress-harness/run: "abc123"' in text
     assert "create cluster" not in text and "delete cluster" not in text
 
 
@@ -109,13 +128,34 @@ def test_dry_run_through_pytest_touches_nothing(tmp_path, istio_binaries):
     cache.mkdir()
     artifacts = tmp_path / "artifacts"
     path_dirs = [d for d in os.environ.get("PATH", "").split(os.pathsep) if d and not (Path(d) / "kind").exists()]
-    env = dict(os.environ, EGRESS_HARNESS_CACHE=str(cache), DOCKER_HOST="unix:///nonexistent/docker.sock",
-               EGRESS_HARNESS_ISTIO_BIN=str(istio_binaries.istioctl.parent), PATH=os.pathsep.join(path_dirs))
+    env = dict(
+        os.environ,
+        EGRESS_HARNESS_CACHE=str(cache),
+        DOCKER_HOST="unix:///nonexistent/docker.sock",
+        EGRESS_HARNESS_ISTIO_BIN=str(istio_binaries.istioctl.parent),
+        PATH=os.pathsep.join(path_dirs),
+    )
     env.pop("PYTEST_ADDOPTS", None)
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "suites/test_troubleshooting.py", "-q", "-p", "no:cacheprovider",
-         "--backend=kind", "--dry-run", "--cluster-name=ci-kind", f"--artifacts={artifacts}"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "suites/test_troubleshooting.py",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--backend=kind",
+            "--dry-run",
+            "--cluster-name=ci-kind",
+            f"--artifacts={artifacts}",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "# egress-harness plan: backend kind" in proc.stdout
     assert "create cluster --name=ci-kind" in proc.stdout
@@ -130,8 +170,15 @@ def test_bad_input_is_one_line_before_anything_starts(tmp_path):
 
     class Config:
         def __init__(self, **opts):
-            self.opts = {"--backend": "kind", "--istio-version": "1.31", "--cluster-name": "egress-harness",
-                         "--keep-cluster": False, "--kubeconfig": None, "--dry-run": False, **opts}
+            self.opts = {
+                "--backend": "kind",
+                "--istio-version": "1.31",
+                "--cluster-name": "egress-harness",
+                "--keep-cluster": False,
+                "--kubeconfig": None,
+                "--dry-run": False,
+                **opts,
+            }
 
         def getoption(self, name):
             return self.opts[name]

@@ -94,8 +94,9 @@ def _http_listener() -> dict:
     return {
         "name": "direct",
         "address": _address(0),
-        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
-                                        "typed_config": hcm}]}],
+        "filter_chains": [
+            {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}
+        ],
     }
 
 
@@ -155,10 +156,16 @@ def _write_config(workdir: Path) -> tuple[Path, Path, x509.Certificate]:
     xds.mkdir()
     listener_type = "type.googleapis.com/envoy.config.listener.v3.Listener"
     # Two filter chains with the same (empty) match: passes proto validation, rejected when added.
-    bad_listener = {"name": "dyn_bad", "address": _address(0),
-                    "filter_chains": [{"filters": [_tcp_proxy("c1")]}, {"filters": [_tcp_proxy("c2")]}]}
-    good_listener = {"name": "dyn_ok", "address": _address(0),
-                     "filter_chains": [{"filters": [_tcp_proxy(DEAD_CLUSTER)]}]}
+    bad_listener = {
+        "name": "dyn_bad",
+        "address": _address(0),
+        "filter_chains": [{"filters": [_tcp_proxy("c1")]}, {"filters": [_tcp_proxy("c2")]}],
+    }
+    good_listener = {
+        "name": "dyn_ok",
+        "address": _address(0),
+        "filter_chains": [{"filters": [_tcp_proxy(DEAD_CLUSTER)]}],
+    }
     (xds / "lds.json").write_text(_xds_file([good_listener, bad_listener], listener_type))
     # A STATIC cluster needs IP endpoints: passes proto validation, rejected when added.
     bad_cluster = _static_cluster("dyn_cluster_bad", 2, ip="not-an-ip")

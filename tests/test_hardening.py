@@ -158,14 +158,31 @@ def _start_holding_child(tmp_path: Path, state_dir: Path) -> tuple[subprocess.Po
     os.mkfifo(hold)
     artifacts = tmp_path / "artifacts"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "tests/helpers/hold_mesh.py",
-         "--artifacts", str(artifacts)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "tests/helpers/hold_mesh.py",
+            "--artifacts",
+            str(artifacts),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         env=dict(os.environ, EH_READY=str(ready), EH_HOLD=str(hold), EGRESS_HARNESS_STATE_DIR=str(state_dir)),
     )
     try:
-        run_id = poll("the child mesh to be up", lambda: ready.read_text() if ready.exists() else "",
-                      ok=bool, timeout=60, interval=0.1)
+        run_id = poll(
+            "the child mesh to be up",
+            lambda: ready.read_text() if ready.exists() else "",
+            ok=bool,
+            timeout=60,
+            interval=0.1,
+        )
     except BaseException:
         proc.kill()
         raise
@@ -183,9 +200,18 @@ def test_dead_run_cleanup_is_shown_and_sighup_tears_down(tmp_path):
     dead.mkdir(parents=True)
     gone = subprocess.Popen(["true"])
     gone.wait()
-    (dead / "state.json").write_text(json.dumps(
-        {"run_id": "deadbeef", "owner_pid": gone.pid, "owner_start": None, "netns": [], "processes": [],
-         "paths": [str(left)]}))
+    (dead / "state.json").write_text(
+        json.dumps(
+            {
+                "run_id": "deadbeef",
+                "owner_pid": gone.pid,
+                "owner_start": None,
+                "netns": [],
+                "processes": [],
+                "paths": [str(left)],
+            }
+        )
+    )
     proc, run_id, artifacts = _start_holding_child(tmp_path, state_dir)
     proc.send_signal(signal.SIGHUP)
     out, _ = proc.communicate(timeout=60)
@@ -209,9 +235,18 @@ def test_an_unbuildable_version_leaves_no_cache_folder():
 @pytest.mark.slow
 def test_make_from_another_folder_with_a_space_in_artifacts(tmp_path):
     proc = subprocess.run(
-        ["make", "-f", str(REPO / "Makefile"), "unit", "ARTIFACTS=my artifacts",
-         "PYTEST_ARGS=tests/test_hardening.py -k commands_in_sbin"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        [
+            "make",
+            "-f",
+            str(REPO / "Makefile"),
+            "unit",
+            "ARTIFACTS=my artifacts",
+            "PYTEST_ARGS=tests/test_hardening.py -k commands_in_sbin",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     assert (tmp_path / "my artifacts" / "unit" / "junit.xml").exists()

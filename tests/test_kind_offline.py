@@ -49,9 +49,14 @@ def pems(tmp_path_factory):
     pki = RunPKI(tmp_path_factory.mktemp("pki"))
     client = pki.public_ca.issue_client("gateway-client", "istio-egressgateway")
     server = pki.public_ca.issue_server("edition.cnn.com", ["edition.cnn.com"])
-    yield {"public_ca": pki.public_ca.cert_pem.decode(), "untrusted_ca": pki.other_public_ca().cert_pem.decode(),
-           "client_cert": client.cert_pem.decode(), "client_key": client.key_pem.decode(),
-           "server_chain": server.chain_path.read_text(), "server_key": server.key_pem.decode()}
+    yield {
+        "public_ca": pki.public_ca.cert_pem.decode(),
+        "untrusted_ca": pki.other_public_ca().cert_pem.decode(),
+        "client_cert": client.cert_pem.decode(),
+        "client_key": client.key_pem.decode(),
+        "server_chain": server.chain_path.read_text(),
+        "server_key": server.key_pem.decode(),
+    }
     pki.cleanup()
 
 
@@ -78,10 +83,18 @@ def setup_files(pems, tmp_path_factory) -> list[Path]:
         (d / name).write_text(text)
         files.append(d / name)
     up = d / "upstream-in-cluster.yaml"
-    up.write_text(kube.render_fixture("upstream-in-cluster.yaml.j2", namespace="eh-test-internet", run_labels={},
-                                      image="registry.example/mock-upstream:1", args=upstream_image.upstream_command(),
-                                      cert_chain_pem=pems["server_chain"], key_pem=pems["server_key"],
-                                      client_ca_pem=pems["public_ca"]))
+    up.write_text(
+        kube.render_fixture(
+            "upstream-in-cluster.yaml.j2",
+            namespace="eh-test-internet",
+            run_labels={},
+            image="registry.example/mock-upstream:1",
+            args=upstream_image.upstream_command(),
+            cert_chain_pem=pems["server_chain"],
+            key_pem=pems["server_key"],
+            client_ca_pem=pems["public_ca"],
+        )
+    )
     files.append(up)
     return files
 
@@ -92,8 +105,11 @@ def _run(istioctl: Path, *args: str, input: str | None = None) -> subprocess.Com
 
 def _messages(output: str) -> list[tuple[str, str, str]]:
     """(level, code, text) of each `istioctl analyze` message line."""
-    return [(m.group(1), m.group(2), line) for line in output.splitlines()
-            if (m := re.match(r"^(Error|Warning|Info) \[(IST\d{4})\]", line))]
+    return [
+        (m.group(1), m.group(2), line)
+        for line in output.splitlines()
+        if (m := re.match(r"^(Error|Warning|Info) \[(IST\d{4})\]", line))
+    ]
 
 
 @pytest.mark.parametrize("stage,mode", CASES, ids=[f"{s}-{m}" for s, m in CASES])
@@ -105,9 +121,18 @@ def test_scenario_rendering_validates_and_analyzes(stage, mode, istioctl, instal
     validate = _run(istioctl, "validate", "-f", str(path))
     assert validate.returncode == 0, validate.stderr + validate.stdout
     assert "is valid" in validate.stdout + validate.stderr
-    analyze = _run(istioctl, "analyze", "--use-kube=false", "--failure-threshold=Warning",
-                   str(path), str(install_manifest), *map(str, setup_files))
-    unexpected = [line for level, code, line in _messages(analyze.stdout + analyze.stderr) if code not in KNOWN_MESSAGES]
+    analyze = _run(
+        istioctl,
+        "analyze",
+        "--use-kube=false",
+        "--failure-threshold=Warning",
+        str(path),
+        str(install_manifest),
+        *map(str, setup_files),
+    )
+    unexpected = [
+        line for level, code, line in _messages(analyze.stdout + analyze.stderr) if code not in KNOWN_MESSAGES
+    ]
     assert not unexpected, "\n".join(unexpected)
     if not _messages(analyze.stdout + analyze.stderr):
         assert analyze.returncode == 0, analyze.stderr
@@ -117,15 +142,34 @@ def test_scenario_rendering_validates_and_analyzes(stage, mode, istioctl, instal
 
 
 def test_kind_fixtures_validate_and_analyze(istioctl, install_manifest, setup_files):
-    validate = _run(istioctl, "validate", *[a for f in setup_files for a in ("-f", str(f))],
-                    "-f", str(plan.ISTIO_OPERATOR), "-f", str(install_manifest.parent / "istio-meshconfig.yaml"))
+    validate = _run(
+        istioctl,
+        "validate",
+        *[a for f in setup_files for a in ("-f", str(f))],
+        "-f",
+        str(plan.ISTIO_OPERATOR),
+        "-f",
+        str(install_manifest.parent / "istio-meshconfig.yaml"),
+    )
     assert validate.returncode == 0, validate.stderr + validate.stdout
-    analyze = _run(istioctl, "analyze", "--use-kube=false", "--failure-threshold=Info",
-                   str(install_manifest), *map(str, setup_files))
+    analyze = _run(
+        istioctl,
+        "analyze",
+        "--use-kube=false",
+        "--failure-threshold=Info",
+        str(install_manifest),
+        *map(str, setup_files),
+    )
     assert analyze.returncode == 0 and not _messages(analyze.stdout), analyze.stdout + analyze.stderr
     kinds = {(d["kind"], d["metadata"]["name"]) for f in setup_files for d in yaml.safe_load_all(f.read_text()) if d}
-    assert {("Deployment", "sleep"), ("Namespace", "test-egress"), ("Secret", "edition-cnn-com-ca"),
-            ("Secret", "untrusted-ca"), ("Secret", "edition-cnn-com-client"), ("Deployment", "mock-upstream")} <= kinds
+    assert {
+        ("Deployment", "sleep"),
+        ("Namespace", "test-egress"),
+        ("Secret", "edition-cnn-com-ca"),
+        ("Secret", "untrusted-ca"),
+        ("Secret", "edition-cnn-com-client"),
+        ("Deployment", "mock-upstream"),
+    } <= kinds
 
 
 def test_install_flags_give_the_egress_gateway_access_logs_and_counters(install_manifest):
@@ -141,13 +185,22 @@ def test_install_flags_give_the_egress_gateway_access_logs_and_counters(install_
     services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
     ports = {p["port"]: p["targetPort"] for p in services["istio-egressgateway"]["spec"]["ports"]}
     assert ports.get(80) == 8080 and ports.get(443) == 8443
-    mesh = yaml.safe_load(next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "istio")["data"]["mesh"])
+    mesh = yaml.safe_load(
+        next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "istio")["data"]["mesh"]
+    )
     # Exactly the mesh config every backend installs (harness/meshconfig.py), not a copy of it.
     from harness.meshconfig import mesh_config
 
     want = mesh_config()
-    for key in ("accessLogFile", "accessLogEncoding", "accessLogFormat", "outboundTrafficPolicy", "enableAutoMtls",
-                "trustDomain", "defaultProviders"):
+    for key in (
+        "accessLogFile",
+        "accessLogEncoding",
+        "accessLogFormat",
+        "outboundTrafficPolicy",
+        "enableAutoMtls",
+        "trustDomain",
+        "defaultProviders",
+    ):
         assert mesh[key] == want[key], key
     for key, value in want["defaultConfig"].items():
         assert mesh["defaultConfig"][key] == value, key
@@ -166,8 +219,10 @@ def _broken(kind: str) -> list[dict]:
     return objs
 
 
-@pytest.mark.parametrize("kind,message", [("enum", 'unknown value "\\"SIMPEL\\""'),
-                                          ("no-hosts", "server config must contain at least one host")])
+@pytest.mark.parametrize(
+    "kind,message",
+    [("enum", 'unknown value "\\"SIMPEL\\""'), ("no-hosts", "server config must contain at least one host")],
+)
 def test_a_broken_manifest_is_rejected(kind, message, istioctl, tmp_path):
     bad = _broken(kind)
     path = tmp_path / "broken.yaml"
@@ -176,8 +231,11 @@ def test_a_broken_manifest_is_rejected(kind, message, istioctl, tmp_path):
     assert proc.returncode != 0
     assert message in proc.stderr + proc.stdout
     # The backend refuses it before kubectl is ever called (kubectl here is a path that does not exist).
-    backend = KubeBackend(kubectl=Kubectl(Path("/nonexistent/kubectl"), Path("/nonexistent/kubeconfig")),
-                          istioctl=istioctl, artifacts=tmp_path)
+    backend = KubeBackend(
+        kubectl=Kubectl(Path("/nonexistent/kubectl"), Path("/nonexistent/kubeconfig")),
+        istioctl=istioctl,
+        artifacts=tmp_path,
+    )
     with pytest.raises(ManifestRejected, match=re.escape(message)):
         backend.apply(bad)
 
@@ -208,8 +266,11 @@ def test_analyze_catches_a_dangling_reference(istioctl, tmp_path):
 
 
 def test_trust_values_name_secrets_that_the_backend_creates(pems):
-    secrets = {d["metadata"]["name"]: d for d in yaml.safe_load_all(
-        plan.setup_manifests(sleep_image="x", pems=pems)["trust-secrets.yaml"]) if d}
+    secrets = {
+        d["metadata"]["name"]: d
+        for d in yaml.safe_load_all(plan.setup_manifests(sleep_image="x", pems=pems)["trust-secrets.yaml"])
+        if d
+    }
     assert all(s["metadata"]["namespace"] == "istio-system" for s in secrets.values())
     names = set()
     for stage, mode in CASES:
@@ -355,12 +416,17 @@ def test_debian_mirror_from_both_source_formats(tmp_path, monkeypatch):
     monkeypatch.delenv("EGRESS_HARNESS_DEBIAN_MIRROR", raising=False)
     apt = tmp_path / "apt"
     (apt / "sources.list.d").mkdir(parents=True)
-    (apt / "sources.list.d" / "google.list").write_text("deb https://packages.cloud.google.com/apt cloud-sdk-bookworm main\n")
+    (apt / "sources.list.d" / "google.list").write_text(
+        "deb https://packages.cloud.google.com/apt cloud-sdk-bookworm main\n"
+    )
     (apt / "sources.list.d" / "debian.sources").write_text(
         "Types: deb\n# comment\nURIs: http://mirror.example/debian\nSuites: trixie trixie-updates\nComponents: main\n\n"
-        "Types: deb\nURIs: http://mirror.example/debian-security\nSuites: trixie-security\nComponents: main\n")
+        "Types: deb\nURIs: http://mirror.example/debian-security\nSuites: trixie-security\nComponents: main\n"
+    )
     assert upstream_image.debian_mirror(apt) == "http://mirror.example/debian"
-    (apt / "sources.list").write_text("deb [arch=amd64 signed-by=/k.gpg] http://old.example/debian bookworm main contrib\n")
+    (apt / "sources.list").write_text(
+        "deb [arch=amd64 signed-by=/k.gpg] http://old.example/debian bookworm main contrib\n"
+    )
     assert upstream_image.debian_mirror(apt) == "http://old.example/debian"  # the entry that has bookworm itself
     monkeypatch.setenv("EGRESS_HARNESS_DEBIAN_MIRROR", "http://other.example/debian")
     assert upstream_image.debian_mirror(apt) == "http://other.example/debian"
@@ -368,7 +434,11 @@ def test_debian_mirror_from_both_source_formats(tmp_path, monkeypatch):
 
 def test_rootfs_cache_key_names_suite_and_packages():
     key = upstream_image.rootfs_key("bookworm", ("python3-minimal", "curl"))
-    assert key == upstream_image.rootfs_key("bookworm", ("curl", "python3-minimal")) == "debian-bookworm-minbase-curl+python3-minimal"
+    assert (
+        key
+        == upstream_image.rootfs_key("bookworm", ("curl", "python3-minimal"))
+        == "debian-bookworm-minbase-curl+python3-minimal"
+    )
     assert upstream_image.rootfs_key("trixie", ("curl",)) != key
 
 
@@ -378,10 +448,22 @@ def test_access_log_lines_and_syncz():
     from harness.meshconfig import ACCESS_LOG_FIELDS
 
     entry = json.dumps({k: "-" for k in ACCESS_LOG_FIELDS} | {"path": "/politics", "response_code": 200})
-    log = "\n".join(["2026-11-28T06:00:00.000000Z\tinfo\tEnvoy proxy is ready", entry,
-                     '{"level":"info","msg":"json, but not an access-log line"}', "{not json", ""])
+    log = "\n".join(
+        [
+            "2026-11-28T06:00:00.000000Z\tinfo\tEnvoy proxy is ready",
+            entry,
+            '{"level":"info","msg":"json, but not an access-log line"}',
+            "{not json",
+            "",
+        ]
+    )
     assert kube.access_log_lines(log) == [entry]
-    ok = [{"proxy": "sleep.default", "resources": {"type.googleapis.com/envoy.config.cluster.v3.Cluster": {"sent": "a", "acked": "a"}}}]
+    ok = [
+        {
+            "proxy": "sleep.default",
+            "resources": {"type.googleapis.com/envoy.config.cluster.v3.Cluster": {"sent": "a", "acked": "a"}},
+        }
+    ]
     assert pending_from_syncz(ok) == []
     busy = [{"proxy": "gw", "resources": {"t.Listener": {"sent": "b", "acked": "a"}}}]
     assert pending_from_syncz(busy) == ["gw Listener sent=b acked=a"]
@@ -393,8 +475,12 @@ def test_namespace_mapping_of_the_cluster_backend(tmp_path):
     from harness.backends.cluster import run_namespaces
 
     ns = run_namespaces("abc123")
-    backend = KubeBackend(kubectl=Kubectl(Path("/nonexistent"), Path("/nonexistent")), istioctl=Path("/nonexistent"),
-                          artifacts=tmp_path, namespaces={"default": ns["default"], "test-egress": ns["test-egress"]})
+    backend = KubeBackend(
+        kubectl=Kubectl(Path("/nonexistent"), Path("/nonexistent")),
+        istioctl=Path("/nonexistent"),
+        artifacts=tmp_path,
+        namespaces={"default": ns["default"], "test-egress": ns["test-egress"]},
+    )
     objs = manifests.render("network-policy", mode="plaintext") + manifests.render("http/gateway", mode="plaintext")
     mapped = backend.map_objects(objs)
     assert {o["metadata"]["namespace"] for o in mapped} == {"eh-abc123-default", "eh-abc123-test-egress"}

@@ -45,15 +45,24 @@ def test_runc_wrapper_strips_sys_resource(tmp_path):
     bundle.mkdir()
     (bundle / "config.json").write_text(json.dumps(_spec(["CAP_NET_ADMIN", "CAP_SYS_RESOURCE"])))
     env = dict(os.environ, EH_REAL_RUNC=str(recorder))
-    out = subprocess.run([sys.executable, str(WRAPPER), "--root", "/run/x", "create", "--bundle", str(bundle), "id1"],
-                         capture_output=True, text=True, env=env, check=True)
+    out = subprocess.run(
+        [sys.executable, str(WRAPPER), "--root", "/run/x", "create", "--bundle", str(bundle), "id1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
     assert json.loads(out.stdout) == ["--root", "/run/x", "create", "--bundle", str(bundle), "id1"]
     caps = json.loads((bundle / "config.json").read_text())["process"]["capabilities"]
     assert all(v == ["CAP_NET_ADMIN"] for v in caps.values()), caps
     process = tmp_path / "process.json"
     process.write_text(json.dumps(_spec(["CAP_SYS_RESOURCE", "CAP_CHOWN"])["process"]))
-    subprocess.run([sys.executable, str(WRAPPER), "exec", "--process", str(process), "id1"], env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, str(WRAPPER), "exec", "--process", str(process), "id1"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     assert all(v == ["CAP_CHOWN"] for v in json.loads(process.read_text())["capabilities"].values())
 
 
@@ -100,7 +109,9 @@ def test_the_source_plan_names_the_engine_images_and_istio_settings():
     from harness.backends import plan
     from harness.images.kind_images import STEPS
 
-    text = plan.kind_plan(cluster_name="egress-harness", keep_cluster=False, istio_version="1.31", images="source").render()
+    text = plan.kind_plan(
+        cluster_name="egress-harness", keep_cluster=False, istio_version="1.31", images="source"
+    ).render()
     assert "ip netns add eh-engine" in text and "ip route get 8.8.8.8" in text
     assert all(f"images: {title}" in text for name, title in STEPS.items() if name != "programs")
     assert "--image=egress-harness/kind-node:v1.34.4-<key>" in text

@@ -41,10 +41,15 @@ def test_seed_first_scenario_plaintext(mesh):
 
 
 def test_invalid_manifest_is_rejected_before_traffic(mesh):
-    bad = {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-           "metadata": {"name": "bad", "namespace": "default"},
-           "spec": {"hosts": ["edition.cnn.com"],
-                    "http": [{"route": [{"destination": {"host": "edition.cnn.com", "port": {"number": 99999}}}]}]}}
+    bad = {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": "bad", "namespace": "default"},
+        "spec": {
+            "hosts": ["edition.cnn.com"],
+            "http": [{"route": [{"destination": {"host": "edition.cnn.com", "port": {"number": 99999}}}]}],
+        },
+    }
     with pytest.raises(ManifestRejected, match="port number 99999 must be in the range"):
         mesh.apply([bad])
     assert "VirtualService.default.bad.yaml" not in mesh.manifests.applied
@@ -54,24 +59,55 @@ def test_unsupported_kind_and_missing_namespace_are_refused(mesh):
     with pytest.raises(HarnessError, match="cannot apply kind 'Deployment'"):
         mesh.apply([{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x", "namespace": "default"}}])
     with pytest.raises(HarnessError, match="has no metadata.namespace"):
-        mesh.apply([{"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry", "metadata": {"name": "x"},
-                     "spec": {"hosts": ["x.example"], "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}]}}])
+        mesh.apply(
+            [
+                {
+                    "apiVersion": "networking.istio.io/v1",
+                    "kind": "ServiceEntry",
+                    "metadata": {"name": "x"},
+                    "spec": {"hosts": ["x.example"], "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}]},
+                }
+            ]
+        )
 
 
 def test_envoy_nack_fails_with_envoys_message(mesh):
     """Config istiod accepts but Envoy refuses (a Lua filter that does not compile) fails the
     apply at once with Envoy's own message, naming the proxy."""
-    broken = {"apiVersion": "networking.istio.io/v1alpha3", "kind": "EnvoyFilter",
-              "metadata": {"name": "broken-lua", "namespace": "istio-system"},
-              "spec": {"workloadSelector": {"labels": {"istio": "egressgateway"}},
-                       "configPatches": [{"applyTo": "HTTP_FILTER",
-                                          "match": {"context": "GATEWAY", "listener": {"filterChain": {"filter": {
-                                              "name": "envoy.filters.network.http_connection_manager",
-                                              "subFilter": {"name": "envoy.filters.http.router"}}}}},
-                                          "patch": {"operation": "INSERT_BEFORE", "value": {
-                                              "name": "envoy.filters.http.lua",
-                                              "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
-                                                               "default_source_code": {"inline_string": "this is not lua"}}}}}]}}
+    broken = {
+        "apiVersion": "networking.istio.io/v1alpha3",
+        "kind": "EnvoyFilter",
+        "metadata": {"name": "broken-lua", "namespace": "istio-system"},
+        "spec": {
+            "workloadSelector": {"labels": {"istio": "egressgateway"}},
+            "configPatches": [
+                {
+                    "applyTo": "HTTP_FILTER",
+                    "match": {
+                        "context": "GATEWAY",
+                        "listener": {
+                            "filterChain": {
+                                "filter": {
+                                    "name": "envoy.filters.network.http_connection_manager",
+                                    "subFilter": {"name": "envoy.filters.http.router"},
+                                }
+                            }
+                        },
+                    },
+                    "patch": {
+                        "operation": "INSERT_BEFORE",
+                        "value": {
+                            "name": "envoy.filters.http.lua",
+                            "typed_config": {
+                                "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+                                "default_source_code": {"inline_string": "this is not lua"},
+                            },
+                        },
+                    },
+                }
+            ],
+        },
+    }
     # A listener must exist for the patch to apply to: the seed's first scenario gives one.
     sc = Scenario(mesh, Evidence(), "plaintext")
     sc.apply("http/gateway")
@@ -92,12 +128,15 @@ def test_api_server_holds_what_istiod_sees(mesh):
     sc.apply("http/gateway")
     try:
         kubectl = mesh.registry.kubectl
-        pods = {f"{p['metadata']['namespace']}/{p['metadata']['name']}": p
-                for p in kubectl.json("get", "pods", "-A")["items"]}
+        pods = {
+            f"{p['metadata']['namespace']}/{p['metadata']['name']}": p
+            for p in kubectl.json("get", "pods", "-A")["items"]
+        }
         for key in (GATEWAY, SLEEP):
             assert pods[key]["status"]["podIP"] == mesh.pod_address(key), pods[key]["status"]
-        slices = kubectl.json("get", "endpointslices", "-n", "istio-system",
-                              "-l", "kubernetes.io/service-name=istio-egressgateway")["items"]
+        slices = kubectl.json(
+            "get", "endpointslices", "-n", "istio-system", "-l", "kubernetes.io/service-name=istio-egressgateway"
+        )["items"]
         assert [e["addresses"] for s in slices for e in s["endpoints"]] == [[mesh.pod_address(GATEWAY)]]
         secrets = {s["metadata"]["name"] for s in kubectl.json("get", "secrets", "-n", "istio-system")["items"]}
         assert {"edition-cnn-com-ca", "untrusted-ca", "edition-cnn-com-client"} <= secrets
@@ -110,18 +149,26 @@ def test_api_server_holds_what_istiod_sees(mesh):
 def test_api_server_validation_is_one_line(mesh):
     """What the API server itself refuses (here past istioctl: the CRD schema wants a list of
     hosts) fails the apply with the server's message on one line."""
-    bad = {"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
-           "metadata": {"name": "bad-hosts", "namespace": "default"},
-           "spec": {"hosts": "edition.cnn.com", "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}]}}
+    bad = {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "ServiceEntry",
+        "metadata": {"name": "bad-hosts", "namespace": "default"},
+        "spec": {"hosts": "edition.cnn.com", "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}]},
+    }
     with pytest.raises(ManifestRejected) as err:
         mesh.registry.write_all([bad])
     assert "spec.hosts" in str(err.value) and "\n" not in str(err.value), str(err.value)
 
 
 def _child_mesh(artifacts: Path) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, str(REPO / "tests/helpers/run_mesh.py"), str(artifacts)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "tests/helpers/run_mesh.py"), str(artifacts)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
     line = proc.stdout.readline()
     if not line.startswith("READY "):
         proc.kill()
@@ -140,7 +187,11 @@ def _leftovers(run_id: str) -> list[str]:
         except OSError:
             continue
         # etcd and kube-apiserver carry the run's directory, /run/egress-harness/<id>/, in their flags.
-        if f"eh-{run_id}-" in cmdline or f"egress-harness-{run_id}" in cmdline or f"egress-harness/{run_id}/" in cmdline:
+        if (
+            f"eh-{run_id}-" in cmdline
+            or f"egress-harness-{run_id}" in cmdline
+            or f"egress-harness/{run_id}/" in cmdline
+        ):
             procs.append(f"{pid}: {cmdline[:120]}")
     return [*(f"netns {n}" for n in netns), *(f"/etc/netns/{n}" for n in etc), *map(str, paths), *procs]
 
@@ -154,7 +205,9 @@ def test_teardown_leaves_nothing(mesh, sig, tmp_path):
     assert _leftovers(run_id), "the child mesh should have created namespaces"
     proc.send_signal(sig)
     proc.wait(30)
-    eventually(f"run {run_id} to leave nothing behind", lambda: _leftovers(run_id), ok=lambda left: not left, timeout=20)
+    eventually(
+        f"run {run_id} to leave nothing behind", lambda: _leftovers(run_id), ok=lambda left: not left, timeout=20
+    )
     res = mesh.exec(SLEEP, curl_command(URL, follow=False))
     assert res.exit_code == 0, res.stderr
 
@@ -163,9 +216,26 @@ def test_not_root_gets_one_line_error(tmp_path):
     """Without root the run stops before starting anything, with one line naming the fix."""
     tmp_path.chmod(0o777)
     proc = subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "pytest",
-         "-p", "no:cacheprovider", "-q", str(REPO / "suites/test_troubleshooting.py"), "--artifacts", str(tmp_path / "a")],
-        cwd=REPO, capture_output=True, text=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(REPO), HOME=str(tmp_path)),
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            str(REPO / "suites/test_troubleshooting.py"),
+            "--artifacts",
+            str(tmp_path / "a"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, PYTHONPATH=str(REPO), HOME=str(tmp_path)),
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0

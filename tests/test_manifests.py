@@ -28,8 +28,13 @@ ORIGINATION_DR = "originate-tls-for-edition-cnn-com"
 # The stages whose sidecar → gateway hop the mode decides (they carry a Gateway and/or the gateway's
 # DestinationRule); the others hold only ServiceEntries or the NetworkPolicy.
 MODE_STAGES = {
-    "http/gateway", "origination/simple", "origination/wrong-ca", "origination/no-origination",
-    "origination/mutual", "origination/mutual-without-client-cert", "passthrough/gateway",
+    "http/gateway",
+    "origination/simple",
+    "origination/wrong-ca",
+    "origination/no-origination",
+    "origination/mutual",
+    "origination/mutual-without-client-cert",
+    "passthrough/gateway",
     "network-policy/destinationrule",
 }
 RENDERINGS = list(itertools.product(sorted(STAGES), MODES))
@@ -77,7 +82,9 @@ def test_every_stage_renders_to_namespaced_networking_objects(case: tuple[str, s
     for obj in objs:
         assert obj["apiVersion"] in API_VERSIONS, obj
         assert obj["kind"] and obj["metadata"]["name"], obj
-        assert obj["metadata"].get("namespace"), f"{stage}/{mode}: {obj['kind']} {obj['metadata']['name']} has no namespace"
+        assert obj["metadata"].get("namespace"), (
+            f"{stage}/{mode}: {obj['kind']} {obj['metadata']['name']} has no namespace"
+        )
     kinds = {o["kind"] for o in objs}
     if stage == "network-policy":
         assert kinds == {"NetworkPolicy"} and objs[0]["apiVersion"] == "networking.k8s.io/v1"
@@ -102,8 +109,12 @@ def test_istio_mutual_hop_is_istio_mutual(stage: str):
     assert port_setting["port"]["number"] == 443
     assert port_setting["tls"] == {"mode": "ISTIO_MUTUAL", "sni": "edition.cnn.com"}
     for vs in _by_kind(objs, "VirtualService"):  # the mesh route goes to the gateway's mTLS port
-        to_gateway = [r for rule in vs["spec"].get("http", []) + vs["spec"].get("tls", []) for r in rule["route"]
-                      if r["destination"]["host"].startswith("istio-egressgateway.")]
+        to_gateway = [
+            r
+            for rule in vs["spec"].get("http", []) + vs["spec"].get("tls", [])
+            for r in rule["route"]
+            if r["destination"]["host"].startswith("istio-egressgateway.")
+        ]
         assert [r["destination"]["port"]["number"] for r in to_gateway] == [443]
 
 
@@ -118,7 +129,10 @@ def test_plaintext_hop_is_disable_or_passthrough(stage: str):
         [server] = gateway["spec"]["servers"]
         if stage == "passthrough/gateway":
             assert (server["port"]["number"], server["port"]["protocol"], server["tls"]) == (
-                443, "TLS", {"mode": "PASSTHROUGH"})
+                443,
+                "TLS",
+                {"mode": "PASSTHROUGH"},
+            )
         else:
             assert (server["port"]["number"], server["port"]["protocol"]) == (80, "HTTP")
             assert "tls" not in server
@@ -159,10 +173,15 @@ def test_origination_rule_uses_the_backend_trust(stage, mode_, port, ca, client,
 
 
 def test_credential_name_trust_is_used_on_kubernetes():
-    trust = {"trust": {"credential_name": "edition-cnn-com-ca"}, "wrong_trust": {"credential_name": "untrusted-ca"},
-             "client": {"credential_name": "edition-cnn-com-client"}}
-    tls = {stage: render(stage, mode="plaintext", trust=trust)[-1]["spec"]["trafficPolicy"]["portLevelSettings"][0]["tls"]
-           for stage in ("origination/simple", "origination/wrong-ca", "origination/mutual")}
+    trust = {
+        "trust": {"credential_name": "edition-cnn-com-ca"},
+        "wrong_trust": {"credential_name": "untrusted-ca"},
+        "client": {"credential_name": "edition-cnn-com-client"},
+    }
+    tls = {
+        stage: render(stage, mode="plaintext", trust=trust)[-1]["spec"]["trafficPolicy"]["portLevelSettings"][0]["tls"]
+        for stage in ("origination/simple", "origination/wrong-ca", "origination/mutual")
+    }
     assert tls["origination/simple"]["credentialName"] == "edition-cnn-com-ca"
     assert tls["origination/wrong-ca"]["credentialName"] == "untrusted-ca"
     assert tls["origination/mutual"]["credentialName"] == "edition-cnn-com-client"
@@ -173,7 +192,9 @@ def test_extra_values_override_and_results_are_fresh_copies():
     objs = render("http/serviceentry", mode="plaintext", namespace="elsewhere")
     assert objs[0]["metadata"]["namespace"] == "elsewhere"
     objs[0]["metadata"]["namespace"] = "mutated"
-    assert render("http/serviceentry", mode="plaintext", namespace="elsewhere")[0]["metadata"]["namespace"] == "elsewhere"
+    assert (
+        render("http/serviceentry", mode="plaintext", namespace="elsewhere")[0]["metadata"]["namespace"] == "elsewhere"
+    )
 
 
 # --- errors -------------------------------------------------------------------------------------
@@ -190,7 +211,9 @@ def test_missing_template_value_names_the_template():
 
 def test_mutual_without_client_values_names_the_template():
     trust = {"trust": LOCAL_TRUST["trust"], "wrong_trust": LOCAL_TRUST["wrong_trust"]}
-    with pytest.raises(HarnessError, match=r"^fixtures/tls-origination/destinationrule\.yaml\.j2: .*client_certificate"):
+    with pytest.raises(
+        HarnessError, match=r"^fixtures/tls-origination/destinationrule\.yaml\.j2: .*client_certificate"
+    ):
         render("origination/mutual", mode="istio-mutual", trust=trust)
 
 
@@ -212,7 +235,7 @@ def test_unknown_mode_lists_the_modes():
     [
         ("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n bad: indent\n", 5),
         ("kind: A\nmetadata: {name: a}\n---\nkind: B\nmetadata: {name: [1, 2}\n", 5),
-        ("kind: A\nmetadata:\n  name: \"unterminated\n", 4),
+        ('kind: A\nmetadata:\n  name: "unterminated\n', 4),
     ],
     ids=["indentation", "second-document", "unterminated-string"],
 )
@@ -246,8 +269,9 @@ def test_manifest_file_round_trips_a_rendering(tmp_path: Path):
 
 
 def _istioctl_validate(istioctl: Path, text: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(istioctl), "validate", "-f", "-"], input=text, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [str(istioctl), "validate", "-f", "-"], input=text, capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.fixture(scope="module")

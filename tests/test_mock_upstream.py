@@ -67,9 +67,18 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
 
 def server_args(certs: Certs, *extra: str) -> list[str]:
     return [
-        "--listen", "127.0.0.1",
-        "--http-port", "0", "--https-port", "0", "--control-port", "0",
-        "--cert", str(certs.server.chain_path), "--key", str(certs.server.key_path),
+        "--listen",
+        "127.0.0.1",
+        "--http-port",
+        "0",
+        "--https-port",
+        "0",
+        "--control-port",
+        "0",
+        "--cert",
+        str(certs.server.chain_path),
+        "--key",
+        str(certs.server.key_path),
         *extra,
     ]
 
@@ -80,8 +89,11 @@ MODULE = ("-m", "mock_upstream")
 def spawn(args: list[str], stderr_path: Path, python_args: tuple[str, ...] = MODULE) -> subprocess.Popen:
     with open(stderr_path, "wb") as stderr:
         return subprocess.Popen(
-            [sys.executable, *python_args, *args], cwd=REPO, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=stderr,
+            [sys.executable, *python_args, *args],
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
         )
 
 
@@ -123,8 +135,12 @@ def start(certs: Certs, tmp: Path, *extra: str, python_args: tuple[str, ...] = M
 @pytest.fixture(scope="module")
 def upstream(certs: Certs, tmp_path_factory: pytest.TempPathFactory) -> Upstream:
     running = start(
-        certs, tmp_path_factory.mktemp("upstream"),
-        "--mtls-port", "0", "--client-ca", str(certs.pki.public_ca.cert_path),
+        certs,
+        tmp_path_factory.mktemp("upstream"),
+        "--mtls-port",
+        "0",
+        "--client-ca",
+        str(certs.pki.public_ca.cert_path),
     )
     yield running
     running.client.close()
@@ -161,7 +177,9 @@ def test_plain_http_answers_301_to_https_and_records_the_request(upstream: Upstr
     mark = upstream.client.mark()
     response = httpx.get(
         f"http://127.0.0.1:{upstream.ports.http}/politics",
-        headers={"Host": HOST, "X-Trace": "plain-1"}, follow_redirects=False, trust_env=False,
+        headers={"Host": HOST, "X-Trace": "plain-1"},
+        follow_redirects=False,
+        trust_env=False,
     )
     assert response.status_code == 301
     assert response.headers["location"] == "https://edition.cnn.com/politics"
@@ -478,21 +496,9 @@ def test_signal_exits_zero_quickly_even_with_an_open_connection(certs: Certs, tm
 # plus the extension modules its interpreter has built in. The container image has only these.
 # gettext is not among them, but upstream argparse imports it unconditionally where Debian's
 # patched argparse falls back without it; it is allowed so this test runs on any CPython.
-PYTHON3_MINIMAL_MODULES = set("""gettext
-__future__ _collections_abc _compat_pickle _py_abc _sitebuiltins _strptime _threading_local
-_weakrefset abc argparse ast base64 bisect calendar codecs collections compileall configparser
-contextlib copy copyreg csv datetime dis email encodings enum filecmp fnmatch functools genericpath
-getopt glob hashlib heapq imp importlib inspect io ipaddress keyword linecache locale logging opcode
-operator optparse os pathlib pickle pkgutil platform posixpath py_compile quopri random re reprlib
-runpy selectors signal site sitecustomize socket sre_compile sre_constants sre_parse ssl stat string
-stringprep struct subprocess sysconfig tempfile textwrap threading token tokenize traceback
-tracemalloc types typing urllib uu warnings weakref zipfile zipimport _ssl _hashlib
-_abc _ast _bisect _blake2 _codecs _collections _csv _datetime _elementtree _functools _heapq _imp
-_io _locale _md5 _opcode _operator _pickle _posixsubprocess _random _sha1 _sha256 _sha3 _sha512
-_signal _socket _sre _stat _statistics _string _struct _symtable _thread _tokenize _tracemalloc
-_warnings _weakref array atexit binascii builtins cmath errno faulthandler fcntl gc grp itertools
-marshal math posix pwd pyexpat select spwd sys syslog time unicodedata zlib
-""".split())  # noqa: SIM905 -- a word list reads and diffs better than 150 quoted items
+PYTHON3_MINIMAL_MODULES = set(
+    ["gettext", "__future__", "_collections_abc", "_compat_pickle", "_py_abc", "_sitebuiltins", "_strptime", "_threading_local", "_weakrefset", "abc", "argparse", "ast", "base64", "bisect", "calendar", "codecs", "collections", "compileall", "configparser", "contextlib", "copy", "copyreg", "csv", "datetime", "dis", "email", "encodings", "enum", "filecmp", "fnmatch", "functools", "genericpath", "getopt", "glob", "hashlib", "heapq", "imp", "importlib", "inspect", "io", "ipaddress", "keyword", "linecache", "locale", "logging", "opcode", "operator", "optparse", "os", "pathlib", "pickle", "pkgutil", "platform", "posixpath", "py_compile", "quopri", "random", "re", "reprlib", "runpy", "selectors", "signal", "site", "sitecustomize", "socket", "sre_compile", "sre_constants", "sre_parse", "ssl", "stat", "string", "stringprep", "struct", "subprocess", "sysconfig", "tempfile", "textwrap", "threading", "token", "tokenize", "traceback", "tracemalloc", "types", "typing", "urllib", "uu", "warnings", "weakref", "zipfile", "zipimport", "_ssl", "_hashlib", "_abc", "_ast", "_bisect", "_blake2", "_codecs", "_collections", "_csv", "_datetime", "_elementtree", "_functools", "_heapq", "_imp", "_io", "_locale", "_md5", "_opcode", "_operator", "_pickle", "_posixsubprocess", "_random", "_sha1", "_sha256", "_sha3", "_sha512", "_signal", "_socket", "_sre", "_stat", "_statistics", "_string", "_struct", "_symtable", "_thread", "_tokenize", "_tracemalloc", "_warnings", "_weakref", "array", "atexit", "binascii", "builtins", "cmath", "errno", "faulthandler", "fcntl", "gc", "grp", "itertools", "marshal", "math", "posix", "pwd", "pyexpat", "select", "spwd", "sys", "syslog", "time", "unicodedata", "zlib"]
+)  # noqa: SIM905 -- a word list reads and diffs better than 150 quoted items
 
 _MINIMAL_ONLY_BOOT = f"""
 import sys
@@ -512,7 +518,12 @@ runpy.run_module("mock_upstream", run_name="__main__", alter_sys=True)
 
 def test_runs_on_the_modules_of_python3_minimal(certs: Certs, tmp_path: Path) -> None:
     running = start(
-        certs, tmp_path, "--mtls-port", "0", "--client-ca", str(certs.pki.public_ca.cert_path),
+        certs,
+        tmp_path,
+        "--mtls-port",
+        "0",
+        "--client-ca",
+        str(certs.pki.public_ca.cert_path),
         python_args=("-c", _MINIMAL_ONLY_BOOT),
     )
     try:

@@ -26,8 +26,12 @@ def seed_policy() -> dict:
 
 
 def _policy(spec: dict, namespace: str = "test-egress", name: str = "p") -> dict:
-    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-            "metadata": {"namespace": namespace, "name": name}, "spec": spec}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"namespace": namespace, "name": name},
+        "spec": spec,
+    }
 
 
 # --- parsing -------------------------------------------------------------------------------------
@@ -47,11 +51,15 @@ def test_seed_policy_parses(seed_policy: dict):
 
 
 def test_pod_selector_match_labels_and_rule_without_to():
-    policy = parse_policy(_policy({
-        "podSelector": {"matchLabels": {"app": "sleep"}},
-        "policyTypes": ["Egress"],
-        "egress": [{"ports": [{"port": 443}]}],  # no `to`: any destination; protocol defaults to TCP
-    }))
+    policy = parse_policy(
+        _policy(
+            {
+                "podSelector": {"matchLabels": {"app": "sleep"}},
+                "policyTypes": ["Egress"],
+                "egress": [{"ports": [{"port": 443}]}],  # no `to`: any destination; protocol defaults to TCP
+            }
+        )
+    )
     assert policy.pod_labels == {"app": "sleep"}
     assert policy.peers == (Peer(namespace_labels=None, ports=(("tcp", 443),)),)
     sleep = PodInfo("test-egress", "sleep", "10.0.1.2", {"app": "sleep"}, "h-sleep")
@@ -71,19 +79,37 @@ def test_egress_with_no_rules_denies_everything():
         (lambda s: s.update(policyTypes=["Ingress"]), "policyTypes ['Ingress']"),
         (lambda s: s.update(policyTypes=["Ingress", "Egress"]), "policyTypes ['Ingress', 'Egress']"),
         (lambda s: s.update(ingress=[{}]), "spec.ingress"),
-        (lambda s: s["podSelector"].update(matchExpressions=[{"key": "app", "operator": "Exists"}]),
-         "podSelector.matchExpressions"),
+        (
+            lambda s: s["podSelector"].update(matchExpressions=[{"key": "app", "operator": "Exists"}]),
+            "podSelector.matchExpressions",
+        ),
         (lambda s: s["egress"][1]["to"].append({"ipBlock": {"cidr": "10.0.0.0/8"}}), "to entry with ['ipBlock']"),
-        (lambda s: s["egress"][1]["to"][0].update(podSelector={"matchLabels": {"app": "x"}}),
-         "to entry with ['podSelector']"),
-        (lambda s: s["egress"][1]["to"][0]["namespaceSelector"].update(
-            matchExpressions=[{"key": "istio", "operator": "Exists"}]), "namespaceSelector.matchExpressions"),
+        (
+            lambda s: s["egress"][1]["to"][0].update(podSelector={"matchLabels": {"app": "x"}}),
+            "to entry with ['podSelector']",
+        ),
+        (
+            lambda s: s["egress"][1]["to"][0]["namespaceSelector"].update(
+                matchExpressions=[{"key": "istio", "operator": "Exists"}]
+            ),
+            "namespaceSelector.matchExpressions",
+        ),
         (lambda s: s["egress"][0]["ports"][0].update(port=1000, endPort=2000), "only protocol and a numeric port"),
         (lambda s: s["egress"][0]["ports"][0].update(port="dns"), "only protocol and a numeric port"),
         (lambda s: s["egress"][0]["ports"][0].update(protocol="SCTP"), "protocol SCTP"),
     ],
-    ids=["ingress-type", "both-types", "ingress-rules", "pod-match-expressions", "ip-block", "pod-selector-peer",
-         "ns-match-expressions", "port-range", "named-port", "sctp"],
+    ids=[
+        "ingress-type",
+        "both-types",
+        "ingress-rules",
+        "pod-match-expressions",
+        "ip-block",
+        "pod-selector-peer",
+        "ns-match-expressions",
+        "port-range",
+        "named-port",
+        "sctp",
+    ],
 )
 def test_unsupported_policies_are_refused_with_a_clear_error(seed_policy: dict, mutate, fragment: str):
     obj = copy.deepcopy(seed_policy)
@@ -113,8 +139,12 @@ ISTIOD = PodInfo("istio-system", "istiod", "10.0.2.2", {"app": "istiod"}, "h-is-
 GATEWAY = PodInfo("istio-system", "egressgateway", "10.0.2.3", {"istio": "egressgateway"}, "h-is-egress")
 DEFAULT_SLEEP = PodInfo("default", "sleep", "10.0.3.2", {"app": "sleep"}, "h-df-sleep")
 PODS = [DEFAULT_SLEEP, GATEWAY, SLEEP, COREDNS, ISTIOD, SLEEP_B]
-NAMESPACE_LABELS = {"kube-system": {"kube-system": "true"}, "istio-system": {"istio": "system"},
-                    "default": {}, "test-egress": {}}
+NAMESPACE_LABELS = {
+    "kube-system": {"kube-system": "true"},
+    "istio-system": {"istio": "system"},
+    "default": {},
+    "test-egress": {},
+}
 
 
 def _rules_of(rules: str, ifname: str) -> list[str]:
@@ -126,7 +156,11 @@ def test_seed_rules_for_selected_and_unselected_pods(seed_policy: dict):
     lines = rules.splitlines()
 
     assert lines[:7] == [
-        "*filter", ":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]", f":{CHAIN} - [0:0]",
+        "*filter",
+        ":INPUT ACCEPT [0:0]",
+        ":FORWARD ACCEPT [0:0]",
+        ":OUTPUT ACCEPT [0:0]",
+        f":{CHAIN} - [0:0]",
         f"-A FORWARD -j {CHAIN}",
         f"-A {CHAIN} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",  # replies pass, before any DROP
     ]
@@ -168,12 +202,31 @@ def test_no_policies_render_no_pod_rules():
 
 
 def test_two_policies_selecting_one_pod_are_a_union():
-    dns = parse_policy(_policy({"podSelector": {}, "policyTypes": ["Egress"],
-                                "egress": [{"to": [{"namespaceSelector": {"matchLabels": {"kube-system": "true"}}}],
-                                            "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}]},
-                               name="dns"))
-    web = parse_policy(_policy({"podSelector": {"matchLabels": {"app": "sleep"}}, "policyTypes": ["Egress"],
-                                "egress": [{"ports": [{"port": 443}]}]}, name="web"))
+    dns = parse_policy(
+        _policy(
+            {
+                "podSelector": {},
+                "policyTypes": ["Egress"],
+                "egress": [
+                    {
+                        "to": [{"namespaceSelector": {"matchLabels": {"kube-system": "true"}}}],
+                        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+                    }
+                ],
+            },
+            name="dns",
+        )
+    )
+    web = parse_policy(
+        _policy(
+            {
+                "podSelector": {"matchLabels": {"app": "sleep"}},
+                "policyTypes": ["Egress"],
+                "egress": [{"ports": [{"port": 443}]}],
+            },
+            name="web",
+        )
+    )
     rules = render_rules([dns, web], PODS, NAMESPACE_LABELS)
     comment = '-m comment --comment "test-egress/sleep"'
     assert _rules_of(rules, SLEEP.hub_ifname) == [
@@ -206,19 +259,26 @@ def throwaway_netns():
 
 
 def test_iptables_restore_accepts_the_rendered_rules(seed_policy: dict, throwaway_netns: str):
-    dns = _policy({"podSelector": {"matchLabels": {"app": "sleep"}}, "policyTypes": ["Egress"],
-                   "egress": [{"ports": [{"protocol": "TCP", "port": 443}, {"protocol": "UDP", "port": 53}]}]},
-                  name="extra")
+    dns = _policy(
+        {
+            "podSelector": {"matchLabels": {"app": "sleep"}},
+            "policyTypes": ["Egress"],
+            "egress": [{"ports": [{"protocol": "TCP", "port": 443}, {"protocol": "UDP", "port": 53}]}],
+        },
+        name="extra",
+    )
     rules = render_rules([parse_policy(seed_policy), parse_policy(dns)], PODS, NAMESPACE_LABELS)
     ns_exec = ["ip", "netns", "exec", throwaway_netns]
-    tested = subprocess.run([*ns_exec, "iptables-restore", "--test"], input=rules,
-                            capture_output=True, text=True, timeout=30)
+    tested = subprocess.run(
+        [*ns_exec, "iptables-restore", "--test"], input=rules, capture_output=True, text=True, timeout=30
+    )
     assert tested.returncode == 0, f"iptables-restore --test refused the rules: {tested.stderr}\n{rules}"
 
     # And the check can fail: a broken line is refused with its line number.
     broken = rules.replace("--dport 53", "--dport fifty-three", 1)
-    refused = subprocess.run([*ns_exec, "iptables-restore", "--test"], input=broken,
-                             capture_output=True, text=True, timeout=30)
+    refused = subprocess.run(
+        [*ns_exec, "iptables-restore", "--test"], input=broken, capture_output=True, text=True, timeout=30
+    )
     assert refused.returncode != 0
     line = rules.splitlines().index(next(r for r in rules.splitlines() if "--dport 53" in r)) + 1
     assert '"fifty-three"' in refused.stderr and f"Error occurred at line: {line}" in refused.stderr, refused.stderr

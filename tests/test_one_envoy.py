@@ -106,10 +106,27 @@ def stand_in(certs: Certs, workdir: Path):
     stderr_path = workdir / "mock_upstream.stderr"
     with stderr_path.open("wb") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "mock_upstream", "--listen", LOCALHOST,
-             "--http-port", "0", "--https-port", "0", "--control-port", "0",
-             "--cert", str(certs.server.chain_path), "--key", str(certs.server.key_path)],
-            cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
+            [
+                sys.executable,
+                "-m",
+                "mock_upstream",
+                "--listen",
+                LOCALHOST,
+                "--http-port",
+                "0",
+                "--https-port",
+                "0",
+                "--control-port",
+                "0",
+                "--cert",
+                str(certs.server.chain_path),
+                "--key",
+                str(certs.server.key_path),
+            ],
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
         )
     client = None
     try:
@@ -157,8 +174,11 @@ def _bootstrap(certs: Certs, upstream_port: int) -> dict:
         header = {"name": CASE_HEADER, "string_match": {"exact": case}}
         return {"match": {"prefix": "/", "headers": [header]}, "route": {"cluster": cluster}}
 
-    routes = [by_case("wrong-ca", WRONG_CA), by_case("wrong-san", WRONG_SAN),
-              {"match": {"prefix": "/"}, "route": {"cluster": GOOD}}]
+    routes = [
+        by_case("wrong-ca", WRONG_CA),
+        by_case("wrong-san", WRONG_SAN),
+        {"match": {"prefix": "/"}, "route": {"cluster": GOOD}},
+    ]
     hcm = {
         "@type": HCM_TYPE,
         "stat_prefix": "egress_in",
@@ -168,8 +188,9 @@ def _bootstrap(certs: Certs, upstream_port: int) -> dict:
     listener = {
         "name": "http_in",
         "address": {"socket_address": {"address": LOCALHOST, "port_value": 0}},
-        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
-                                        "typed_config": hcm}]}],
+        "filter_chains": [
+            {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}
+        ],
     }
     public_ca = certs.pki.public_ca.cert_path
     return {
@@ -214,7 +235,7 @@ def _ssl_stats(admin: EnvoyAdmin, cluster: str) -> dict[str, int]:
     """The cluster's ssl.* counters by short name ("handshake", "fail_verify_san", ...)."""
     prefix = f"cluster.{cluster}.ssl."
     found = admin.stats("^" + exact_stat_regex(prefix)[1:-1])
-    return {name[len(prefix):]: value for name, value in found.items() if name.startswith(prefix)}
+    return {name[len(prefix) :]: value for name, value in found.items() if name.startswith(prefix)}
 
 
 # --- the working path ---------------------------------------------------------------------------

@@ -32,8 +32,12 @@ def test_subordinate_range_parsing(tmp_path):
 
 
 def _as_nobody(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *argv],
-                          capture_output=True, text=True, **kwargs)
+    return subprocess.run(
+        ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *argv],
+        capture_output=True,
+        text=True,
+        **kwargs,
+    )
 
 
 def _skip_unless_possible() -> str:
@@ -113,11 +117,13 @@ def _rootless_pytest(tmp_path: Path, python: str, pytest_args: str, extra_env: s
     ids = tmp_path / "subids"
     ids.write_text(f"{NOBODY}:200000:65536\n")
     site = sysconfig.get_paths()["purelib"]
-    inner = (f"mount --bind {ids} /etc/subuid && mount --bind {ids} /etc/subgid && "
-             f"exec setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups "
-             f"env HOME={home} EGRESS_HARNESS_CACHE={cache} PYTHONPATH={REPO}:{site} {extra_env} "
-             f"{python} -m harness.rootless {python} -m pytest -p no:cacheprovider -q {pytest_args} "
-             f"--artifacts {artifacts}")
+    inner = (
+        f"mount --bind {ids} /etc/subuid && mount --bind {ids} /etc/subgid && "
+        f"exec setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups "
+        f"env HOME={home} EGRESS_HARNESS_CACHE={cache} PYTHONPATH={REPO}:{site} {extra_env} "
+        f"{python} -m harness.rootless {python} -m pytest -p no:cacheprovider -q {pytest_args} "
+        f"--artifacts {artifacts}"
+    )
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", inner], artifacts
 
 
@@ -126,7 +132,9 @@ def test_the_seed_first_scenario_runs_without_root(shared_tmp):
     istio-iptables, namespaces and all. /etc/subuid is only replaced inside a private mount
     namespace; nothing on the host changes."""
     python = _skip_unless_possible()
-    argv, artifacts = _rootless_pytest(shared_tmp, python, "tests/test_local_mesh.py::test_seed_first_scenario_plaintext")
+    argv, artifacts = _rootless_pytest(
+        shared_tmp, python, "tests/test_local_mesh.py::test_seed_first_scenario_plaintext"
+    )
     proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
@@ -173,6 +181,7 @@ def test_sigkill_of_a_rootless_run_leaves_nothing(shared_tmp):
     argv, _ = _rootless_pytest(shared_tmp, python, "tests/helpers/hold_mesh.py", f"EH_READY={ready} EH_HOLD={hold}")
     proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
+
         def up() -> bool:
             if proc.poll() is not None:
                 raise AssertionError(f"the rootless run ended (exit {proc.returncode}): {proc.stdout.read()[-3000:]}")
@@ -185,9 +194,13 @@ def test_sigkill_of_a_rootless_run_leaves_nothing(shared_tmp):
             if (" -m pytest " in cmdline and "harness.rootless" not in cmdline) or "reaper --watch" in cmdline:
                 os.kill(pid, signal.SIGKILL)
         proc.wait(30)
-        eventually("every process of the killed run to be gone", lambda: [p for p in run if Path(f"/proc/{p}").exists()
-                                                                   and _state(p) != "Z"],
-             ok=lambda left: not left, timeout=20, describe=lambda left: str({p: run[p] for p in left}))
+        eventually(
+            "every process of the killed run to be gone",
+            lambda: [p for p in run if Path(f"/proc/{p}").exists() and _state(p) != "Z"],
+            ok=lambda left: not left,
+            timeout=20,
+            describe=lambda left: str({p: run[p] for p in left}),
+        )
     finally:
         if proc.poll() is None:
             proc.kill()

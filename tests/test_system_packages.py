@@ -43,9 +43,14 @@ def _hidden(commands: list[str], argv: list[str], *, as_nobody: bool) -> subproc
     mounts = " && ".join(f"mount --bind /dev/null {find_command(c)}" for c in commands)
     user = f"setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups " if as_nobody else ""
     script = f"{mounts} && exec {user}" + " ".join(f"'{a}'" for a in argv)
-    return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
-                          cwd=REPO, capture_output=True, text=True, timeout=120,
-                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    return subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
 
 
 @pytest.fixture
@@ -82,8 +87,11 @@ def test_make_e2e_stops_with_the_line_and_starts_nothing(root_only, newcomer_dir
     namespace, no virtualenv work, no Istio build."""
     tmp_path = newcomer_dir
     netns_before = set(os.listdir("/var/run/netns")) if os.path.isdir("/var/run/netns") else set()
-    proc = _hidden(["iptables"], ["make", "-s", "-f", str(REPO / "Makefile"), "-C", str(tmp_path), "e2e", f"PYTHON={SYSTEM_PYTHON}"],
-                   as_nobody=True)
+    proc = _hidden(
+        ["iptables"],
+        ["make", "-s", "-f", str(REPO / "Makefile"), "-C", str(tmp_path), "e2e", f"PYTHON={SYSTEM_PYTHON}"],
+        as_nobody=True,
+    )
     assert proc.returncode != 0
     lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
     assert lines[0].startswith("egress-harness: missing system packages") and "sudo apt-get install" in lines[0], lines

@@ -28,11 +28,18 @@ def to_version(istio_version: str) -> str:
 @pytest.mark.mesh
 def test_upgrade_smoke(tmp_path, to_version):
     """In place and canary, two suite cases × both modes per phase, traffic through every transition."""
-    report = UpgradeRun(UpgradeOptions(FROM, to_version, tmp_path, select=["test_http_through_gateway",
-                                                                          "test_passthrough_by_sni"],
-                                       snapshot_stages=("http/gateway", "passthrough/gateway"), window=3.0,
-                                       precheck=False,
-                                       say=_quiet)).run()
+    report = UpgradeRun(
+        UpgradeOptions(
+            FROM,
+            to_version,
+            tmp_path,
+            select=["test_http_through_gateway", "test_passthrough_by_sni"],
+            snapshot_stages=("http/gateway", "passthrough/gateway"),
+            window=3.0,
+            precheck=False,
+            say=_quiet,
+        )
+    ).run()
     assert not report.error, report.error
     phases = {r.phase for r in report.results}
     assert phases == {"before", "control-plane", "data-plane", "canary"}, phases
@@ -45,10 +52,18 @@ def test_upgrade_smoke(tmp_path, to_version):
             assert t.success_rate >= 95.0, t.line()
     assert report.passed()
     # The two builds differ: the data plane runs TO's binaries after the upgrade.
-    assert all(f"Istio {to_version}" in v for k, v in report.proxy_versions["data-plane"].items() if k != "istio-system/istiod")
-    assert all(f"Istio {FROM}" in v for k, v in report.proxy_versions["control-plane"].items() if k != "istio-system/istiod")
-    assert set(report.diff) == {"http-gateway.istio-mutual", "http-gateway.plaintext",
-                                "passthrough-gateway.istio-mutual", "passthrough-gateway.plaintext"}
+    assert all(
+        f"Istio {to_version}" in v for k, v in report.proxy_versions["data-plane"].items() if k != "istio-system/istiod"
+    )
+    assert all(
+        f"Istio {FROM}" in v for k, v in report.proxy_versions["control-plane"].items() if k != "istio-system/istiod"
+    )
+    assert set(report.diff) == {
+        "http-gateway.istio-mutual",
+        "http-gateway.plaintext",
+        "passthrough-gateway.istio-mutual",
+        "passthrough-gateway.plaintext",
+    }
     md = (tmp_path / "upgrade" / "report.md").read_text()
     assert "## Traffic continuity" in md and "## Envoy config diff" in md
     [analyze] = report.checks  # precheck skipped here: it cannot finish without a real cluster
@@ -70,9 +85,21 @@ def test_upgrade_that_breaks_egress_is_caught(tmp_path, to_version):
     """A fixture that changes between phases (the gateway's route header) fails the control-plane
     phase at the gateway → upstream hop; the phase before still passes."""
     sab = Sabotage("control-plane", _tamper_route_header, "the gateway route adds a different header value")
-    report = UpgradeRun(UpgradeOptions(FROM, to_version, tmp_path, select=["test_http_through_gateway"],
-                                       modes=("plaintext",), canary=False, snapshot_stages=("http/gateway",),
-                                       sabotage=sab, istioctl_checks=False, window=2.0, say=_quiet)).run()
+    report = UpgradeRun(
+        UpgradeOptions(
+            FROM,
+            to_version,
+            tmp_path,
+            select=["test_http_through_gateway"],
+            modes=("plaintext",),
+            canary=False,
+            snapshot_stages=("http/gateway",),
+            sabotage=sab,
+            istioctl_checks=False,
+            window=2.0,
+            say=_quiet,
+        )
+    ).run()
     assert not report.passed()
     by_phase = {r.phase: r for r in report.results}
     assert by_phase["before"].outcome == "passed"
@@ -83,8 +110,16 @@ def test_upgrade_that_breaks_egress_is_caught(tmp_path, to_version):
 
 
 def test_traffic_figures_longest_gap_and_counts():
-    recs = [{"i": i, "kind": "http" if i % 2 == 0 else "passthrough", "t": i * 0.05, "ok": not 20 <= i < 40,
-             "detail": "301" if not 20 <= i < 40 else "ConnectionRefusedError: [Errno 111]"} for i in range(100)]
+    recs = [
+        {
+            "i": i,
+            "kind": "http" if i % 2 == 0 else "passthrough",
+            "t": i * 0.05,
+            "ok": not 20 <= i < 40,
+            "detail": "301" if not 20 <= i < 40 else "ConnectionRefusedError: [Errno 111]",
+        }
+        for i in range(100)
+    ]
     f = figures("gateway", recs, 20.0, 5.0)
     assert (f.sent, f.failed) == (100, 20)
     assert f.success_rate == 80.0

@@ -58,19 +58,37 @@ class PrivateDockerd:
         if os.geteuid() != 0:
             pytest.skip("no Docker engine: starting dockerd needs root")
         if not shutil.which("nsenter") or not shutil.which("ip"):
-            pytest.skip("no Docker engine: nsenter (util-linux) and ip (iproute2) are needed to give it its own network namespace")
+            pytest.skip(
+                "no Docker engine: nsenter (util-linux) and ip (iproute2) are needed to give it its own network namespace"
+            )
         try:
             self.netns.create()
         except (HarnessError, RuntimeError) as exc:
             pytest.skip(f"no Docker engine: cannot create a network namespace for it ({exc})")
-        argv = [dockerd, f"--data-root={self.root / 'data'}", f"--exec-root={self.root / 'exec'}",
-                f"--pidfile={self.root / 'dockerd.pid'}", f"--host=unix://{self.socket}",
-                "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-forward=false",
-                "--ip-masq=false", "--userland-proxy=true", "--log-level=warn"]
+        argv = [
+            dockerd,
+            f"--data-root={self.root / 'data'}",
+            f"--exec-root={self.root / 'exec'}",
+            f"--pidfile={self.root / 'dockerd.pid'}",
+            f"--host=unix://{self.socket}",
+            "--bridge=none",
+            "--iptables=false",
+            "--ip6tables=false",
+            "--ip-forward=false",
+            "--ip-masq=false",
+            "--userland-proxy=true",
+            "--log-level=warn",
+        ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
         with open(self.log_path, "wb") as log:
             # nsenter --net only: `ip netns exec` would also remount /sys and hide the cgroups.
-            self.proc = subprocess.Popen(["nsenter", f"--net={self.netns.path}", *argv], stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            self.proc = subprocess.Popen(
+                ["nsenter", f"--net={self.netns.path}", *argv],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -104,8 +122,11 @@ class PrivateDockerd:
                 self.proc.kill()
                 self.proc.wait(10)
         # Whatever the engine left mounted under its data root goes before the directory does.
-        mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
-                  if line.split()[1].startswith(str(self.root))]
+        mounts = [
+            line.split()[1]
+            for line in Path("/proc/self/mounts").read_text().splitlines()
+            if line.split()[1].startswith(str(self.root))
+        ]
         for mnt in sorted(mounts, key=len, reverse=True):
             subprocess.run(["umount", "-l", mnt], capture_output=True)
         shutil.rmtree(self.root, ignore_errors=True)
@@ -155,7 +176,9 @@ def upstream(built, pki):
     import docker
 
     network = client.networks.create(
-        "eh-internet-test", driver="bridge", internal=True,
+        "eh-internet-test",
+        driver="bridge",
+        internal=True,
         ipam=docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=NETWORK_SUBNET)]),
         labels={"egress-harness": "test"},
     )
@@ -163,9 +186,14 @@ def upstream(built, pki):
     running = None
     try:
         running = upstream_image.run_upstream(
-            client, tag, network.name, name="eh-mock-upstream-test",
-            cert_chain_pem=server.chain_path.read_bytes(), key_pem=server.key_pem,
-            client_ca_pem=pki.public_ca.cert_pem, publish_control=False,
+            client,
+            tag,
+            network.name,
+            name="eh-mock-upstream-test",
+            cert_chain_pem=server.chain_path.read_bytes(),
+            key_pem=server.key_pem,
+            client_ca_pem=pki.public_ca.cert_pem,
+            publish_control=False,
         )
         yield running
     finally:
@@ -174,8 +202,15 @@ def upstream(built, pki):
         network.remove()
 
 
-def _tls_get(ns: Netns, address: str, port: int, ca_pem: bytes, *, sni: str = "edition.cnn.com",
-             client_cert: tuple[Path, Path] | None = None) -> tuple[str, bytes, dict]:
+def _tls_get(
+    ns: Netns,
+    address: str,
+    port: int,
+    ca_pem: bytes,
+    *,
+    sni: str = "edition.cnn.com",
+    client_cert: tuple[Path, Path] | None = None,
+) -> tuple[str, bytes, dict]:
     ctx = ssl.create_default_context(cadata=ca_pem.decode())
     ctx.set_alpn_protocols(["http/1.1"])
     if client_cert:
@@ -185,7 +220,9 @@ def _tls_get(ns: Netns, address: str, port: int, ca_pem: bytes, *, sni: str = "e
     raw.connect((address, port))
     with raw, ctx.wrap_socket(raw, server_hostname=sni) as tls:
         peer = tls.getpeercert()
-        tls.sendall(f"GET /politics HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\nx-probe: image-test\r\n\r\n".encode())
+        tls.sendall(
+            f"GET /politics HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\nx-probe: image-test\r\n\r\n".encode()
+        )
         chunks = []
         while True:
             data = tls.recv(65536)
@@ -199,9 +236,17 @@ def _tls_get(ns: Netns, address: str, port: int, ca_pem: bytes, *, sni: str = "e
 
 def test_base_image_has_what_the_pods_need(built):
     client, base, _tag, _ = built
-    out = client.containers.run(base, ["sh", "-c", "python3 -c 'import ssl, sys; print(sys.version_info[:2] >= (3, 9))'"
-                                       " && command -v curl && command -v openssl && command -v getent"],
-                                network_mode="none", remove=True)
+    out = client.containers.run(
+        base,
+        [
+            "sh",
+            "-c",
+            "python3 -c 'import ssl, sys; print(sys.version_info[:2] >= (3, 9))'"
+            " && command -v curl && command -v openssl && command -v getent",
+        ],
+        network_mode="none",
+        remove=True,
+    )
     lines = out.decode().split()
     assert lines[0] == "True"
     assert [Path(p).name for p in lines[1:]] == ["curl", "openssl", "getent"]
@@ -213,8 +258,13 @@ def test_image_contents_are_only_the_package(built):
     client, _base, tag, _ = built
     image = client.images.get(tag)
     assert image.attrs["Config"]["Entrypoint"] == ["python3", "-m", "mock_upstream"]
-    out = client.containers.run(tag, [], entrypoint=["sh", "-c", "ls /opt/mock-upstream/mock_upstream"],
-                                network_mode="none", remove=True).decode().split()
+    out = (
+        client.containers.run(
+            tag, [], entrypoint=["sh", "-c", "ls /opt/mock-upstream/mock_upstream"], network_mode="none", remove=True
+        )
+        .decode()
+        .split()
+    )
     assert "cli.py" in out and "server.py" in out and "Dockerfile" not in out
     assert not any(name.startswith("test") for name in out)
 
@@ -233,7 +283,9 @@ def test_nothing_the_engine_runs_can_leave_the_machine(engine, upstream):
 def test_tls_with_sni_verified_by_the_test_ca(engine, upstream, pki):
     with UpstreamClient(upstream.control_url, transport=engine.netns.http_transport()) as control:
         mark = control.mark()
-        status, body, peer = _tls_get(engine.netns, upstream.address, upstream_image.UPSTREAM_PORTS["https"], pki.public_ca.cert_pem)
+        status, body, peer = _tls_get(
+            engine.netns, upstream.address, upstream_image.UPSTREAM_PORTS["https"], pki.public_ca.cert_pem
+        )
         assert status == "HTTP/1.1 200 OK", body[:300]
         assert ("DNS", "edition.cnn.com") in peer["subjectAltName"]
         [req] = control.wait_for_requests(1, since=mark)
@@ -256,12 +308,20 @@ def test_http_port_redirects_like_the_seed(engine, upstream):
 
 
 def test_mutual_tls_port_records_the_client_certificate(engine, upstream, pki):
-    client_cert = pki.public_ca.issue_client("gateway-client", "istio-egressgateway",
-                                             uris=["spiffe://cluster.local/ns/istio-system/sa/istio-egressgateway-service-account"])
+    client_cert = pki.public_ca.issue_client(
+        "gateway-client",
+        "istio-egressgateway",
+        uris=["spiffe://cluster.local/ns/istio-system/sa/istio-egressgateway-service-account"],
+    )
     with UpstreamClient(upstream.control_url, transport=engine.netns.http_transport()) as control:
         mark = control.mark()
-        status, _body, _peer = _tls_get(engine.netns, upstream.address, upstream_image.UPSTREAM_PORTS["mtls"], pki.public_ca.cert_pem,
-                                        client_cert=(client_cert.cert_path, client_cert.key_path))
+        status, _body, _peer = _tls_get(
+            engine.netns,
+            upstream.address,
+            upstream_image.UPSTREAM_PORTS["mtls"],
+            pki.public_ca.cert_pem,
+            client_cert=(client_cert.cert_path, client_cert.key_path),
+        )
         assert status == "HTTP/1.1 200 OK"
         [req] = control.wait_for_requests(1, since=mark)
         assert req.listener == "mtls"
@@ -292,8 +352,15 @@ def test_on_a_kind_like_network_the_control_port_is_published_on_loopback(engine
     running = None
     try:
         running = upstream_image.run_upstream(
-            client, tag, "kind", name="egress-harness-upstream-test", cert_chain_pem=server.chain_path.read_bytes(),
-            key_pem=server.key_pem, client_ca_pem=pki.public_ca.cert_pem, publish_control=True)
+            client,
+            tag,
+            "kind",
+            name="egress-harness-upstream-test",
+            cert_chain_pem=server.chain_path.read_bytes(),
+            key_pem=server.key_pem,
+            client_ca_pem=pki.public_ca.cert_pem,
+            publish_control=True,
+        )
         assert running.control_url.startswith("http://127.0.0.1:")
         binding = running.container.attrs["NetworkSettings"]["Ports"]["9901/tcp"]
         assert [b["HostIp"] for b in binding] == ["127.0.0.1"]

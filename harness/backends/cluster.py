@@ -43,8 +43,11 @@ RUN_LABEL = "egress-harness/run"
 
 
 def run_namespaces(run_id: str) -> dict[str, str]:
-    return {"default": f"eh-{run_id}-default", "test-egress": f"eh-{run_id}-test-egress",
-            "internet": f"eh-{run_id}-internet"}
+    return {
+        "default": f"eh-{run_id}-default",
+        "test-egress": f"eh-{run_id}-test-egress",
+        "internet": f"eh-{run_id}-internet",
+    }
 
 
 def _say(msg: str) -> None:
@@ -57,15 +60,19 @@ def kubeconfig_from(option: str | None) -> Path:
         raise HarnessError("BACKEND=cluster needs a kubeconfig: pass --kubeconfig PATH (or set KUBECONFIG)")
     path = Path(value.split(os.pathsep)[0]).expanduser()
     if not path.is_file():
-        raise HarnessError(f"kubeconfig {path} does not exist: pass --kubeconfig with the path of an existing cluster's kubeconfig")
+        raise HarnessError(
+            f"kubeconfig {path} does not exist: pass --kubeconfig with the path of an existing cluster's kubeconfig"
+        )
     return path
 
 
 def images_from_env() -> tuple[str, str]:
     sleep, up = os.environ.get("EGRESS_HARNESS_SLEEP_IMAGE"), os.environ.get("EGRESS_HARNESS_UPSTREAM_IMAGE")
     if not sleep or not up:
-        raise HarnessError("BACKEND=cluster pulls its images from your registry: set EGRESS_HARNESS_SLEEP_IMAGE and "
-                           "EGRESS_HARNESS_UPSTREAM_IMAGE (see docs/kind-backend.md, 'Images for an existing cluster')")
+        raise HarnessError(
+            "BACKEND=cluster pulls its images from your registry: set EGRESS_HARNESS_SLEEP_IMAGE and "
+            "EGRESS_HARNESS_UPSTREAM_IMAGE (see docs/kind-backend.md, 'Images for an existing cluster')"
+        )
     return sleep, up
 
 
@@ -84,8 +91,12 @@ class ClusterBackend(KubeBackend):
         self._started = False
         kubectl = tools.resolve_kubectl(fetch=True)
         istioctl = tools.resolve_istioctl(istio_version, fetch=True)
-        super().__init__(kubectl=Kubectl(kubectl.fetched_path(), kubeconfig), istioctl=istioctl.fetched_path(), artifacts=artifacts,
-                         namespaces={"default": self.run_ns["default"], "test-egress": self.run_ns["test-egress"]})
+        super().__init__(
+            kubectl=Kubectl(kubectl.fetched_path(), kubeconfig),
+            istioctl=istioctl.fetched_path(),
+            artifacts=artifacts,
+            namespaces={"default": self.run_ns["default"], "test-egress": self.run_ns["test-egress"]},
+        )
 
     def preflight(self) -> None:
         """Reach the cluster, check kubectl's skew and that Istio is there; nothing is changed."""
@@ -93,19 +104,26 @@ class ClusterBackend(KubeBackend):
         try:
             server = json.loads(version.stdout)["serverVersion"]
         except (ValueError, KeyError):
-            raise HarnessError(f"cannot reach the cluster of {self.kubectl.kubeconfig}: "
-                               f"{version.stderr.strip().splitlines()[-1:] or ['no answer']} (check the kubeconfig)") from None
+            raise HarnessError(
+                f"cannot reach the cluster of {self.kubectl.kubeconfig}: "
+                f"{version.stderr.strip().splitlines()[-1:] or ['no answer']} (check the kubeconfig)"
+            ) from None
         server_minor = f"{server['major']}.{server['minor'].rstrip('+')}"
         client = tools.kubectl_version_of(self.kubectl.path)
         if not tools.kubectl_fits(client, server_minor):
-            raise HarnessError(f"kubectl {client} is more than one minor away from the cluster's Kubernetes {server_minor}: "
-                               f"set EGRESS_HARNESS_KUBECTL to a kubectl {server_minor}.x")
-        have = self.kubectl.run("get", "deployment", "-n", ISTIO_NAMESPACE, "istiod", "istio-egressgateway",
-                                "-o", "name", check=False).stdout.split()
+            raise HarnessError(
+                f"kubectl {client} is more than one minor away from the cluster's Kubernetes {server_minor}: "
+                f"set EGRESS_HARNESS_KUBECTL to a kubectl {server_minor}.x"
+            )
+        have = self.kubectl.run(
+            "get", "deployment", "-n", ISTIO_NAMESPACE, "istiod", "istio-egressgateway", "-o", "name", check=False
+        ).stdout.split()
         if len(have) < 2:
             hub, tag = tools.istio_images(self.istio_version)
-            raise HarnessError(f"Istio with the egress gateway is not installed in this cluster (found: {have or 'nothing'}); "
-                               f"install it with: {plan.istio_install_hint(hub, tag)}")
+            raise HarnessError(
+                f"Istio with the egress gateway is not installed in this cluster (found: {have or 'nothing'}); "
+                f"install it with: {plan.istio_install_hint(hub, tag)}"
+            )
 
     def start(self) -> None:
         self.preflight()
@@ -114,13 +132,33 @@ class ClusterBackend(KubeBackend):
         self.pki = RunPKI(self.artifacts / "cluster" / f"pki-{self.run_id}")
         server = self.pki.public_ca.issue_server(UPSTREAM_HOST, [UPSTREAM_HOST, "*.cnn.com"])
         labels = {RUN_LABEL: self.run_id}
-        self.kubectl.run("apply", "-f", "-", input=render_fixture(
-            "upstream-in-cluster.yaml.j2", namespace=self.run_ns["internet"], run_labels=labels, image=self.upstream_image,
-            args=upstream_image.upstream_command(), cert_chain_pem=server.chain_path.read_text(),
-            key_pem=server.key_pem.decode(), client_ca_pem=self.pki.public_ca.cert_pem.decode()))
-        self.kubectl.run("rollout", "status", "-n", self.run_ns["internet"], "deployment/mock-upstream", "--timeout=180s",
-                         timeout=190)
-        address = self.kubectl.json("get", "service", "-n", self.run_ns["internet"], "edition-cnn-com")["spec"]["clusterIP"]
+        self.kubectl.run(
+            "apply",
+            "-f",
+            "-",
+            input=render_fixture(
+                "upstream-in-cluster.yaml.j2",
+                namespace=self.run_ns["internet"],
+                run_labels=labels,
+                image=self.upstream_image,
+                args=upstream_image.upstream_command(),
+                cert_chain_pem=server.chain_path.read_text(),
+                key_pem=server.key_pem.decode(),
+                client_ca_pem=self.pki.public_ca.cert_pem.decode(),
+            ),
+        )
+        self.kubectl.run(
+            "rollout",
+            "status",
+            "-n",
+            self.run_ns["internet"],
+            "deployment/mock-upstream",
+            "--timeout=180s",
+            timeout=190,
+        )
+        address = self.kubectl.json("get", "service", "-n", self.run_ns["internet"], "edition-cnn-com")["spec"][
+            "clusterIP"
+        ]
         pod = self.kubectl.json("get", "pods", "-n", self.run_ns["internet"], "-l", "app=mock-upstream")["items"][0]
         self._upstream_forward = PortForward(self.kubectl, self.run_ns["internet"], pod["metadata"]["name"], 9901)
         self.upstream_control_url = self._upstream_forward.url
@@ -129,20 +167,37 @@ class ClusterBackend(KubeBackend):
         self._set_corefile(add_hosts_block(self._coredns_original, address, run=self.run_id))
 
         untrusted = self.pki.other_public_ca()
-        client = self.pki.public_ca.issue_client("gateway-client", "istio-egressgateway",
-                                                 dns_names=["istio-egressgateway.istio-system.svc.cluster.local"],
-                                                 uris=["spiffe://cluster.local/ns/istio-system/sa/istio-egressgateway-service-account"])
-        pems = {"public_ca": self.pki.public_ca.cert_pem.decode(), "untrusted_ca": untrusted.cert_pem.decode(),
-                "client_cert": client.cert_pem.decode(), "client_key": client.key_pem.decode()}
-        for _name, text in plan.setup_manifests(sleep_image=self.sleep_image, ns_default=self.run_ns["default"],
-                                                ns_test_egress=self.run_ns["test-egress"], run_labels=labels,
-                                                pems=pems).items():
+        client = self.pki.public_ca.issue_client(
+            "gateway-client",
+            "istio-egressgateway",
+            dns_names=["istio-egressgateway.istio-system.svc.cluster.local"],
+            uris=["spiffe://cluster.local/ns/istio-system/sa/istio-egressgateway-service-account"],
+        )
+        pems = {
+            "public_ca": self.pki.public_ca.cert_pem.decode(),
+            "untrusted_ca": untrusted.cert_pem.decode(),
+            "client_cert": client.cert_pem.decode(),
+            "client_key": client.key_pem.decode(),
+        }
+        for _name, text in plan.setup_manifests(
+            sleep_image=self.sleep_image,
+            ns_default=self.run_ns["default"],
+            ns_test_egress=self.run_ns["test-egress"],
+            run_labels=labels,
+            pems=pems,
+        ).items():
             self.kubectl.run("apply", "-f", "-", input=text)
         for logical in ("default", "test-egress"):
-            self.kubectl.run("rollout", "status", "-n", self.ns(logical), "deployment/sleep", "--timeout=180s", timeout=190)
-        poll(f"{UPSTREAM_HOST} to resolve to the stand-in ({address}) in the sleep pods",
-             lambda: self.exec("test-egress/sleep", ["getent", "hosts", UPSTREAM_HOST]).stdout.split()[:1],
-             ok=lambda got: got == [address], timeout=90, interval=1.0)
+            self.kubectl.run(
+                "rollout", "status", "-n", self.ns(logical), "deployment/sleep", "--timeout=180s", timeout=190
+            )
+        poll(
+            f"{UPSTREAM_HOST} to resolve to the stand-in ({address}) in the sleep pods",
+            lambda: self.exec("test-egress/sleep", ["getent", "hosts", UPSTREAM_HOST]).stdout.split()[:1],
+            ok=lambda got: got == [address],
+            timeout=90,
+            interval=1.0,
+        )
         self.wait_converged(timeout=120)
         self.timings["cold_start"] = time.monotonic() - t0
 
@@ -150,7 +205,8 @@ class ClusterBackend(KubeBackend):
         actual = self.ns(namespace)
         if actual not in self.run_ns.values() and actual not in self._label_originals:
             self._label_originals[actual] = dict(
-                self.kubectl.json("get", "namespace", actual)["metadata"].get("labels") or {})
+                self.kubectl.json("get", "namespace", actual)["metadata"].get("labels") or {}
+            )
         super().label_namespace(namespace, labels)
 
     def stop(self) -> None:
@@ -161,21 +217,35 @@ class ClusterBackend(KubeBackend):
             self._upstream_forward.close()
         errors = []
         steps: list[tuple[str, Callable[[], object]]] = [
-            ("delete the run's namespaces", lambda: self.kubectl.run(
-                "delete", "namespace", "-l", f"{RUN_LABEL}={self.run_id}", "--wait=true", timeout=300)),
-            ("delete the run's secrets", lambda: self.kubectl.run(
-                "delete", "secret", "-n", ISTIO_NAMESPACE, "-l", f"{RUN_LABEL}={self.run_id}")),
-            ("delete the marker ServiceEntry", lambda: self.kubectl.run(
-                "delete", "serviceentry", "-n", ISTIO_NAMESPACE, "egress-harness-sync", "--ignore-not-found")),
+            (
+                "delete the run's namespaces",
+                lambda: self.kubectl.run(
+                    "delete", "namespace", "-l", f"{RUN_LABEL}={self.run_id}", "--wait=true", timeout=300
+                ),
+            ),
+            (
+                "delete the run's secrets",
+                lambda: self.kubectl.run("delete", "secret", "-n", ISTIO_NAMESPACE, "-l", f"{RUN_LABEL}={self.run_id}"),
+            ),
+            (
+                "delete the marker ServiceEntry",
+                lambda: self.kubectl.run(
+                    "delete", "serviceentry", "-n", ISTIO_NAMESPACE, "egress-harness-sync", "--ignore-not-found"
+                ),
+            ),
         ]
         if self._coredns_original is not None:
             steps.append(("restore CoreDNS", functools.partial(self._set_corefile, self._coredns_original)))
         for ns, original in self._label_originals.items():
+
             def restore(ns=ns, original=original):
                 now = self.kubectl.json("get", "namespace", ns)["metadata"].get("labels") or {}
-                args = [f"{k}-" for k in now if k not in original] + [f"{k}={v}" for k, v in original.items() if now.get(k) != v]
+                args = [f"{k}-" for k in now if k not in original] + [
+                    f"{k}={v}" for k, v in original.items() if now.get(k) != v
+                ]
                 if args:
                     self.kubectl.run("label", "namespace", ns, "--overwrite", *args)
+
             steps.append((f"restore the labels of {ns}", restore))
         for what, step in steps:
             try:

@@ -47,11 +47,15 @@ def images_mode(*, running: bool = True) -> str:
     """registry or source (EGRESS_HARNESS_IMAGES); `running`: also check a source run is inside the engine."""
     mode = os.environ.get("EGRESS_HARNESS_IMAGES", "registry") or "registry"
     if mode not in ("registry", "source"):
-        raise HarnessError(f"EGRESS_HARNESS_IMAGES={mode!r}: use IMAGES=registry (pull the official images) "
-                           f"or IMAGES=source (build them all here)")
+        raise HarnessError(
+            f"EGRESS_HARNESS_IMAGES={mode!r}: use IMAGES=registry (pull the official images) "
+            f"or IMAGES=source (build them all here)"
+        )
     if running and mode == "source" and not os.environ.get("DOCKER_HOST", "").endswith("/eh-engine/docker.sock"):
-        raise HarnessError("IMAGES=source runs inside the harness's own Docker engine: use make e2e BACKEND=kind "
-                           "IMAGES=source (or python -m harness.images.with_engine -- python -m pytest …)")
+        raise HarnessError(
+            "IMAGES=source runs inside the harness's own Docker engine: use make e2e BACKEND=kind "
+            "IMAGES=source (or python -m harness.images.with_engine -- python -m pytest …)"
+        )
     return mode
 
 
@@ -93,8 +97,11 @@ def source_overlay(mesh_overlay: str) -> str:
 
     doc = yaml.safe_load(mesh_overlay)
     doc["spec"]["values"] = {"pilot": {"env": dict(STOCK_ENVOY_PILOT_ENV)}}
-    return (mesh_overlay.split("\n", 1)[0] + " IMAGES=source: istiod env for upstream Envoy added.\n"
-            + yaml.safe_dump(doc, sort_keys=False))
+    return (
+        mesh_overlay.split("\n", 1)[0]
+        + " IMAGES=source: istiod env for upstream Envoy added.\n"
+        + yaml.safe_dump(doc, sort_keys=False)
+    )
 
 
 def without_forward(corefile: str) -> str:
@@ -122,8 +129,9 @@ def docker_client():
         client = docker.from_env(timeout=300)
         client.ping()
     except Exception as exc:  # noqa: BLE001 - any failure here means "no engine"
-        raise HarnessError(f"no Docker engine reachable for kind ({type(exc).__name__}): start Docker "
-                           f"(or set DOCKER_HOST) and retry") from None
+        raise HarnessError(
+            f"no Docker engine reachable for kind ({type(exc).__name__}): start Docker (or set DOCKER_HOST) and retry"
+        ) from None
     return client
 
 
@@ -135,10 +143,15 @@ def preflight() -> None:
         raise HarnessError("the kind backend needs pytest-kind-ng: pip install -e '.[kind]'") from None
     if not plan.KIND_CONFIG.exists() or not plan.ISTIO_OPERATOR.exists():
         raise HarnessError(f"missing {plan.KIND_CONFIG} or {plan.ISTIO_OPERATOR}: restore fixtures/kind/")
-    if (shutil.which("go") is None and tools.resolve_kind(fetch=False).path is None
-            and not (tools.KIND_RELEASE_SHA256.get(tools.os_arch()) or os.environ.get("EGRESS_HARNESS_KIND_SHA256"))):
-        raise HarnessError("kind is not on PATH, Go is not installed and no kind checksum is pinned: "
-                           "install kind v0.33.0, or Go, or set EGRESS_HARNESS_KIND_SHA256")
+    if (
+        shutil.which("go") is None
+        and tools.resolve_kind(fetch=False).path is None
+        and not (tools.KIND_RELEASE_SHA256.get(tools.os_arch()) or os.environ.get("EGRESS_HARNESS_KIND_SHA256"))
+    ):
+        raise HarnessError(
+            "kind is not on PATH, Go is not installed and no kind checksum is pinned: "
+            "install kind v0.33.0, or Go, or set EGRESS_HARNESS_KIND_SHA256"
+        )
 
 
 class KindBackend(KubeBackend):
@@ -181,8 +194,11 @@ class KindBackend(KubeBackend):
         tools.check_kind_version(self.kind_tool.version, self.kind_tool.origin)
         self.kubectl_tool = tools.resolve_kubectl(fetch=True)
         self.istioctl_tool = tools.resolve_istioctl(self.istio_version, fetch=True)
-        super().__init__(kubectl=Kubectl(self.kubectl_tool.fetched_path(), self.kubeconfig.resolve()),
-                         istioctl=self.istioctl_tool.fetched_path(), artifacts=self.artifacts)
+        super().__init__(
+            kubectl=Kubectl(self.kubectl_tool.fetched_path(), self.kubeconfig.resolve()),
+            istioctl=self.istioctl_tool.fetched_path(),
+            artifacts=self.artifacts,
+        )
         self.timings["tools"] = time.monotonic() - t0
 
         self._create_cluster(self.kind_tool.fetched_path(), self.kubectl_tool.fetched_path())
@@ -198,8 +214,11 @@ class KindBackend(KubeBackend):
         overlay = plan.write_mesh_config_overlay(self.artifacts / "kind")
         if self.source_images:
             overlay.write_text(source_overlay(overlay.read_text()))
-        self._run(plan.istioctl_install_cmd(str(self.istioctl_tool.path), self.kubeconfig.resolve(), hub, tag, overlay),
-                  "istioctl install", timeout=900)
+        self._run(
+            plan.istioctl_install_cmd(str(self.istioctl_tool.path), self.kubeconfig.resolve(), hub, tag, overlay),
+            "istioctl install",
+            timeout=900,
+        )
         for cmd in plan.rollout_cmds(str(self.kubectl_tool.path), self.kubeconfig.resolve()):
             self._run(cmd, "rollout status", timeout=330)
         self.timings["istio"] = time.monotonic() - t0
@@ -214,9 +233,16 @@ class KindBackend(KubeBackend):
         (self.artifacts / "kind").mkdir(parents=True, exist_ok=True)
         import json
 
-        (self.artifacts / "kind" / "timings.json").write_text(json.dumps(
-            {"images": self.images_mode, "cumulative_seconds": {k: round(v, 1) for k, v in self.timings.items()},
-             "image_steps": self.source_images.timings if self.source_images else {}}, indent=2))
+        (self.artifacts / "kind" / "timings.json").write_text(
+            json.dumps(
+                {
+                    "images": self.images_mode,
+                    "cumulative_seconds": {k: round(v, 1) for k, v in self.timings.items()},
+                    "image_steps": self.source_images.timings if self.source_images else {},
+                },
+                indent=2,
+            )
+        )
 
     def stop(self) -> None:
         """Tear down what this run started; safe after a partial start and twice."""
@@ -259,17 +285,22 @@ class KindBackend(KubeBackend):
         kind = str(kind_path)
         existing = subprocess.run([kind, "get", "clusters"], capture_output=True, text=True).stdout.split()
         if self.cluster_name in existing and not self.keep_cluster:
-            raise HarnessError(f"a kind cluster named {self.cluster_name!r} already exists: pass --keep-cluster to reuse it, "
-                               f"or --cluster-name NAME, or delete it (kind delete cluster --name {self.cluster_name})")
+            raise HarnessError(
+                f"a kind cluster named {self.cluster_name!r} already exists: pass --keep-cluster to reuse it, "
+                f"or --cluster-name NAME, or delete it (kind delete cluster --name {self.cluster_name})"
+            )
         self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
         if self.cluster_name in existing:
             # KindCluster.create() reuses the cluster but needs its kubeconfig in place.
-            self._run([kind, "export", "kubeconfig", f"--name={self.cluster_name}", f"--kubeconfig={self.kubeconfig}"],
-                      "kind export kubeconfig")
+            self._run(
+                [kind, "export", "kubeconfig", f"--name={self.cluster_name}", f"--kubeconfig={self.kubeconfig}"],
+                "kind export kubeconfig",
+            )
         image = self.source_images.node if self.source_images else tools.kind_node_image()
         config = source_kind_config(self.artifacts / "kind") if self.source_images else plan.KIND_CONFIG
-        self.cluster = KindCluster(self.cluster_name, kubeconfig=self.kubeconfig, image=image,
-                                   kind_path=kind_path, kubectl_path=kubectl_path)
+        self.cluster = KindCluster(
+            self.cluster_name, kubeconfig=self.kubeconfig, image=image, kind_path=kind_path, kubectl_path=kubectl_path
+        )
         _say(f"creating kind cluster {self.cluster_name} ({image}); about a minute")
         self.cluster.create(config_file=config)
 
@@ -281,9 +312,16 @@ class KindBackend(KubeBackend):
         for c in stale:
             c.remove(force=True)
         self.upstream_container = upstream_image.run_upstream(
-            client, image, plan.KIND_NETWORK, name=name, cert_chain_pem=server.chain_path.read_bytes(),
-            key_pem=server.key_pem, client_ca_pem=self.pki.public_ca.cert_pem, publish_control=True,
-            labels={"egress-harness/cluster": self.cluster_name})
+            client,
+            image,
+            plan.KIND_NETWORK,
+            name=name,
+            cert_chain_pem=server.chain_path.read_bytes(),
+            key_pem=server.key_pem,
+            client_ca_pem=self.pki.public_ca.cert_pem,
+            publish_control=True,
+            labels={"egress-harness/cluster": self.cluster_name},
+        )
         self.upstream_control_url = self.upstream_container.control_url
         if self.source_images:
             self._route_pods_via_node()
@@ -299,8 +337,10 @@ class KindBackend(KubeBackend):
         node_ip = node.attrs["NetworkSettings"]["Networks"][plan.KIND_NETWORK]["IPAddress"]
         self.upstream_container.container.reload()
         pid = self.upstream_container.container.attrs["State"]["Pid"]
-        self._run(["nsenter", "-t", str(pid), "-n", "ip", "route", "replace", cni.POD_SUBNET, "via", node_ip],
-                  "route to the pods in the stand-in's namespace")
+        self._run(
+            ["nsenter", "-t", str(pid), "-n", "ip", "route", "replace", cni.POD_SUBNET, "via", node_ip],
+            "route to the pods in the stand-in's namespace",
+        )
 
     def _point_dns_at_upstream(self) -> None:
         assert self.upstream_container is not None
@@ -311,11 +351,18 @@ class KindBackend(KubeBackend):
     def _deploy_seed(self) -> None:
         assert self.pki is not None and self.upstream_container is not None
         untrusted = self.pki.other_public_ca()
-        client = self.pki.public_ca.issue_client("gateway-client", "istio-egressgateway",
-                                                 dns_names=["istio-egressgateway.istio-system.svc.cluster.local"],
-                                                 uris=["spiffe://cluster.local/ns/istio-system/sa/istio-egressgateway-service-account"])
-        pems = {"public_ca": self.pki.public_ca.cert_pem.decode(), "untrusted_ca": untrusted.cert_pem.decode(),
-                "client_cert": client.cert_pem.decode(), "client_key": client.key_pem.decode()}
+        client = self.pki.public_ca.issue_client(
+            "gateway-client",
+            "istio-egressgateway",
+            dns_names=["istio-egressgateway.istio-system.svc.cluster.local"],
+            uris=["spiffe://cluster.local/ns/istio-system/sa/istio-egressgateway-service-account"],
+        )
+        pems = {
+            "public_ca": self.pki.public_ca.cert_pem.decode(),
+            "untrusted_ca": untrusted.cert_pem.decode(),
+            "client_cert": client.cert_pem.decode(),
+            "client_key": client.key_pem.decode(),
+        }
         for _name, text in plan.setup_manifests(sleep_image=upstream_image.sleep_tag(), pems=pems).items():
             self.kubectl.run("apply", "-f", "-", input=text)
         for ns in ("default", "test-egress"):
@@ -325,8 +372,13 @@ class KindBackend(KubeBackend):
         def resolved() -> str:
             return self.exec("test-egress/sleep", ["getent", "hosts", UPSTREAM_HOST]).stdout.split()[:1][0]
 
-        poll(f"{UPSTREAM_HOST} to resolve to the stand-in ({want}) in the sleep pods", resolved,
-             ok=lambda got: got == want, timeout=90, interval=1.0)
+        poll(
+            f"{UPSTREAM_HOST} to resolve to the stand-in ({want}) in the sleep pods",
+            resolved,
+            ok=lambda got: got == want,
+            timeout=90,
+            interval=1.0,
+        )
 
     # ---------------------------------------------------------------- evidence
     def collect(self, directory: Path) -> None:

@@ -65,8 +65,9 @@ def trust_values() -> dict[str, dict[str, str]]:
 
 @functools.lru_cache(maxsize=1)
 def _env() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(KIND_FIXTURES)),
-                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(KIND_FIXTURES)), undefined=jinja2.StrictUndefined, keep_trailing_newline=True
+    )
 
 
 def render_fixture(name: str, **values: object) -> str:
@@ -114,7 +115,9 @@ class Kubectl:
             return ExecResult(tuple(args), 124, out, f"[harness] kubectl {' '.join(args[:3])} killed after {timeout}s")
         result = ExecResult(tuple(args), proc.returncode, proc.stdout, proc.stderr)
         if check and not result.ok:
-            raise RuntimeError(f"kubectl {' '.join(args)} failed with exit {proc.returncode}: {proc.stderr.strip()[-500:]}")
+            raise RuntimeError(
+                f"kubectl {' '.join(args)} failed with exit {proc.returncode}: {proc.stderr.strip()[-500:]}"
+            )
         return result
 
     def json(self, *args: str) -> dict:
@@ -126,7 +129,9 @@ class Kubectl:
 
     def delete(self, objs: list[dict], *, wait: bool = True) -> None:
         if objs:
-            self.run("delete", "--ignore-not-found", f"--wait={'true' if wait else 'false'}", "-f", "-", input=to_yaml(objs))
+            self.run(
+                "delete", "--ignore-not-found", f"--wait={'true' if wait else 'false'}", "-f", "-", input=to_yaml(objs)
+            )
 
 
 class PortForward:
@@ -135,7 +140,10 @@ class PortForward:
     def __init__(self, kubectl: Kubectl, namespace: str, pod: str, remote_port: int, timeout: float = 20.0):
         self.proc = subprocess.Popen(
             kubectl.argv("port-forward", "-n", namespace, f"pod/{pod}", f":{remote_port}", "--address=127.0.0.1"),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout
         self.local_port = 0
@@ -150,7 +158,9 @@ class PortForward:
         if not self.local_port:
             err = self.proc.stderr.read() if self.proc.poll() is not None and self.proc.stderr else ""
             self.close()
-            raise RuntimeError(f"kubectl port-forward to {namespace}/{pod}:{remote_port} did not start: {err.strip()[:300]}")
+            raise RuntimeError(
+                f"kubectl port-forward to {namespace}/{pod}:{remote_port} did not start: {err.strip()[:300]}"
+            )
 
     @property
     def url(self) -> str:
@@ -175,13 +185,24 @@ class KubeBackend:
 
     name = "kube"
 
-    def __init__(self, *, kubectl: Kubectl, istioctl: Path, artifacts: Path,
-                 namespaces: dict[str, str] | None = None, convergence_timeout: float = 60.0):
+    def __init__(
+        self,
+        *,
+        kubectl: Kubectl,
+        istioctl: Path,
+        artifacts: Path,
+        namespaces: dict[str, str] | None = None,
+        convergence_timeout: float = 60.0,
+    ):
         self.kubectl = kubectl
         self.istioctl = istioctl
         self.artifacts = artifacts
-        self.namespaces = {"default": "default", "test-egress": "test-egress", ISTIO_NAMESPACE: ISTIO_NAMESPACE,
-                           **(namespaces or {})}
+        self.namespaces = {
+            "default": "default",
+            "test-egress": "test-egress",
+            ISTIO_NAMESPACE: ISTIO_NAMESPACE,
+            **(namespaces or {}),
+        }
         self.convergence_timeout = convergence_timeout
         self.generation = 0
         self._forwards: dict[str, PortForward] = {}
@@ -213,8 +234,11 @@ class KubeBackend:
         logical_ns = pod.split("/", 1)[0]
         selector, container = SEED_PODS[pod]
         namespace = self.ns(logical_ns)
-        pods = [p for p in self.kubectl.json("get", "pods", "-n", namespace, "-l", selector)["items"]
-                if not p["metadata"].get("deletionTimestamp") and p["status"].get("phase") == "Running"]
+        pods = [
+            p
+            for p in self.kubectl.json("get", "pods", "-n", namespace, "-l", selector)["items"]
+            if not p["metadata"].get("deletionTimestamp") and p["status"].get("phase") == "Running"
+        ]
         if len(pods) != 1:
             raise HarnessError(f"expected one running pod for {pod} ({namespace}, {selector}), found {len(pods)}")
         return namespace, pods[0]["metadata"]["name"], container
@@ -262,31 +286,67 @@ class KubeBackend:
         cluster = marker_cluster(gen)
         regex = marker_cluster_regex(gen)
         for pod in self.proxies():
+
             def has_marker(pod=pod) -> bool:
                 pending_from_syncz(self.syncz(), before)
                 dump = self.pilot_agent_request(pod, f"config_dump?resource=dynamic_active_clusters&name_regex={regex}")
                 return bool(json.loads(dump or "{}").get("configs"))
 
-            poll(f"{pod} to accept config generation {gen} (cluster {cluster})", has_marker,
-                 timeout=max(1.0, timeout - (time.monotonic() - started)), interval=0.5)
-        poll("every proxy to ACK every xDS type (istiod /debug/syncz)", lambda: pending_from_syncz(self.syncz(), before),
-             ok=lambda u: not u,
-             timeout=max(1.0, timeout - (time.monotonic() - started)), interval=0.5, describe=lambda u: "; ".join(u))
+            poll(
+                f"{pod} to accept config generation {gen} (cluster {cluster})",
+                has_marker,
+                timeout=max(1.0, timeout - (time.monotonic() - started)),
+                interval=0.5,
+            )
+        poll(
+            "every proxy to ACK every xDS type (istiod /debug/syncz)",
+            lambda: pending_from_syncz(self.syncz(), before),
+            ok=lambda u: not u,
+            timeout=max(1.0, timeout - (time.monotonic() - started)),
+            interval=0.5,
+            describe=lambda u: "; ".join(u),
+        )
         seconds = time.monotonic() - started
         self.timings["last_convergence"] = seconds
         return seconds
 
     def pilot_agent_request(self, pod: str, path: str) -> str:
         namespace, name, _ = self.pod_name(pod)
-        result = self.kubectl.run("exec", "-n", namespace, name, "-c", "istio-proxy", "--",
-                                  "pilot-agent", "request", "GET", path, check=False, timeout=30)
+        result = self.kubectl.run(
+            "exec",
+            "-n",
+            namespace,
+            name,
+            "-c",
+            "istio-proxy",
+            "--",
+            "pilot-agent",
+            "request",
+            "GET",
+            path,
+            check=False,
+            timeout=30,
+        )
         if not result.ok:
             raise RuntimeError(f"pilot-agent request GET {path} in {pod}: {result.stderr.strip()[-300:]}")
         return result.stdout
 
     def syncz(self) -> list[dict]:
-        result = self.kubectl.run("exec", "-n", ISTIO_NAMESPACE, "deploy/istiod", "-c", "discovery", "--",
-                                  "pilot-discovery", "request", "GET", "/debug/syncz", check=False, timeout=30)
+        result = self.kubectl.run(
+            "exec",
+            "-n",
+            ISTIO_NAMESPACE,
+            "deploy/istiod",
+            "-c",
+            "discovery",
+            "--",
+            "pilot-discovery",
+            "request",
+            "GET",
+            "/debug/syncz",
+            check=False,
+            timeout=30,
+        )
         if not result.ok:
             raise RuntimeError(f"istiod /debug/syncz: {result.stderr.strip()[-300:]}")
         data = json.loads(result.stdout or "[]")
@@ -295,8 +355,9 @@ class KubeBackend:
     # ---------------------------------------------------------------- pods
     def exec(self, pod: str, argv: list[str], timeout: float = 30.0) -> ExecResult:
         namespace, name, container = self.pod_name(pod)
-        result = self.kubectl.run("exec", "-n", namespace, name, "-c", container, "--", *argv,
-                                  check=False, timeout=timeout)
+        result = self.kubectl.run(
+            "exec", "-n", namespace, name, "-c", container, "--", *argv, check=False, timeout=timeout
+        )
         return ExecResult(tuple(argv), result.exit_code, result.stdout, result.stderr)
 
     def pod_address(self, pod: str) -> str:
@@ -346,9 +407,16 @@ class KubeBackend:
         if pod not in ("default/sleep", "test-egress/sleep"):
             raise HarnessError(f"only the sleep pods can be redeployed, not {pod!r}")
         namespace = self.ns(pod.split("/", 1)[0])
-        patch = {"spec": {"template": {"metadata": {
-            "labels": {"sidecar.istio.io/inject": "true" if sidecar else "false"},
-            "annotations": {"egress-harness/redeployed-at": str(time.time())}}}}}
+        patch = {
+            "spec": {
+                "template": {
+                    "metadata": {
+                        "labels": {"sidecar.istio.io/inject": "true" if sidecar else "false"},
+                        "annotations": {"egress-harness/redeployed-at": str(time.time())},
+                    }
+                }
+            }
+        }
         self.kubectl.run("patch", "deployment", "sleep", "-n", namespace, "--type=merge", "-p", json.dumps(patch))
         self.kubectl.run("rollout", "status", "deployment/sleep", "-n", namespace, "--timeout=180s", timeout=200)
 
@@ -406,11 +474,16 @@ class KubeBackend:
             save(f"{safe}.clusters.txt", functools.partial(self.pilot_agent_request, pod, "clusters"))
             save(f"{safe}.certs.json", functools.partial(self.pilot_agent_request, pod, "certs"))
             save(f"{safe}.istio-proxy.log", functools.partial(proxy_log, pod))
-        save("istiod.log", lambda: self.kubectl.run("logs", "-n", ISTIO_NAMESPACE, "deploy/istiod", "--tail=2000").stdout)
+        save(
+            "istiod.log", lambda: self.kubectl.run("logs", "-n", ISTIO_NAMESPACE, "deploy/istiod", "--tail=2000").stdout
+        )
         save("istiod-syncz.json", lambda: json.dumps(self.syncz(), indent=2))
         save("events.txt", lambda: self.kubectl.run("get", "events", "-A", "--sort-by=.lastTimestamp").stdout)
         save("pods.txt", lambda: self.kubectl.run("get", "pods", "-A", "-o", "wide").stdout)
-        save("upstream-records.json", lambda: json.dumps([r.__dict__ for r in self.upstream().records()], default=str, indent=2))
+        save(
+            "upstream-records.json",
+            lambda: json.dumps([r.__dict__ for r in self.upstream().records()], default=str, indent=2),
+        )
         save("kubectl-commands.txt", lambda: "\n".join(self.kubectl.log[-500:]))
 
     def close_forwards(self) -> None:

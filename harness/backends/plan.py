@@ -41,8 +41,16 @@ PEM = "<PEM: {} (made at run time)>"
 # ------------------------------------------------------------------------------ command builders
 def kind_create_cmd(kind: str, name: str, kubeconfig: Path, image: str) -> list[str]:
     # The argv pytest-kind's KindCluster.create(config_file=…) runs (it reuses a cluster of that name).
-    return [kind, "create", "cluster", f"--name={name}", f"--kubeconfig={kubeconfig}", f"--image={image}",
-            "--config", str(KIND_CONFIG)]
+    return [
+        kind,
+        "create",
+        "cluster",
+        f"--name={name}",
+        f"--kubeconfig={kubeconfig}",
+        f"--image={image}",
+        "--config",
+        str(KIND_CONFIG),
+    ]
 
 
 def kind_delete_cmd(kind: str, name: str, kubeconfig: Path) -> list[str]:
@@ -59,9 +67,10 @@ def mesh_config_overlay() -> str:
 
     from harness.meshconfig import mesh_config
 
-    return ("# Generated from harness/meshconfig.py: the mesh config every backend installs.\n"
-            + yaml.safe_dump({"apiVersion": "install.istio.io/v1alpha1", "kind": "IstioOperator",
-                              "spec": {"meshConfig": mesh_config()}}, sort_keys=False))
+    return "# Generated from harness/meshconfig.py: the mesh config every backend installs.\n" + yaml.safe_dump(
+        {"apiVersion": "install.istio.io/v1alpha1", "kind": "IstioOperator", "spec": {"meshConfig": mesh_config()}},
+        sort_keys=False,
+    )
 
 
 def write_mesh_config_overlay(directory: Path) -> Path:
@@ -71,27 +80,43 @@ def write_mesh_config_overlay(directory: Path) -> Path:
     return path
 
 
-def istioctl_install_cmd(istioctl: str, kubeconfig: Path, hub: str, tag: str,
-                         overlay: Path | str = "<artifacts>/kind/istio-meshconfig.yaml") -> list[str]:
-    return [istioctl, "install", f"--kubeconfig={kubeconfig}", "-y", "-f", str(ISTIO_OPERATOR), "-f", str(overlay),
-            f"--set=hub={hub}", f"--set=tag={tag}",
-            # Also in the files; repeated so the command alone says what matters.
-            "--set=components.egressGateways[0].name=istio-egressgateway",
-            "--set=components.egressGateways[0].enabled=true",
-            "--set=meshConfig.accessLogFile=/dev/stdout",
-            f"--readiness-timeout={READINESS_TIMEOUT}"]
+def istioctl_install_cmd(
+    istioctl: str, kubeconfig: Path, hub: str, tag: str, overlay: Path | str = "<artifacts>/kind/istio-meshconfig.yaml"
+) -> list[str]:
+    return [
+        istioctl,
+        "install",
+        f"--kubeconfig={kubeconfig}",
+        "-y",
+        "-f",
+        str(ISTIO_OPERATOR),
+        "-f",
+        str(overlay),
+        f"--set=hub={hub}",
+        f"--set=tag={tag}",
+        # Also in the files; repeated so the command alone says what matters.
+        "--set=components.egressGateways[0].name=istio-egressgateway",
+        "--set=components.egressGateways[0].enabled=true",
+        "--set=meshConfig.accessLogFile=/dev/stdout",
+        f"--readiness-timeout={READINESS_TIMEOUT}",
+    ]
 
 
 def istio_install_hint(hub: str, tag: str) -> str:
     """The command a cluster without Istio needs (the cluster backend's refusal names it)."""
-    return " ".join(istioctl_install_cmd("istioctl", Path("$KUBECONFIG"), hub, tag,
-                                         "<python -m harness.backends.plan --mesh-config-overlay>"))
+    return " ".join(
+        istioctl_install_cmd(
+            "istioctl", Path("$KUBECONFIG"), hub, tag, "<python -m harness.backends.plan --mesh-config-overlay>"
+        )
+    )
 
 
 def rollout_cmds(kubectl: str, kubeconfig: Path) -> list[list[str]]:
     k = [kubectl, f"--kubeconfig={kubeconfig}"]
-    return [k + ["rollout", "status", "-n", ISTIO_NAMESPACE, "deployment/istiod", "--timeout=300s"],
-            k + ["rollout", "status", "-n", ISTIO_NAMESPACE, "deployment/istio-egressgateway", "--timeout=300s"]]
+    return [
+        k + ["rollout", "status", "-n", ISTIO_NAMESPACE, "deployment/istiod", "--timeout=300s"],
+        k + ["rollout", "status", "-n", ISTIO_NAMESPACE, "deployment/istio-egressgateway", "--timeout=300s"],
+    ]
 
 
 # ------------------------------------------------------------------------------ plan
@@ -112,10 +137,16 @@ class Plan:
     teardown: list[Step]
 
     def render(self) -> str:
-        out = [f"# egress-harness plan: backend {self.backend} (dry run: nothing below has been run)", "", "## Versions"]
+        out = [
+            f"# egress-harness plan: backend {self.backend} (dry run: nothing below has been run)",
+            "",
+            "## Versions",
+        ]
         out += [f"  {k}: {v}" for k, v in self.versions.items()]
-        out += ["", "## Tools"] + [f"  {t.describe()}" + (f"\n      fetch: {' '.join(t.fetch)}" if t.fetch and not t.path else "")
-                                   for t in self.tools]
+        out += ["", "## Tools"] + [
+            f"  {t.describe()}" + (f"\n      fetch: {' '.join(t.fetch)}" if t.fetch and not t.path else "")
+            for t in self.tools
+        ]
         for title, steps in (("Steps", self.steps), ("Teardown", self.teardown)):
             out += ["", f"## {title}"]
             for i, step in enumerate(steps, 1):
@@ -145,28 +176,46 @@ def _source_overlay() -> str:
 
 def scenario_manifests() -> list[tuple[str, str, str]]:
     """(stage, mode, YAML) of every scenario rendering, with Kubernetes' trust values."""
-    return [(stage, mode, manifests.to_yaml(manifests.render(stage, mode=mode, trust=trust_values())))
-            for stage in manifests.stages() for mode in manifests.MODES]
+    return [
+        (stage, mode, manifests.to_yaml(manifests.render(stage, mode=mode, trust=trust_values())))
+        for stage in manifests.stages()
+        for mode in manifests.MODES
+    ]
 
 
-def setup_manifests(*, sleep_image: str, ns_default: str = "default", ns_test_egress: str = "test-egress",
-                    run_labels: dict[str, str] | None = None, pems: dict[str, str] | None = None) -> dict[str, str]:
+def setup_manifests(
+    *,
+    sleep_image: str,
+    ns_default: str = "default",
+    ns_test_egress: str = "test-egress",
+    run_labels: dict[str, str] | None = None,
+    pems: dict[str, str] | None = None,
+) -> dict[str, str]:
     """The cluster-side manifests the backends apply before the suites run, by file name."""
     pems = pems or {}
     ca = pems.get("public_ca", PEM.format("test public CA that signs the stand-in"))
     return {
-        "namespaces.yaml": render_fixture("namespaces.yaml.j2", ns_default=ns_default, ns_test_egress=ns_test_egress,
-                                          run_labels=run_labels or {}),
+        "namespaces.yaml": render_fixture(
+            "namespaces.yaml.j2", ns_default=ns_default, ns_test_egress=ns_test_egress, run_labels=run_labels or {}
+        ),
         "trust-secrets.yaml": render_fixture(
-            "trust-secrets.yaml.j2", gateway_namespace=ISTIO_NAMESPACE, run_labels=run_labels or {},
-            trust_name=TRUST_NAMES["trust"], wrong_trust_name=TRUST_NAMES["wrong_trust"], client_name=TRUST_NAMES["client"],
-            public_ca_pem=ca, untrusted_ca_pem=pems.get("untrusted_ca", PEM.format("a CA that signed nothing here")),
+            "trust-secrets.yaml.j2",
+            gateway_namespace=ISTIO_NAMESPACE,
+            run_labels=run_labels or {},
+            trust_name=TRUST_NAMES["trust"],
+            wrong_trust_name=TRUST_NAMES["wrong_trust"],
+            client_name=TRUST_NAMES["client"],
+            public_ca_pem=ca,
+            untrusted_ca_pem=pems.get("untrusted_ca", PEM.format("a CA that signed nothing here")),
             client_cert_pem=pems.get("client_cert", PEM.format("the gateway's client certificate")),
-            client_key_pem=pems.get("client_key", PEM.format("its key"))),
-        "sleep-default.yaml": render_fixture("sleep.yaml.j2", namespace=ns_default, image=sleep_image, sidecar=True,
-                                             upstream_ca_pem=ca),
-        "sleep-test-egress.yaml": render_fixture("sleep.yaml.j2", namespace=ns_test_egress, image=sleep_image,
-                                                 sidecar=False, upstream_ca_pem=ca),
+            client_key_pem=pems.get("client_key", PEM.format("its key")),
+        ),
+        "sleep-default.yaml": render_fixture(
+            "sleep.yaml.j2", namespace=ns_default, image=sleep_image, sidecar=True, upstream_ca_pem=ca
+        ),
+        "sleep-test-egress.yaml": render_fixture(
+            "sleep.yaml.j2", namespace=ns_test_egress, image=sleep_image, sidecar=False, upstream_ca_pem=ca
+        ),
     }
 
 
@@ -179,25 +228,59 @@ def source_engine_steps() -> list[Step]:
 
     k8s = programs.KUBERNETES_PROGRAM
     return [
-        Step(f"Start the harness's Docker engine in network namespace {engine.NETNS} (no route off the machine)",
-             [["ip", "netns", "add", engine.NETNS], engine.nsenter(engine.dockerd_argv()),
-              *[engine.nsenter(["ip", "route", "get", a]) for a in engine.PROBE_ADDRESSES]],
-             note="each `ip route get` must fail (nothing is sent); the runc wrapper is the default runtime only "
-                  "when CAP_SYS_RESOURCE is missing from the capability bounding set"),
-        Step("images: " + _programs_title(),
-             [["go", "mod", "tidy"], ["go", "build", "-trimpath", "-ldflags", "<version stamps>", "-o", "<cache>/toolchain/"
-                                       f"{k8s.name}-{k8s.version}-<key>/bin/", *k8s.packages]],
-             go_mod_text(k8s), note="one wrapper module per program, cached by a content key; the Kubernetes one is shown"),
-        *[Step(f"images: {STEPS[name]}", [], note="docker build --network=none, tag = hash of its inputs; skipped when the tag exists")
-          for name in list(STEPS)[1:]],
-        Step(f"Run pytest inside {engine.NETNS}", [engine.nsenter(["python", "-m", "pytest", "suites", "--backend=kind", "…"])],
-             note=f"DOCKER_HOST={engine.docker_host()} EGRESS_HARNESS_IMAGES=source GOPROXY=off; kind, kubectl, istioctl and "
-                  f"port-forwards reach the cluster on that namespace's 127.0.0.1 ({kind_images.__name__})"),
+        Step(
+            f"Start the harness's Docker engine in network namespace {engine.NETNS} (no route off the machine)",
+            [
+                ["ip", "netns", "add", engine.NETNS],
+                engine.nsenter(engine.dockerd_argv()),
+                *[engine.nsenter(["ip", "route", "get", a]) for a in engine.PROBE_ADDRESSES],
+            ],
+            note="each `ip route get` must fail (nothing is sent); the runc wrapper is the default runtime only "
+            "when CAP_SYS_RESOURCE is missing from the capability bounding set",
+        ),
+        Step(
+            "images: " + _programs_title(),
+            [
+                ["go", "mod", "tidy"],
+                [
+                    "go",
+                    "build",
+                    "-trimpath",
+                    "-ldflags",
+                    "<version stamps>",
+                    "-o",
+                    f"<cache>/toolchain/{k8s.name}-{k8s.version}-<key>/bin/",
+                    *k8s.packages,
+                ],
+            ],
+            go_mod_text(k8s),
+            note="one wrapper module per program, cached by a content key; the Kubernetes one is shown",
+        ),
+        *[
+            Step(
+                f"images: {STEPS[name]}",
+                [],
+                note="docker build --network=none, tag = hash of its inputs; skipped when the tag exists",
+            )
+            for name in list(STEPS)[1:]
+        ],
+        Step(
+            f"Run pytest inside {engine.NETNS}",
+            [engine.nsenter(["python", "-m", "pytest", "suites", "--backend=kind", "…"])],
+            note=f"DOCKER_HOST={engine.docker_host()} EGRESS_HARNESS_IMAGES=source GOPROXY=off; kind, kubectl, istioctl and "
+            f"port-forwards reach the cluster on that namespace's 127.0.0.1 ({kind_images.__name__})",
+        ),
     ]
 
 
-def kind_plan(*, cluster_name: str, keep_cluster: bool, istio_version: str, kubeconfig: Path | None = None,
-              images: str = "registry") -> Plan:
+def kind_plan(
+    *,
+    cluster_name: str,
+    keep_cluster: bool,
+    istio_version: str,
+    kubeconfig: Path | None = None,
+    images: str = "registry",
+) -> Plan:
     source = images == "source"
     kind = tools.resolve_kind(fetch=False)
     kubectl = tools.resolve_kubectl(fetch=False)
@@ -232,7 +315,9 @@ def kind_plan(*, cluster_name: str, keep_cluster: bool, istio_version: str, kube
         "images": "source: every image built on this machine" if source else "registry: pulled by the Docker engine",
     }
     if source:
-        versions["kind"] = f"{tools.KIND_VERSION} (NetworkPolicy enforced by kube-router's firewall: harness/toolchain/programs.py)"
+        versions["kind"] = (
+            f"{tools.KIND_VERSION} (NetworkPolicy enforced by kube-router's firewall: harness/toolchain/programs.py)"
+        )
         versions["Kubernetes"] = kubectl.version
         versions["kubectl"] = f"{kubectl.version} (built with Kubernetes)"
     kind_config_text = KIND_CONFIG.read_text()
@@ -245,67 +330,161 @@ def kind_plan(*, cluster_name: str, keep_cluster: bool, istio_version: str, kube
             kind_config_text = source_kind_config(Path(tmp)).read_text()
     steps = source_engine_steps() if source else []
     steps += [
-        Step("Resolve the tools (fetch into the cache what is missing)",
-             [list(t.fetch) for t in (kind, kubectl, istioctl) if t.path is None and t.fetch]),
-        Step(f"Create (or with --keep-cluster reuse) the kind cluster {cluster_name!r}",
-             [kind_create_cmd(kind_bin, cluster_name, kubeconfig, node_image)], kind_config_text,
-             note="pytest_kind.KindCluster(name, kubeconfig, image, kind_path, kubectl_path).create(config_file) runs this"
-                  + (" (kept afterwards)" if keep_cluster else "")),
-        Step("Build the images on the local Docker engine (no pull; base from debootstrap, cached)",
-             [upstream_image.debootstrap_command(Path("<tmp>/root"), "<apt's Debian mirror>"),
-              ["docker", "import", str(upstream_image.rootfs_tarball_path()), upstream_image.base_tag()],
-              ["docker", "tag", upstream_image.base_tag(), sleep_image],
-              ["docker", "build", "--network=none", "--build-arg", f"BASE_IMAGE={upstream_image.base_tag()}",
-               "-t", up_image, "mock_upstream/"]],
-             note="through the docker SDK; debootstrap only when the rootfs tarball is not cached"),
-        Step("Load the sleep image into the cluster" + (" (and Istio's pilot, proxyv2)" if source else ""),
-             [kind_load_cmd(kind_bin, cluster_name, image) for image in
-              ([sleep_image, f"{hub}/pilot:{tag}", f"{hub}/proxyv2:{tag}"] if source else [sleep_image])]),
-        Step("Install Istio with the egress gateway", [istioctl_install_cmd(istioctl_bin, kubeconfig, hub, tag)],
-             ISTIO_OPERATOR.read_text() + "---\n" + (_source_overlay() if source else mesh_config_overlay()),
-             note="the second -f is written from harness/meshconfig.py at run time (shown after the ---)"),
+        Step(
+            "Resolve the tools (fetch into the cache what is missing)",
+            [list(t.fetch) for t in (kind, kubectl, istioctl) if t.path is None and t.fetch],
+        ),
+        Step(
+            f"Create (or with --keep-cluster reuse) the kind cluster {cluster_name!r}",
+            [kind_create_cmd(kind_bin, cluster_name, kubeconfig, node_image)],
+            kind_config_text,
+            note="pytest_kind.KindCluster(name, kubeconfig, image, kind_path, kubectl_path).create(config_file) runs this"
+            + (" (kept afterwards)" if keep_cluster else ""),
+        ),
+        Step(
+            "Build the images on the local Docker engine (no pull; base from debootstrap, cached)",
+            [
+                upstream_image.debootstrap_command(Path("<tmp>/root"), "<apt's Debian mirror>"),
+                ["docker", "import", str(upstream_image.rootfs_tarball_path()), upstream_image.base_tag()],
+                ["docker", "tag", upstream_image.base_tag(), sleep_image],
+                [
+                    "docker",
+                    "build",
+                    "--network=none",
+                    "--build-arg",
+                    f"BASE_IMAGE={upstream_image.base_tag()}",
+                    "-t",
+                    up_image,
+                    "mock_upstream/",
+                ],
+            ],
+            note="through the docker SDK; debootstrap only when the rootfs tarball is not cached",
+        ),
+        Step(
+            "Load the sleep image into the cluster" + (" (and Istio's pilot, proxyv2)" if source else ""),
+            [
+                kind_load_cmd(kind_bin, cluster_name, image)
+                for image in ([sleep_image, f"{hub}/pilot:{tag}", f"{hub}/proxyv2:{tag}"] if source else [sleep_image])
+            ],
+        ),
+        Step(
+            "Install Istio with the egress gateway",
+            [istioctl_install_cmd(istioctl_bin, kubeconfig, hub, tag)],
+            ISTIO_OPERATOR.read_text() + "---\n" + (_source_overlay() if source else mesh_config_overlay()),
+            note="the second -f is written from harness/meshconfig.py at run time (shown after the ---)",
+        ),
         Step("Wait for istiod and the egress gateway (deadline 300s each)", rollout_cmds(kubectl_bin, kubeconfig)),
-        Step(f"Run the stand-in for {UPSTREAM_HOST} as a container on the {KIND_NETWORK!r} Docker network",
-             [["docker", "create", "--name", f"egress-harness-upstream-{cluster_name}", "--network", KIND_NETWORK,
-               "-p", "127.0.0.1::9901", up_image, *upstream_image.upstream_command()],
-              ["docker", "cp", "<run's stand-in cert, key, client CA>", "<container>:/etc/mock-upstream/"],
-              ["docker", "start", f"egress-harness-upstream-{cluster_name}"]],
-             note="its control port is published on 127.0.0.1 only; its certificate is issued by the run's test public CA"),
-        Step(f"Cluster DNS: {UPSTREAM_HOST} -> the stand-in (CoreDNS hosts entry)",
-             [k + ["get", "configmap", "coredns", "-n", "kube-system", "-o", "json"],
-              k + ["apply", "-f", "-", "# the coredns ConfigMap with the block below added"],
-              k + ["rollout", "restart", "-n", "kube-system", "deployment/coredns"],
-              k + ["rollout", "status", "-n", "kube-system", "deployment/coredns", "--timeout=120s"]],
-             add_hosts_block("", "<stand-in address on the kind network>", run=cluster_name),
-             note="IMAGES=source: the Corefile's `forward` blocks are removed too (nothing leaves the cluster)" if source else ""),
+        Step(
+            f"Run the stand-in for {UPSTREAM_HOST} as a container on the {KIND_NETWORK!r} Docker network",
+            [
+                [
+                    "docker",
+                    "create",
+                    "--name",
+                    f"egress-harness-upstream-{cluster_name}",
+                    "--network",
+                    KIND_NETWORK,
+                    "-p",
+                    "127.0.0.1::9901",
+                    up_image,
+                    *upstream_image.upstream_command(),
+                ],
+                ["docker", "cp", "<run's stand-in cert, key, client CA>", "<container>:/etc/mock-upstream/"],
+                ["docker", "start", f"egress-harness-upstream-{cluster_name}"],
+            ],
+            note="its control port is published on 127.0.0.1 only; its certificate is issued by the run's test public CA",
+        ),
+        Step(
+            f"Cluster DNS: {UPSTREAM_HOST} -> the stand-in (CoreDNS hosts entry)",
+            [
+                k + ["get", "configmap", "coredns", "-n", "kube-system", "-o", "json"],
+                k + ["apply", "-f", "-", "# the coredns ConfigMap with the block below added"],
+                k + ["rollout", "restart", "-n", "kube-system", "deployment/coredns"],
+                k + ["rollout", "status", "-n", "kube-system", "deployment/coredns", "--timeout=120s"],
+            ],
+            add_hosts_block("", "<stand-in address on the kind network>", run=cluster_name),
+            note="IMAGES=source: the Corefile's `forward` blocks are removed too (nothing leaves the cluster)"
+            if source
+            else "",
+        ),
     ]
     for fname, text in setup_manifests(sleep_image=sleep_image).items():
         steps.append(Step(f"Apply {fname}", [k + ["apply", "-f", "-"]], text))
-    steps.append(Step("Wait for the sleep pods, and for edition.cnn.com to resolve to the stand-in in them",
-                      [k + ["rollout", "status", "-n", "default", "deployment/sleep", "--timeout=180s"],
-                       k + ["rollout", "status", "-n", "test-egress", "deployment/sleep", "--timeout=180s"],
-                       k + ["exec", "-n", "test-egress", "deploy/sleep", "-c", "sleep", "--", "getent", "hosts", UPSTREAM_HOST]]))
-    steps.append(Step("Per test: validate (istioctl validate -f -), apply, wait until every proxy has the config",
-                      [[istioctl_bin, "validate", "-f", "-"], k + ["apply", "-f", "-"],
-                       k + ["exec", "-n", "<ns>", "<pod>", "-c", "istio-proxy", "--", "pilot-agent", "request", "GET",
-                            "config_dump?resource=dynamic_active_clusters&name_regex=<marker cluster>"],
-                       k + ["exec", "-n", ISTIO_NAMESPACE, "deploy/istiod", "-c", "discovery", "--",
-                            "pilot-discovery", "request", "GET", "/debug/syncz"]],
-                      note="the scenario manifests below, one stage × mTLS mode at a time"))
+    steps.append(
+        Step(
+            "Wait for the sleep pods, and for edition.cnn.com to resolve to the stand-in in them",
+            [
+                k + ["rollout", "status", "-n", "default", "deployment/sleep", "--timeout=180s"],
+                k + ["rollout", "status", "-n", "test-egress", "deployment/sleep", "--timeout=180s"],
+                k
+                + ["exec", "-n", "test-egress", "deploy/sleep", "-c", "sleep", "--", "getent", "hosts", UPSTREAM_HOST],
+            ],
+        )
+    )
+    steps.append(
+        Step(
+            "Per test: validate (istioctl validate -f -), apply, wait until every proxy has the config",
+            [
+                [istioctl_bin, "validate", "-f", "-"],
+                k + ["apply", "-f", "-"],
+                k
+                + [
+                    "exec",
+                    "-n",
+                    "<ns>",
+                    "<pod>",
+                    "-c",
+                    "istio-proxy",
+                    "--",
+                    "pilot-agent",
+                    "request",
+                    "GET",
+                    "config_dump?resource=dynamic_active_clusters&name_regex=<marker cluster>",
+                ],
+                k
+                + [
+                    "exec",
+                    "-n",
+                    ISTIO_NAMESPACE,
+                    "deploy/istiod",
+                    "-c",
+                    "discovery",
+                    "--",
+                    "pilot-discovery",
+                    "request",
+                    "GET",
+                    "/debug/syncz",
+                ],
+            ],
+            note="the scenario manifests below, one stage × mTLS mode at a time",
+        )
+    )
     for stage, mode, text in scenario_manifests():
         steps.append(Step(f"Scenario {stage} [{mode}]", [], text))
     teardown = [
-        Step("Stop port-forwards, remove the stand-in container", [["docker", "rm", "-f", f"egress-harness-upstream-{cluster_name}"]]),
-        Step("Delete the cluster" if not keep_cluster else "Keep the cluster (--keep-cluster)",
-             [kind_delete_cmd(kind_bin, cluster_name, kubeconfig)] if not keep_cluster else []),
+        Step(
+            "Stop port-forwards, remove the stand-in container",
+            [["docker", "rm", "-f", f"egress-harness-upstream-{cluster_name}"]],
+        ),
+        Step(
+            "Delete the cluster" if not keep_cluster else "Keep the cluster (--keep-cluster)",
+            [kind_delete_cmd(kind_bin, cluster_name, kubeconfig)] if not keep_cluster else [],
+        ),
     ]
     if source:
         from harness.images import engine
 
-        teardown.append(Step(f"Remove every container and network of the engine, stop dockerd, delete netns {engine.NETNS}",
-                             [["docker", "rm", "-f", "<every container>"], ["kill", "-TERM", "<dockerd pid>"],
-                              ["ip", "netns", "delete", engine.NETNS]],
-                             note="always, after pass, failure or Ctrl-C (harness/images/with_engine.py); images stay cached"))
+        teardown.append(
+            Step(
+                f"Remove every container and network of the engine, stop dockerd, delete netns {engine.NETNS}",
+                [
+                    ["docker", "rm", "-f", "<every container>"],
+                    ["kill", "-TERM", "<dockerd pid>"],
+                    ["ip", "netns", "delete", engine.NETNS],
+                ],
+                note="always, after pass, failure or Ctrl-C (harness/images/with_engine.py); images stay cached",
+            )
+        )
     return Plan("kind", versions, [kind, kubectl, istioctl], steps, teardown)
 
 
@@ -322,21 +501,42 @@ def cluster_plan(*, kubeconfig: Path | None, istio_version: str, run_id: str = "
     labels = {RUN_LABEL: run_id}
     versions = {"Istio (must already be installed)": istio_version, "kubectl": kubectl.version}
     steps = [
-        Step("Refuse unless Istio and its egress gateway are installed",
-             [k + ["get", "deployment", "-n", ISTIO_NAMESPACE, "istiod", "istio-egressgateway"]],
-             note=f"otherwise: {istio_install_hint(hub, tag)}"),
-        Step("Run the stand-in in a namespace of its own", [k + ["apply", "-f", "-"]], note=f"namespace {ns['internet']}"),
+        Step(
+            "Refuse unless Istio and its egress gateway are installed",
+            [k + ["get", "deployment", "-n", ISTIO_NAMESPACE, "istiod", "istio-egressgateway"]],
+            note=f"otherwise: {istio_install_hint(hub, tag)}",
+        ),
+        Step(
+            "Run the stand-in in a namespace of its own", [k + ["apply", "-f", "-"]], note=f"namespace {ns['internet']}"
+        ),
     ]
-    for fname, text in setup_manifests(sleep_image="$EGRESS_HARNESS_SLEEP_IMAGE", ns_default=ns["default"],
-                                       ns_test_egress=ns["test-egress"], run_labels=labels).items():
+    for fname, text in setup_manifests(
+        sleep_image="$EGRESS_HARNESS_SLEEP_IMAGE",
+        ns_default=ns["default"],
+        ns_test_egress=ns["test-egress"],
+        run_labels=labels,
+    ).items():
         steps.append(Step(f"Apply {fname}", [k + ["apply", "-f", "-"]], text))
-    steps.append(Step("CoreDNS hosts entry (restored at the end)", [k + ["apply", "-f", "-"]],
-                      add_hosts_block("", "<stand-in Service ClusterIP>", run=run_id)))
+    steps.append(
+        Step(
+            "CoreDNS hosts entry (restored at the end)",
+            [k + ["apply", "-f", "-"]],
+            add_hosts_block("", "<stand-in Service ClusterIP>", run=run_id),
+        )
+    )
     for stage, mode, text in scenario_manifests():
-        steps.append(Step(f"Scenario {stage} [{mode}] (namespaces mapped to {ns['default']}, {ns['test-egress']})", [], text))
-    teardown = [Step("Delete the run's namespaces and secrets, restore CoreDNS and namespace labels",
-                     [k + ["delete", "namespace", "-l", f"{RUN_LABEL}={run_id}"],
-                      k + ["delete", "secret", "-n", ISTIO_NAMESPACE, "-l", f"{RUN_LABEL}={run_id}"]])]
+        steps.append(
+            Step(f"Scenario {stage} [{mode}] (namespaces mapped to {ns['default']}, {ns['test-egress']})", [], text)
+        )
+    teardown = [
+        Step(
+            "Delete the run's namespaces and secrets, restore CoreDNS and namespace labels",
+            [
+                k + ["delete", "namespace", "-l", f"{RUN_LABEL}={run_id}"],
+                k + ["delete", "secret", "-n", ISTIO_NAMESPACE, "-l", f"{RUN_LABEL}={run_id}"],
+            ],
+        )
+    ]
     return Plan("cluster", versions, [kubectl, istioctl], steps, teardown)
 
 
@@ -350,19 +550,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-cluster", action="store_true")
     parser.add_argument("--images", choices=["registry", "source"], default="registry")
     parser.add_argument("--kubeconfig", default=None)
-    parser.add_argument("--mesh-config-overlay", action="store_true",
-                        help="print only the mesh-config overlay for `istioctl install -f` and exit")
+    parser.add_argument(
+        "--mesh-config-overlay",
+        action="store_true",
+        help="print only the mesh-config overlay for `istioctl install -f` and exit",
+    )
     args = parser.parse_args(argv)
     if args.mesh_config_overlay:
         sys.stdout.write(mesh_config_overlay())
         return 0
     try:
         if args.backend == "kind":
-            plan = kind_plan(cluster_name=args.cluster_name, keep_cluster=args.keep_cluster,
-                             istio_version=args.istio_version, kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
-                             images=args.images)
+            plan = kind_plan(
+                cluster_name=args.cluster_name,
+                keep_cluster=args.keep_cluster,
+                istio_version=args.istio_version,
+                kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
+                images=args.images,
+            )
         else:
-            plan = cluster_plan(kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None, istio_version=args.istio_version)
+            plan = cluster_plan(
+                kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None, istio_version=args.istio_version
+            )
     except HarnessError as exc:
         print(f"egress-harness: error: {exc}", file=sys.stderr)
         return 2

@@ -242,22 +242,43 @@ def resolve_kind(*, fetch: bool) -> Tool:
     go = shutil.which("go")
     system, arch = os_arch()
     tool = _go_or_download(
-        "kind", KIND_VERSION, cached, fetch,
-        go_plan=(go and ((go, "install", f"{KIND_MODULE}@{KIND_VERSION}"),
-                         f"go install {KIND_MODULE}@{KIND_VERSION} (verified by the Go checksum database) into {cached.parent}",
-                         lambda: _go_install_kind(go, cached.parent))),
+        "kind",
+        KIND_VERSION,
+        cached,
+        fetch,
+        go_plan=(
+            go
+            and (
+                (go, "install", f"{KIND_MODULE}@{KIND_VERSION}"),
+                f"go install {KIND_MODULE}@{KIND_VERSION} (verified by the Go checksum database) into {cached.parent}",
+                lambda: _go_install_kind(go, cached.parent),
+            )
+        ),
         url=f"https://github.com/kubernetes-sigs/kind/releases/download/{KIND_VERSION}/kind-{system}-{arch}",
-        sha=_kind_sha256(), sha_env="EGRESS_HARNESS_KIND_SHA256",
+        sha=_kind_sha256(),
+        sha_env="EGRESS_HARNESS_KIND_SHA256",
     )
     if tool.path is not None:
         version = kind_version_of(cached)
         if version != KIND_VERSION:
-            raise HarnessError(f"fetched kind reports {version}, expected {KIND_VERSION}: remove {cached.parent} and retry")
+            raise HarnessError(
+                f"fetched kind reports {version}, expected {KIND_VERSION}: remove {cached.parent} and retry"
+            )
     return tool
 
 
-def _go_or_download(name: str, version: str, cached: Path, fetch: bool, *, go_plan, url: str, sha: str | None,
-                    sha_env: str, note: str = "") -> Tool:
+def _go_or_download(
+    name: str,
+    version: str,
+    cached: Path,
+    fetch: bool,
+    *,
+    go_plan,
+    url: str,
+    sha: str | None,
+    sha_env: str,
+    note: str = "",
+) -> Tool:
     """A tool fetched by Go when Go is there (go_plan: command shown in the plan, origin, build),
     else downloaded with its sha256 checked. Without `fetch`, only says how it would be fetched."""
     if go_plan:
@@ -312,15 +333,35 @@ def resolve_kubectl(*, fetch: bool, server_minor: str | None = None) -> Tool:
     go = shutil.which("go")
     system, arch = os_arch()
     tool = _go_or_download(
-        "kubectl", KUBECTL_VERSION, cached, fetch,
-        go_plan=(go and ((go, "get", f"k8s.io/kubectl@{KUBECTL_STAGING_VERSION}",
-                          f"k8s.io/component-base@{KUBECTL_STAGING_VERSION}", "&&", go, "build", "-o", str(cached), ".",
-                          f"# in a module with kubectl's main package ({cached.parent}/src)"),
-                         f"go build of k8s.io/kubectl@{KUBECTL_STAGING_VERSION}'s command (verified by the Go checksum "
-                         f"database) into {cached.parent}{path_note}",
-                         lambda: _go_build_kubectl(go, cached.parent))),
+        "kubectl",
+        KUBECTL_VERSION,
+        cached,
+        fetch,
+        go_plan=(
+            go
+            and (
+                (
+                    go,
+                    "get",
+                    f"k8s.io/kubectl@{KUBECTL_STAGING_VERSION}",
+                    f"k8s.io/component-base@{KUBECTL_STAGING_VERSION}",
+                    "&&",
+                    go,
+                    "build",
+                    "-o",
+                    str(cached),
+                    ".",
+                    f"# in a module with kubectl's main package ({cached.parent}/src)",
+                ),
+                f"go build of k8s.io/kubectl@{KUBECTL_STAGING_VERSION}'s command (verified by the Go checksum "
+                f"database) into {cached.parent}{path_note}",
+                lambda: _go_build_kubectl(go, cached.parent),
+            )
+        ),
         url=f"https://dl.k8s.io/release/{KUBECTL_VERSION}/bin/{system}/{arch}/kubectl",
-        sha=_kubectl_sha256(), sha_env="EGRESS_HARNESS_KUBECTL_SHA256", note=path_note,
+        sha=_kubectl_sha256(),
+        sha_env="EGRESS_HARNESS_KUBECTL_SHA256",
+        note=path_note,
     )
     if tool.path is not None:
         tool = Tool("kubectl", kubectl_version_of(cached), tool.origin, cached, tool.fetch)
@@ -337,8 +378,13 @@ def resolve_istioctl(istio_version: str, *, fetch: bool) -> Tool:
     path = Path(override) / "istioctl" if override else cache_root() / f"istio-{release.name}" / "bin" / "istioctl"
     if path.exists():
         return Tool("istioctl", release.stamp, "EGRESS_HARNESS_ISTIO_BIN" if override else "cache", path)
-    tool = Tool("istioctl", release.stamp, f"go install istio.io/istio/istioctl/cmd/istioctl@{release.module_version} "
-                f"({release.provenance})", None, ("python", "-m", "harness.istio_binaries", "--istio-version", release.name))
+    tool = Tool(
+        "istioctl",
+        release.stamp,
+        f"go install istio.io/istio/istioctl/cmd/istioctl@{release.module_version} ({release.provenance})",
+        None,
+        ("python", "-m", "harness.istio_binaries", "--istio-version", release.name),
+    )
     if not fetch:
         return tool
     return Tool("istioctl", release.stamp, "cache (built now)", ensure_istio(istio_version).istioctl)
@@ -366,16 +412,22 @@ def download_verified(url: str, dest: Path, sha256: str | None, env_name: str, *
             try:
                 with httpx.stream("GET", url, follow_redirects=True, timeout=timeout, trust_env=True) as resp:
                     if resp.status_code != 200:
-                        raise HarnessError(f"download of {url} answered {resp.status_code}: fetch it by hand and set {env_name.replace('_SHA256', '')}")
+                        raise HarnessError(
+                            f"download of {url} answered {resp.status_code}: fetch it by hand and set {env_name.replace('_SHA256', '')}"
+                        )
                     for chunk in resp.iter_bytes():
                         h.update(chunk)
                         out.write(chunk)
             except httpx.HTTPError as exc:
-                raise HarnessError(f"cannot download {url} ({type(exc).__name__}: {exc}): "
-                                   f"fetch it by hand and set {env_name.replace('_SHA256', '')}") from None
+                raise HarnessError(
+                    f"cannot download {url} ({type(exc).__name__}: {exc}): "
+                    f"fetch it by hand and set {env_name.replace('_SHA256', '')}"
+                ) from None
         got = h.hexdigest()
         if got != sha256.lower():
-            raise HarnessError(f"checksum mismatch for {url}: got sha256 {got}, expected {sha256.lower()}; nothing was installed")
+            raise HarnessError(
+                f"checksum mismatch for {url}: got sha256 {got}, expected {sha256.lower()}; nothing was installed"
+            )
         tmp.chmod(0o755)
         os.replace(tmp, dest)
     finally:
@@ -387,8 +439,11 @@ def _run_go(argv: list[str], *, cwd: Path, env: dict[str, str], what: str) -> No
     _say(f"{what}: {' '.join(argv)}")
     proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
-        lines = [line for line in (proc.stderr + proc.stdout).splitlines()
-                 if line.strip() and not line.startswith("go: downloading")]
+        lines = [
+            line
+            for line in (proc.stderr + proc.stdout).splitlines()
+            if line.strip() and not line.startswith("go: downloading")
+        ]
         raise HarnessError(f"{what} failed: {(lines[-1] if lines else 'no output')[:300]}")
 
 
@@ -402,7 +457,9 @@ def _go_env() -> dict[str, str]:
 def _go_install_kind(go: str, bin_dir: Path) -> None:
     bin_dir.mkdir(parents=True, exist_ok=True)
     env = _go_env() | {"GOBIN": str(bin_dir)}
-    _run_go([go, "install", f"{KIND_MODULE}@{KIND_VERSION}"], cwd=bin_dir, env=env, what=f"building kind {KIND_VERSION}")
+    _run_go(
+        [go, "install", f"{KIND_MODULE}@{KIND_VERSION}"], cwd=bin_dir, env=env, what=f"building kind {KIND_VERSION}"
+    )
 
 
 def _go_build_kubectl(go: str, bin_dir: Path) -> None:
@@ -414,22 +471,34 @@ def _go_build_kubectl(go: str, bin_dir: Path) -> None:
     (src / "go.mod").write_text("module egress-harness.invalid/kubectl\n\ngo 1.24\n")
     env = _go_env()
     what = f"building kubectl {KUBECTL_VERSION} (a few minutes the first time)"
-    _run_go([go, "get", f"k8s.io/kubectl@{KUBECTL_STAGING_VERSION}", f"k8s.io/component-base@{KUBECTL_STAGING_VERSION}"],
-            cwd=src, env=env, what=what)
+    _run_go(
+        [go, "get", f"k8s.io/kubectl@{KUBECTL_STAGING_VERSION}", f"k8s.io/component-base@{KUBECTL_STAGING_VERSION}"],
+        cwd=src,
+        env=env,
+        what=what,
+    )
     _run_go([go, "mod", "tidy"], cwd=src, env=env, what=what)
     major, minor, _ = parse_version(KUBECTL_VERSION)
-    ldflags = " ".join([
-        "-s", "-w",
-        f"-X k8s.io/client-go/pkg/version.gitVersion={KUBECTL_VERSION}",
-        f"-X k8s.io/component-base/version.gitVersion={KUBECTL_VERSION}",
-        "-X k8s.io/client-go/pkg/version.gitTreeState=clean",
-        "-X k8s.io/component-base/version.gitTreeState=clean",
-        f"-X k8s.io/client-go/pkg/version.gitMajor={major}",
-        f"-X k8s.io/client-go/pkg/version.gitMinor={minor}",
-        f"-X k8s.io/component-base/version.gitMajor={major}",
-        f"-X k8s.io/component-base/version.gitMinor={minor}",
-    ])
-    _run_go([go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(bin_dir / "kubectl"), "."], cwd=src, env=env, what=what)
+    ldflags = " ".join(
+        [
+            "-s",
+            "-w",
+            f"-X k8s.io/client-go/pkg/version.gitVersion={KUBECTL_VERSION}",
+            f"-X k8s.io/component-base/version.gitVersion={KUBECTL_VERSION}",
+            "-X k8s.io/client-go/pkg/version.gitTreeState=clean",
+            "-X k8s.io/component-base/version.gitTreeState=clean",
+            f"-X k8s.io/client-go/pkg/version.gitMajor={major}",
+            f"-X k8s.io/client-go/pkg/version.gitMinor={minor}",
+            f"-X k8s.io/component-base/version.gitMajor={major}",
+            f"-X k8s.io/component-base/version.gitMinor={minor}",
+        ]
+    )
+    _run_go(
+        [go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(bin_dir / "kubectl"), "."],
+        cwd=src,
+        env=env,
+        what=what,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -443,8 +512,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--istio-version", default=DEFAULT_ISTIO_VERSION)
     args = parser.parse_args(argv)
     try:
-        for tool in (resolve_kind(fetch=args.fetch), resolve_kubectl(fetch=args.fetch),
-                     resolve_istioctl(args.istio_version, fetch=args.fetch)):
+        for tool in (
+            resolve_kind(fetch=args.fetch),
+            resolve_kubectl(fetch=args.fetch),
+            resolve_istioctl(args.istio_version, fetch=args.fetch),
+        ):
             print(tool.describe())
     except HarnessError as exc:
         print(f"egress-harness: error: {exc}", file=sys.stderr)

@@ -53,8 +53,17 @@ SLEEP_REPO = "egress-harness/sleep"
 UPSTREAM_PORTS = {"http": 80, "https": 443, "mtls": 8443, "control": 9901}
 CERT_DIR = "/etc/mock-upstream"
 # Removed from the rootfs before it is packed: docs and apt's package lists and downloaded .debs.
-_TRIM = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "var/cache/apt/archives",
-         "var/lib/apt/lists", "var/cache/apt/pkgcache.bin", "var/cache/apt/srcpkgcache.bin", "var/log")
+_TRIM = (
+    "usr/share/doc",
+    "usr/share/man",
+    "usr/share/info",
+    "usr/share/locale",
+    "var/cache/apt/archives",
+    "var/lib/apt/lists",
+    "var/cache/apt/pkgcache.bin",
+    "var/cache/apt/srcpkgcache.bin",
+    "var/log",
+)
 
 
 def _say(msg: str) -> None:
@@ -95,7 +104,9 @@ def parse_apt_sources(text: str, *, deb822: bool) -> list[AptSource]:
         if "deb" not in fields.get("types", "").split() or fields.get("enabled", "yes").lower() == "no":
             continue
         for uri in fields.get("uris", "").split():
-            out.append(AptSource(uri, tuple(fields.get("suites", "").split()), tuple(fields.get("components", "").split())))
+            out.append(
+                AptSource(uri, tuple(fields.get("suites", "").split()), tuple(fields.get("components", "").split()))
+            )
     return out
 
 
@@ -125,8 +136,10 @@ def debian_mirror(apt_dir: Path = Path("/etc/apt"), suite: str = SUITE) -> str:
     for s in usable:
         if any(x in _DEBIAN_SUITES for x in s.suites):
             return s.uri
-    raise HarnessError(f"no Debian mirror with suite {suite} main in {apt_dir}/sources.list*: "
-                       f"set EGRESS_HARNESS_DEBIAN_MIRROR (e.g. http://deb.debian.org/debian)")
+    raise HarnessError(
+        f"no Debian mirror with suite {suite} main in {apt_dir}/sources.list*: "
+        f"set EGRESS_HARNESS_DEBIAN_MIRROR (e.g. http://deb.debian.org/debian)"
+    )
 
 
 # ------------------------------------------------------------------------------ rootfs
@@ -139,21 +152,27 @@ def rootfs_tarball_path(suite: str = SUITE, packages: tuple[str, ...] = BASE_PAC
     return cache_root() / "rootfs" / f"{rootfs_key(suite, packages)}.tar.gz"
 
 
-def debootstrap_command(target: Path, mirror: str, suite: str = SUITE, packages: tuple[str, ...] = BASE_PACKAGES) -> list[str]:
+def debootstrap_command(
+    target: Path, mirror: str, suite: str = SUITE, packages: tuple[str, ...] = BASE_PACKAGES
+) -> list[str]:
     return ["debootstrap", f"--variant={VARIANT}", f"--include={','.join(packages)}", suite, str(target), mirror]
 
 
-def ensure_rootfs_tarball(suite: str = SUITE, packages: tuple[str, ...] = BASE_PACKAGES,
-                          mirror: str | None = None) -> tuple[Path, bool]:
+def ensure_rootfs_tarball(
+    suite: str = SUITE, packages: tuple[str, ...] = BASE_PACKAGES, mirror: str | None = None
+) -> tuple[Path, bool]:
     """The cached rootfs tarball, made with debootstrap if missing. Returns (path, built_now)."""
     tarball = rootfs_tarball_path(suite, packages)
     if tarball.exists():
         return tarball, False
     if not shutil.which("debootstrap"):
-        raise HarnessError("debootstrap is needed to make the images' base (no registry here): apt-get install debootstrap")
+        raise HarnessError(
+            "debootstrap is needed to make the images' base (no registry here): apt-get install debootstrap"
+        )
     if os.geteuid() != 0:
-        raise HarnessError("debootstrap needs root to make the images' base: run as root, or put a rootfs tarball at "
-                           f"{tarball}")
+        raise HarnessError(
+            f"debootstrap needs root to make the images' base: run as root, or put a rootfs tarball at {tarball}"
+        )
     mirror = mirror or debian_mirror(suite=suite)
     tarball.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="rootfs-", dir=tarball.parent))
@@ -167,8 +186,10 @@ def ensure_rootfs_tarball(suite: str = SUITE, packages: tuple[str, ...] = BASE_P
             tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:] or ["no output"]
             log = target / "debootstrap" / "debootstrap.log"
             detail = log.read_text().strip().splitlines()[-1] if log.exists() and log.read_text().strip() else tail[0]
-            raise HarnessError(f"debootstrap {suite} from {mirror} failed: {detail[:300]} "
-                               f"(check the mirror, or set EGRESS_HARNESS_DEBIAN_MIRROR)")
+            raise HarnessError(
+                f"debootstrap {suite} from {mirror} failed: {detail[:300]} "
+                f"(check the mirror, or set EGRESS_HARNESS_DEBIAN_MIRROR)"
+            )
         for rel in _TRIM:
             path = target / rel
             if path.is_dir() and not path.is_symlink():
@@ -181,11 +202,20 @@ def ensure_rootfs_tarball(suite: str = SUITE, packages: tuple[str, ...] = BASE_P
             for entry in sorted(os.listdir(target)):
                 tar.add(target / entry, arcname=entry)
         os.replace(tmp_tar, tarball)
-        tarball.with_suffix(".json").write_text(json.dumps({
-            "suite": suite, "variant": VARIANT, "packages": list(packages), "mirror": mirror,
-            "seconds": round(time.monotonic() - started, 1), "bytes": tarball.stat().st_size,
-            "made_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }, indent=2))
+        tarball.with_suffix(".json").write_text(
+            json.dumps(
+                {
+                    "suite": suite,
+                    "variant": VARIANT,
+                    "packages": list(packages),
+                    "mirror": mirror,
+                    "seconds": round(time.monotonic() - started, 1),
+                    "bytes": tarball.stat().st_size,
+                    "made_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                },
+                indent=2,
+            )
+        )
         _say(f"image base ready in {time.monotonic() - started:.0f}s: {tarball}")
         return tarball, True
     finally:
@@ -248,9 +278,17 @@ def build_upstream_image(client: docker.DockerClient, base: str | None = None) -
         return tag
     _say(f"building {tag} from {UPSTREAM_CONTEXT}/Dockerfile on {base}")
     try:
-        client.images.build(path=str(UPSTREAM_CONTEXT), tag=tag, buildargs={"BASE_IMAGE": base}, pull=False,
-                            rm=True, forcerm=True, network_mode="none", use_config_proxy=False,
-                            labels={"egress-harness": "mock-upstream"})
+        client.images.build(
+            path=str(UPSTREAM_CONTEXT),
+            tag=tag,
+            buildargs={"BASE_IMAGE": base},
+            pull=False,
+            rm=True,
+            forcerm=True,
+            network_mode="none",
+            use_config_proxy=False,
+            labels={"egress-harness": "mock-upstream"},
+        )
     except docker.errors.BuildError as exc:
         lines = [str(x.get("stream") or x.get("error") or "").strip() for x in exc.build_log]
         detail = next((line for line in reversed(lines) if "error" in line.lower()), lines[-1] if lines else str(exc))
@@ -279,9 +317,20 @@ def cert_archive(files: dict[str, bytes], directory: str, mode: int = 0o444) -> 
 
 
 def upstream_command(*, mtls: bool = True) -> list[str]:
-    cmd = ["--listen", "0.0.0.0", "--http-port", str(UPSTREAM_PORTS["http"]),
-           "--https-port", str(UPSTREAM_PORTS["https"]), "--control-port", str(UPSTREAM_PORTS["control"]),
-           "--cert", f"{CERT_DIR}/cert.pem", "--key", f"{CERT_DIR}/key.pem"]
+    cmd = [
+        "--listen",
+        "0.0.0.0",
+        "--http-port",
+        str(UPSTREAM_PORTS["http"]),
+        "--https-port",
+        str(UPSTREAM_PORTS["https"]),
+        "--control-port",
+        str(UPSTREAM_PORTS["control"]),
+        "--cert",
+        f"{CERT_DIR}/cert.pem",
+        "--key",
+        f"{CERT_DIR}/key.pem",
+    ]
     if mtls:
         cmd += ["--mtls-port", str(UPSTREAM_PORTS["mtls"]), "--client-ca", f"{CERT_DIR}/client-ca.pem"]
     return cmd
@@ -307,20 +356,36 @@ class UpstreamContainer:
         return self.container.logs().decode("utf-8", "replace")
 
 
-def run_upstream(client: docker.DockerClient, image: str, network: str, *, name: str,
-                 cert_chain_pem: bytes, key_pem: bytes, client_ca_pem: bytes,
-                 publish_control: bool = True, labels: dict[str, str] | None = None,
-                 timeout: float = 30.0) -> UpstreamContainer:
+def run_upstream(
+    client: docker.DockerClient,
+    image: str,
+    network: str,
+    *,
+    name: str,
+    cert_chain_pem: bytes,
+    key_pem: bytes,
+    client_ca_pem: bytes,
+    publish_control: bool = True,
+    labels: dict[str, str] | None = None,
+    timeout: float = 30.0,
+) -> UpstreamContainer:
     """Create the stand-in on `network`, copy its certificates in, start it, wait for its ready line."""
     ports = {f"{UPSTREAM_PORTS['control']}/tcp": ("127.0.0.1", None)} if publish_control else None
     container = client.containers.create(
-        image, command=upstream_command(mtls=True), name=name, network=network, ports=ports,
-        labels={"egress-harness": "mock-upstream", **(labels or {})}, detach=True,
+        image,
+        command=upstream_command(mtls=True),
+        name=name,
+        network=network,
+        ports=ports,
+        labels={"egress-harness": "mock-upstream", **(labels or {})},
+        detach=True,
     )
     try:
         parent, leaf = CERT_DIR.rsplit("/", 1)
-        container.put_archive(parent or "/", cert_archive(
-            {"cert.pem": cert_chain_pem, "key.pem": key_pem, "client-ca.pem": client_ca_pem}, leaf))
+        container.put_archive(
+            parent or "/",
+            cert_archive({"cert.pem": cert_chain_pem, "key.pem": key_pem, "client-ca.pem": client_ca_pem}, leaf),
+        )
         container.start()
 
         def ready() -> UpstreamPorts | None:
@@ -332,7 +397,9 @@ def run_upstream(client: docker.DockerClient, image: str, network: str, *, name:
             return parse_ready_line(line) if line else None
 
         try:
-            ports_seen = poll(f"the stand-in container {name} to print its ready line", ready, timeout=timeout, interval=0.2)
+            ports_seen = poll(
+                f"the stand-in container {name} to print its ready line", ready, timeout=timeout, interval=0.2
+            )
         except HarnessError:
             raise
         container.reload()

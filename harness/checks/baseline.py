@@ -33,6 +33,9 @@ def check_baseline(sc: Scenario, listeners_before: list[str]) -> None:
     t.run(curl_command(URL, follow=False))
     t.wait_log(SLEEP, 1)  # the sidecar's line is written when the exchange ends; the gateway's would be too
     t.expect(not t.log(GATEWAY), SIDECAR_GATEWAY, "traffic still passes the gateway after delete")
-    t.expect(not [r for r in t.upstream_requests()], SIDECAR_GATEWAY,
-             f"edition.cnn.com is still reachable after delete: {[r.summary() for r in t.upstream_requests()]}")
+    t.expect(
+        not [r for r in t.upstream_requests()],
+        SIDECAR_GATEWAY,
+        f"edition.cnn.com is still reachable after delete: {[r.summary() for r in t.upstream_requests()]}",
+    )
     sc.evidence.observe(before=listeners_before, after=left, client_after=t.result.describe())

@@ -21,8 +21,14 @@ from harness.trace import APP_UPSTREAM, GATEWAY_UPSTREAM, SIDECAR_GATEWAY, SIDEC
 URL = "http://edition.cnn.com/politics"
 CNN_80 = ("outbound|80||edition.cnn.com", "upstream_rq_total")
 
-__all__ = ["CNN_80", "URL", "check_counter_counts_each_request", "check_direct", "check_through_gateway",
-           "gateway_cluster"]
+__all__ = [
+    "CNN_80",
+    "URL",
+    "check_counter_counts_each_request",
+    "check_direct",
+    "check_through_gateway",
+    "gateway_cluster",
+]
 
 
 def check_direct(sc: Scenario) -> None:
@@ -34,10 +40,16 @@ def check_direct(sc: Scenario) -> None:
     if final is None:
         t.fail(APP_UPSTREAM, "no final response")
     headers = final.headers
-    t.expect(headers.get("content-type") == "text/html; charset=utf-8", APP_UPSTREAM,
-             f"final content-type {headers.get('content-type')!r}")
-    t.expect(int(headers.get("content-length", "0")) > 100_000, APP_UPSTREAM,
-             f"final content-length {headers.get('content-length')}")
+    t.expect(
+        headers.get("content-type") == "text/html; charset=utf-8",
+        APP_UPSTREAM,
+        f"final content-type {headers.get('content-type')!r}",
+    )
+    t.expect(
+        int(headers.get("content-length", "0")) > 100_000,
+        APP_UPSTREAM,
+        f"final content-length {headers.get('content-length')}",
+    )
     t.wait_upstream_requests(2)
     verify(t, direct_from(SLEEP, "http"), direct_from(SLEEP, "https"))
     reqs = t.upstream_requests()
@@ -53,32 +65,45 @@ def check_through_gateway(sc: Scenario, requests: int = 2) -> None:
         t = sc.trace(SLEEP, f"curl-{i}", counters=[CNN_80])
         t.run(curl_command(URL))
         with sc.step(f"request {i + 1}: port 80 through the gateway, 443 direct"):
-            verify(t,
-                   statuses([301, 200]),
-                   via_gateway("http", gateway_port),
-                   upstream_header(VIA_HEADER, "istio-egressgateway"),
-                   direct_from(SLEEP, "https"),
-                   counter_grew(CNN_80, 1))
+            verify(
+                t,
+                statuses([301, 200]),
+                via_gateway("http", gateway_port),
+                upstream_header(VIA_HEADER, "istio-egressgateway"),
+                direct_from(SLEEP, "https"),
+                counter_grew(CNN_80, 1),
+            )
 
     # The seed's log line: "GET /politics HTTP/1.1" 301 … "edition.cnn.com" on the gateway.
     with sc.step("the gateway's access log and the hop's TLS"):
         gw_lines = [e for e in t.log(GATEWAY) if e.path == "/politics"]
         t.expect(gw_lines, SIDECAR_GATEWAY, "no GET /politics line in the gateway's access log")
         line = gw_lines[-1]
-        t.expect(line.method == "GET" and line.status == 301 and line.authority == "edition.cnn.com",
-                 GATEWAY_UPSTREAM, f"gateway access log: {line.summary()}")
-        t.expect(line.upstream_cluster == "outbound|80||edition.cnn.com", GATEWAY_UPSTREAM,
-                 f"gateway sent to {line.upstream_cluster}, expected outbound|80||edition.cnn.com")
+        t.expect(
+            line.method == "GET" and line.status == 301 and line.authority == "edition.cnn.com",
+            GATEWAY_UPSTREAM,
+            f"gateway access log: {line.summary()}",
+        )
+        t.expect(
+            line.upstream_cluster == "outbound|80||edition.cnn.com",
+            GATEWAY_UPSTREAM,
+            f"gateway sent to {line.upstream_cluster}, expected outbound|80||edition.cnn.com",
+        )
         verify(t, hop_tls(sc.mode.hop_tls, lambda e: e.path == "/politics"))
-    sc.evidence.observe(peer_port80=sc.backend.pod_address(GATEWAY),
-                        hop_tls=line.get("downstream_tls_version") or "none",
-                        gateway_peer=line.get("downstream_peer_uri_san") or "-")
+    sc.evidence.observe(
+        peer_port80=sc.backend.pod_address(GATEWAY),
+        hop_tls=line.get("downstream_tls_version") or "none",
+        gateway_peer=line.get("downstream_peer_uri_san") or "-",
+    )
 
 
 def check_counter_counts_each_request(sc: Scenario, n: int = 4) -> None:
     t = sc.trace(SLEEP, "curl-burst", counters=[CNN_80])
     for _ in range(n):
         res = sc.backend.exec(SLEEP, curl_command(URL, follow=False))
-        t.expect(res.exit_code == 0 and " 301" in (res.stdout.splitlines() or [""])[0], SIDECAR_GATEWAY,
-                 f"curl: {res.stderr or res.stdout}")
+        t.expect(
+            res.exit_code == 0 and " 301" in (res.stdout.splitlines() or [""])[0],
+            SIDECAR_GATEWAY,
+            f"curl: {res.stderr or res.stdout}",
+        )
     verify(t, counter_grew(CNN_80, n))

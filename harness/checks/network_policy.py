@@ -21,8 +21,11 @@ def check_direct_before_policy(sc: Scenario) -> None:
     t.expect_statuses([200])
     reqs = t.wait_upstream_requests(1)
     pod_ip = sc.backend.pod_address(TEST_EGRESS_SLEEP)
-    t.expect(reqs and reqs[0].peer_address == pod_ip, APP_UPSTREAM,
-             f"expected a direct request from {pod_ip}; saw {[r.summary() for r in reqs]}")
+    t.expect(
+        reqs and reqs[0].peer_address == pod_ip,
+        APP_UPSTREAM,
+        f"expected a direct request from {pod_ip}; saw {[r.summary() for r in reqs]}",
+    )
 
 
 def check_blocked_by_policy(sc: Scenario) -> float:
@@ -31,11 +34,17 @@ def check_blocked_by_policy(sc: Scenario) -> float:
     started = time.monotonic()
     t.run(curl_command(HTTPS_URL, extra=["--connect-timeout", str(CONNECT_TIMEOUT)]))
     took = time.monotonic() - started
-    t.expect(t.result.exit_code in (7, 28) and not t.result.responses, APP_UPSTREAM,
-             f"the policy should block the direct request (connect timeout); got {t.result.describe()}")
+    t.expect(
+        t.result.exit_code in (7, 28) and not t.result.responses,
+        APP_UPSTREAM,
+        f"the policy should block the direct request (connect timeout); got {t.result.describe()}",
+    )
     t.expect(took < CONNECT_TIMEOUT + 5, APP_UPSTREAM, f"the blocked request took {took:.1f}s")
-    t.expect(not t.upstream_connections(), APP_UPSTREAM,
-             f"the stand-in saw a connection despite the policy: {[c.summary() for c in t.upstream_connections()]}")
+    t.expect(
+        not t.upstream_connections(),
+        APP_UPSTREAM,
+        f"the stand-in saw a connection despite the policy: {[c.summary() for c in t.upstream_connections()]}",
+    )
     sc.evidence.observe(blocked=f"{t.result.describe()} after {took:.1f}s")
     return took
 

@@ -32,10 +32,16 @@ def check_before_origination(sc: Scenario) -> None:
     t.run(curl_command(URL))
     t.expect_statuses([301], exit_code=35)
     reqs = t.wait_upstream_requests(1)
-    t.expect([r.listener for r in reqs] == ["http"], SIDECAR_UPSTREAM,
-             f"the stand-in should see only the port-80 request; saw {[r.summary() for r in reqs]}")
-    t.expect(reqs[0].peer_address == sc.backend.pod_address(SLEEP), SIDECAR_UPSTREAM,
-             f"port 80 came from {reqs[0].peer_address}, not the sleep pod")
+    t.expect(
+        [r.listener for r in reqs] == ["http"],
+        SIDECAR_UPSTREAM,
+        f"the stand-in should see only the port-80 request; saw {[r.summary() for r in reqs]}",
+    )
+    t.expect(
+        reqs[0].peer_address == sc.backend.pod_address(SLEEP),
+        SIDECAR_UPSTREAM,
+        f"port 80 came from {reqs[0].peer_address}, not the sleep pod",
+    )
 
 
 def check_origination(sc: Scenario, requests: int = 2) -> None:
@@ -48,26 +54,35 @@ def check_origination(sc: Scenario, requests: int = 2) -> None:
         t = sc.trace(SLEEP, f"curl-{i}", counters=[(CNN_443, "ssl.handshake"), *fail_verify, requests_443])
         t.run(curl_command(URL))
         with sc.step(f"request {i + 1}: the gateway originates TLS"):
-            verify(t,
-                   statuses([200]),
-                   via_gateway("https", gateway_port),
-                   upstream_sni("edition.cnn.com"),
-                   upstream_tls(),
-                   upstream_header(VIA_HEADER, "istio-egressgateway"),
-                   nothing_on("http"),
-                   counter_grew(requests_443, 1),
-                   counters_unchanged(*fail_verify))
+            verify(
+                t,
+                statuses([200]),
+                via_gateway("https", gateway_port),
+                upstream_sni("edition.cnn.com"),
+                upstream_tls(),
+                upstream_header(VIA_HEADER, "istio-egressgateway"),
+                nothing_on("http"),
+                counter_grew(requests_443, 1),
+                counters_unchanged(*fail_verify),
+            )
     with sc.step("the gateway's access log, the hop's TLS, and its own verification of the stand-in"):
         gw = t.wait_log(GATEWAY, 1, where=lambda e: e.path == "/politics")
-        t.expect(gw and gw[-1].status == 200 and gw[-1].upstream_cluster == CNN_443, GATEWAY_UPSTREAM,
-                 f"gateway access log: {[e.summary() for e in gw]}")
+        t.expect(
+            gw and gw[-1].status == 200 and gw[-1].upstream_cluster == CNN_443,
+            GATEWAY_UPSTREAM,
+            f"gateway access log: {[e.summary() for e in gw]}",
+        )
         t.expect(gw[-1].get("upstream_tls_version"), GATEWAY_UPSTREAM, "the gateway's upstream hop used no TLS")
         verify(t, hop_tls(sc.mode.hop_tls, lambda e: e.path == "/politics"))
         # The gateway itself checks the stand-in's certificate: its cluster has the CA and SAN.
         check_gateway_validates(sc, t)
     req = t.via_gateway[-1]
-    sc.evidence.observe(status_chain=t.result.describe() if t.result else "-", sni=req.sni, peer=req.peer_address,
-                        upstream_tls=gw[-1].get("upstream_tls_version"))
+    sc.evidence.observe(
+        status_chain=t.result.describe() if t.result else "-",
+        sni=req.sni,
+        peer=req.peer_address,
+        upstream_tls=gw[-1].get("upstream_tls_version"),
+    )
 
 
 def check_gateway_validates(sc: Scenario, t: Trace) -> None:
@@ -82,13 +97,19 @@ def check_gateway_validates(sc: Scenario, t: Trace) -> None:
     if cluster is None:
         t.fail(GATEWAY_UPSTREAM, f"the gateway has no cluster {CNN_443}")
     validation = upstream_validation(cluster)
-    t.expect("edition.cnn.com" in validation.sans, GATEWAY_UPSTREAM,
-             f"the gateway's {CNN_443} cluster does not check the stand-in's SAN (matchers: {validation.sans})")
+    t.expect(
+        "edition.cnn.com" in validation.sans,
+        GATEWAY_UPSTREAM,
+        f"the gateway's {CNN_443} cluster does not check the stand-in's SAN (matchers: {validation.sans})",
+    )
     t.expect(validation.ca_source, GATEWAY_UPSTREAM, f"the gateway's {CNN_443} cluster has no trusted CA")
     ca_file = (sc.values.get("trust") or {}).get("ca_certificates")
     if ca_file:  # file trust (the local mesh): the CA is the very file the stage configured
-        t.expect(validation.ca_source in (f"file-root:{ca_file}", "inline"), GATEWAY_UPSTREAM,
-                 f"the gateway's {CNN_443} cluster trusts {validation.ca_source}, not {ca_file}")
+        t.expect(
+            validation.ca_source in (f"file-root:{ca_file}", "inline"),
+            GATEWAY_UPSTREAM,
+            f"the gateway's {CNN_443} cluster trusts {validation.ca_source}, not {ca_file}",
+        )
     sc.evidence.observe(gateway_verifies=f"SAN {validation.sans}, CA {validation.ca_source}")
 
 
@@ -117,10 +138,16 @@ def check_wrong_ca(sc: Scenario) -> None:
     t = sc.trace(SLEEP, "curl", counters=[(CNN_443, "ssl.fail_verify_error")])
     t.run(curl_command(URL))
     t.expect_statuses([503])
-    t.expect(not t.upstream_requests(), GATEWAY_UPSTREAM,
-             f"the stand-in served a request despite the wrong CA: {[r.summary() for r in t.upstream_requests()]}")
-    t.expect(t.wait_counter_delta((CNN_443, "ssl.fail_verify_error"), 1) >= 1, GATEWAY_UPSTREAM,
-             "the gateway did not count a verification failure")
+    t.expect(
+        not t.upstream_requests(),
+        GATEWAY_UPSTREAM,
+        f"the stand-in served a request despite the wrong CA: {[r.summary() for r in t.upstream_requests()]}",
+    )
+    t.expect(
+        t.wait_counter_delta((CNN_443, "ssl.fail_verify_error"), 1) >= 1,
+        GATEWAY_UPSTREAM,
+        "the gateway did not count a verification failure",
+    )
     gw = t.wait_log(GATEWAY, 1, where=lambda e: e.path == "/politics")
     t.expect(gw and gw[-1].status == 503, GATEWAY_UPSTREAM, f"gateway access log: {[e.summary() for e in gw]}")
     sc.evidence.observe(status_chain=t.result.describe(), failure=gw[-1].get("upstream_transport_failure_reason"))
@@ -134,8 +161,11 @@ def check_mutual_origination(sc: Scenario) -> None:
     verify(t, statuses([200]), via_gateway("mtls", sc.values["gateway_port"]))
     req = t.via_gateway[-1]
     sans = req.client_cert_sans
-    t.expect("istio-egressgateway.istio-system.svc.cluster.local" in sans, GATEWAY_UPSTREAM,
-             f"the stand-in saw client certificate {req.client_cert_subject!r} with SANs {sans}, not the gateway's")
+    t.expect(
+        "istio-egressgateway.istio-system.svc.cluster.local" in sans,
+        GATEWAY_UPSTREAM,
+        f"the stand-in saw client certificate {req.client_cert_subject!r} with SANs {sans}, not the gateway's",
+    )
     sc.evidence.observe(client_cert=req.client_cert_subject, sni=req.sni, peer=req.peer_address)
 
 
@@ -146,7 +176,9 @@ def check_mutual_origination_without_client_cert(sc: Scenario) -> None:
     t.expect_statuses([503])
     t.expect(not t.upstream_requests(), GATEWAY_UPSTREAM, "the stand-in served a request without a client certificate")
     failed = [c for c in t.upstream_connections() if c.listener == "mtls" and c.handshake_error]
-    t.expect(failed and failed[0].peer_address == sc.backend.pod_address(GATEWAY), GATEWAY_UPSTREAM,
-             f"no failed mutual-TLS handshake from the gateway at the stand-in: {[c.summary() for c in t.upstream_connections()]}")
+    t.expect(
+        failed and failed[0].peer_address == sc.backend.pod_address(GATEWAY),
+        GATEWAY_UPSTREAM,
+        f"no failed mutual-TLS handshake from the gateway at the stand-in: {[c.summary() for c in t.upstream_connections()]}",
+    )
     sc.evidence.observe(status_chain=t.result.describe(), handshake_error=failed[0].handshake_error)
-

@@ -28,11 +28,17 @@ def check_direct_https(sc: Scenario) -> None:
     t.expect_statuses([200])
     reqs = t.wait_upstream_requests(1)
     sleep_ip = sc.backend.pod_address(SLEEP)
-    t.expect([(r.listener, r.peer_address) for r in reqs] == [("https", sleep_ip)], SIDECAR_UPSTREAM,
-             f"expected one https request from the sleep pod {sleep_ip}; saw {[r.summary() for r in reqs]}")
+    t.expect(
+        [(r.listener, r.peer_address) for r in reqs] == [("https", sleep_ip)],
+        SIDECAR_UPSTREAM,
+        f"expected one https request from the sleep pod {sleep_ip}; saw {[r.summary() for r in reqs]}",
+    )
     t.expect(reqs[0].sni == "edition.cnn.com", SIDECAR_UPSTREAM, f"the stand-in saw SNI {reqs[0].sni!r}")
-    t.expect(not t.log(GATEWAY) and t.counter_delta(CNN_443_CX) == 0, SIDECAR_UPSTREAM,
-             "the request passed the gateway although only the ServiceEntry is applied")
+    t.expect(
+        not t.log(GATEWAY) and t.counter_delta(CNN_443_CX) == 0,
+        SIDECAR_UPSTREAM,
+        "the request passed the gateway although only the ServiceEntry is applied",
+    )
     sc.evidence.observe(status_chain=t.result.describe(), peer=sleep_ip, sni=reqs[0].sni)
 
 
@@ -48,36 +54,57 @@ def check_passthrough(sc: Scenario, requests: int = 3, source: str = SLEEP) -> N
             stderr = t.result.stderr if t.result else ""
             subject = re.search(r"subject: (.*)", stderr)
             issuer = re.search(r"issuer: (.*)", stderr)
-            t.expect(subject and "edition.cnn.com" in subject.group(1), APP_UPSTREAM,
-                     f"curl saw certificate subject {subject.group(1) if subject else None!r}: TLS was terminated on the way")
-            t.expect(issuer and "Test Public Root CA" in issuer.group(1), APP_UPSTREAM,
-                     f"curl saw issuer {issuer.group(1) if issuer else None!r}, not the stand-in's CA")
-            verify(t,
-                   via_gateway("https", sc.values["gateway_port"], sidecar_entry=_is_cnn_tls),
-                   upstream_sni("edition.cnn.com"),
-                   counter_grew(CNN_443_CX, 1))
+            t.expect(
+                subject and "edition.cnn.com" in subject.group(1),
+                APP_UPSTREAM,
+                f"curl saw certificate subject {subject.group(1) if subject else None!r}: TLS was terminated on the way",
+            )
+            t.expect(
+                issuer and "Test Public Root CA" in issuer.group(1),
+                APP_UPSTREAM,
+                f"curl saw issuer {issuer.group(1) if issuer else None!r}, not the stand-in's CA",
+            )
+            verify(
+                t,
+                via_gateway("https", sc.values["gateway_port"], sidecar_entry=_is_cnn_tls),
+                upstream_sni("edition.cnn.com"),
+                counter_grew(CNN_443_CX, 1),
+            )
     with sc.step("the gateway's TCP access-log line carries the SNI"):
         gw = t.wait_log(GATEWAY, 1, where=lambda e: e.is_tcp)
-        t.expect(gw and gw[-1].sni == "edition.cnn.com" and gw[-1].upstream_cluster == "outbound|443||edition.cnn.com",
-                 SIDECAR_GATEWAY, f"no TCP line with SNI edition.cnn.com in the gateway's access log: {[e.summary() for e in gw]}")
+        t.expect(
+            gw and gw[-1].sni == "edition.cnn.com" and gw[-1].upstream_cluster == "outbound|443||edition.cnn.com",
+            SIDECAR_GATEWAY,
+            f"no TCP line with SNI edition.cnn.com in the gateway's access log: {[e.summary() for e in gw]}",
+        )
         if source == SLEEP:
             verify(t, hop_tls(sc.mode.hop_tls, lambda e: e.is_tcp))
     req = t.via_gateway[-1]
-    sc.evidence.observe(status_chain=t.result.describe() if t.result else "-", sni=req.sni, peer=req.peer_address,
-                        counter=f"{seed_name(*CNN_443_CX)} +1 per request",
-                        certificate=subject.group(1) if subject else "-")
+    sc.evidence.observe(
+        status_chain=t.result.describe() if t.result else "-",
+        sni=req.sni,
+        peer=req.peer_address,
+        counter=f"{seed_name(*CNN_443_CX)} +1 per request",
+        certificate=subject.group(1) if subject else "-",
+    )
 
 
 def check_openssl_s_client(sc: Scenario) -> None:
     """The seed's troubleshooting step: openssl s_client from the pod shows the stand-in's chain."""
     t = sc.trace(SLEEP, "openssl", counters=[CNN_443_CX])
-    res = sc.backend.exec(SLEEP, ["openssl", "s_client", "-connect", "edition.cnn.com:443",
-                                  "-servername", "edition.cnn.com", "-showcerts"], timeout=15)
+    res = sc.backend.exec(
+        SLEEP,
+        ["openssl", "s_client", "-connect", "edition.cnn.com:443", "-servername", "edition.cnn.com", "-showcerts"],
+        timeout=15,
+    )
     sc.evidence.add_text("openssl.txt", f"exit {res.exit_code}\n{res.stdout}\n--- stderr\n{res.stderr}")
     out = res.stdout + res.stderr
     t.expect("CONNECTED" in out, SIDECAR_GATEWAY, f"openssl did not connect: {res.stderr.strip()[-300:]}")
-    t.expect(re.search(r"0 s:.*CN ?= ?edition\.cnn\.com", out), APP_UPSTREAM,
-             "certificate 0 of the chain is not the stand-in's edition.cnn.com")
+    t.expect(
+        re.search(r"0 s:.*CN ?= ?edition\.cnn\.com", out),
+        APP_UPSTREAM,
+        "certificate 0 of the chain is not the stand-in's edition.cnn.com",
+    )
     t.expect(re.search(r"i:.*Test Public Root CA", out), APP_UPSTREAM, "the chain is not issued by the stand-in's CA")
     t.expect("Verify return code: 0 (ok)" in out, APP_UPSTREAM, "openssl could not verify the chain")
     delta = t.wait_counter_delta(CNN_443_CX, 1)
@@ -95,7 +122,9 @@ def check_gateway_certificate(sc: Scenario) -> None:
         uris = sorted({u for s in sans for u in s.uris})
         sc.evidence.add_json("gateway-cert-sans", [s._asdict() if hasattr(s, "_asdict") else repr(s) for s in sans])
         if GATEWAY_SPIFFE not in uris:
-            raise HopFailure(SIDECAR_GATEWAY, f"the gateway's certificates carry URI SANs {uris}, expected {GATEWAY_SPIFFE}")
+            raise HopFailure(
+                SIDECAR_GATEWAY, f"the gateway's certificates carry URI SANs {uris}, expected {GATEWAY_SPIFFE}"
+            )
     with sc.step("the hop presents it only in istio-mutual mode"):
         t = sc.trace(SLEEP, "curl")
         t.run(curl_command(URL, follow=False))

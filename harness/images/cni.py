@@ -19,13 +19,27 @@ CONFLIST_PATH = "/etc/cni/net.d/10-egress-harness.conflist"
 
 
 def conflist() -> str:
-    return json.dumps({
-        "cniVersion": "0.4.0",
-        "name": "egress-harness",
-        "plugins": [
-            {"type": "ptp", "ipMasq": False, "mtu": 1500,
-             "ipam": {"type": "host-local", "dataDir": "/run/cni-ipam-state",
-                      "routes": [{"dst": "0.0.0.0/0"}], "ranges": [[{"subnet": NODE_POD_CIDR}]]}},
-            {"type": "portmap", "capabilities": {"portMappings": True}},
-        ],
-    }, indent=2) + "\n"
+    return (
+        json.dumps(
+            {
+                "cniVersion": "0.4.0",
+                "name": "egress-harness",
+                "plugins": [
+                    {
+                        "type": "ptp",
+                        "ipMasq": False,
+                        "mtu": 1500,
+                        "ipam": {
+                            "type": "host-local",
+                            "dataDir": "/run/cni-ipam-state",
+                            "routes": [{"dst": "0.0.0.0/0"}],
+                            "ranges": [[{"subnet": NODE_POD_CIDR}]],
+                        },
+                    },
+                    {"type": "portmap", "capabilities": {"portMappings": True}},
+                ],
+            },
+            indent=2,
+        )
+        + "\n"
+    )

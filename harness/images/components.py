@@ -44,12 +44,18 @@ def _scratch(binary: str, dest: str, entrypoint: bool = False) -> str:
 
 def ensure_pause() -> Path:
     """pause, compiled statically from the Kubernetes module's source, cached by its content."""
-    proc = subprocess.run([go_binary(), "mod", "download", "-json", f"k8s.io/kubernetes@{programs.KUBERNETES}"],
-                          capture_output=True, text=True, cwd="/")
+    proc = subprocess.run(
+        [go_binary(), "mod", "download", "-json", f"k8s.io/kubernetes@{programs.KUBERNETES}"],
+        capture_output=True,
+        text=True,
+        cwd="/",
+    )
     try:
         src = Path(json.loads(proc.stdout)["Dir"]) / "build" / "pause" / "linux" / "pause.c"
     except (ValueError, KeyError):
-        raise HarnessError(f"go mod download k8s.io/kubernetes@{programs.KUBERNETES} failed: {proc.stderr.strip()[-200:]}") from None
+        raise HarnessError(
+            f"go mod download k8s.io/kubernetes@{programs.KUBERNETES} failed: {proc.stderr.strip()[-200:]}"
+        ) from None
     out = toolchain_dir() / f"pause-{content_key(src, programs.PAUSE_TAGS[0])}" / "pause"
     if out.exists():
         return out
@@ -57,11 +63,23 @@ def ensure_pause() -> Path:
         raise HarnessError("gcc is needed to build the pause image: apt-get install gcc libc6-dev")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
-    cmd = ["gcc", "-Os", "-Wall", "-Werror", "-static", f"-DVERSION=v{programs.PAUSE_TAGS[0]}", "-o", str(tmp), str(src)]
+    cmd = [
+        "gcc",
+        "-Os",
+        "-Wall",
+        "-Werror",
+        "-static",
+        f"-DVERSION=v{programs.PAUSE_TAGS[0]}",
+        "-o",
+        str(tmp),
+        str(src),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise HarnessError(f"building pause failed: {(proc.stderr or proc.stdout).strip()[-200:]} "
-                           f"(is libc6-dev installed? apt-get install libc6-dev)")
+        raise HarnessError(
+            f"building pause failed: {(proc.stderr or proc.stdout).strip()[-200:]} "
+            f"(is libc6-dev installed? apt-get install libc6-dev)"
+        )
     subprocess.run(["strip", str(tmp)], capture_output=True)
     tmp.rename(out)
     say(f"built pause {programs.PAUSE_TAGS[0]}: {out}")
@@ -79,20 +97,44 @@ def ensure_component_images(client: docker.DockerClient, rootfs: str) -> dict[st
         out[ref] = build(client, local, dockerfile, files, what=what)
 
     for comp in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
-        one(f"{REGISTRY}/{comp}:{programs.KUBERNETES}", _scratch(comp, f"/usr/local/bin/{comp}"), {comp: k8s / comp}, comp)
-    one(f"{REGISTRY}/kube-proxy:{programs.KUBERNETES}",
-        f"FROM {rootfs}\nCOPY kube-proxy /usr/local/bin/kube-proxy\n", {"kube-proxy": k8s / "kube-proxy"}, "kube-proxy")
-    one(f"{REGISTRY}/etcd:{programs.ETCD_TAG}", _scratch("etcd", "/usr/local/bin/etcd"),
-        {"etcd": ensure_program(programs.ETCD) / "etcd"}, "etcd")
-    one(f"{REGISTRY}/coredns/coredns:{programs.COREDNS_TAG}", _scratch("coredns", "/coredns", entrypoint=True),
-        {"coredns": ensure_program(programs.COREDNS) / "coredns"}, "coredns")
+        one(
+            f"{REGISTRY}/{comp}:{programs.KUBERNETES}",
+            _scratch(comp, f"/usr/local/bin/{comp}"),
+            {comp: k8s / comp},
+            comp,
+        )
+    one(
+        f"{REGISTRY}/kube-proxy:{programs.KUBERNETES}",
+        f"FROM {rootfs}\nCOPY kube-proxy /usr/local/bin/kube-proxy\n",
+        {"kube-proxy": k8s / "kube-proxy"},
+        "kube-proxy",
+    )
+    one(
+        f"{REGISTRY}/etcd:{programs.ETCD_TAG}",
+        _scratch("etcd", "/usr/local/bin/etcd"),
+        {"etcd": ensure_program(programs.ETCD) / "etcd"},
+        "etcd",
+    )
+    one(
+        f"{REGISTRY}/coredns/coredns:{programs.COREDNS_TAG}",
+        _scratch("coredns", "/coredns", entrypoint=True),
+        {"coredns": ensure_program(programs.COREDNS) / "coredns"},
+        "coredns",
+    )
     pause = ensure_pause()
     for tag in programs.PAUSE_TAGS:
         one(f"{REGISTRY}/pause:{tag}", _scratch("pause", "/pause", entrypoint=True), {"pause": pause}, "pause")
     kube_router = ensure_program(programs.KUBE_ROUTER) / "kube-router"
-    dockerfile = f"FROM {rootfs}\nCOPY kube-router /usr/local/bin/kube-router\nENTRYPOINT [\"/usr/local/bin/kube-router\"]\n"
-    out[KUBE_ROUTER_IMAGE] = build(client, f"{LOCAL}/kube-router-build:{content_key(dockerfile, kube_router)}",
-                                   dockerfile, {"kube-router": kube_router}, what="kube-router")
+    dockerfile = (
+        f'FROM {rootfs}\nCOPY kube-router /usr/local/bin/kube-router\nENTRYPOINT ["/usr/local/bin/kube-router"]\n'
+    )
+    out[KUBE_ROUTER_IMAGE] = build(
+        client,
+        f"{LOCAL}/kube-router-build:{content_key(dockerfile, kube_router)}",
+        dockerfile,
+        {"kube-router": kube_router},
+        what="kube-router",
+    )
     return out
 
 

@@ -57,8 +57,9 @@ def has_image(client: docker.DockerClient, tag: str) -> bool:
         return False
 
 
-def build(client: docker.DockerClient, tag: str, dockerfile: str, files: Mapping[str, Path | bytes | str],
-          *, what: str) -> str:
+def build(
+    client: docker.DockerClient, tag: str, dockerfile: str, files: Mapping[str, Path | bytes | str], *, what: str
+) -> str:
     """Build `tag` from `dockerfile` and a context made of `files` (context path -> source file, directory
     or content). Returns the tag; does nothing when the tag exists."""
     if has_image(client, tag):
@@ -83,8 +84,16 @@ def build(client: docker.DockerClient, tag: str, dockerfile: str, files: Mapping
         error = ""
         with log_path.open("w") as log:
             log.write(dockerfile + "\n----\n")
-            for chunk in client.api.build(path=str(ctx), tag=tag, pull=False, rm=True, forcerm=True,
-                                          network_mode="none", decode=True, labels={"egress-harness": what}):
+            for chunk in client.api.build(
+                path=str(ctx),
+                tag=tag,
+                pull=False,
+                rm=True,
+                forcerm=True,
+                network_mode="none",
+                decode=True,
+                labels={"egress-harness": what},
+            ):
                 text = chunk.get("stream") or chunk.get("status") or ""
                 if chunk.get("error"):
                     error = chunk["error"].strip()

@@ -67,12 +67,16 @@ def lacks_cap_sys_resource(status: str | None = None) -> bool:
 
 def preflight() -> None:
     if os.geteuid() != 0:
-        raise HarnessError("IMAGES=source starts its own Docker engine in a network namespace, which needs root: "
-                           "run as root (sudo make e2e BACKEND=kind IMAGES=source)")
+        raise HarnessError(
+            "IMAGES=source starts its own Docker engine in a network namespace, which needs root: "
+            "run as root (sudo make e2e BACKEND=kind IMAGES=source)"
+        )
     missing = [b for b in ("dockerd", "containerd", "runc", "nsenter", "ip", "iptables") if shutil.which(b) is None]
     if missing:
-        raise HarnessError(f"missing {', '.join(missing)} for the harness's Docker engine: "
-                           f"apt-get install docker.io iproute2 iptables util-linux")
+        raise HarnessError(
+            f"missing {', '.join(missing)} for the harness's Docker engine: "
+            f"apt-get install docker.io iproute2 iptables util-linux"
+        )
 
 
 def nsenter(argv: list[str]) -> list[str]:
@@ -103,9 +107,16 @@ def _ping() -> bool:
 
 
 def dockerd_argv() -> list[str]:
-    argv = [shutil.which("dockerd") or "dockerd", f"--data-root={data_root()}", f"--exec-root={RUN_DIR / 'exec'}",
-            f"--pidfile={RUN_DIR / 'dockerd.pid'}", f"--host={docker_host()}", "--log-level=warn",
-            "--containerd-namespace=eh-engine", "--containerd-plugins-namespace=eh-engine-plugins"]
+    argv = [
+        shutil.which("dockerd") or "dockerd",
+        f"--data-root={data_root()}",
+        f"--exec-root={RUN_DIR / 'exec'}",
+        f"--pidfile={RUN_DIR / 'dockerd.pid'}",
+        f"--host={docker_host()}",
+        "--log-level=warn",
+        "--containerd-namespace=eh-engine",
+        "--containerd-plugins-namespace=eh-engine-plugins",
+    ]
     if lacks_cap_sys_resource():
         argv += [f"--add-runtime={RUNTIME_NAME}={WRAPPER}", f"--default-runtime={RUNTIME_NAME}"]
     return argv
@@ -126,8 +137,9 @@ def start(timeout: float = 60.0) -> None:
     env["EH_REAL_RUNC"] = shutil.which("runc") or "runc"
     started = time.monotonic()
     with open(log, "ab") as out:
-        proc = subprocess.Popen(nsenter(dockerd_argv()), stdout=out, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            nsenter(dockerd_argv()), stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
     while time.monotonic() - started < timeout:
         if proc.poll() is not None:
             tail = log.read_text(errors="replace").strip().splitlines()[-2:]
@@ -151,8 +163,9 @@ def isolation_report(ns_path: Path = NETNS_PATH) -> str:
     `ip route get` only asks the namespace's routing table."""
     problems = []
     for addr in PROBE_ADDRESSES:
-        proc = subprocess.run(["nsenter", f"--net={ns_path}", "--", "ip", "route", "get", addr],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            ["nsenter", f"--net={ns_path}", "--", "ip", "route", "get", addr], capture_output=True, text=True
+        )
         if proc.returncode == 0:
             problems.append(f"{addr}: {proc.stdout.strip()}")
     return "; ".join(problems)
@@ -188,8 +201,11 @@ def stop() -> None:
             _alive(pid)
     _kill_leftovers()
     roots = (str(RUN_DIR), str(data_root()))
-    mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
-              if line.split()[1].startswith(roots)]
+    mounts = [
+        line.split()[1]
+        for line in Path("/proc/self/mounts").read_text().splitlines()
+        if line.split()[1].startswith(roots)
+    ]
     for mnt in sorted(mounts, key=len, reverse=True):
         subprocess.run(["umount", "-l", mnt], capture_output=True)
     if NETNS_PATH.exists():
@@ -228,7 +244,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.action == "remove-cache":
             remove_cache()
         else:
-            print(f"running={running()} socket={SOCKET} isolation={'ok' if not NETNS_PATH.exists() or not isolation_report() else isolation_report()}")
+            print(
+                f"running={running()} socket={SOCKET} isolation={'ok' if not NETNS_PATH.exists() or not isolation_report() else isolation_report()}"
+            )
     except HarnessError as exc:
         print(f"egress-harness: error: {exc}", file=sys.stderr)
         return 2

@@ -56,11 +56,20 @@ def ensure_istio_images(client: docker.DockerClient, rootfs: str, istio_version:
     pilot_file = _PILOT.format(rootfs=rootfs)
     proxy_file = _PROXYV2.format(rootfs=rootfs, istio_version=istio_version)
     tag = f"{istio_version}-{content_key(pilot_file, proxy_file, binaries.pilot_discovery, binaries.pilot_agent, bootstrap, envoy, envoy_release)}"
-    build(client, f"{HUB}/pilot:{tag}", pilot_file,
-          {"pilot-discovery": binaries.pilot_discovery, "envoy_bootstrap_tmpl.json": bootstrap}, what="istio pilot")
-    build(client, f"{HUB}/proxyv2:{tag}", proxy_file,
-          {"pilot-agent": binaries.pilot_agent, "envoy": envoy, "envoy_bootstrap_tmpl.json": bootstrap},
-          what=f"istio proxyv2 (Envoy {envoy_release})")
+    build(
+        client,
+        f"{HUB}/pilot:{tag}",
+        pilot_file,
+        {"pilot-discovery": binaries.pilot_discovery, "envoy_bootstrap_tmpl.json": bootstrap},
+        what="istio pilot",
+    )
+    build(
+        client,
+        f"{HUB}/proxyv2:{tag}",
+        proxy_file,
+        {"pilot-agent": binaries.pilot_agent, "envoy": envoy, "envoy_bootstrap_tmpl.json": bootstrap},
+        what=f"istio proxyv2 (Envoy {envoy_release})",
+    )
     return HUB, tag
 
 

@@ -26,7 +26,7 @@ from harness.images.docker_build import say
 # The steps of ensure_all, in order, with what each makes: the plan (harness/backends/plan.py)
 # prints these same titles.
 STEPS = {
-    "programs": "Go programs from the module proxy (harness/toolchain): " ,
+    "programs": "Go programs from the module proxy (harness/toolchain): ",
     "rootfs": "Debian rootfs of the kind base (debootstrap, cached tarball), docker import",
     "base": "kind base image: kind v0.33.0's images/base steps on that rootfs, containerd v2, crictl",
     "components": "control-plane images kubeadm asks for, CoreDNS, pause, kube-router (NetworkPolicy)",
@@ -85,8 +85,16 @@ def ensure_all(client, istio_version: str) -> KindImages:
     hub, tag = step("istio", lambda: istio.ensure_istio_images(client, rootfs, istio_version))
     base = step("sleep", lambda: upstream_image.ensure_base_image(client))
     upstream = step("upstream", lambda: upstream_image.build_upstream_image(client, base))
-    return KindImages(node=node, istio_hub=hub, istio_tag=tag, sleep=upstream_image.sleep_tag(), upstream=upstream,
-                      kind=str(bins["kind"] / "kind"), kubectl=str(bins["kubernetes"] / "kubectl"), timings=timings)
+    return KindImages(
+        node=node,
+        istio_hub=hub,
+        istio_tag=tag,
+        sleep=upstream_image.sleep_tag(),
+        upstream=upstream,
+        kind=str(bins["kind"] / "kind"),
+        kubectl=str(bins["kubernetes"] / "kubectl"),
+        timings=timings,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,8 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as exc:
         print(f"egress-harness: error: {exc}", file=sys.stderr)
         return 2
-    say(f"kind images ready in {time.monotonic() - started:.0f}s: node {images.node}, "
-        f"istio {images.istio_hub}/{{pilot,proxyv2}}:{images.istio_tag}")
+    say(
+        f"kind images ready in {time.monotonic() - started:.0f}s: node {images.node}, "
+        f"istio {images.istio_hub}/{{pilot,proxyv2}}:{images.istio_tag}"
+    )
     return 0
 
 

@@ -36,9 +36,28 @@ if TYPE_CHECKING:
     import docker
 
 KIND_ROOTFS_PACKAGES = (
-    "systemd", "dbus", "conntrack", "iptables", "nftables", "ipset", "iproute2", "ethtool", "util-linux", "mount",
-    "kmod", "libseccomp2", "pigz", "e2fsprogs", "bash", "ca-certificates", "curl", "jq", "procps", "runc",
-    "containernetworking-plugins", "socat",
+    "systemd",
+    "dbus",
+    "conntrack",
+    "iptables",
+    "nftables",
+    "ipset",
+    "iproute2",
+    "ethtool",
+    "util-linux",
+    "mount",
+    "kmod",
+    "libseccomp2",
+    "pigz",
+    "e2fsprogs",
+    "bash",
+    "ca-certificates",
+    "curl",
+    "jq",
+    "procps",
+    "runc",
+    "containernetworking-plugins",
+    "socat",
 )
 ROOTFS_REPO = "egress-harness/kind-rootfs"
 BASE_REPO = "egress-harness/kind-base"
@@ -48,15 +67,21 @@ NODE_REPO = "egress-harness/kind-node"
 def kind_files() -> Path:
     """kind's images/base/files from the Go module cache."""
     go = go_binary()
-    proc = subprocess.run([go, "mod", "download", "-json", f"sigs.k8s.io/kind@{programs.KIND.version}"],
-                          capture_output=True, text=True, cwd="/")
+    proc = subprocess.run(
+        [go, "mod", "download", "-json", f"sigs.k8s.io/kind@{programs.KIND.version}"],
+        capture_output=True,
+        text=True,
+        cwd="/",
+    )
     import json
 
     try:
         directory = Path(json.loads(proc.stdout)["Dir"])
     except (ValueError, KeyError):
-        raise HarnessError(f"go mod download sigs.k8s.io/kind@{programs.KIND.version} failed: "
-                           f"{(proc.stderr or proc.stdout).strip()[-200:]}") from None
+        raise HarnessError(
+            f"go mod download sigs.k8s.io/kind@{programs.KIND.version} failed: "
+            f"{(proc.stderr or proc.stdout).strip()[-200:]}"
+        ) from None
     return directory / "images" / "base" / "files"
 
 
@@ -105,8 +130,10 @@ ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]
 def ensure_base_image(client: docker.DockerClient) -> str:
     rootfs = ensure_rootfs_image(client)
     files = kind_files()
-    bins = {f"bin/{name}": ensure_program(programs.CONTAINERD) / name
-            for name in ("containerd", "ctr", "containerd-shim-runc-v2")}
+    bins = {
+        f"bin/{name}": ensure_program(programs.CONTAINERD) / name
+        for name in ("containerd", "ctr", "containerd-shim-runc-v2")
+    }
     bins["bin/crictl"] = ensure_program(programs.CRICTL) / "crictl"
     dockerfile = _BASE_DOCKERFILE.format(rootfs=rootfs)
     tag = f"{BASE_REPO}:{content_key(dockerfile, files, *bins.values())}"
@@ -145,15 +172,33 @@ def ensure_node_image(client: docker.DockerClient, components: dict[str, str], d
 
     say(f"building image {tag} (kind node image; log: {log_path})")
     started = time.monotonic()
-    container = client.containers.run(base, entrypoint=["sleep", "infinity"], privileged=True, detach=True,
-                                      network_mode="none", labels={"egress-harness": "kind-node-build"})
+    container = client.containers.run(
+        base,
+        entrypoint=["sleep", "infinity"],
+        privileged=True,
+        detach=True,
+        network_mode="none",
+        labels={"egress-harness": "kind-node-build"},
+    )
     try:
         with log_path.open("w") as log:
-            container.put_archive("/usr/bin", _tar({n: (k8s_bin / n).read_bytes() for n in ("kubeadm", "kubelet", "kubectl")}))
-            container.put_archive("/kind", _tar({"version": programs.KUBERNETES.encode() + b"\n",
-                                                 "manifests/default-cni.yaml": default_cni.encode(),
-                                                 "manifests/default-storage.yaml": _STORAGE.encode()}, 0o644))
-            container.put_archive("/etc/cni/net.d", _tar({Path(cni.CONFLIST_PATH).name: cni.conflist().encode()}, 0o644))
+            container.put_archive(
+                "/usr/bin", _tar({n: (k8s_bin / n).read_bytes() for n in ("kubeadm", "kubelet", "kubectl")})
+            )
+            container.put_archive(
+                "/kind",
+                _tar(
+                    {
+                        "version": programs.KUBERNETES.encode() + b"\n",
+                        "manifests/default-cni.yaml": default_cni.encode(),
+                        "manifests/default-storage.yaml": _STORAGE.encode(),
+                    },
+                    0o644,
+                ),
+            )
+            container.put_archive(
+                "/etc/cni/net.d", _tar({Path(cni.CONFLIST_PATH).name: cni.conflist().encode()}, 0o644)
+            )
             container.exec_run(["mkdir", "-p", "/kind/images"])
             for ref, local in components.items():
                 client.images.get(local).tag(*ref.rsplit(":", 1))
@@ -161,19 +206,26 @@ def ensure_node_image(client: docker.DockerClient, components: dict[str, str], d
                 name = ref.replace("/", "_").replace(":", "_") + ".tar"
                 container.put_archive("/kind/images", _tar({name: data}, 0o644))
                 log.write(f"copied {ref} ({len(data)} bytes)\n")
-            script = ("containerd >/var/log/containerd-build.log 2>&1 & pid=$!; "
-                      "i=0; until ctr version >/dev/null 2>&1; do i=$((i+1)); [ $i -gt 300 ] && exit 9; sleep 0.1; done; "
-                      "for f in /kind/images/*.tar; do ctr --namespace=k8s.io images import "
-                      "--label=io.cri-containerd.pinned=pinned --all-platforms --no-unpack --digests \"$f\" || exit 1; done; "
-                      "ctr --namespace=k8s.io images ls -q; kill $pid; wait $pid; rm -rf /kind/images /var/log/containerd-build.log")
+            script = (
+                "containerd >/var/log/containerd-build.log 2>&1 & pid=$!; "
+                "i=0; until ctr version >/dev/null 2>&1; do i=$((i+1)); [ $i -gt 300 ] && exit 9; sleep 0.1; done; "
+                "for f in /kind/images/*.tar; do ctr --namespace=k8s.io images import "
+                '--label=io.cri-containerd.pinned=pinned --all-platforms --no-unpack --digests "$f" || exit 1; done; '
+                "ctr --namespace=k8s.io images ls -q; kill $pid; wait $pid; rm -rf /kind/images /var/log/containerd-build.log"
+            )
             rc, out = container.exec_run(["sh", "-c", script])
             log.write(out.decode(errors="replace"))
             if rc != 0:
-                raise HarnessError(f"building image {tag} failed: importing the component images exited {rc} (log: {log_path})")
+                raise HarnessError(
+                    f"building image {tag} failed: importing the component images exited {rc} (log: {log_path})"
+                )
             repo, version = tag.split(":")
             # STOPSIGNAL and ENV come with the container's config from the base image.
-            container.commit(repository=repo, tag=version,
-                             changes=['ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]', 'CMD []'])
+            container.commit(
+                repository=repo,
+                tag=version,
+                changes=['ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]', "CMD []"],
+            )
     except docker.errors.APIError as exc:
         raise HarnessError(f"building image {tag} failed: {exc.explanation or exc} (log: {log_path})") from None
     finally:

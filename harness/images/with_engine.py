@@ -40,8 +40,10 @@ def preflight() -> None:
     root.mkdir(parents=True, exist_ok=True)
     free_gb = shutil.disk_usage(root).free / 1e9
     if free_gb < MIN_FREE_GB_COLD and not (engine.data_root() / "image").exists():
-        raise HarnessError(f"only {free_gb:.1f} GB free under {root}; the kind images need about {MIN_FREE_GB_COLD} GB "
-                           f"the first time: free some disk or set EGRESS_HARNESS_CACHE to a larger disk")
+        raise HarnessError(
+            f"only {free_gb:.1f} GB free under {root}; the kind images need about {MIN_FREE_GB_COLD} GB "
+            f"the first time: free some disk or set EGRESS_HARNESS_CACHE to a larger disk"
+        )
 
 
 def clean_engine_contents() -> None:
@@ -52,8 +54,9 @@ def clean_engine_contents() -> None:
     ids = subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True, env=env).stdout.split()
     if ids:
         subprocess.run(["docker", "rm", "-f", "-v", *ids], capture_output=True, env=env)
-    nets = subprocess.run(["docker", "network", "ls", "--filter", "type=custom", "-q"], capture_output=True, text=True,
-                          env=env).stdout.split()
+    nets = subprocess.run(
+        ["docker", "network", "ls", "--filter", "type=custom", "-q"], capture_output=True, text=True, env=env
+    ).stdout.split()
     if nets:
         subprocess.run(["docker", "network", "rm", *nets], capture_output=True, env=env)
 
@@ -72,8 +75,14 @@ def run(command: list[str], istio_version: str) -> int:
         images = ensure_all(client, istio_version)
         client.close()
         say(f"images: all ready in {time.monotonic() - started:.0f}s; running the suites in netns {engine.NETNS}")
-        env = dict(os.environ, DOCKER_HOST=engine.docker_host(), EGRESS_HARNESS_IMAGES="source",
-                   GOPROXY="off", EGRESS_HARNESS_KIND=images.kind, EGRESS_HARNESS_KUBECTL=images.kubectl)
+        env = dict(
+            os.environ,
+            DOCKER_HOST=engine.docker_host(),
+            EGRESS_HARNESS_IMAGES="source",
+            GOPROXY="off",
+            EGRESS_HARNESS_KIND=images.kind,
+            EGRESS_HARNESS_KUBECTL=images.kubectl,
+        )
         child = subprocess.Popen(engine.nsenter(command), env=env)
         previous = signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGTERM))
         try:
@@ -103,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--istio-version", default=DEFAULT_ISTIO_VERSION)
     args = parser.parse_args(argv[:cut])
     try:
-        return run(argv[cut + 1:], args.istio_version)
+        return run(argv[cut + 1 :], args.istio_version)
     except HarnessError as exc:
         print(f"egress-harness: error: {exc}", file=sys.stderr)
         return 2

@@ -70,12 +70,17 @@ def toolchain_binaries() -> tuple[Path, Path, Path]:
 
 
 def kubeconfig_text(server: str, ca: Path, cert: Path, key: Path, name: str = "egress-harness-local") -> str:
-    return json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": name,
-        "clusters": [{"name": name, "cluster": {"server": server, "certificate-authority": str(ca)}}],
-        "users": [{"name": "admin", "user": {"client-certificate": str(cert), "client-key": str(key)}}],
-        "contexts": [{"name": name, "context": {"cluster": name, "user": "admin"}}],
-    }, indent=2)
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": name,
+            "clusters": [{"name": name, "cluster": {"server": server, "certificate-authority": str(ca)}}],
+            "users": [{"name": "admin", "user": {"client-certificate": str(cert), "client-key": str(key)}}],
+            "contexts": [{"name": name, "context": {"cluster": name, "user": "admin"}}],
+        },
+        indent=2,
+    )
 
 
 class LoopbackForwarder:
@@ -157,19 +162,33 @@ class KubeCerts:
     def create(cls, directory: Path) -> KubeCerts:
         ca = CertAuthority.create("kubernetes", "kubernetes (egress-harness)", directory)
         certs = cls(ca, directory)
-        ca.issue_server("apiserver", ["kubernetes", "kubernetes.default", "kubernetes.default.svc",
-                                      "kubernetes.default.svc.cluster.local", "localhost"],
-                        ips=["127.0.0.1", KUBERNETES_SERVICE_IP])
+        ca.issue_server(
+            "apiserver",
+            [
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+                "localhost",
+            ],
+            ips=["127.0.0.1", KUBERNETES_SERVICE_IP],
+        )
         ca.issue_server("etcd", ["localhost"], ips=["127.0.0.1"])
         ca.issue_client("etcd-client", "kube-apiserver-etcd-client")
         ca.issue_client("admin", "egress-harness-admin")
         # The service-account token signing key (kube-apiserver needs one even if nothing uses it).
         sa_key = ec.generate_private_key(ec.SECP256R1())
-        (directory / "sa.key").write_bytes(sa_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()))
+        (directory / "sa.key").write_bytes(
+            sa_key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+            )
+        )
         (directory / "sa.key").chmod(0o600)
-        (directory / "sa.pub").write_bytes(sa_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        (directory / "sa.pub").write_bytes(
+            sa_key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
         return certs
 
     def path(self, name: str) -> Path:
@@ -180,9 +199,17 @@ def seed_dir(crd_file: Path, apiserver_bin: Path, etcd_bin: Path) -> Path:
     """Where etcd's data with these CRDs, for these builds, is kept (see the module docstring)."""
     from harness.istio_binaries import cache_root
 
-    key = hashlib.sha256(json.dumps([str(apiserver_bin.parent.parent.name), str(etcd_bin.parent.parent.name),
-                                     hashlib.sha256(crd_file.read_bytes()).hexdigest(), SERVICE_CIDR,
-                                     ETCD_PEER_PORT]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        json.dumps(
+            [
+                str(apiserver_bin.parent.parent.name),
+                str(etcd_bin.parent.parent.name),
+                hashlib.sha256(crd_file.read_bytes()).hexdigest(),
+                SERVICE_CIDR,
+                ETCD_PEER_PORT,
+            ]
+        ).encode()
+    ).hexdigest()[:16]
     return cache_root() / "local-apiserver" / f"etcd-seed-{key}"
 
 
@@ -215,45 +242,77 @@ class KubeControlPlane:
             self.seeded = True
         self._start_processes(state)
         admin_cert, admin_key = c.path("admin.pem"), c.path("admin.key")
-        self.inside_kubeconfig.write_text(kubeconfig_text(f"https://127.0.0.1:{API_PORT}", c.ca.cert_path,
-                                                          admin_cert, admin_key))
+        self.inside_kubeconfig.write_text(
+            kubeconfig_text(f"https://127.0.0.1:{API_PORT}", c.ca.cert_path, admin_cert, admin_key)
+        )
         self.forwarder = LoopbackForwarder(netns, API_PORT)
         self.forwarder.start()
-        self.kubeconfig.write_text(kubeconfig_text(f"https://127.0.0.1:{self.forwarder.local_port}",
-                                                   c.ca.cert_path, admin_cert, admin_key))
+        self.kubeconfig.write_text(
+            kubeconfig_text(f"https://127.0.0.1:{self.forwarder.local_port}", c.ca.cert_path, admin_cert, admin_key)
+        )
 
     def _start_processes(self, state: RunState) -> None:
         assert self.netns is not None and self.certs is not None
         c, netns = self.certs, self.netns
         client_url = f"https://127.0.0.1:{ETCD_CLIENT_PORT}"
         peer_url = f"http://127.0.0.1:{ETCD_PEER_PORT}"
-        self.etcd = ManagedProcess("etcd", netns.wrap([
-            str(self.etcd_bin), "--name=local", f"--data-dir={self.data_dir}",
-            f"--listen-client-urls={client_url}", f"--advertise-client-urls={client_url}",
-            f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
-            f"--initial-cluster=local={peer_url}", "--initial-cluster-state=new",
-            f"--cert-file={c.path('etcd.pem')}", f"--key-file={c.path('etcd.key')}",
-            "--client-cert-auth", f"--trusted-ca-file={c.ca.cert_path}",
-            "--unsafe-no-fsync", "--log-level=warn",
-        ]), self.log_dir / "etcd.log", env={"PATH": POD_PATH}, cwd=self.workdir)
+        self.etcd = ManagedProcess(
+            "etcd",
+            netns.wrap(
+                [
+                    str(self.etcd_bin),
+                    "--name=local",
+                    f"--data-dir={self.data_dir}",
+                    f"--listen-client-urls={client_url}",
+                    f"--advertise-client-urls={client_url}",
+                    f"--listen-peer-urls={peer_url}",
+                    f"--initial-advertise-peer-urls={peer_url}",
+                    f"--initial-cluster=local={peer_url}",
+                    "--initial-cluster-state=new",
+                    f"--cert-file={c.path('etcd.pem')}",
+                    f"--key-file={c.path('etcd.key')}",
+                    "--client-cert-auth",
+                    f"--trusted-ca-file={c.ca.cert_path}",
+                    "--unsafe-no-fsync",
+                    "--log-level=warn",
+                ]
+            ),
+            self.log_dir / "etcd.log",
+            env={"PATH": POD_PATH},
+            cwd=self.workdir,
+        )
         self.etcd.start(state)
-        self.apiserver = ManagedProcess("kube-apiserver", netns.wrap([
-            str(self.apiserver_bin),
-            f"--etcd-servers={client_url}", f"--etcd-cafile={c.ca.cert_path}",
-            f"--etcd-certfile={c.path('etcd-client.pem')}", f"--etcd-keyfile={c.path('etcd-client.key')}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={API_PORT}",
-            f"--tls-cert-file={c.path('apiserver-chain.pem')}", f"--tls-private-key-file={c.path('apiserver.key')}",
-            f"--client-ca-file={c.ca.cert_path}",
-            "--authorization-mode=AlwaysAllow",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={c.path('sa.pub')}",
-            f"--service-account-signing-key-file={c.path('sa.key')}",
-            # One API server, no controller-manager: no lease-based endpoint reconciliation to wait for.
-            "--endpoint-reconciler-type=none",
-            "--profiling=false", f"--cert-dir={self.workdir / 'apiserver-certs'}",
-            "--v=1",
-        ]), self.log_dir / "kube-apiserver.log", env={"PATH": POD_PATH}, cwd=self.workdir)
+        self.apiserver = ManagedProcess(
+            "kube-apiserver",
+            netns.wrap(
+                [
+                    str(self.apiserver_bin),
+                    f"--etcd-servers={client_url}",
+                    f"--etcd-cafile={c.ca.cert_path}",
+                    f"--etcd-certfile={c.path('etcd-client.pem')}",
+                    f"--etcd-keyfile={c.path('etcd-client.key')}",
+                    "--bind-address=127.0.0.1",
+                    "--advertise-address=127.0.0.1",
+                    f"--secure-port={API_PORT}",
+                    f"--tls-cert-file={c.path('apiserver-chain.pem')}",
+                    f"--tls-private-key-file={c.path('apiserver.key')}",
+                    f"--client-ca-file={c.ca.cert_path}",
+                    "--authorization-mode=AlwaysAllow",
+                    f"--service-cluster-ip-range={SERVICE_CIDR}",
+                    "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                    f"--service-account-key-file={c.path('sa.pub')}",
+                    f"--service-account-signing-key-file={c.path('sa.key')}",
+                    # One API server, no controller-manager: no lease-based endpoint reconciliation to wait for.
+                    "--endpoint-reconciler-type=none",
+                    "--profiling=false",
+                    f"--cert-dir={self.workdir / 'apiserver-certs'}",
+                    "--v=1",
+                ]
+            ),
+            self.log_dir / "kube-apiserver.log",
+            env={"PATH": POD_PATH},
+            cwd=self.workdir,
+        )
         self.apiserver.start(state)
 
     def save_seed(self, seed: Path, state: RunState) -> None:
@@ -287,6 +346,7 @@ class KubeControlPlane:
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         with self.client(timeout=2.0) as client:
+
             def ready() -> bool:
                 for proc in (self.etcd, self.apiserver):
                     if proc is not None and not proc.alive():

@@ -62,9 +62,20 @@ def collect_local(mesh: LocalMesh, directory: Path) -> None:
     _save(directory, "upstream-records.json", lambda: mesh.upstream()._call("GET", "/records"))
     _save(directory, "manifests-applied.json", lambda: sorted(mesh.manifests.applied))
     # What istiod reads, as the API server holds it (Secrets by name only: they carry keys).
-    _save(directory, "api-objects.yaml", lambda: mesh.registry.kubectl.run(
-        "get", "namespaces,nodes,pods,services,endpointslices,networkpolicies,serviceentries,gateways,"
-        "virtualservices,destinationrules,envoyfilters,sidecars", "-A", "-o", "yaml").stdout)
+    _save(
+        directory,
+        "api-objects.yaml",
+        lambda: (
+            mesh.registry.kubectl.run(
+                "get",
+                "namespaces,nodes,pods,services,endpointslices,networkpolicies,serviceentries,gateways,"
+                "virtualservices,destinationrules,envoyfilters,sidecars",
+                "-A",
+                "-o",
+                "yaml",
+            ).stdout
+        ),
+    )
     _save(directory, "api-secrets.txt", lambda: mesh.registry.kubectl.run("get", "secrets", "-A").stdout)
     for log in mesh.log_dir.glob("*.log"):
         if not log.name.endswith("istio-proxy.log"):

@@ -34,8 +34,14 @@ class Convergence:
         still fails, at the deadline, with its message)."""
         return self._sync_state()
 
-    def wait(self, *, present: Sequence[dict] = (), absent: Sequence[dict] = (), before: dict | None = None,
-             timeout: float = 15.0) -> float:
+    def wait(
+        self,
+        *,
+        present: Sequence[dict] = (),
+        absent: Sequence[dict] = (),
+        before: dict | None = None,
+        timeout: float = 15.0,
+    ) -> float:
         """Wait until istiod holds `present` and not `absent`, and every proxy has ACKed config
         generated after that. Returns the seconds it took."""
         mesh = self.mesh
@@ -56,25 +62,37 @@ class Convergence:
             return want - keys, gone & keys
 
         try:
-            poll(f"istiod to load {sorted(want)} and drop {sorted(gone)}", istiod_differs,
-                 ok=lambda d: not d[0] and not d[1], timeout=timeout,
-                 describe=lambda d: f"still missing {sorted(d[0])}, still present {sorted(d[1])}")
+            poll(
+                f"istiod to load {sorted(want)} and drop {sorted(gone)}",
+                istiod_differs,
+                ok=lambda d: not d[0] and not d[1],
+                timeout=timeout,
+                describe=lambda d: f"still missing {sorted(d[0])}, still present {sorted(d[1])}",
+            )
         except WaitTimeout as exc:
             # istiod only logs a file it cannot load: put its complaints next to the timeout.
-            errors = [line for line in istiod.process.log_tail(400).splitlines()
-                      if "\terror\t" in line or "\twarn\t" in line][-5:]
+            errors = [
+                line for line in istiod.process.log_tail(400).splitlines() if "\terror\t" in line or "\twarn\t" in line
+            ][-5:]
             raise ManifestRejected(f"{exc}; istiod's recent errors: {' | '.join(errors) or 'none'}") from None
 
         cluster = marker_cluster(gen)
         for proxy in mesh.proxies():
-            def has_marker(proxy: IstioProxy = proxy) -> bool:  # bound as a default: ruff B023 cannot see poll() runs it now
+
+            def has_marker(
+                proxy: IstioProxy = proxy,
+            ) -> bool:  # bound as a default: ruff B023 cannot see poll() runs it now
                 pending_from_syncz(istiod.syncz(), self._before)
                 dump = proxy.admin.config_dump("dynamic_active_clusters", name_regex=marker_cluster_regex(gen))
                 return bool(dump.get("configs"))
 
             try:
-                poll(f"{proxy.spec.namespace}/{proxy.spec.pod_name} to accept config generation {gen} (cluster {cluster})",
-                     has_marker, timeout=max(0.1, timeout - (time.monotonic() - started)), interval=0.02)
+                poll(
+                    f"{proxy.spec.namespace}/{proxy.spec.pod_name} to accept config generation {gen} (cluster {cluster})",
+                    has_marker,
+                    timeout=max(0.1, timeout - (time.monotonic() - started)),
+                    interval=0.02,
+                )
             except WaitTimeout as exc:
                 raise HopFailure(CONTROL_PLANE, str(exc)) from None
 
@@ -82,9 +100,14 @@ class Convergence:
             return pending_from_syncz(istiod.syncz(), self._before)
 
         try:
-            poll("every proxy to ACK every xDS type (istiod /debug/syncz)", unsynced, ok=lambda u: not u,
-                 timeout=max(0.1, timeout - (time.monotonic() - started)), interval=0.02,
-                 describe=lambda u: "; ".join(u))
+            poll(
+                "every proxy to ACK every xDS type (istiod /debug/syncz)",
+                unsynced,
+                ok=lambda u: not u,
+                timeout=max(0.1, timeout - (time.monotonic() - started)),
+                interval=0.02,
+                describe=lambda u: "; ".join(u),
+            )
         except WaitTimeout as exc:
             raise HopFailure(CONTROL_PLANE, str(exc)) from None
         self.last_seconds = time.monotonic() - started

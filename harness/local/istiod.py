@@ -56,8 +56,17 @@ class IstiodTLS:
 
 
 class Istiod:
-    def __init__(self, netns: Netns, address: str, binary: Path, workdir: Path, config_dir: Path | None, log_dir: Path,
-                 kubeconfig: Path, tls: IstiodTLS | None = None):
+    def __init__(
+        self,
+        netns: Netns,
+        address: str,
+        binary: Path,
+        workdir: Path,
+        config_dir: Path | None,
+        log_dir: Path,
+        kubeconfig: Path,
+        tls: IstiodTLS | None = None,
+    ):
         self.netns = netns
         self.address = address
         self.binary = binary
@@ -69,21 +78,32 @@ class Istiod:
         self.secure = tls is not None
         self.process = ManagedProcess(
             "istiod",
-            netns.wrap([
-                str(binary), "discovery",
-                "--registries=Kubernetes",
-                f"--kubeconfig={kubeconfig}",
-                *([f"--configDir={config_dir}"] if config_dir is not None else []),
-                f"--meshConfig={self.mesh_file}",
-                f"--networksConfig={workdir / 'meshNetworks.yaml'}",
-                *([f"--secureGRPCAddr=:{SECURE_XDS_PORT}", f"--tlsCertFile={tls.cert_chain}",
-                   f"--tlsKeyFile={tls.key}", f"--caCertFile={tls.ca_cert}"] if tls else ["--secureGRPCAddr="]),
-                "--httpsAddr=",
-                f"--grpcAddr=:{XDS_PORT}",
-                f"--httpAddr=127.0.0.1:{DEBUG_PORT}",
-                "--domain=cluster.local",
-                "--log_output_level=default:info",
-            ]),
+            netns.wrap(
+                [
+                    str(binary),
+                    "discovery",
+                    "--registries=Kubernetes",
+                    f"--kubeconfig={kubeconfig}",
+                    *([f"--configDir={config_dir}"] if config_dir is not None else []),
+                    f"--meshConfig={self.mesh_file}",
+                    f"--networksConfig={workdir / 'meshNetworks.yaml'}",
+                    *(
+                        [
+                            f"--secureGRPCAddr=:{SECURE_XDS_PORT}",
+                            f"--tlsCertFile={tls.cert_chain}",
+                            f"--tlsKeyFile={tls.key}",
+                            f"--caCertFile={tls.ca_cert}",
+                        ]
+                        if tls
+                        else ["--secureGRPCAddr="]
+                    ),
+                    "--httpsAddr=",
+                    f"--grpcAddr=:{XDS_PORT}",
+                    f"--httpAddr=127.0.0.1:{DEBUG_PORT}",
+                    "--domain=cluster.local",
+                    "--log_output_level=default:info",
+                ]
+            ),
             log_dir / "istiod.log",
             env={
                 "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
@@ -129,7 +149,9 @@ class Istiod:
     def client(self) -> httpx.Client:
         if self._client is None:
             self._client = httpx.Client(
-                base_url=f"http://127.0.0.1:{DEBUG_PORT}", transport=self.netns.http_transport(), timeout=5.0,
+                base_url=f"http://127.0.0.1:{DEBUG_PORT}",
+                transport=self.netns.http_transport(),
+                timeout=5.0,
                 trust_env=False,
             )
         return self._client

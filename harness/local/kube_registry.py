@@ -56,7 +56,9 @@ def istio_crd_file(binaries: IstioBinaries) -> Path:
         return kept
     path = _module_dir(resolve_release(binaries.version)) / CRD_FILE
     if not path.exists():
-        raise HarnessError(f"Istio {binaries.version}'s module has no {CRD_FILE}: the local mesh needs Istio's CRDs from it")
+        raise HarnessError(
+            f"Istio {binaries.version}'s module has no {CRD_FILE}: the local mesh needs Istio's CRDs from it"
+        )
     try:
         tmp = kept.with_name(f".{CRD_NAME}.{os.getpid()}")
         shutil.copyfile(path, tmp)
@@ -79,7 +81,9 @@ def served_resources(crd_file: Path, cache: Path) -> dict[str, set[str]]:
         if crd:
             for version in crd["spec"]["versions"]:
                 if version.get("served", True):
-                    served.setdefault(f"{crd['spec']['group']}/{version['name']}", set()).add(crd["spec"]["names"]["plural"])
+                    served.setdefault(f"{crd['spec']['group']}/{version['name']}", set()).add(
+                        crd["spec"]["names"]["plural"]
+                    )
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
     tmp.write_text(json.dumps({gv: sorted(p) for gv, p in served.items()}))
@@ -88,8 +92,11 @@ def served_resources(crd_file: Path, cache: Path) -> dict[str, set[str]]:
 
 
 def _one_line(stderr: str) -> str:
-    lines = [line.strip(" *\t") for line in stderr.splitlines()
-             if line.strip() and "some validation rules were not checked" not in line]
+    lines = [
+        line.strip(" *\t")
+        for line in stderr.splitlines()
+        if line.strip() and "some validation rules were not checked" not in line
+    ]
     return "; ".join(lines)[:600]
 
 
@@ -109,8 +116,9 @@ class KubeRegistry:
 
     def __init__(self, control_plane: KubeControlPlane, istioctl: Path):
         self.cp = control_plane
-        self.kubectl = LocalKubectl(control_plane.kubectl_bin, control_plane.kubeconfig,
-                                    cache_dir=control_plane.workdir / "kubectl-cache")
+        self.kubectl = LocalKubectl(
+            control_plane.kubectl_bin, control_plane.kubeconfig, cache_dir=control_plane.workdir / "kubectl-cache"
+        )
         self._validator = IstioctlValidator(istioctl)
         self.applied: dict[str, dict] = {}  # "Kind.namespace.name.yaml" -> object, for collect.py
         self._rest: httpx.Client | None = None
@@ -129,8 +137,13 @@ class KubeRegistry:
     # ------------------------------------------------------------ setup
     def install_crds(self, crd_file: Path, served_cache: Path, *, present: bool = False, timeout: float = 30.0) -> None:
         """Apply the CRDs (unless `present`: etcd was seeded with them) and wait until Established."""
-        proc = None if present else self.kubectl.run("apply", "--server-side", f"--field-manager={FIELD_MANAGER}", "-f", str(crd_file),
-                                check=False)
+        proc = (
+            None
+            if present
+            else self.kubectl.run(
+                "apply", "--server-side", f"--field-manager={FIELD_MANAGER}", "-f", str(crd_file), check=False
+            )
+        )
         if proc is not None and not proc.ok:
             raise HarnessFault(f"installing Istio's CRDs failed: {_one_line(proc.stderr)}")
         # Served in discovery = Established (the CRD's REST endpoint is up): a few small reads,
@@ -145,17 +158,28 @@ class KubeRegistry:
                 missing += [f"{p}.{group_version}" for p in sorted(plurals - listed)]
             return missing
 
-        poll("Istio's CRDs to be Established", pending, ok=lambda p: not p, timeout=timeout, interval=0.05,
-             describe=lambda p: f"not yet: {', '.join(p)}")
+        poll(
+            "Istio's CRDs to be Established",
+            pending,
+            ok=lambda p: not p,
+            timeout=timeout,
+            interval=0.05,
+            describe=lambda p: f"not yet: {', '.join(p)}",
+        )
 
     def _ssa(self, path: str, obj: dict, *, subresource: str = "") -> dict:
         """Server-side apply of `obj` at `path` (the object's URL), forced: the harness owns it."""
         url = path + (f"/{subresource}" if subresource else "")
-        resp = self.rest.patch(url, params={"fieldManager": FIELD_MANAGER, "force": "true"},
-                               content=json.dumps(obj), headers={"Content-Type": "application/apply-patch+yaml"})
+        resp = self.rest.patch(
+            url,
+            params={"fieldManager": FIELD_MANAGER, "force": "true"},
+            content=json.dumps(obj),
+            headers={"Content-Type": "application/apply-patch+yaml"},
+        )
         if resp.status_code >= 400:
-            raise HarnessFault(f"the local API server refused {obj.get('kind')} {path}: "
-                               f"{resp.json().get('message', resp.text)[:400]}")
+            raise HarnessFault(
+                f"the local API server refused {obj.get('kind')} {path}: {resp.json().get('message', resp.text)[:400]}"
+            )
         return resp.json()
 
     def set_namespace(self, name: str, labels: dict[str, str]) -> None:
@@ -167,8 +191,17 @@ class KubeRegistry:
 
     def register_node(self) -> None:
         """The one Node the pods are on (istiod reads a pod's node for its locality)."""
-        self._ssa(f"/api/v1/nodes/{NODE_NAME}", {"apiVersion": "v1", "kind": "Node", "metadata": {
-            "name": NODE_NAME, "labels": {"kubernetes.io/hostname": NODE_NAME, "kubernetes.io/os": "linux"}}})
+        self._ssa(
+            f"/api/v1/nodes/{NODE_NAME}",
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": NODE_NAME,
+                    "labels": {"kubernetes.io/hostname": NODE_NAME, "kubernetes.io/os": "linux"},
+                },
+            },
+        )
 
     def ensure_service_account(self, namespace: str, name: str) -> None:
         obj = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace}}
@@ -190,8 +223,18 @@ class KubeRegistry:
         return trust_values()
 
     # ------------------------------------------------------------ pods
-    def register_pod(self, namespace: str, name: str, labels: dict[str, str], service_account: str, address: str,
-                     container: str, *, sidecar: bool, replace: bool = False) -> None:
+    def register_pod(
+        self,
+        namespace: str,
+        name: str,
+        labels: dict[str, str],
+        service_account: str,
+        address: str,
+        container: str,
+        *,
+        sidecar: bool,
+        replace: bool = False,
+    ) -> None:
         """The Pod a kubelet would report: scheduled here, Running, Ready, with its IP. replace:
         a redeploy, which Kubernetes makes a new Pod (new uid) of."""
         self.ensure_service_account(namespace, service_account)
@@ -202,18 +245,41 @@ class KubeRegistry:
         path = f"/api/v1/namespaces/{namespace}/pods/{name}"
         if replace:
             self.delete_pod(namespace, name)
-        pod = {"apiVersion": "v1", "kind": "Pod",
-               "metadata": {"name": name, "namespace": namespace, "labels": dict(labels), "annotations": annotations},
-               "spec": {"nodeName": NODE_NAME, "serviceAccountName": service_account, "containers": containers}}
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace, "labels": dict(labels), "annotations": annotations},
+            "spec": {"nodeName": NODE_NAME, "serviceAccountName": service_account, "containers": containers},
+        }
         self._ssa(path, pod)
         now = "1970-01-01T00:00:00Z"
-        status = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace},
-                  "status": {"phase": "Running", "podIP": address, "podIPs": [{"ip": address}], "hostIP": "127.0.0.1",
-                             "containerStatuses": [{"name": c["name"], "image": c["image"], "imageID": "", "ready": True,
-                                                    "restartCount": 0, "started": True,
-                                                    "state": {"running": {"startedAt": now}}} for c in containers],
-                             "conditions": [{"type": t, "status": "True", "lastTransitionTime": now}
-                                            for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")]}}
+        status = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace},
+            "status": {
+                "phase": "Running",
+                "podIP": address,
+                "podIPs": [{"ip": address}],
+                "hostIP": "127.0.0.1",
+                "containerStatuses": [
+                    {
+                        "name": c["name"],
+                        "image": c["image"],
+                        "imageID": "",
+                        "ready": True,
+                        "restartCount": 0,
+                        "started": True,
+                        "state": {"running": {"startedAt": now}},
+                    }
+                    for c in containers
+                ],
+                "conditions": [
+                    {"type": t, "status": "True", "lastTransitionTime": now}
+                    for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
+                ],
+            },
+        }
         self._ssa(path, status, subresource="status")
 
     def delete_pod(self, namespace: str, name: str) -> None:
@@ -221,26 +287,51 @@ class KubeRegistry:
         if resp.status_code not in (200, 202, 404):
             raise HarnessFault(f"deleting Pod {namespace}/{name} failed: {resp.text[:300]}")
 
-    def register_service(self, namespace: str, name: str, selector: dict[str, str], ports: list[dict],
-                         endpoints: list[tuple[str, str]]) -> None:
+    def register_service(
+        self, namespace: str, name: str, selector: dict[str, str], ports: list[dict], endpoints: list[tuple[str, str]]
+    ) -> None:
         """A ClusterIP Service and the EndpointSlice the EndpointSlice controller would write for
         it: `ports` as in a Service spec (name, port, targetPort, appProtocol); `endpoints` are
         (pod name, pod IP) of the ready pods it selects."""
-        svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace},
-               "spec": {"selector": dict(selector), "ports": [{**p, "protocol": "TCP"} for p in ports]}}
+        svc = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"selector": dict(selector), "ports": [{**p, "protocol": "TCP"} for p in ports]},
+        }
         self._ssa(f"/api/v1/namespaces/{namespace}/services/{name}", svc)
         slice_name = f"{name}-harness"
-        eps = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-               "metadata": {"name": slice_name, "namespace": namespace,
-                            "labels": {"kubernetes.io/service-name": name,
-                                       "endpointslice.kubernetes.io/managed-by": "egress-harness"}},
-               "addressType": "IPv4",
-               "ports": [{"name": p["name"], "port": p["targetPort"], "protocol": "TCP",
-                          **({"appProtocol": p["appProtocol"]} if "appProtocol" in p else {})} for p in ports],
-               "endpoints": [{"addresses": [ip], "conditions": {"ready": True, "serving": True, "terminating": False},
-                              "nodeName": NODE_NAME,
-                              "targetRef": {"kind": "Pod", "namespace": namespace, "name": pod}}
-                             for pod, ip in endpoints]}
+        eps = {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": slice_name,
+                "namespace": namespace,
+                "labels": {
+                    "kubernetes.io/service-name": name,
+                    "endpointslice.kubernetes.io/managed-by": "egress-harness",
+                },
+            },
+            "addressType": "IPv4",
+            "ports": [
+                {
+                    "name": p["name"],
+                    "port": p["targetPort"],
+                    "protocol": "TCP",
+                    **({"appProtocol": p["appProtocol"]} if "appProtocol" in p else {}),
+                }
+                for p in ports
+            ],
+            "endpoints": [
+                {
+                    "addresses": [ip],
+                    "conditions": {"ready": True, "serving": True, "terminating": False},
+                    "nodeName": NODE_NAME,
+                    "targetRef": {"kind": "Pod", "namespace": namespace, "name": pod},
+                }
+                for pod, ip in endpoints
+            ],
+        }
         self._ssa(f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices/{slice_name}", eps)
 
     # ------------------------------------------------------------ the manifest store (LocalMesh.manifests)
@@ -250,8 +341,10 @@ class KubeRegistry:
         for o in objs:
             meta = o.get("metadata") or {}
             if o.get("kind") not in ISTIO_KINDS | OTHER_KINDS:
-                raise HarnessError(f"the local mesh cannot apply kind {o.get('kind')!r} "
-                                   f"({meta.get('name')}); it applies Istio config and NetworkPolicy")
+                raise HarnessError(
+                    f"the local mesh cannot apply kind {o.get('kind')!r} "
+                    f"({meta.get('name')}); it applies Istio config and NetworkPolicy"
+                )
             if not meta.get("namespace"):
                 raise HarnessError(f"{o.get('kind')} {meta.get('name')!r} has no metadata.namespace: set it")
         self._validator.validate(objs)
@@ -277,7 +370,9 @@ class KubeRegistry:
         meta = obj.get("metadata") or {}
         if obj.get("kind") in _PLURALS and meta.get("name") == MARKER_NAME:
             group_version = obj["apiVersion"]
-            self._ssa(f"/apis/{group_version}/namespaces/{meta['namespace']}/{_PLURALS[obj['kind']]}/{meta['name']}", obj)
+            self._ssa(
+                f"/apis/{group_version}/namespaces/{meta['namespace']}/{_PLURALS[obj['kind']]}/{meta['name']}", obj
+            )
             return
         self.write_all([obj])
 

@@ -46,8 +46,14 @@ from harness.upstream_client import UpstreamClient
 from harness.wait import poll
 
 UPSTREAM_PORTS = {"http": 80, "https": 443, "mtls": 8443, "control": 9901}
-REQUIRED_COMMANDS = {"ip": "iproute2", "iptables": "iptables", "iptables-restore": "iptables",
-                     "setpriv": "util-linux", "curl": "curl", "openssl": "openssl"}
+REQUIRED_COMMANDS = {
+    "ip": "iproute2",
+    "iptables": "iptables",
+    "iptables-restore": "iptables",
+    "setpriv": "util-linux",
+    "curl": "curl",
+    "openssl": "openssl",
+}
 # istiod is the local mesh's own pod (on Kubernetes, istioctl installs it): not in the suites' table.
 ISTIOD_POD = PodSpec("istio-system", "istiod", "istiod", None, "discovery", {"app": "istiod", "istio": "pilot"})
 __all__ = ["LocalMesh", "preflight"]
@@ -68,8 +74,10 @@ def _say_to_stderr(line: str) -> None:
 def preflight() -> None:
     """Everything checked before anything is started: one line each, naming the fix."""
     if os.geteuid() != 0:
-        raise HarnessError("the local mesh needs root or a user namespace for network namespaces and iptables: "
-                           "run 'make e2e' (it enters a user namespace when it can) or 'sudo make e2e'")
+        raise HarnessError(
+            "the local mesh needs root or a user namespace for network namespaces and iptables: "
+            "run 'make e2e' (it enters a user namespace when it can) or 'sudo make e2e'"
+        )
     missing = [f"{cmd} (apt-get install {pkg})" for cmd, pkg in REQUIRED_COMMANDS.items() if not find_command(cmd)]
     if missing:
         raise HarnessError(f"missing commands: {', '.join(missing)}")
@@ -250,8 +258,9 @@ class LocalMesh:
         istiod on its Kubernetes registry alone (no --configDir)."""
         self.control_plane.wait_ready()
         self.timings["apiserver_ready"] = time.monotonic() - self._t0
-        self.registry.install_crds(self._crd_file, self._seed.with_name(self._seed.name + ".served.json"),
-                                   present=self.control_plane.seeded)
+        self.registry.install_crds(
+            self._crd_file, self._seed.with_name(self._seed.name + ".served.json"), present=self.control_plane.seeded
+        )
         if not self.control_plane.seeded:
             self.control_plane.save_seed(self._seed, self.state)
             self.registry.close()  # its connections were to the API server before the restart
@@ -261,11 +270,19 @@ class LocalMesh:
             self.registry.set_namespace(ns, labels)
         self._register_pod(pod, "discovery", sidecar=False)
         assert self.pki is not None
-        serving = self.pki.mesh_ca.issue_server("istiod", [ISTIOD_SAN, "istiod.istio-system.svc.cluster.local"],
-                                                ips=[pod.address])
-        self.istiod = Istiod(pod.netns, pod.address, self.binaries.pilot_discovery, self.workdir / "istiod",
-                             None, self.log_dir, kubeconfig=self.control_plane.inside_kubeconfig,
-                             tls=IstiodTLS(serving.chain_path, serving.key_path, self.pki.mesh_ca.cert_path))
+        serving = self.pki.mesh_ca.issue_server(
+            "istiod", [ISTIOD_SAN, "istiod.istio-system.svc.cluster.local"], ips=[pod.address]
+        )
+        self.istiod = Istiod(
+            pod.netns,
+            pod.address,
+            self.binaries.pilot_discovery,
+            self.workdir / "istiod",
+            None,
+            self.log_dir,
+            kubeconfig=self.control_plane.inside_kubeconfig,
+            tls=IstiodTLS(serving.chain_path, serving.key_path, self.pki.mesh_ca.cert_path),
+        )
         self.istiod.start(self.state)
         # istioctl's --xds-address, for a user looking inside (`make mesh`): 127.0.0.1 only.
         self.xds_forwarder = LoopbackForwarder(pod.netns, SECURE_XDS_PORT)
@@ -274,26 +291,38 @@ class LocalMesh:
 
     def _register_pod(self, pod: Pod, container: str, *, sidecar: bool, replace: bool = False) -> None:
         """The Pod (and for the gateway its Service and EndpointSlice) on the API server."""
-        self.registry.register_pod(pod.namespace, pod.name, pod.labels, pod.service_account, pod.address,
-                                   container, sidecar=sidecar, replace=replace)
+        self.registry.register_pod(
+            pod.namespace,
+            pod.name,
+            pod.labels,
+            pod.service_account,
+            pod.address,
+            container,
+            sidecar=sidecar,
+            replace=replace,
+        )
         if pod.key == GATEWAY_POD.key:
             # istio-egressgateway's Service as the Helm chart makes it (ports 80→8080, 443→8443).
             self.registry.register_service(
-                pod.namespace, "istio-egressgateway", GATEWAY_POD.labels,
-                [{"name": "http2", "port": 80, "targetPort": 8080},
-                 {"name": "https", "port": 443, "targetPort": 8443}],
-                [(pod.name, pod.address)])
+                pod.namespace,
+                "istio-egressgateway",
+                GATEWAY_POD.labels,
+                [{"name": "http2", "port": 80, "targetPort": 8080}, {"name": "https", "port": 443, "targetPort": 8443}],
+                [(pod.name, pod.address)],
+            )
 
     def _create_trust_secrets(self, files: dict) -> dict:
         def read(path: str) -> str:
             return Path(path).read_text()
 
-        return self.registry.create_trust_secrets({
-            "public_ca": read(files["trust"]["ca_certificates"]),
-            "untrusted_ca": read(files["wrong_trust"]["ca_certificates"]),
-            "client_cert": read(files["client"]["client_certificate"]),
-            "client_key": read(files["client"]["private_key"]),
-        })
+        return self.registry.create_trust_secrets(
+            {
+                "public_ca": read(files["trust"]["ca_certificates"]),
+                "untrusted_ca": read(files["wrong_trust"]["ca_certificates"]),
+                "client_cert": read(files["client"]["client_certificate"]),
+                "client_key": read(files["client"]["private_key"]),
+            }
+        )
 
     def kubeconfig_line(self) -> str:
         """What a user pastes to look inside the running mesh with kubectl and istioctl."""
@@ -317,12 +346,31 @@ class LocalMesh:
         repo_root = Path(__file__).resolve().parents[2]
         self.upstream_process = ManagedProcess(
             "mock_upstream",
-            ns.wrap([sys.executable, "-m", "mock_upstream", "--listen", "0.0.0.0",
-                     "--http-port", str(UPSTREAM_PORTS["http"]), "--https-port", str(UPSTREAM_PORTS["https"]),
-                     "--mtls-port", str(UPSTREAM_PORTS["mtls"]), "--client-ca", str(self.pki.public_ca.cert_path),
-                     "--control-port", str(UPSTREAM_PORTS["control"]),
-                     "--cert", str(server.chain_path), "--key", str(server.key_path)]),
-            self.log_dir / "mock_upstream.log", cwd=repo_root,
+            ns.wrap(
+                [
+                    sys.executable,
+                    "-m",
+                    "mock_upstream",
+                    "--listen",
+                    "0.0.0.0",
+                    "--http-port",
+                    str(UPSTREAM_PORTS["http"]),
+                    "--https-port",
+                    str(UPSTREAM_PORTS["https"]),
+                    "--mtls-port",
+                    str(UPSTREAM_PORTS["mtls"]),
+                    "--client-ca",
+                    str(self.pki.public_ca.cert_path),
+                    "--control-port",
+                    str(UPSTREAM_PORTS["control"]),
+                    "--cert",
+                    str(server.chain_path),
+                    "--key",
+                    str(server.key_path),
+                ]
+            ),
+            self.log_dir / "mock_upstream.log",
+            cwd=repo_root,
             env={"PATH": POD_PATH, "PYTHONPATH": str(repo_root)},
         )
         self.upstream_process.start(self.state)
@@ -339,8 +387,11 @@ class LocalMesh:
         assert self.pki is not None and self.istiod is not None
         proxy = IstioProxy(
             ProxySpec(kind, pod.namespace, pod.name, pod.service_account, pod.labels, pod.address),
-            pod.netns, self.binaries, self.workdir / "pods" / f"{pod.namespace}.{pod.name}",
-            self.log_dir, mesh_config(self.istiod.address, secure=self.istiod.secure),
+            pod.netns,
+            self.binaries,
+            self.workdir / "pods" / f"{pod.namespace}.{pod.name}",
+            self.log_dir,
+            mesh_config(self.istiod.address, secure=self.istiod.secure),
         )
         proxy.prepare(self.pki.mesh_ca)
         if kind == "sidecar":

@@ -63,7 +63,9 @@ def run_host(argv: list[str], *, check: bool = True, timeout: float = 30.0, inpu
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=input, env=host_env())
     except FileNotFoundError:
-        raise HarnessError(f"command not found: {argv[0]} (install it, e.g. apt-get install iproute2 iptables)") from None
+        raise HarnessError(
+            f"command not found: {argv[0]} (install it, e.g. apt-get install iproute2 iptables)"
+        ) from None
     result = ExecResult(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
     if check and proc.returncode != 0:
         raise HarnessFault(f"{' '.join(argv)} failed with exit {proc.returncode}: {proc.stderr.strip()}")
@@ -119,10 +121,13 @@ class Netns:
             prefix += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
         return prefix + list(argv)
 
-    def exec(self, argv: list[str], *, timeout: float = 30.0, uid: int | None = None, input: str | None = None) -> ExecResult:
+    def exec(
+        self, argv: list[str], *, timeout: float = 30.0, uid: int | None = None, input: str | None = None
+    ) -> ExecResult:
         try:
-            proc = subprocess.run(self.wrap(argv, uid=uid), capture_output=True, text=True, timeout=timeout,
-                                  input=input, env=self.env)
+            proc = subprocess.run(
+                self.wrap(argv, uid=uid), capture_output=True, text=True, timeout=timeout, input=input, env=self.env
+            )
         except subprocess.TimeoutExpired as exc:
             out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
             err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")

@@ -45,8 +45,10 @@ class EgressPolicy:
 
 
 def _refuse(where: str, what: str) -> HarnessError:
-    return HarnessError(f"NetworkPolicy {where}: {what} is not supported by the local mesh "
-                        f"(supported: Egress policies with podSelector, namespaceSelector.matchLabels and ports)")
+    return HarnessError(
+        f"NetworkPolicy {where}: {what} is not supported by the local mesh "
+        f"(supported: Egress policies with podSelector, namespaceSelector.matchLabels and ports)"
+    )
 
 
 def _match_labels(selector: dict | None, where: str, field: str) -> dict[str, str]:
@@ -91,7 +93,9 @@ def parse_policy(obj: dict) -> EgressPolicy:
             continue
         for target in targets:
             if set(target) != {"namespaceSelector"}:
-                raise _refuse(where, f"egress[{i}].to entry with {sorted(set(target) - {'namespaceSelector'}) or 'no selector'}")
+                raise _refuse(
+                    where, f"egress[{i}].to entry with {sorted(set(target) - {'namespaceSelector'}) or 'no selector'}"
+                )
             peers.append(Peer(_match_labels(target["namespaceSelector"], where, "namespaceSelector"), tuple(ports)))
     return EgressPolicy(ns, name, pod_labels, tuple(peers))
 
@@ -112,15 +116,21 @@ def render_rules(policies: list[EgressPolicy], pods: list[PodInfo], namespace_la
                     dests: list[str | None] = [None]
                 else:
                     dests = [
-                        other.address for other in pods
-                        if all(namespace_labels.get(other.namespace, {}).get(k) == v for k, v in peer.namespace_labels.items())
+                        other.address
+                        for other in pods
+                        if all(
+                            namespace_labels.get(other.namespace, {}).get(k) == v
+                            for k, v in peer.namespace_labels.items()
+                        )
                     ]
                 for dest in dests:
                     dest_part = f" -d {dest}/32" if dest else ""
                     if peer.ports:
                         for proto, port in peer.ports:
-                            lines.append(f"-A {CHAIN} -i {pod.hub_ifname}{dest_part} -p {proto} --dport {port} "
-                                         f"-m comment {comment} -j ACCEPT")
+                            lines.append(
+                                f"-A {CHAIN} -i {pod.hub_ifname}{dest_part} -p {proto} --dport {port} "
+                                f"-m comment {comment} -j ACCEPT"
+                            )
                     else:
                         lines.append(f"-A {CHAIN} -i {pod.hub_ifname}{dest_part} -m comment {comment} -j ACCEPT")
         lines.append(f"-A {CHAIN} -i {pod.hub_ifname} -m comment {comment} -j DROP")

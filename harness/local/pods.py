@@ -59,10 +59,17 @@ def stage_gateway_trust(pki: RunPKI, directory: Path) -> dict:
     stand-in, a CA that did not, and a client certificate the stand-in's mutual-TLS port accepts.
     Returns them as the manifests' `trust` values (file paths, where Kubernetes uses credentialName)."""
     directory.mkdir(parents=True, exist_ok=True)
-    client = pki.public_ca.issue_client("gateway-client", "istio-egressgateway.egress-harness",
-                                        dns_names=["istio-egressgateway.istio-system.svc.cluster.local"])
-    files = {"public-ca.pem": pki.public_ca.cert_pem, "untrusted-ca.pem": pki.other_public_ca().cert_pem,
-             "client.pem": client.chain_path.read_bytes(), "client.key": client.key_pem}
+    client = pki.public_ca.issue_client(
+        "gateway-client",
+        "istio-egressgateway.egress-harness",
+        dns_names=["istio-egressgateway.istio-system.svc.cluster.local"],
+    )
+    files = {
+        "public-ca.pem": pki.public_ca.cert_pem,
+        "untrusted-ca.pem": pki.other_public_ca().cert_pem,
+        "client.pem": client.chain_path.read_bytes(),
+        "client.key": client.key_pem,
+    }
     for name, data in files.items():
         (directory / name).write_bytes(data)
         os.chown(directory / name, PROXY_UID, PROXY_UID)

@@ -34,8 +34,13 @@ class ManagedProcess:
             if self.log_owner is not None:
                 os.chown(self.log_path, self.log_owner, self.log_owner)
             self.popen = subprocess.Popen(
-                self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=self.env, cwd=self.cwd, start_new_session=True,
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                cwd=self.cwd,
+                start_new_session=True,
             )
         self._start_time = proc_start_time(self.popen.pid)
         state.add_process(self.popen.pid, self.name)

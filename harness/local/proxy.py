@@ -40,8 +40,22 @@ PROXY_UID = 1337
 ADMIN_PORT = 15000
 STATUS_PORT = 15021
 ISTIO_IPTABLES_ARGS = [
-    "-p", "15001", "-z", "15006", "-u", str(PROXY_UID), "-m", "REDIRECT",
-    "-i", "*", "-x", "", "-b", "*", "-d", "15090,15021,15020",
+    "-p",
+    "15001",
+    "-z",
+    "15006",
+    "-u",
+    str(PROXY_UID),
+    "-m",
+    "REDIRECT",
+    "-i",
+    "*",
+    "-x",
+    "",
+    "-b",
+    "*",
+    "-d",
+    "15090,15021,15020",
 ]
 
 
@@ -79,17 +93,28 @@ class IstioProxy:
 
     def prepare(self, mesh_ca: CertAuthority) -> None:
         root = self.workdir
-        for sub in ("etc/istio/config", "etc/istio/pod", "etc/istio/proxy", "var/lib/istio/envoy",
-                    "var/lib/istio/data", "var/run/secrets/workload-spiffe-uds",
-                    "var/run/secrets/workload-spiffe-credentials", "var/run/secrets/credential-uds"):
+        for sub in (
+            "etc/istio/config",
+            "etc/istio/pod",
+            "etc/istio/proxy",
+            "var/lib/istio/envoy",
+            "var/lib/istio/data",
+            "var/run/secrets/workload-spiffe-uds",
+            "var/run/secrets/workload-spiffe-credentials",
+            "var/run/secrets/credential-uds",
+        ):
             (root / sub).mkdir(parents=True, exist_ok=True)
         (root / "etc/istio/config/mesh").write_text(yaml.safe_dump(self.mesh_config))
         (root / "etc/istio/pod/labels").write_text(
             "\n".join(f'{k}="{v}"' for k, v in sorted(self.spec.labels.items())) + "\n"
         )
         shutil.copyfile(self.binaries.bootstrap_template, root / "var/lib/istio/envoy/envoy_bootstrap_tmpl.json")
-        write_istio_cert_dir(mesh_ca, self.spec.namespace, self.spec.service_account,
-                             root / "var/run/secrets/workload-spiffe-credentials")
+        write_istio_cert_dir(
+            mesh_ca,
+            self.spec.namespace,
+            self.spec.service_account,
+            root / "var/run/secrets/workload-spiffe-credentials",
+        )
         for dirpath, _dirnames, filenames in os.walk(root):
             os.chown(dirpath, PROXY_UID, PROXY_UID)
             for name in filenames:
@@ -136,18 +161,38 @@ class IstioProxy:
             "ISTIOD_SAN": ISTIOD_SAN,
         }
         argv = self.netns.wrap(
-            [str(self.binaries.pilot_agent), "proxy", s.kind,
-             "--templateFile", str(self.workdir / "var/lib/istio/envoy/envoy_bootstrap_tmpl.json"),
-             "--concurrency", "1", "--proxyLogLevel", "warning", "--log_output_level", "default:info"],
+            [
+                str(self.binaries.pilot_agent),
+                "proxy",
+                s.kind,
+                "--templateFile",
+                str(self.workdir / "var/lib/istio/envoy/envoy_bootstrap_tmpl.json"),
+                "--concurrency",
+                "1",
+                "--proxyLogLevel",
+                "warning",
+                "--log_output_level",
+                "default:info",
+            ],
             uid=PROXY_UID,
         )
-        self.process = ManagedProcess(f"istio-proxy {s.namespace}/{s.pod_name}", argv, self.log_path, env=env,
-                                      cwd=self.workdir, log_owner=PROXY_UID)
+        self.process = ManagedProcess(
+            f"istio-proxy {s.namespace}/{s.pod_name}",
+            argv,
+            self.log_path,
+            env=env,
+            cwd=self.workdir,
+            log_owner=PROXY_UID,
+        )
         self.process.start(state)
 
     def status_client(self) -> httpx.Client:
-        return httpx.Client(base_url=f"http://127.0.0.1:{STATUS_PORT}", transport=self.netns.http_transport(), timeout=2.0,
-                            trust_env=False)
+        return httpx.Client(
+            base_url=f"http://127.0.0.1:{STATUS_PORT}",
+            transport=self.netns.http_transport(),
+            timeout=2.0,
+            trust_env=False,
+        )
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         """pilot-agent's /healthz/ready turns 200 once Envoy has its first listeners and clusters."""
@@ -155,14 +200,20 @@ class IstioProxy:
         if process is None:
             raise HarnessFault(f"istio-proxy {self.spec.namespace}/{self.spec.pod_name}: wait_ready() before start()")
         with self.status_client() as client:
+
             def probe() -> int:
                 if not process.alive():
                     raise HarnessError(f"{process.name} died: {process.exit_summary()}")
                 return client.get("/healthz/ready").status_code
 
             try:
-                poll(f"{self.spec.namespace}/{self.spec.pod_name} istio-proxy ready (GET :15021/healthz/ready = 200)",
-                     probe, ok=lambda code: code == 200, timeout=timeout, interval=0.05)
+                poll(
+                    f"{self.spec.namespace}/{self.spec.pod_name} istio-proxy ready (GET :15021/healthz/ready = 200)",
+                    probe,
+                    ok=lambda code: code == 200,
+                    timeout=timeout,
+                    interval=0.05,
+                )
             except HarnessError:
                 raise
 

@@ -25,7 +25,9 @@ def start_watchdog(state_file: Path) -> tuple[subprocess.Popen, int]:
     os.set_inheritable(write_fd, False)
     proc = subprocess.Popen(
         [sys.executable, "-m", "harness.local.reaper", "--watch", str(state_file)],
-        stdin=read_fd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdin=read_fd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,  # Ctrl-C in the terminal must not kill it before it cleans up
         cwd=str(Path(__file__).resolve().parents[2]),
     )
@@ -46,8 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         # A run without root lives in a PID and mount namespace of its own: when it dies, the
         # kernel ends its processes and its /run (state, keys) goes with it. Nothing to find.
-        print("nothing to clean: runs without root leave nothing behind (a PID namespace each); "
-              "runs as root are cleaned with 'sudo make clean-stale'")
+        print(
+            "nothing to clean: runs without root leave nothing behind (a PID namespace each); "
+            "runs as root are cleaned with 'sudo make clean-stale'"
+        )
         return 0
     done = reap_stale_runs()
     for line in done:

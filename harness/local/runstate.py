@@ -63,11 +63,18 @@ class RunState:
     def save(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp = self.file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({
-            "run_id": self.run_id, "owner_pid": self.owner_pid,
-            "owner_start": proc_start_time(self.owner_pid),
-            "netns": self.netns, "processes": self.processes, "paths": self.paths,
-        }))
+        tmp.write_text(
+            json.dumps(
+                {
+                    "run_id": self.run_id,
+                    "owner_pid": self.owner_pid,
+                    "owner_start": proc_start_time(self.owner_pid),
+                    "netns": self.netns,
+                    "processes": self.processes,
+                    "paths": self.paths,
+                }
+            )
+        )
         os.replace(tmp, self.file)
 
     def add_netns(self, name: str) -> None:

@@ -40,8 +40,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"local mesh {mesh.run_id} is up ({mesh.timings['cold_start']:.1f} s); logs: {mesh.log_dir}")
                 line = mesh.kubeconfig_line()
                 if line and Path("/run/egress-harness-etc").exists():  # harness.rootless made this /run
-                    print("this mesh runs in a user namespace of its own: its API server is not reachable "
-                          "from your shell; run 'sudo make mesh' to use kubectl against it")
+                    print(
+                        "this mesh runs in a user namespace of its own: its API server is not reachable "
+                        "from your shell; run 'sudo make mesh' to use kubectl against it"
+                    )
                 elif line:
                     print(line)
                     print("then e.g.: kubectl get vs -A; kubectl get pods,svc,endpointslices -A")

@@ -66,16 +66,30 @@ def replace_istiod(mesh: LocalMesh, binaries: IstioBinaries) -> None:
     pod = mesh.pod("istio-system/istiod")
     old = mesh.running_istiod
     old.stop()
-    mesh.istiod = Istiod(pod.netns, pod.address, binaries.pilot_discovery, old.workdir, None, mesh.log_dir,
-                         kubeconfig=old.kubeconfig, tls=old.tls)
+    mesh.istiod = Istiod(
+        pod.netns,
+        pod.address,
+        binaries.pilot_discovery,
+        old.workdir,
+        None,
+        mesh.log_dir,
+        kubeconfig=old.kubeconfig,
+        tls=old.tls,
+    )
     mesh.istiod.start(mesh.state)
     mesh.istiod.wait_ready()
     # Only the new istiod can push the next marker: every proxy has reconnected when it has it.
     mesh.convergence.wait(timeout=RECONNECT_TIMEOUT)
 
 
-def restart_proxy(mesh: LocalMesh, pod_key: str, binaries: IstioBinaries, *,
-                  labels: dict[str, str] | None = None, istiod: Istiod | None = None) -> None:
+def restart_proxy(
+    mesh: LocalMesh,
+    pod_key: str,
+    binaries: IstioBinaries,
+    *,
+    labels: dict[str, str] | None = None,
+    istiod: Istiod | None = None,
+) -> None:
     pod = mesh.pod(pod_key)
     old = pod.proxy
     if old is None:
@@ -88,8 +102,11 @@ def restart_proxy(mesh: LocalMesh, pod_key: str, binaries: IstioBinaries, *,
     old.stop()
     proxy = IstioProxy(
         ProxySpec(old.spec.kind, pod.namespace, pod.name, pod.service_account, dict(pod.labels), pod.address),
-        pod.netns, staged, mesh.workdir / "pods" / f"{pod.namespace}.{pod.name}@{binaries.version}",
-        mesh.log_dir, mesh_config(target.address, secure=target.secure),
+        pod.netns,
+        staged,
+        mesh.workdir / "pods" / f"{pod.namespace}.{pod.name}@{binaries.version}",
+        mesh.log_dir,
+        mesh_config(target.address, secure=target.secure),
     )
     proxy.prepare(mesh.pki.mesh_ca)
     proxy.start(mesh.state)
@@ -102,19 +119,28 @@ def add_revision(mesh: LocalMesh, binaries: IstioBinaries, revision: str) -> Rev
     """A second istiod, `istio-system/istiod-<revision>`, with REVISION set as the istiod chart
     sets it, on the same API server (reached through its pod's 127.0.0.1:6443, as the first
     istiod reaches it), with its own serving certificate for xDS over mutual TLS."""
-    spec = PodSpec("istio-system", f"istiod-{revision}", "istiod", None, "discovery",
-                   {"app": "istiod", REV_LABEL: revision})
+    spec = PodSpec(
+        "istio-system", f"istiod-{revision}", "istiod", None, "discovery", {"app": "istiod", REV_LABEL: revision}
+    )
     pod = mesh._make_pod(spec)
     first = mesh.pod("istio-system/istiod")
     forwarder = LoopbackForwarder(first.netns, API_PORT, listen_in=pod.netns, listen_port=API_PORT)
     forwarder.start()
     assert mesh.pki is not None
-    serving = mesh.pki.mesh_ca.issue_server(f"istiod-{revision}", [ISTIOD_SAN, "istiod.istio-system.svc.cluster.local"],
-                                            ips=[pod.address])
+    serving = mesh.pki.mesh_ca.issue_server(
+        f"istiod-{revision}", [ISTIOD_SAN, "istiod.istio-system.svc.cluster.local"], ips=[pod.address]
+    )
     workdir = mesh.workdir / f"istiod-{revision}"
-    istiod = Istiod(pod.netns, pod.address, binaries.pilot_discovery, workdir, None, mesh.log_dir,
-                    kubeconfig=mesh.running_istiod.kubeconfig,
-                    tls=IstiodTLS(serving.chain_path, serving.key_path, mesh.pki.mesh_ca.cert_path))
+    istiod = Istiod(
+        pod.netns,
+        pod.address,
+        binaries.pilot_discovery,
+        workdir,
+        None,
+        mesh.log_dir,
+        kubeconfig=mesh.running_istiod.kubeconfig,
+        tls=IstiodTLS(serving.chain_path, serving.key_path, mesh.pki.mesh_ca.cert_path),
+    )
     istiod.process.name = f"istiod-{revision}"
     istiod.process.log_path = mesh.log_dir / f"istiod-{revision}.log"
     istiod.process.env = {**(istiod.process.env or {}), "REVISION": revision}
@@ -148,4 +174,3 @@ def proxy_versions(mesh: LocalMesh) -> dict[str, str]:
         if pod.proxy is not None:
             out[key] = f"Istio {pod.proxy.binaries.version}, Envoy {pod.proxy.binaries.envoy_version}"
     return out
-

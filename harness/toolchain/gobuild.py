@@ -50,8 +50,11 @@ class GoProgram:
     renames: tuple[tuple[str, str], ...] = ()  # go names a binary after its package path: server/v3 -> "server"
 
     def key(self, go_version: str) -> str:
-        spec = json.dumps([self.__dict__.get(k) for k in sorted(self.__dataclass_fields__)]
-                          + [go_version], sort_keys=True, default=list)
+        spec = json.dumps(
+            [self.__dict__.get(k) for k in sorted(self.__dataclass_fields__)] + [go_version],
+            sort_keys=True,
+            default=list,
+        )
         return hashlib.sha256(spec.encode()).hexdigest()[:12]
 
 
@@ -172,7 +175,9 @@ def _ensure_locked(prog: GoProgram, go: str) -> Path:
             _run_logged(build + targets, cwd=src, env=env, log=log, what=what, progress=True)
     except subprocess.CalledProcessError:
         lines = [ln for ln in log_file.read_text().splitlines() if ln.strip() and not ln.startswith("go: downloading")]
-        raise HarnessError(f"building {what} failed: {(lines[-1] if lines else 'no output')[:200]} (log: {log_file})") from None
+        raise HarnessError(
+            f"building {what} failed: {(lines[-1] if lines else 'no output')[:200]} (log: {log_file})"
+        ) from None
     for old, new in prog.renames:
         if (bin_tmp / old).exists():
             os.replace(bin_tmp / old, bin_tmp / new)
@@ -182,7 +187,16 @@ def _ensure_locked(prog: GoProgram, go: str) -> Path:
     os.replace(bin_tmp, out / "bin")
     shutil.rmtree(src, ignore_errors=True)
     seconds = time.monotonic() - started
-    (out / "done.json").write_text(json.dumps({"program": prog.name, "version": prog.version, "seconds": round(seconds, 1),
-                                               "go": go_version(go), "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
+    (out / "done.json").write_text(
+        json.dumps(
+            {
+                "program": prog.name,
+                "version": prog.version,
+                "seconds": round(seconds, 1),
+                "go": go_version(go),
+                "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+        )
+    )
     say(f"built {what} in {seconds:.0f}s")
     return out / "bin"

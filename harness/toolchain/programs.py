@@ -26,14 +26,48 @@ from harness.toolchain.gobuild import GoProgram
 KUBERNETES = "v1.34.4"
 KUBERNETES_STAGING = "v0.34.4"
 # The `=> ./staging/src/k8s.io/...` lines of k8s.io/kubernetes v1.34.4's go.mod.
-K8S_STAGING = ("api", "apiextensions-apiserver", "apimachinery", "apiserver", "cli-runtime", "client-go",
-               "cloud-provider", "cluster-bootstrap", "code-generator", "component-base", "component-helpers",
-               "controller-manager", "cri-api", "cri-client", "csi-translation-lib", "dynamic-resource-allocation",
-               "endpointslice", "externaljwt", "kms", "kube-aggregator", "kube-controller-manager", "kube-proxy",
-               "kube-scheduler", "kubectl", "kubelet", "metrics", "mount-utils", "pod-security-admission",
-               "sample-apiserver", "sample-cli-plugin", "sample-controller")
-K8S_COMMANDS = ("kubeadm", "kubelet", "kubectl", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
-                "kube-proxy")
+K8S_STAGING = (
+    "api",
+    "apiextensions-apiserver",
+    "apimachinery",
+    "apiserver",
+    "cli-runtime",
+    "client-go",
+    "cloud-provider",
+    "cluster-bootstrap",
+    "code-generator",
+    "component-base",
+    "component-helpers",
+    "controller-manager",
+    "cri-api",
+    "cri-client",
+    "csi-translation-lib",
+    "dynamic-resource-allocation",
+    "endpointslice",
+    "externaljwt",
+    "kms",
+    "kube-aggregator",
+    "kube-controller-manager",
+    "kube-proxy",
+    "kube-scheduler",
+    "kubectl",
+    "kubelet",
+    "metrics",
+    "mount-utils",
+    "pod-security-admission",
+    "sample-apiserver",
+    "sample-cli-plugin",
+    "sample-controller",
+)
+K8S_COMMANDS = (
+    "kubeadm",
+    "kubelet",
+    "kubectl",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kube-proxy",
+)
 # `kubeadm config images list --kubernetes-version v1.34.4`, and kind's containerd sandbox image.
 ETCD_TAG = "3.6.5-0"
 COREDNS_TAG = "v1.12.1"
@@ -44,65 +78,106 @@ def _k8s_ldflags(version: str) -> tuple[str, ...]:
     major, minor = version.lstrip("v").split(".")[:2]
     flags = ["-s", "-w"]
     for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
-        flags += [f"-X {pkg}.gitVersion={version}", f"-X {pkg}.gitMajor={major}", f"-X {pkg}.gitMinor={minor}",
-                  f"-X {pkg}.gitTreeState=clean", f"-X {pkg}.buildDate=1970-01-01T00:00:00Z"]
+        flags += [
+            f"-X {pkg}.gitVersion={version}",
+            f"-X {pkg}.gitMajor={major}",
+            f"-X {pkg}.gitMinor={minor}",
+            f"-X {pkg}.gitTreeState=clean",
+            f"-X {pkg}.buildDate=1970-01-01T00:00:00Z",
+        ]
     return tuple(flags)
 
 
 KUBERNETES_PROGRAM = GoProgram(
-    name="kubernetes", version=KUBERNETES,
+    name="kubernetes",
+    version=KUBERNETES,
     requires=(("k8s.io/kubernetes", KUBERNETES),),
     replaces=tuple((f"k8s.io/{m}", f"k8s.io/{m}", KUBERNETES_STAGING) for m in K8S_STAGING),
     packages=tuple(f"k8s.io/kubernetes/cmd/{c}" for c in K8S_COMMANDS),
-    ldflags=_k8s_ldflags(KUBERNETES), outputs=K8S_COMMANDS,
+    ldflags=_k8s_ldflags(KUBERNETES),
+    outputs=K8S_COMMANDS,
 )
 
 ETCD = GoProgram(
-    name="etcd", version="v3.6.5",
+    name="etcd",
+    version="v3.6.5",
     requires=(("go.etcd.io/etcd/server/v3", "v3.6.5"),),
-    replaces=tuple((m, m, "v3.6.5") for m in ("go.etcd.io/etcd/api/v3", "go.etcd.io/etcd/client/pkg/v3",
-                                               "go.etcd.io/etcd/client/v3", "go.etcd.io/etcd/pkg/v3")),
-    packages=("go.etcd.io/etcd/server/v3",), renames=(("server", "etcd"),), outputs=("etcd",),
+    replaces=tuple(
+        (m, m, "v3.6.5")
+        for m in (
+            "go.etcd.io/etcd/api/v3",
+            "go.etcd.io/etcd/client/pkg/v3",
+            "go.etcd.io/etcd/client/v3",
+            "go.etcd.io/etcd/pkg/v3",
+        )
+    ),
+    packages=("go.etcd.io/etcd/server/v3",),
+    renames=(("server", "etcd"),),
+    outputs=("etcd",),
 )
 
-_COREDNS_PLUGINS = ("errors", "health", "ready", "kubernetes", "metrics", "forward", "cache", "loop", "reload",
-                    "loadbalance", "hosts", "log")
+_COREDNS_PLUGINS = (
+    "errors",
+    "health",
+    "ready",
+    "kubernetes",
+    "metrics",
+    "forward",
+    "cache",
+    "loop",
+    "reload",
+    "loadbalance",
+    "hosts",
+    "log",
+)
 COREDNS = GoProgram(
-    name="coredns", version="v1.14.5",
+    name="coredns",
+    version="v1.14.5",
     requires=(("github.com/coredns/coredns", "v1.14.5"),),
-    packages=(".",), binary="coredns", outputs=("coredns",),
+    packages=(".",),
+    binary="coredns",
+    outputs=("coredns",),
     main_go="// CoreDNS with the plugins kubeadm's Corefile uses (see programs.py).\npackage main\n\nimport (\n"
-            + "".join(f'\t_ "github.com/coredns/coredns/plugin/{p}"\n' for p in _COREDNS_PLUGINS)
-            + '\t"github.com/coredns/coredns/coremain"\n)\n\nfunc main() { coremain.Run() }\n',
+    + "".join(f'\t_ "github.com/coredns/coredns/plugin/{p}"\n' for p in _COREDNS_PLUGINS)
+    + '\t"github.com/coredns/coredns/coremain"\n)\n\nfunc main() { coremain.Run() }\n',
 )
 
 CONTAINERD = GoProgram(
-    name="containerd", version="v2.4.2",
+    name="containerd",
+    version="v2.4.2",
     requires=(("github.com/containerd/containerd/v2", "v2.4.2"),),
-    packages=tuple(f"github.com/containerd/containerd/v2/cmd/{c}" for c in ("containerd", "ctr", "containerd-shim-runc-v2")),
+    packages=tuple(
+        f"github.com/containerd/containerd/v2/cmd/{c}" for c in ("containerd", "ctr", "containerd-shim-runc-v2")
+    ),
     tags=("no_aufs", "no_zfs", "no_btrfs", "no_devmapper"),
     ldflags=("-s", "-w", "-X github.com/containerd/containerd/v2/version.Version=v2.4.2"),
     outputs=("containerd", "ctr", "containerd-shim-runc-v2"),
 )
 
 CRICTL = GoProgram(
-    name="crictl", version="v1.34.0",
+    name="crictl",
+    version="v1.34.0",
     requires=(("sigs.k8s.io/cri-tools", "v1.34.0"),),
     packages=("sigs.k8s.io/cri-tools/cmd/crictl",),
-    ldflags=("-s", "-w", "-X sigs.k8s.io/cri-tools/pkg/version.Version=v1.34.0"), outputs=("crictl",),
+    ldflags=("-s", "-w", "-X sigs.k8s.io/cri-tools/pkg/version.Version=v1.34.0"),
+    outputs=("crictl",),
 )
 
 KUBE_ROUTER = GoProgram(
-    name="kube-router", version="v2.1.0",
+    name="kube-router",
+    version="v2.1.0",
     requires=(("github.com/cloudnativelabs/kube-router/v2", "v2.1.0"),),
-    packages=("github.com/cloudnativelabs/kube-router/v2/cmd/kube-router",), outputs=("kube-router",),
+    packages=("github.com/cloudnativelabs/kube-router/v2/cmd/kube-router",),
+    outputs=("kube-router",),
     ldflags=("-s", "-w", "-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=v2.1.0"),
 )
 
 KIND = GoProgram(
-    name="kind", version="v0.33.0",
+    name="kind",
+    version="v0.33.0",
     requires=(("sigs.k8s.io/kind", "v0.33.0"),),
-    packages=("sigs.k8s.io/kind",), outputs=("kind",),
+    packages=("sigs.k8s.io/kind",),
+    outputs=("kind",),
 )
 
 # In build order: the slowest first, so the other steps can overlap with it when run in the background.

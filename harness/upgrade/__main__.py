@@ -33,8 +33,11 @@ def main(argv: list[str] | None = None) -> int:
         print("egress-harness: error: --rate must be in (0, 200] and --window in (0, 120] seconds", file=sys.stderr)
         return 2
     try:
-        run = UpgradeRun(UpgradeOptions(a.frm, a.to, a.artifacts.resolve(), select=select,
-                                        canary=not a.no_canary, rate=a.rate, window=a.window))
+        run = UpgradeRun(
+            UpgradeOptions(
+                a.frm, a.to, a.artifacts.resolve(), select=select, canary=not a.no_canary, rate=a.rate, window=a.window
+            )
+        )
         report = run.run()
     except HarnessError as exc:
         print(f"egress-harness: error: {exc}", file=sys.stderr)
@@ -42,9 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("egress-harness: interrupted (the mesh was torn down)", file=sys.stderr)
         return 130
-    print(f"upgrade {a.frm} → {a.to}: {'PASSED' if report.passed() else 'FAILED'}; "
-          f"{len(report.results) - len(report.failures())}/{len(report.results)} cases passed; "
-          f"config diff {report.diff_line_count()} changes; wall {report.wall_seconds:.0f} s")
+    print(
+        f"upgrade {a.frm} → {a.to}: {'PASSED' if report.passed() else 'FAILED'}; "
+        f"{len(report.results) - len(report.failures())}/{len(report.results)} cases passed; "
+        f"config diff {report.diff_line_count()} changes; wall {report.wall_seconds:.0f} s"
+    )
     for t in report.traffic:
         print(f"  {t.line()}")
     if report.error:

@@ -91,7 +91,9 @@ def traffic_manifests(trust: dict) -> list[dict]:
 class UpgradeRun:
     def __init__(self, opts: UpgradeOptions):
         if opts.from_version == opts.to_version:
-            raise HarnessError(f"FROM and TO are both {opts.from_version}: an upgrade needs two versions (e.g. FROM=1.30 TO=1.31)")
+            raise HarnessError(
+                f"FROM and TO are both {opts.from_version}: an upgrade needs two versions (e.g. FROM=1.30 TO=1.31)"
+            )
         from harness.versions import resolve_release
 
         resolve_release(opts.from_version), resolve_release(opts.to_version)  # bad names: one line, nothing started
@@ -146,8 +148,9 @@ class UpgradeRun:
             snapshot.take(mesh, self.out / "snapshots" / "before", self.opts.snapshot_stages, self.opts.modes)
 
             if self.opts.istioctl_checks:
-                self.report.checks = run_istioctl_checks(mesh, self.to, self.out / "istioctl", self.opts.from_version,
-                                                         precheck=self.opts.precheck)
+                self.report.checks = run_istioctl_checks(
+                    mesh, self.to, self.out / "istioctl", self.opts.from_version, precheck=self.opts.precheck
+                )
             for chk in self.report.checks:
                 self.say(f"{chk['command']}: exit {chk['rc']}, {len(chk['messages'])} message(s)")
 
@@ -160,6 +163,7 @@ class UpgradeRun:
 
             self._transition(mesh, "gateway", lambda: mesh.restart_proxy(GATEWAY, self.to), restarts_proxy=True)
             sidecars = [k for k, p in mesh.pods.items() if p.proxy is not None and p.proxy.spec.kind == "sidecar"]
+
             def restart_sidecars() -> None:
                 for key in sidecars:
                     mesh.restart_proxy(key, self.to)
@@ -178,8 +182,9 @@ class UpgradeRun:
             self.report.diff[name] = diff_paths(snaps / "before" / name, snaps / "after" / name)
             # Attribution: a change already there with TO's istiod and FROM's proxies is istiod's doing.
             by_istiod = {c.line() for c in diff_paths(snaps / "before" / name, snaps / "control-plane" / name)}
-            self.report.diff_origin[name] = ["istiod" if c.line() in by_istiod else "proxy"
-                                             for c in self.report.diff[name]]
+            self.report.diff_origin[name] = [
+                "istiod" if c.line() in by_istiod else "proxy" for c in self.report.diff[name]
+            ]
         self.say(f"config diff: {self.report.diff_line_count()} changes")
 
     def _canary(self) -> None:
@@ -199,14 +204,23 @@ class UpgradeRun:
             self._transition(mesh, f"canary: istiod {self.revision} installed", install)
             rev = installed = holder["rev"]  # `rev` is cleared once the mesh owns it; `installed` is not
             label = {upgrade_ops.REV_LABEL: self.revision}
-            self._transition(mesh, f"canary: gateway → {self.revision}",
-                             lambda: mesh.restart_proxy(GATEWAY, self.to, labels=label, istiod=installed.istiod),
-                             restarts_proxy=True)
-            self._transition(mesh, f"canary: sleep → {self.revision}",
-                             lambda: mesh.restart_proxy(SLEEP, self.to, labels=label, istiod=installed.istiod),
-                             restarts_proxy=True)
-            self._transition(mesh, f"canary: istiod {self.opts.from_version} removed",
-                             lambda: upgrade_ops.promote_revision(mesh, installed))
+            self._transition(
+                mesh,
+                f"canary: gateway → {self.revision}",
+                lambda: mesh.restart_proxy(GATEWAY, self.to, labels=label, istiod=installed.istiod),
+                restarts_proxy=True,
+            )
+            self._transition(
+                mesh,
+                f"canary: sleep → {self.revision}",
+                lambda: mesh.restart_proxy(SLEEP, self.to, labels=label, istiod=installed.istiod),
+                restarts_proxy=True,
+            )
+            self._transition(
+                mesh,
+                f"canary: istiod {self.opts.from_version} removed",
+                lambda: upgrade_ops.promote_revision(mesh, installed),
+            )
             rev = None  # the mesh owns it now
             mesh.binaries = upgrade_ops.stage_binaries(mesh, self.to)
             self._versions(mesh, "canary")
@@ -225,14 +239,17 @@ class UpgradeRun:
             alter = sab.alter
             self.say(f"sabotage from {sab.from_phase}: {sab.description}")
         self.say(f"phase {phase}: {len(self.cases)} cases × {len(self.opts.modes)} modes")
-        self.report.results += run_phase(mesh, phase, self.cases, self.out / "evidence", self.opts.modes, alter, self.say)
+        self.report.results += run_phase(
+            mesh, phase, self.cases, self.out / "evidence", self.opts.modes, alter, self.say
+        )
 
     def _transition(self, mesh, name: str, change: Callable[[], object], *, restarts_proxy: bool = False) -> None:
         objs = traffic_manifests(mesh.upstream_trust())
         mesh.apply(objs)
         self.say(f"transition {name} under traffic ({self.opts.rate:g} req/s)")
-        traffic = ContinuousTraffic(mesh, _slug(name), self.out / "traffic", rate=self.opts.rate,
-                                    min_window=self.opts.window)
+        traffic = ContinuousTraffic(
+            mesh, _slug(name), self.out / "traffic", rate=self.opts.rate, min_window=self.opts.window
+        )
         try:
             with traffic:
                 change()

@@ -35,15 +35,25 @@ def run_istioctl_checks(mesh, to: IstioBinaries, out: Path, from_version: str, *
 def _precheck(mesh, to: IstioBinaries, out: Path, from_version: str) -> dict:
     kubeconfig = mesh.running_istiod.kubeconfig
     # --from-version: "check for behavioral changes since a specific version" (istioctl x precheck --help).
-    argv = [str(to.istioctl), "x", "precheck", f"--kubeconfig={kubeconfig}", f"--from-version={from_version}",
-            "--output-threshold=Info", "--kubeclient-timeout=10s"]
+    argv = [
+        str(to.istioctl),
+        "x",
+        "precheck",
+        f"--kubeconfig={kubeconfig}",
+        f"--from-version={from_version}",
+        "--output-threshold=Info",
+        "--kubeclient-timeout=10s",
+    ]
     res = mesh.pod("istio-system/istiod").netns.exec(argv, timeout=PRECHECK_TIMEOUT)
     (out / "precheck.txt").write_text(res.stdout + res.stderr)
     messages = _messages(res.stdout + res.stderr)
     if res.exit_code == 124:
         messages = [f"did not finish within {PRECHECK_TIMEOUT:.0f} s against the local mesh's API server"]
-    return {"command": f"istioctl {to.version} x precheck --from-version={from_version} (against the local mesh's API server)",
-            "rc": res.exit_code, "messages": messages}
+    return {
+        "command": f"istioctl {to.version} x precheck --from-version={from_version} (against the local mesh's API server)",
+        "rc": res.exit_code,
+        "messages": messages,
+    }
 
 
 def _analyze(mesh, to: IstioBinaries, out: Path) -> dict:
@@ -57,11 +67,24 @@ def _analyze(mesh, to: IstioBinaries, out: Path) -> dict:
                 continue
             f = out / f"{stage.replace('/', '-')}.{mode}.yaml"
             f.write_text(to_yaml(objs))
-            proc = subprocess.run([str(to.istioctl), "analyze", "--use-kube=false", f"--meshConfigFile={mesh_file}",
-                                   "--failure-threshold=Error", str(f)],
-                                  capture_output=True, text=True, timeout=120)
+            proc = subprocess.run(
+                [
+                    str(to.istioctl),
+                    "analyze",
+                    "--use-kube=false",
+                    f"--meshConfigFile={mesh_file}",
+                    "--failure-threshold=Error",
+                    str(f),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             worst = max(worst, proc.returncode)
             messages += [f"[{stage} {mode}] {m}" for m in _messages(proc.stdout + proc.stderr)]
     (out / "analyze.txt").write_text("\n".join(messages) + "\n")
-    return {"command": f"istioctl {to.version} analyze --use-kube=false (every stage × mode)",
-            "rc": worst, "messages": messages}
+    return {
+        "command": f"istioctl {to.version} analyze --use-kube=false (every stage × mode)",
+        "rc": worst,
+        "messages": messages,
+    }

@@ -43,8 +43,12 @@ class UpgradeReport:
         return [t for t in self.traffic if t.failed]
 
     def passed(self) -> bool:
-        return (not self.error and bool(self.results) and not self.failures()
-                and all(t.success_rate >= ISTIO_UPGRADE_SUCCESS_THRESHOLD for t in self.traffic if t.held_to_threshold))
+        return (
+            not self.error
+            and bool(self.results)
+            and not self.failures()
+            and all(t.success_rate >= ISTIO_UPGRADE_SUCCESS_THRESHOLD for t in self.traffic if t.held_to_threshold)
+        )
 
     def diff_line_count(self) -> int:
         return sum(len(c) for c in self.diff.values())
@@ -55,12 +59,20 @@ class UpgradeReport:
     # ---------------------------------------------------------------- output
     def as_json(self) -> dict:
         return {
-            "from": self.from_version, "to": self.to_version, "builds": self.builds, "flows": self.flows,
-            "passed": self.passed(), "error": self.error, "wall_seconds": round(self.wall_seconds, 1),
-            "checks": self.checks, "results": [asdict(r) for r in self.results],
+            "from": self.from_version,
+            "to": self.to_version,
+            "builds": self.builds,
+            "flows": self.flows,
+            "passed": self.passed(),
+            "error": self.error,
+            "wall_seconds": round(self.wall_seconds, 1),
+            "checks": self.checks,
+            "results": [asdict(r) for r in self.results],
             "traffic": [t.as_json() for t in self.traffic],
-            "config_diff": {name: [{**c.as_json(), "origin": o} for c, o in zip(changes, self._origins(name), strict=False)]
-                            for name, changes in self.diff.items()},
+            "config_diff": {
+                name: [{**c.as_json(), "origin": o} for c, o in zip(changes, self._origins(name), strict=False)]
+                for name, changes in self.diff.items()
+            },
             "proxy_versions": self.proxy_versions,
         }
 
@@ -76,8 +88,10 @@ class UpgradeReport:
         return path
 
     def markdown(self) -> str:
-        out = [f"# Istio upgrade {self.from_version} → {self.to_version}: "
-               f"{'PASSED' if self.passed() else 'FAILED'}", ""]
+        out = [
+            f"# Istio upgrade {self.from_version} → {self.to_version}: {'PASSED' if self.passed() else 'FAILED'}",
+            "",
+        ]
         if self.error:
             out += [f"**Stopped:** {self.error}", ""]
         out += [f"Wall time {self.wall_seconds:.0f} s; flows: {', '.join(self.flows) or 'none'}.", ""]
@@ -99,16 +113,27 @@ class UpgradeReport:
             cells = []
             for p in phases:
                 case_result = by_phase.get(p)
-                cells.append("–" if case_result is None else ("pass" if case_result.outcome == "passed"
-                                                    else f"**FAIL** ({case_result.hop or case_result.message[:60]})"))
+                cells.append(
+                    "–"
+                    if case_result is None
+                    else (
+                        "pass"
+                        if case_result.outcome == "passed"
+                        else f"**FAIL** ({case_result.hop or case_result.message[:60]})"
+                    )
+                )
             out.append(f"| `{case}` | {mode} | " + " | ".join(cells) + " |")
         failures = self.failures()
         if failures:
             out += ["", "Failures:"] + [f"- {r.phase} `{r.case}` [{r.mode}]: {r.message[:300]}" for r in failures]
-        out += ["", f"## Traffic continuity (default/sleep → gateway, HTTP and passthrough; Istio's upgrade "
-                    f"test accepts {ISTIO_UPGRADE_SUCCESS_THRESHOLD:.0f} %)", "",
-                "| transition | seconds | sent | failed | success | longest gap | http ok/sent | passthrough ok/sent | errors | held to 95 % |",
-                "|---|---|---|---|---|---|---|---|---|---|"]
+        out += [
+            "",
+            f"## Traffic continuity (default/sleep → gateway, HTTP and passthrough; Istio's upgrade "
+            f"test accepts {ISTIO_UPGRADE_SUCCESS_THRESHOLD:.0f} %)",
+            "",
+            "| transition | seconds | sent | failed | success | longest gap | http ok/sent | passthrough ok/sent | errors | held to 95 % |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for t in self.traffic:
             h, p2 = t.by_kind.get("http"), t.by_kind.get("passthrough")
             kinds = " | ".join(f"{k.sent - k.failed}/{k.sent}" if k else "–" for k in (h, p2))
@@ -116,22 +141,34 @@ class UpgradeReport:
             for k in t.by_kind.values():
                 for e, n in k.errors.items():
                     errors[e] = errors.get(e, 0) + n
-            out.append(f"| {t.transition} | {t.seconds:.1f} | {t.sent} | {t.failed} | {t.success_rate:.1f} % | "
-                       f"{t.longest_gap_s:.2f} s | {kinds} | "
-                       f"{', '.join(f'{e}×{n}' for e, n in sorted(errors.items())) or '–'} | "
-                       f"{'yes' if t.held_to_threshold else 'no: in-place proxy restart'} |")
+            out.append(
+                f"| {t.transition} | {t.seconds:.1f} | {t.sent} | {t.failed} | {t.success_rate:.1f} % | "
+                f"{t.longest_gap_s:.2f} s | {kinds} | "
+                f"{', '.join(f'{e}×{n}' for e, n in sorted(errors.items())) or '–'} | "
+                f"{'yes' if t.held_to_threshold else 'no: in-place proxy restart'} |"
+            )
         lossy = self.lossy_transitions()
-        out += ["", "Transitions that dropped requests: "
-                + (", ".join(f"{t.transition} ({t.failed})" for t in lossy) if lossy else "none") + ".", "",
-                "A proxy restarted in place (same pod, same ports: the pocket cluster has one replica and "
-                "no rolling update) drops the requests in flight while the new pilot-agent and Envoy start; "
-                "on Kubernetes the new pod comes up beside the old one. Those transitions are reported, not "
-                "held to 95 %; control-plane transitions are."]
-        out += ["", f"## Envoy config diff {self.from_version} → {self.to_version} (semantic, egress paths only)", "",
-                f"{self.diff_line_count()} changed leaves in all; all of them in `config-diff.txt` and `report.json`. "
-                "Read with `python -m harness.config_diff snapshots/before/<scenario> snapshots/after/<scenario>`. "
-                "(istiod): the change is there already with TO's istiod and FROM's proxies (snapshot "
-                "`control-plane`); (proxy): it came with TO's pilot-agent and Envoy.", ""]
+        out += [
+            "",
+            "Transitions that dropped requests: "
+            + (", ".join(f"{t.transition} ({t.failed})" for t in lossy) if lossy else "none")
+            + ".",
+            "",
+            "A proxy restarted in place (same pod, same ports: the pocket cluster has one replica and "
+            "no rolling update) drops the requests in flight while the new pilot-agent and Envoy start; "
+            "on Kubernetes the new pod comes up beside the old one. Those transitions are reported, not "
+            "held to 95 %; control-plane transitions are.",
+        ]
+        out += [
+            "",
+            f"## Envoy config diff {self.from_version} → {self.to_version} (semantic, egress paths only)",
+            "",
+            f"{self.diff_line_count()} changed leaves in all; all of them in `config-diff.txt` and `report.json`. "
+            "Read with `python -m harness.config_diff snapshots/before/<scenario> snapshots/after/<scenario>`. "
+            "(istiod): the change is there already with TO's istiod and FROM's proxies (snapshot "
+            "`control-plane`); (proxy): it came with TO's pilot-agent and Envoy.",
+            "",
+        ]
         for name, changes in self.diff.items():
             stats = [c for c in changes if c.kind == "stat"]
             out += [f"### {name}: {len(changes)} changes ({len(stats)} stat names)", "", "```"]

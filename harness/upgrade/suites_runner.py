@@ -89,8 +89,14 @@ class PhaseScenario(Scenario):
         return self._alter(objs) if self._alter else objs
 
 
-def run_case(mesh, phase: str, case: Case, mode: str, evidence_root: Path,
-             alter: Callable[[list[dict]], list[dict]] | None = None) -> CaseResult:
+def run_case(
+    mesh,
+    phase: str,
+    case: Case,
+    mode: str,
+    evidence_root: Path,
+    alter: Callable[[list[dict]], list[dict]] | None = None,
+) -> CaseResult:
     evidence = Evidence()
     sc = PhaseScenario(mesh, evidence, mode, alter)
     started = time.monotonic()
@@ -122,13 +128,23 @@ def run_case(mesh, phase: str, case: Case, mode: str, evidence_root: Path,
     return result
 
 
-def run_phase(mesh, phase: str, cases: list[Case], evidence_root: Path, modes=MODES,
-              alter: Callable[[list[dict]], list[dict]] | None = None, say=print) -> list[CaseResult]:
+def run_phase(
+    mesh,
+    phase: str,
+    cases: list[Case],
+    evidence_root: Path,
+    modes=MODES,
+    alter: Callable[[list[dict]], list[dict]] | None = None,
+    say=print,
+) -> list[CaseResult]:
     results = []
     for case in cases:
         for mode in modes:
             r = run_case(mesh, phase, case, mode, evidence_root, alter)
-            say(f"  {phase}: {case.id}[{mode}] {r.outcome}" + (f" [hop: {r.hop}]" if r.hop else "")
-                + (f" {r.message[:160]}" if r.outcome != "passed" and not r.hop else ""))
+            say(
+                f"  {phase}: {case.id}[{mode}] {r.outcome}"
+                + (f" [hop: {r.hop}]" if r.hop else "")
+                + (f" {r.message[:160]}" if r.outcome != "passed" and not r.hop else "")
+            )
             results.append(r)
     return results

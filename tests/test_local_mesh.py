@@ -4,9 +4,12 @@ right message, and teardown that leaves nothing after Ctrl-C and after SIGKILL."
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -212,31 +215,39 @@ def test_teardown_leaves_nothing(mesh, sig, tmp_path):
     assert res.exit_code == 0, res.stderr
 
 
-def test_not_root_gets_one_line_error(tmp_path):
+def test_not_root_gets_one_line_error():
     """Without root the run stops before starting anything, with one line naming the fix."""
-    tmp_path.chmod(0o777)
-    proc = subprocess.run(
-        [
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            str(REPO / "suites/test_troubleshooting.py"),
-            "--artifacts",
-            str(tmp_path / "a"),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=dict(os.environ, PYTHONPATH=str(REPO), HOME=str(tmp_path)),
-    )
+    # A folder and a Python an unprivileged user can reach (pytest's tmp_path and the venv's
+    # interpreter may sit under 0700 folders); the venv's packages through PYTHONPATH.
+    home = Path(tempfile.mkdtemp(prefix="egress-harness-notroot-"))
+    home.chmod(0o777)
+    python = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+    site = sysconfig.get_paths()["purelib"]
+    try:
+        proc = subprocess.run(
+            [
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                python,
+                "-m",
+                "pytest",
+                "-p",
+                "no:cacheprovider",
+                "-q",
+                str(REPO / "suites/test_troubleshooting.py"),
+                "--artifacts",
+                str(home / "a"),
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=dict(os.environ, PYTHONPATH=f"{REPO}:{site}", HOME=str(home)),
+        )
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "egress-harness: the local mesh needs root" in out, out[-2000:]

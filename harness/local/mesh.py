@@ -13,7 +13,6 @@ Names are prefixed with a per-run id, so two runs coexist; nothing routes off th
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import secrets
 import shutil
@@ -35,7 +34,7 @@ from harness.local.kube_registry import KubeRegistry, istio_crd_file
 from harness.local.netns import ETC_NETNS_DIR, POD_PATH, ExecResult, Netns
 from harness.local.pods import UPSTREAM_HOST, Pod, stage_gateway_trust, write_pod_etc
 from harness.local.processes import ManagedProcess
-from harness.local.proxy import IstioProxy, ProxySpec
+from harness.local.proxy import IstioProxy, ProxySpec, stage_proxy_binaries
 from harness.local.reaper import start_watchdog
 from harness.local.runstate import STATE_ROOT, RunState, reap_stale_runs
 from harness.pki import RunPKI
@@ -223,20 +222,7 @@ class LocalMesh:
 
     # ---------------------------------------------------------------- building blocks
     def _stage_binaries(self) -> None:
-        """The proxies run as uid 1337, which cannot enter a root-only cache (~root is 0700):
-        give them hard links (copies across file systems) in the run's directory."""
-        bin_dir = self.workdir / "bin"
-        bin_dir.mkdir()
-        staged = {}
-        for name, src in (("pilot-agent", self.binaries.pilot_agent), ("envoy", self.binaries.envoy)):
-            dest = bin_dir / name
-            try:
-                os.link(src, dest)
-            except OSError:
-                shutil.copy2(src, dest)
-            os.chmod(dest, 0o755)
-            staged[name] = dest
-        self.binaries = dataclasses.replace(self.binaries, pilot_agent=staged["pilot-agent"], envoy=staged["envoy"])
+        self.binaries = stage_proxy_binaries(self.binaries, self.workdir / "bin")
 
     def _add_netns(self, ns: Netns) -> None:
         self.state.add_netns(ns.name)

@@ -14,6 +14,7 @@ with the arguments Istio's injector gives istio-init.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -247,3 +248,22 @@ class IstioProxy:
         self._log_offset += len(complete)
         self._access_lines += [line for line in complete.decode(errors="replace").splitlines() if line.startswith("{")]
         return list(self._access_lines)
+
+
+def stage_proxy_binaries(binaries: IstioBinaries, bin_dir: Path) -> IstioBinaries:
+    """pilot-agent and Envoy of `binaries` where uid 1337 can run them: the proxies cannot enter a
+    root-only cache (~root is 0700), so they get hard links (copies across file systems) in
+    `bin_dir`, under the run's directory. Staging the same version twice reuses the first."""
+    bin_dir.mkdir(exist_ok=True)
+    os.chmod(bin_dir, 0o755)
+    staged = {}
+    for name, src in (("pilot-agent", binaries.pilot_agent), ("envoy", binaries.envoy)):
+        dest = bin_dir / name
+        if not dest.exists():
+            try:
+                os.link(src, dest)
+            except OSError:
+                shutil.copy2(src, dest)
+            os.chmod(dest, 0o755)
+        staged[name] = dest
+    return dataclasses.replace(binaries, pilot_agent=staged["pilot-agent"], envoy=staged["envoy"])

@@ -16,9 +16,6 @@ push from the live istiod can deliver) with a deadline.
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import shutil
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -26,7 +23,7 @@ from harness.errors import HarnessError
 from harness.istio_binaries import IstioBinaries
 from harness.local.apiserver import API_PORT, LoopbackForwarder
 from harness.local.istiod import ISTIOD_SAN, Istiod, IstiodTLS, mesh_config
-from harness.local.proxy import IstioProxy, ProxySpec
+from harness.local.proxy import IstioProxy, ProxySpec, stage_proxy_binaries
 from harness.pod_table import PodSpec
 
 if TYPE_CHECKING:
@@ -44,22 +41,8 @@ class Revision:
 
 
 def stage_binaries(mesh: LocalMesh, binaries: IstioBinaries) -> IstioBinaries:
-    """pilot-agent and Envoy of `binaries` where uid 1337 can run them (see LocalMesh._stage_binaries)."""
-    bin_dir = mesh.workdir / f"bin-{binaries.version}"
-    if not bin_dir.exists():
-        bin_dir.mkdir()
-        os.chmod(bin_dir, 0o755)
-    staged = {}
-    for name, src in (("pilot-agent", binaries.pilot_agent), ("envoy", binaries.envoy)):
-        dest = bin_dir / name
-        if not dest.exists():
-            try:
-                os.link(src, dest)
-            except OSError:
-                shutil.copy2(src, dest)
-            os.chmod(dest, 0o755)
-        staged[name] = dest
-    return dataclasses.replace(binaries, pilot_agent=staged["pilot-agent"], envoy=staged["envoy"])
+    """pilot-agent and Envoy of `binaries` where uid 1337 can run them, one folder per version."""
+    return stage_proxy_binaries(binaries, mesh.workdir / f"bin-{binaries.version}")
 
 
 def replace_istiod(mesh: LocalMesh, binaries: IstioBinaries) -> None:

@@ -172,16 +172,20 @@ def isolation_report(ns_path: Path = NETNS_PATH) -> str:
 
 
 def _alive(pid: int) -> bool:
-    """True while `pid` runs; reaps it when it is our child (dockerd started by this process)."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
+    """True while `pid` runs. A zombie is dead: reap it when it is our child (dockerd started by
+    this process), so nothing of it is left; the state is read first, then reaped, so a process
+    that exits between the two is not reported dead while its /proc entry stays."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return False
-    return state != "Z"
+    if state in ("Z", "X"):
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        return False
+    return True
 
 
 def stop() -> None:

@@ -181,7 +181,9 @@ def _alive(pid: int) -> bool:
         return False
     if state in ("Z", "X"):
         try:
-            os.waitpid(pid, os.WNOHANG)
+            # Blocking: a Go program's leader shows Z while its other threads still exit, and a
+            # non-blocking wait would find nothing to reap yet. Not our child: returns at once.
+            os.waitpid(pid, 0)
         except ChildProcessError:
             pass
         return False

@@ -33,6 +33,7 @@ from harness.backends.kube import (
     Kubectl,
     PortForward,
     add_hosts_block,
+    gateway_trust_pems,
     render_fixture,
 )
 from harness.errors import HarnessError
@@ -166,19 +167,7 @@ class ClusterBackend(KubeBackend):
         self._coredns_original = self._corefile()
         self._set_corefile(add_hosts_block(self._coredns_original, address, run=self.run_id))
 
-        untrusted = self.pki.other_public_ca()
-        client = self.pki.public_ca.issue_client(
-            "gateway-client",
-            "istio-egressgateway",
-            dns_names=["istio-egressgateway.istio-system.svc.cluster.local"],
-            uris=["spiffe://cluster.local/ns/istio-system/sa/istio-egressgateway-service-account"],
-        )
-        pems = {
-            "public_ca": self.pki.public_ca.cert_pem.decode(),
-            "untrusted_ca": untrusted.cert_pem.decode(),
-            "client_cert": client.cert_pem.decode(),
-            "client_key": client.key_pem.decode(),
-        }
+        pems = gateway_trust_pems(self.pki)
         for _name, text in plan.setup_manifests(
             sleep_image=self.sleep_image,
             ns_default=self.run_ns["default"],

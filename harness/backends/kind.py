@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.backends import plan, tools, upstream_image
-from harness.backends.kube import UPSTREAM_HOST, KubeBackend, Kubectl, add_hosts_block
+from harness.backends.kube import UPSTREAM_HOST, KubeBackend, Kubectl, add_hosts_block, gateway_trust_pems
 from harness.errors import HarnessError
 from harness.pki import RunPKI
 from harness.wait import poll
@@ -350,19 +350,7 @@ class KindBackend(KubeBackend):
 
     def _deploy_seed(self) -> None:
         assert self.pki is not None and self.upstream_container is not None
-        untrusted = self.pki.other_public_ca()
-        client = self.pki.public_ca.issue_client(
-            "gateway-client",
-            "istio-egressgateway",
-            dns_names=["istio-egressgateway.istio-system.svc.cluster.local"],
-            uris=["spiffe://cluster.local/ns/istio-system/sa/istio-egressgateway-service-account"],
-        )
-        pems = {
-            "public_ca": self.pki.public_ca.cert_pem.decode(),
-            "untrusted_ca": untrusted.cert_pem.decode(),
-            "client_cert": client.cert_pem.decode(),
-            "client_key": client.key_pem.decode(),
-        }
+        pems = gateway_trust_pems(self.pki)
         for _name, text in plan.setup_manifests(sleep_image=upstream_image.sleep_tag(), pems=pems).items():
             self.kubectl.run("apply", "-f", "-", input=text)
         for ns in ("default", "test-egress"):

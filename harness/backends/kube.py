@@ -35,7 +35,8 @@ from harness.errors import HarnessError
 from harness.istioctl_validate import IstioctlValidator
 from harness.local.netns import ExecResult
 from harness.manifests import FIXTURES, to_yaml
-from harness.pod_table import PODS
+from harness.pki import RunPKI
+from harness.pod_table import GATEWAY_SPIFFE, PODS
 from harness.sync import (
     ISTIO_KINDS,
     marker_cluster,
@@ -56,6 +57,41 @@ TRUST_NAMES = {"trust": "edition-cnn-com-ca", "wrong_trust": "untrusted-ca", "cl
 # Pods of the seed: logical "namespace/name" -> (label selector, application container).
 SEED_PODS = {key: (pod.selector, pod.container) for key, pod in PODS.items()}
 _CORE_MARK = "# egress-harness: edition.cnn.com is the stand-in"
+
+
+# istiod's sync status, read in its own container (the plan prints the same command).
+SYNCZ_EXEC = (
+    "exec",
+    "-n",
+    ISTIO_NAMESPACE,
+    "deploy/istiod",
+    "-c",
+    "discovery",
+    "--",
+    "pilot-discovery",
+    "request",
+    "GET",
+    "/debug/syncz",
+)
+
+
+def gateway_trust_pems(pki: RunPKI) -> dict[str, str]:
+    """What the gateway's credentialName Secrets hold on Kubernetes (kind and cluster alike): the
+    stand-in's CA, a CA that did not sign it, and a client certificate whose DNS SAN the
+    mutual-origination check names."""
+    untrusted = pki.other_public_ca()
+    client = pki.public_ca.issue_client(
+        "gateway-client",
+        "istio-egressgateway",
+        dns_names=["istio-egressgateway.istio-system.svc.cluster.local"],
+        uris=[GATEWAY_SPIFFE],
+    )
+    return {
+        "public_ca": pki.public_ca.cert_pem.decode(),
+        "untrusted_ca": untrusted.cert_pem.decode(),
+        "client_cert": client.cert_pem.decode(),
+        "client_key": client.key_pem.decode(),
+    }
 
 
 def trust_values() -> dict[str, dict[str, str]]:
@@ -332,21 +368,7 @@ class KubeBackend:
         return result.stdout
 
     def syncz(self) -> list[dict]:
-        result = self.kubectl.run(
-            "exec",
-            "-n",
-            ISTIO_NAMESPACE,
-            "deploy/istiod",
-            "-c",
-            "discovery",
-            "--",
-            "pilot-discovery",
-            "request",
-            "GET",
-            "/debug/syncz",
-            check=False,
-            timeout=30,
-        )
+        result = self.kubectl.run(*SYNCZ_EXEC, check=False, timeout=30)
         if not result.ok:
             raise RuntimeError(f"istiod /debug/syncz: {result.stderr.strip()[-300:]}")
         data = json.loads(result.stdout or "[]")

@@ -23,6 +23,7 @@ from harness.backends import tools, upstream_image
 from harness.backends.kube import (
     ISTIO_NAMESPACE,
     KIND_FIXTURES,
+    SYNCZ_EXEC,
     TRUST_NAMES,
     UPSTREAM_HOST,
     add_hosts_block,
@@ -441,20 +442,7 @@ def kind_plan(
                     "GET",
                     "config_dump?resource=dynamic_active_clusters&name_regex=<marker cluster>",
                 ],
-                k
-                + [
-                    "exec",
-                    "-n",
-                    ISTIO_NAMESPACE,
-                    "deploy/istiod",
-                    "-c",
-                    "discovery",
-                    "--",
-                    "pilot-discovery",
-                    "request",
-                    "GET",
-                    "/debug/syncz",
-                ],
+                k + list(SYNCZ_EXEC),
             ],
             note="the scenario manifests below, one stage × mTLS mode at a time",
         )

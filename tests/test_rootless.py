@@ -127,6 +127,9 @@ def _rootless_pytest(tmp_path: Path, python: str, pytest_args: str, extra_env: s
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", inner], artifacts
 
 
+# A whole local mesh under pytest: the toolchain and Istio builds of `make test` come first.
+@pytest.mark.mesh
+@pytest.mark.slow
 def test_the_seed_first_scenario_runs_without_root(shared_tmp):
     """An unprivileged user with subordinate ids runs the mesh: istio-proxy as uid 1337, the real
     istio-iptables, namespaces and all. /etc/subuid is only replaced inside a private mount
@@ -167,6 +170,9 @@ def _descendants(root: int) -> dict[int, str]:
     return out
 
 
+# A whole local mesh under pytest: the toolchain and Istio builds of `make test` come first.
+@pytest.mark.mesh
+@pytest.mark.slow
 def test_sigkill_of_a_rootless_run_leaves_nothing(shared_tmp):
     """SIGKILL the rootless run's pytest and its watchdog while the mesh is up: every process of
     the run (istiod, the stand-in, pilot-agent and Envoy) goes with its PID namespace, and no key

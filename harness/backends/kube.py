@@ -1,12 +1,13 @@
 """The Kubernetes side shared by the kind and cluster backends (harness/backend.py's Backend).
 
-Everything goes through kubectl with an explicit kubeconfig: the commands are the ones the plan
-prints and a person would type, and one client means one behaviour to debug. (An API client such
-as kr8s was considered for the polling reads; `kubectl get -o json` does the same here without a
-second client, so none is a dependency.)
+Setup, reads, exec, logs and port-forwards go through kubectl with an explicit kubeconfig: the
+commands are the ones the plan prints and a person would type. (An API client such as kr8s was
+considered for the polling reads; `kubectl get -o json` does the same here without a second
+client, so none is a dependency.) What the suites apply is the exception: every backend applies it
+by server-side apply over REST (harness/kube_rest.py), one path for all three.
 
 - apply/delete: Istio objects are checked first by the pinned `istioctl validate` (offline, like the
-  local mesh); then `kubectl apply`/`delete`; then the backend waits until every proxy runs the
+  local mesh); then server-side apply / delete of each object; then the backend waits until every proxy runs the
   config: a marker ServiceEntry with a new host is applied after the change, each proxy's
   config_dump (`pilot-agent request GET config_dump…` in its istio-proxy container) must show the
   marker's cluster, and istiod's /debug/syncz must show every xDS type ACKed. A NACK fails at once.
@@ -33,6 +34,7 @@ import jinja2
 
 from harness.errors import HarnessError
 from harness.istioctl_validate import IstioctlValidator
+from harness.kube_rest import KubeRest
 from harness.local.netns import ExecResult
 from harness.manifests import FIXTURES, to_yaml
 from harness.pki import RunPKI
@@ -244,6 +246,7 @@ class KubeBackend:
         self._forwards: dict[str, PortForward] = {}
         self._admins: dict[str, object] = {}
         self._validator = IstioctlValidator(istioctl)
+        self._api: KubeRest | None = None
         self._upstream_client: UpstreamClient | None = None
         self.upstream_control_url: str | None = None  # set by the subclass once the stand-in runs
         self.timings: dict[str, float] = {}
@@ -283,15 +286,28 @@ class KubeBackend:
     def validate(self, objs: list[dict]) -> None:
         self._validator.validate(objs)
 
+    @property
+    def api(self) -> KubeRest:
+        """The one apply/delete path (kube_rest.py), from kubectl's kubeconfig: made when first
+        used, so a manifest istioctl refuses never needs a cluster."""
+        if self._api is None:
+            self._api = KubeRest.from_kubeconfig(self.kubectl.kubeconfig)
+        return self._api
+
+    def close_api(self) -> None:
+        if self._api is not None:
+            self._api.close()
+            self._api = None
+
     def apply(self, objs: list[dict]) -> None:
         self.validate(objs)
-        self.kubectl.apply(self.map_objects(objs))
+        self.api.apply(self.map_objects(objs))
         if any(o.get("kind") in ISTIO_KINDS for o in objs):
             self.wait_converged()
 
     def delete(self, objs: list[dict], *, wait: bool = True) -> None:
         # A cluster always waits: a later command cannot tell a pending change from a settled one.
-        self.kubectl.delete(self.map_objects(objs))
+        self.api.delete(self.map_objects(objs))
         if any(o.get("kind") in ISTIO_KINDS for o in objs):
             self.wait_converged()
 
@@ -318,7 +334,7 @@ class KubeBackend:
         gen = self.generation
         started = time.monotonic()
         before = sync_state(self.syncz())
-        self.kubectl.apply([marker_service_entry(gen)])
+        self.api.apply([marker_service_entry(gen)])
         cluster = marker_cluster(gen)
         regex = marker_cluster_regex(gen)
         for pod in self.proxies():
@@ -509,6 +525,7 @@ class KubeBackend:
         save("kubectl-commands.txt", lambda: "\n".join(self.kubectl.log[-500:]))
 
     def close_forwards(self) -> None:
+        self.close_api()
         for admin in self._admins.values():
             close = getattr(admin, "close", None)
             if close:

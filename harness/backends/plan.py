@@ -31,6 +31,7 @@ from harness.backends.kube import (
     trust_values,
 )
 from harness.errors import HarnessError
+from harness.kube_rest import KUBECTL_APPLY_EQUIVALENT
 
 KIND_CONFIG = KIND_FIXTURES / "cluster.yaml"
 ISTIO_OPERATOR = KIND_FIXTURES / "istio-operator.yaml"
@@ -424,10 +425,11 @@ def kind_plan(
     )
     steps.append(
         Step(
-            "Per test: validate (istioctl validate -f -), apply, wait until every proxy has the config",
+            "Per test: validate (istioctl validate -f -), server-side apply (one PATCH per object over REST, "
+            "harness/kube_rest.py; the kubectl equivalent below), wait until every proxy has the config",
             [
                 [istioctl_bin, "validate", "-f", "-"],
-                k + ["apply", "-f", "-"],
+                k + list(KUBECTL_APPLY_EQUIVALENT),
                 k
                 + [
                     "exec",

@@ -8,11 +8,10 @@
   Ready), and for the egress gateway its real Service with an EndpointSlice, as the
   EndpointSlice controller would write it. No kubelet or controller-manager runs, so the harness
   writes what they would.
-- apply/delete: `kubectl apply`/`delete` through harness/backends/kube.py's Kubectl, the code the
-  kind and cluster backends use; the server's validation errors come back as one line. The
-  convergence marker (harness/sync.py), the harness's own object, is written by server-side apply
-  over the REST API: it is applied after every change, and a second kubectl process would cost
-  more than the change itself.
+- apply/delete: server-side apply over REST (harness/kube_rest.py), the code the kind and cluster
+  backends use; the server's validation errors come back as one line. The harness's own objects
+  (Namespaces, Pods and their status, the Service and EndpointSlice) go the same way, at URLs
+  it knows, so a cold start makes no discovery round-trips for them.
 """
 
 from __future__ import annotations
@@ -30,18 +29,16 @@ from harness.backends.kube import Kubectl
 from harness.errors import HarnessError, HarnessFault, ManifestRejected
 from harness.istio_binaries import IstioBinaries
 from harness.istioctl_validate import IstioctlValidator
+from harness.kube_rest import FIELD_MANAGER, KubeRest
 from harness.local.apiserver import KubeControlPlane
-from harness.sync import ISTIO_KINDS, MARKER_NAME
+from harness.sync import ISTIO_KINDS
 from harness.wait import poll
 
 CRD_FILE = "manifests/charts/base/files/crd-all.gen.yaml"
 CRD_NAME = "crd-all.gen.yaml"
-FIELD_MANAGER = "egress-harness"
 NODE_NAME = "egress-harness-local"
 # What the suites apply on the local mesh; anything else is refused before it reaches the server.
 OTHER_KINDS = {"NetworkPolicy"}
-# Group/version → (resource path, namespaced) for the objects the harness writes by REST.
-_PLURALS = {"ServiceEntry": "serviceentries"}
 
 
 def istio_crd_file(binaries: IstioBinaries) -> Path:
@@ -121,18 +118,23 @@ class KubeRegistry:
         )
         self._validator = IstioctlValidator(istioctl)
         self.applied: dict[str, dict] = {}  # "Kind.namespace.name.yaml" -> object, for collect.py
-        self._rest: httpx.Client | None = None
+        self._api: KubeRest | None = None
+
+    @property
+    def api(self) -> KubeRest:
+        """The one apply/delete path (kube_rest.py), on the API server as the admin."""
+        if self._api is None:
+            self._api = KubeRest(self.cp.client())
+        return self._api
 
     @property
     def rest(self) -> httpx.Client:
-        if self._rest is None:
-            self._rest = self.cp.client()
-        return self._rest
+        return self.api.client
 
     def close(self) -> None:
-        if self._rest is not None:
-            self._rest.close()
-            self._rest = None
+        if self._api is not None:
+            self._api.close()
+            self._api = None
 
     # ------------------------------------------------------------ setup
     def install_crds(self, crd_file: Path, served_cache: Path, *, present: bool = False, timeout: float = 30.0) -> None:
@@ -168,19 +170,12 @@ class KubeRegistry:
         )
 
     def _ssa(self, path: str, obj: dict, *, subresource: str = "") -> dict:
-        """Server-side apply of `obj` at `path` (the object's URL), forced: the harness owns it."""
-        url = path + (f"/{subresource}" if subresource else "")
-        resp = self.rest.patch(
-            url,
-            params={"fieldManager": FIELD_MANAGER, "force": "true"},
-            content=json.dumps(obj),
-            headers={"Content-Type": "application/apply-patch+yaml"},
-        )
-        if resp.status_code >= 400:
-            raise HarnessFault(
-                f"the local API server refused {obj.get('kind')} {path}: {resp.json().get('message', resp.text)[:400]}"
-            )
-        return resp.json()
+        """Server-side apply of one of the harness's own objects at `path` (its URL): a refusal
+        is the harness's fault, not the mesh's."""
+        try:
+            return self.api.apply_at(path + (f"/{subresource}" if subresource else ""), obj)
+        except ManifestRejected as exc:
+            raise HarnessFault(f"the local API server refused the harness's own object: {exc}") from None
 
     def set_namespace(self, name: str, labels: dict[str, str]) -> None:
         obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": dict(labels)}}
@@ -355,34 +350,16 @@ class KubeRegistry:
         return f"{obj.get('kind')}.{meta.get('namespace', 'default')}.{meta.get('name')}.yaml"
 
     def write_all(self, objs: list[dict]) -> None:
-        """`kubectl apply` of the suites' objects; the server's refusal in one line."""
-        if not objs:
-            return
-        try:
-            self.kubectl.apply(objs)
-        except RuntimeError as exc:
-            detail = str(exc).split(": ", 1)[-1]
-            raise ManifestRejected(f"the API server rejected the manifests: {_one_line(detail)}") from None
+        """Server-side apply of the suites' objects; the server's refusal in one line."""
+        self.api.apply(objs)
         for o in objs:
             self.applied[self._key(o)] = o
 
     def write(self, obj: dict) -> None:
-        meta = obj.get("metadata") or {}
-        if obj.get("kind") in _PLURALS and meta.get("name") == MARKER_NAME:
-            group_version = obj["apiVersion"]
-            self._ssa(
-                f"/apis/{group_version}/namespaces/{meta['namespace']}/{_PLURALS[obj['kind']]}/{meta['name']}", obj
-            )
-            return
         self.write_all([obj])
 
     def remove_all(self, objs: list[dict]) -> None:
-        if not objs:
-            return
-        try:
-            self.kubectl.delete(objs, wait=False)
-        except RuntimeError as exc:
-            raise HarnessFault(_one_line(str(exc))) from None
+        self.api.delete(objs)
         for o in objs:
             self.applied.pop(self._key(o), None)
 

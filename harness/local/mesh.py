@@ -396,8 +396,9 @@ class LocalMesh:
         for o in policies:
             policy = netpol.parse_policy(o)
             self._policies[(policy.namespace, policy.name)] = policy
-        self.registry.write_all(policies)  # real API objects; enforced by the hub's rules
-        self._sync_policies()
+        if policies:  # real API objects; enforced by the hub's rules (unchanged without any)
+            self.registry.write_all(policies)
+            self._sync_policies()
         istio = [o for o in objs if o["kind"] in ISTIO_KINDS]
         if istio or self._unsettled:
             before = self.convergence.snapshot()
@@ -414,8 +415,10 @@ class LocalMesh:
                 meta = o.get("metadata") or {}
                 # parse_policy refuses an empty namespace or name, so "" matches no policy, as None did.
                 self._policies.pop((meta.get("namespace") or "", meta.get("name") or ""), None)
-        self.registry.remove_all([o for o in objs if o.get("kind") == "NetworkPolicy"])
-        self._sync_policies()
+        policies = [o for o in objs if o.get("kind") == "NetworkPolicy"]
+        if policies:
+            self.registry.remove_all(policies)
+            self._sync_policies()
         istio = [o for o in objs if o.get("kind") in ISTIO_KINDS]
         if istio:
             before = self.convergence.snapshot()

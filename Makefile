@@ -53,10 +53,10 @@ system-kind:
 istio: $(STAMP)
 	@cd $(ROOT) && $(PY) -m harness.istio_binaries --istio-version $(ISTIO_VERSION)
 
-# The local mesh's etcd, kube-apiserver and kubectl, built from the Go module proxy once (cached
+# The local mesh's etcd, kube-apiserver, kubectl and pod-streams, built from the Go module proxy once (cached
 # per version under ~/.cache/egress-harness/toolchain, shared with the kind images' build).
 kube-toolchain: $(STAMP)
-	@cd $(ROOT) && $(PY) -m harness.toolchain kubernetes etcd
+	@cd $(ROOT) && $(PY) -m harness.toolchain local-mesh
 
 # The local mesh, kept up until Ctrl-C, with the KUBECONFIG line for kubectl.
 mesh: system-e2e $(STAMP) istio kube-toolchain

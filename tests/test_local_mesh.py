@@ -3,9 +3,11 @@ right message, and teardown that leaves nothing after Ctrl-C and after SIGKILL."
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import sysconfig
@@ -147,6 +149,41 @@ def test_api_server_holds_what_istiod_sees(mesh):
         assert names, "the stage's VirtualService is not on the API server"
     finally:
         sc.delete_all()
+
+
+def test_istioctl_looks_inside_through_the_api_server(mesh, tmp_path):
+    """`istioctl proxy-status` and `proxy-config` with only the run's KUBECONFIG, as on a cluster:
+    each port-forwards through the real API server to the node's pod-streams (istiod's xDS port,
+    Envoy's admin port)."""
+    env = {"PATH": os.environ["PATH"], "KUBECONFIG": str(mesh.control_plane.kubeconfig), "HOME": str(tmp_path)}
+    istioctl = str(mesh.binaries.istioctl)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([istioctl, *args], env=env, capture_output=True, text=True, timeout=60)
+
+    status = run("proxy-status")
+    assert status.returncode == 0, status.stderr
+    assert "sleep.default" in status.stdout and "istio-egressgateway.istio-system" in status.stdout, status.stdout
+    clusters = run("proxy-config", "clusters", "sleep.default", "-o", "json")
+    assert clusters.returncode == 0, clusters.stderr
+    names = {c.get("name") for c in json.loads(clusters.stdout)}
+    assert "outbound|443||istio-egressgateway.istio-system.svc.cluster.local" in names, sorted(names)
+    assert "port-forward default/sleep:15000" in (mesh.log_dir / "pod-streams.log").read_text()
+
+
+def test_only_the_api_server_reaches_the_node_port_forward(mesh):
+    """pod-streams serves whoever shows the API server's client certificate, nobody else."""
+    from harness.local.apiserver import KUBELET_PORT, NODE_ADDRESS
+
+    cp = mesh.control_plane
+    ctx = ssl.create_default_context(cafile=str(cp.certs.ca.cert_path))
+    sock = cp.netns.socket()
+    sock.settimeout(5)
+    sock.connect((NODE_ADDRESS, KUBELET_PORT))
+    with pytest.raises((ssl.SSLError, ConnectionError)), ctx.wrap_socket(sock, server_hostname=NODE_ADDRESS) as tls:
+        tls.sendall(b"GET /portForward/default/sleep HTTP/1.1\r\nHost: x\r\n\r\n")
+        if not tls.recv(1):  # TLS 1.3: the refusal arrives after the handshake
+            raise ConnectionError("closed without an answer")
 
 
 def test_api_server_validation_is_one_line(mesh):

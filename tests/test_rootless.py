@@ -87,16 +87,16 @@ def _link_or_copy(src: str, dst: str) -> None:
 
 def _unprivileged_cache(tmp_path: Path) -> Path:
     """A cache the unprivileged user can use: hard links (no copy) of Istio 1.31 and of the local
-    mesh's etcd/kube-apiserver builds, in directories it owns (the toolchain's locks and the etcd
+    mesh's toolchain builds (etcd, kube-apiserver, pod-streams), in directories it owns (the toolchain's locks and the etcd
     seed are written there)."""
     from harness.toolchain.gobuild import program_dir
-    from harness.toolchain.programs import ETCD, KUBERNETES_PROGRAM
+    from harness.toolchain.programs import LOCAL_MESH
 
     cache = tmp_path / "cache"
     src = cache_root() / "istio-1.31"
     assert (src / "bin" / "pilot-discovery").exists(), "make test builds Istio 1.31 first"
     shutil.copytree(src, cache / "istio-1.31", copy_function=_link_or_copy)
-    for prog in (KUBERNETES_PROGRAM, ETCD):
+    for prog in LOCAL_MESH:
         built = program_dir(prog)
         assert (built / "done.json").exists(), "make test builds the local mesh's toolchain first (make kube-toolchain)"
         shutil.copytree(built, cache / "toolchain" / built.name, copy_function=_link_or_copy)

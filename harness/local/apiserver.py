@@ -57,16 +57,20 @@ ETCD_PEER_PORT = 2380
 # kube-proxy runs, so nothing answers on them; Envoy routes Services by name and endpoints.
 SERVICE_CIDR = "198.19.0.0/16"
 KUBERNETES_SERVICE_IP = "198.19.0.1"
+# The node's kubelet port, where pod-streams (pod_streams/main.go) serves port-forwards; the Node
+# object names it (kube_registry.register_node), and the API server dials it on 127.0.0.1.
+KUBELET_PORT = 10250
+NODE_ADDRESS = "127.0.0.1"
 
 
-def toolchain_binaries() -> tuple[Path, Path, Path]:
-    """(kube-apiserver, kubectl, etcd) from the toolchain cache, built if missing (minutes, once)."""
+def toolchain_binaries() -> tuple[Path, Path, Path, Path]:
+    """(kube-apiserver, kubectl, etcd, pod-streams) from the toolchain cache, built if missing
+    (minutes, once)."""
     from harness.toolchain.gobuild import ensure_program
-    from harness.toolchain.programs import ETCD, KUBERNETES_PROGRAM
+    from harness.toolchain.programs import LOCAL_MESH
 
-    k8s = ensure_program(KUBERNETES_PROGRAM)
-    etcd = ensure_program(ETCD)
-    return k8s / "kube-apiserver", k8s / "kubectl", etcd / "etcd"
+    k8s, etcd, streams = (ensure_program(p) for p in LOCAL_MESH)
+    return k8s / "kube-apiserver", k8s / "kubectl", etcd / "etcd", streams / "pod-streams"
 
 
 def kubeconfig_text(server: str, ca: Path, cert: Path, key: Path, name: str = "egress-harness-local") -> str:
@@ -176,6 +180,10 @@ class KubeCerts:
         ca.issue_server("etcd", ["localhost"], ips=["127.0.0.1"])
         ca.issue_client("etcd-client", "kube-apiserver-etcd-client")
         ca.issue_client("admin", "egress-harness-admin")
+        # kubeadm's pair for the API server → kubelet hop: pod-streams serves with the first and
+        # accepts only the second.
+        ca.issue_server("kubelet", ["localhost"], ips=[NODE_ADDRESS])
+        ca.issue_client("apiserver-kubelet-client", "kube-apiserver-kubelet-client")
         # The service-account token signing key (kube-apiserver needs one even if nothing uses it).
         sa_key = ec.generate_private_key(ec.SECP256R1())
         (directory / "sa.key").write_bytes(
@@ -221,9 +229,11 @@ class KubeControlPlane:
         self.netns: Netns | None = None
         self.workdir = workdir
         self.log_dir = log_dir
-        self.apiserver_bin, self.kubectl_bin, self.etcd_bin = toolchain_binaries()
+        self.apiserver_bin, self.kubectl_bin, self.etcd_bin, self.pod_streams_bin = toolchain_binaries()
         self.etcd: ManagedProcess | None = None
         self.apiserver: ManagedProcess | None = None
+        self.pod_streams: ManagedProcess | None = None
+        self.pods_file = workdir / "pods.json"  # pod-streams' "namespace/pod" → network namespace
         self.forwarder: LoopbackForwarder | None = None
         self.certs: KubeCerts | None = None
         self.inside_kubeconfig = workdir / "kubeconfig.inside"
@@ -241,6 +251,7 @@ class KubeControlPlane:
             shutil.copytree(seed, self.data_dir)
             self.seeded = True
         self._start_processes(state)
+        self._start_pod_streams(state)
         admin_cert, admin_key = c.path("admin.pem"), c.path("admin.key")
         self.inside_kubeconfig.write_text(
             kubeconfig_text(f"https://127.0.0.1:{API_PORT}", c.ca.cert_path, admin_cert, admin_key)
@@ -311,6 +322,11 @@ class KubeControlPlane:
                     "--runtime-config=scheduling.k8s.io/v1=false",
                     "--disable-admission-plugins=Priority",
                     "--profiling=false",
+                    # The node agent's port-forward endpoint (pod-streams), verified as kubeadm sets it up.
+                    f"--kubelet-client-certificate={c.path('apiserver-kubelet-client.pem')}",
+                    f"--kubelet-client-key={c.path('apiserver-kubelet-client.key')}",
+                    f"--kubelet-certificate-authority={c.ca.cert_path}",
+                    "--kubelet-preferred-address-types=InternalIP",
                     f"--cert-dir={self.workdir / 'apiserver-certs'}",
                     "--v=1",
                 ]
@@ -320,6 +336,35 @@ class KubeControlPlane:
             cwd=self.workdir,
         )
         self.apiserver.start(state)
+
+    def _start_pod_streams(self, state: RunState) -> None:
+        assert self.netns is not None and self.certs is not None
+        c = self.certs
+        self.publish_pods({})
+        self.pod_streams = ManagedProcess(
+            "pod-streams",
+            self.netns.wrap(
+                [
+                    str(self.pod_streams_bin),
+                    f"--listen={NODE_ADDRESS}:{KUBELET_PORT}",
+                    f"--cert={c.path('kubelet-chain.pem')}",
+                    f"--key={c.path('kubelet.key')}",
+                    f"--client-ca={c.ca.cert_path}",
+                    f"--pods={self.pods_file}",
+                ]
+            ),
+            self.log_dir / "pod-streams.log",
+            env={"PATH": POD_PATH},
+            cwd=self.workdir,
+        )
+        self.pod_streams.start(state)
+
+    def publish_pods(self, netns_by_pod: dict[str, str]) -> None:
+        """Tell pod-streams where each pod's network namespace is ("namespace/name" → path):
+        written whole and renamed into place, as it reads the file on every stream."""
+        tmp = self.pods_file.with_name(f".{self.pods_file.name}.tmp")
+        tmp.write_text(json.dumps(netns_by_pod, indent=1, sort_keys=True))
+        os.replace(tmp, self.pods_file)
 
     def save_seed(self, seed: Path, state: RunState) -> None:
         """Stop both cleanly, keep a copy of etcd's data as `seed`, and start them again (once
@@ -368,6 +413,8 @@ class KubeControlPlane:
         if self.forwarder is not None:
             self.forwarder.stop()
             self.forwarder = None
+        if self.pod_streams is not None:
+            self.pod_streams.stop(grace=1.0)
         if self.apiserver is not None:
             self.apiserver.stop(grace=2.0)
         if self.etcd is not None:

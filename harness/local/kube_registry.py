@@ -30,7 +30,7 @@ from harness.errors import HarnessError, HarnessFault, ManifestRejected
 from harness.istio_binaries import IstioBinaries
 from harness.istioctl_validate import IstioctlValidator
 from harness.kube_rest import FIELD_MANAGER, KubeRest
-from harness.local.apiserver import KubeControlPlane
+from harness.local.apiserver import KUBELET_PORT, NODE_ADDRESS, KubeControlPlane
 from harness.sync import ISTIO_KINDS
 from harness.wait import poll
 
@@ -185,17 +185,20 @@ class KubeRegistry:
         self.ensure_service_account(name, "default")
 
     def register_node(self) -> None:
-        """The one Node the pods are on (istiod reads a pod's node for its locality)."""
+        """The one Node the pods are on (istiod reads a pod's node for its locality), with the
+        address and kubelet port the API server dials for a port-forward (pod-streams)."""
+        path = f"/api/v1/nodes/{NODE_NAME}"
+        meta = {"name": NODE_NAME, "labels": {"kubernetes.io/hostname": NODE_NAME, "kubernetes.io/os": "linux"}}
+        self._ssa(path, {"apiVersion": "v1", "kind": "Node", "metadata": meta})
+        status = {
+            "addresses": [{"type": "InternalIP", "address": NODE_ADDRESS}, {"type": "Hostname", "address": NODE_NAME}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": KUBELET_PORT}},
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "egress-harness"}],
+        }
         self._ssa(
-            f"/api/v1/nodes/{NODE_NAME}",
-            {
-                "apiVersion": "v1",
-                "kind": "Node",
-                "metadata": {
-                    "name": NODE_NAME,
-                    "labels": {"kubernetes.io/hostname": NODE_NAME, "kubernetes.io/os": "linux"},
-                },
-            },
+            path,
+            {"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE_NAME}, "status": status},
+            subresource="status",
         )
 
     def ensure_service_account(self, namespace: str, name: str) -> None:
@@ -256,7 +259,7 @@ class KubeRegistry:
                 "phase": "Running",
                 "podIP": address,
                 "podIPs": [{"ip": address}],
-                "hostIP": "127.0.0.1",
+                "hostIP": NODE_ADDRESS,
                 "containerStatuses": [
                     {
                         "name": c["name"],

@@ -26,10 +26,10 @@ from pathlib import Path
 from harness.errors import HarnessError, HarnessFault
 from harness.istio_binaries import IstioBinaries
 from harness.local import netpol
-from harness.local.apiserver import KubeControlPlane, LoopbackForwarder, seed_dir
+from harness.local.apiserver import KubeControlPlane, seed_dir
 from harness.local.convergence import Convergence
 from harness.local.fabric import Fabric
-from harness.local.istiod import ISTIOD_SAN, SECURE_XDS_PORT, Istiod, IstiodTLS, mesh_config
+from harness.local.istiod import ISTIOD_SAN, Istiod, IstiodTLS, mesh_config
 from harness.local.kube_registry import KubeRegistry, istio_crd_file
 from harness.local.netns import ETC_NETNS_DIR, POD_PATH, ExecResult, Netns
 from harness.local.pods import UPSTREAM_HOST, Pod, stage_gateway_trust, write_pod_etc
@@ -54,7 +54,14 @@ REQUIRED_COMMANDS = {
     "openssl": "openssl",
 }
 # istiod is the local mesh's own pod (on Kubernetes, istioctl installs it): not in the suites' table.
-ISTIOD_POD = PodSpec("istio-system", "istiod", "istiod", None, "discovery", {"app": "istiod", "istio": "pilot"})
+ISTIOD_POD = PodSpec(
+    "istio-system",
+    "istiod",
+    "istiod",
+    None,
+    "discovery",
+    {"app": "istiod", "istio": "pilot", "istio.io/rev": "default"},
+)
 __all__ = ["LocalMesh", "preflight"]
 
 
@@ -115,7 +122,6 @@ class LocalMesh:
         self.manifests = self.registry
         self._trust: dict = {}
         self._trust_files: dict = {}
-        self.xds_forwarder: LoopbackForwarder | None = None
         self._unsettled: list[dict] = []
         # Whole from the start (it only holds the mesh and counters); it reaches istiod through
         # running_istiod, which says so if it is used before start().
@@ -157,7 +163,7 @@ class LocalMesh:
         for spec, pod in pods:
             self._register_pod(pod, spec.container, sidecar=spec.proxy == "sidecar")
             if spec.proxy:
-                self._attach_proxy(pod, spec.proxy)
+                self._attach_proxy(pod, spec.proxy, start=False)
             if spec is GATEWAY_POD:
                 assert pod.proxy is not None
                 # The seed's file-mounted trust stays staged; the stages use credentialName Secrets,
@@ -166,9 +172,14 @@ class LocalMesh:
                 self._trust = self._create_trust_secrets(self._trust_files)
         istiod.wait_ready()
         self.timings["istiod_ready"] = time.monotonic() - t0
-        for pod in self.pods.values():
-            if pod.proxy is not None:
-                pod.proxy.wait_ready()
+        # The proxies start once istiod listens (everything else of theirs is ready): started
+        # earlier, Envoy's first ADS stream fails and its jittered backoff held a sidecar back by
+        # up to 2.3 s after istiod was up.
+        proxies = [pod.proxy for pod in self.pods.values() if pod.proxy is not None]
+        for proxy in proxies:
+            proxy.start(self.state)
+        for proxy in proxies:
+            proxy.wait_ready()
         poll("mock_upstream's control port", self._upstream().healthz, timeout=10)
         self.timings["cold_start"] = time.monotonic() - t0
 
@@ -191,8 +202,6 @@ class LocalMesh:
         if self.istiod is not None:
             self.istiod.stop()
         self.registry.close()
-        if self.xds_forwarder is not None:
-            self.xds_forwarder.stop()
         self.control_plane.stop()
         if self.upstream_process is not None:
             self.upstream_process.stop(grace=1.0)
@@ -270,13 +279,12 @@ class LocalMesh:
             tls=IstiodTLS(serving.chain_path, serving.key_path, self.pki.mesh_ca.cert_path),
         )
         self.istiod.start(self.state)
-        # istioctl's --xds-address, for a user looking inside (`make mesh`): 127.0.0.1 only.
-        self.xds_forwarder = LoopbackForwarder(pod.netns, SECURE_XDS_PORT)
-        self.xds_forwarder.start()
         return self.istiod
 
     def _register_pod(self, pod: Pod, container: str, *, sidecar: bool, replace: bool = False) -> None:
-        """The Pod (and for the gateway its Service and EndpointSlice) on the API server."""
+        """The Pod (and for the gateway its Service and EndpointSlice) on the API server, and
+        its network namespace where the node's port-forward endpoint (pod-streams) finds it."""
+        self.control_plane.publish_pods({p.key: str(p.netns.path) for p in self.pods.values()})
         self.registry.register_pod(
             pod.namespace,
             pod.name,
@@ -315,11 +323,11 @@ class LocalMesh:
         return f"export KUBECONFIG={self.control_plane.kubeconfig}"
 
     def istioctl_hint(self) -> str:
-        """istioctl reaches istiod's xDS port through the loopback forwarder (there is no kubelet
-        to port-forward through); it authenticates with a token the API server issues."""
-        if self.xds_forwarder is None:
-            return ""
-        return f"{self.binaries.istioctl} proxy-status --xds-address 127.0.0.1:{self.xds_forwarder.local_port}"
+        """istioctl port-forwards through the API server to the node's pod-streams (apiserver.py),
+        as on a cluster: to istiod's xDS port for proxy-status, to Envoy's admin for proxy-config."""
+        sidecar = next((p for p in self.pods.values() if p.proxy is not None and p.proxy.spec.kind == "sidecar"), None)
+        example = f"{sidecar.name}.{sidecar.namespace}" if sidecar else "<pod>.<namespace>"
+        return f"{self.binaries.istioctl} proxy-status; {self.binaries.istioctl} proxy-config clusters {example}"
 
     def _start_upstream(self) -> None:
         assert self.pki is not None
@@ -369,7 +377,9 @@ class LocalMesh:
             )
         return self._upstream_client
 
-    def _attach_proxy(self, pod: Pod, kind: str) -> IstioProxy:
+    def _attach_proxy(self, pod: Pod, kind: str, *, start: bool = True) -> IstioProxy:
+        """The pod's istio-proxy: its files and certificates, a sidecar's capture rules, and
+        (unless start=False: the caller starts it) pilot-agent with Envoy."""
         assert self.pki is not None and self.istiod is not None
         proxy = IstioProxy(
             ProxySpec(kind, pod.namespace, pod.name, pod.service_account, pod.labels, pod.address),
@@ -382,7 +392,8 @@ class LocalMesh:
         proxy.prepare(self.pki.mesh_ca)
         if kind == "sidecar":
             proxy.apply_iptables()
-        proxy.start(self.state)
+        if start:
+            proxy.start(self.state)
         pod.proxy = proxy
         return proxy
 

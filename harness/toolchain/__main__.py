@@ -1,4 +1,5 @@
-"""`python -m harness.toolchain [NAME ...]`: build the pinned programs (all by default), printing where each is."""
+"""`python -m harness.toolchain [NAME ...]`: build the pinned programs (the kind images' by default;
+`local-mesh` for the local mesh's), printing where each is."""
 
 from __future__ import annotations
 
@@ -6,14 +7,20 @@ import sys
 
 from harness.errors import HarnessError
 from harness.toolchain.gobuild import ensure_program
-from harness.toolchain.programs import ALL, BY_NAME
+from harness.toolchain.programs import ALL, BY_NAME, LOCAL_MESH
 
 
 def main(argv: list[str]) -> int:
     try:
-        progs = [BY_NAME[n] for n in argv] if argv else list(ALL)
+        if argv == ["local-mesh"]:
+            progs = list(LOCAL_MESH)
+        else:
+            progs = [BY_NAME[n] for n in argv] if argv else list(ALL)
     except KeyError as exc:
-        print(f"egress-harness: error: unknown program {exc}: use one of {', '.join(BY_NAME)}", file=sys.stderr)
+        print(
+            f"egress-harness: error: unknown program {exc}: use local-mesh or one of {', '.join(BY_NAME)}",
+            file=sys.stderr,
+        )
         return 2
     try:
         for prog in progs:

@@ -21,6 +21,8 @@ Versions are those kubeadm, kind and containerd expect for the pinned Kubernetes
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from harness.toolchain.gobuild import GoProgram
 
 KUBERNETES = "v1.34.4"
@@ -116,6 +118,22 @@ ETCD = GoProgram(
     outputs=("etcd",),
 )
 
+# The local mesh's kubelet streaming endpoint (harness/local/pod_streams/main.go), on the
+# kubelet's own port-forward code at the pinned Kubernetes' staging version.
+POD_STREAMS = GoProgram(
+    name="pod-streams",
+    version=KUBERNETES_STAGING,
+    requires=(
+        ("k8s.io/kubelet", KUBERNETES_STAGING),
+        ("k8s.io/apimachinery", KUBERNETES_STAGING),
+        ("golang.org/x/sys", "v0.31.0"),
+    ),
+    packages=(".",),
+    main_go=(Path(__file__).resolve().parents[1] / "local" / "pod_streams" / "main.go").read_text(),
+    binary="pod-streams",
+    outputs=("pod-streams",),
+)
+
 _COREDNS_PLUGINS = (
     "errors",
     "health",
@@ -181,5 +199,8 @@ KIND = GoProgram(
 )
 
 # In build order: the slowest first, so the other steps can overlap with it when run in the background.
+# What the kind images are built from; the local mesh needs KUBERNETES_PROGRAM, ETCD and POD_STREAMS.
 ALL = (KUBERNETES_PROGRAM, KIND, CONTAINERD, CRICTL, ETCD, COREDNS, KUBE_ROUTER)
-BY_NAME = {p.name: p for p in ALL}
+# What the local mesh runs beside Istio (harness/local/apiserver.py): `python -m harness.toolchain local-mesh`.
+LOCAL_MESH = (KUBERNETES_PROGRAM, ETCD, POD_STREAMS)
+BY_NAME = {p.name: p for p in (*ALL, POD_STREAMS)}

@@ -321,6 +321,12 @@ class KubeControlPlane:
                     # them, so it goes too.
                     "--runtime-config=scheduling.k8s.io/v1=false",
                     "--disable-admission-plugins=Priority",
+                    # Lists and watches straight from etcd: a resource's watch cache is built on its
+                    # first request, and istiod's informers make that first request for every Istio
+                    # resource at once; istiod's caches synced 0.6 s sooner (1.8-2.0 s against
+                    # 2.5-3.4 s at load 5 on two cores). For one API server with a handful of clients
+                    # the cache buys nothing, and its semantics are the same for clients.
+                    "--watch-cache=false",
                     "--profiling=false",
                     # The node agent's port-forward endpoint (pod-streams), verified as kubeadm sets it up.
                     f"--kubelet-client-certificate={c.path('apiserver-kubelet-client.pem')}",

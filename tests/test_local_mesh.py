@@ -128,7 +128,7 @@ def test_envoy_nack_fails_with_envoys_message(mesh):
 def test_api_server_holds_what_istiod_sees(mesh):
     """On the run's real kube-apiserver, as kubectl shows it: the pods as Pods with their
     addresses, the gateway's Service with an EndpointSlice of the gateway pod, the trust Secrets,
-    and what a stage applied (through the same kubectl apply as the kind backend)."""
+    and what a stage applied (through the same server-side apply as the kind backend)."""
     sc = Scenario(mesh, Evidence(), "plaintext")
     sc.apply("http/gateway")
     try:

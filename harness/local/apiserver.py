@@ -1,8 +1,8 @@
-"""The local mesh's Kubernetes control plane: the real etcd and kube-apiserver, nothing else.
+"""The local mesh's Kubernetes control plane: the real etcd and kube-apiserver, and the node's port-forward endpoint.
 
 Why: istiod on a real API server sees what it sees on a cluster (CRDs validated by the server,
 Services, Pods, EndpointSlices, Secrets for credentialName), and the suites apply through the
-same `kubectl apply` path as the kind and cluster backends (harness/backends/kube.py).
+same server-side apply path as the kind and cluster backends (harness/kube_rest.py).
 
 What runs, and where:
 - etcd and kube-apiserver are the toolchain builds (harness/toolchain/programs.py: KUBERNETES_PROGRAM,
@@ -12,9 +12,12 @@ What runs, and where:
   so it goes with the run. `--unsafe-no-fsync`: the data is thrown away with the run anyway.
 - Certificates come from a CA of the run's own (harness/pki.py), as kubeadm makes one cluster CA:
   the API server's serving cert (127.0.0.1, kubernetes.default.svc…), etcd's serving cert, and an
-  admin client cert. Authorization is AlwaysAllow: the only clients are the harness, istiod and
-  the user's own kubectl on this machine; no controller-manager, scheduler or kubelet runs (the
-  harness is the node agent of its network-namespace pods, kube_registry.py).
+  admin client cert, and kubeadm's kubelet pair. Authorization is AlwaysAllow: the only clients
+  are the harness, istiod and the user's own kubectl on this machine; no controller-manager,
+  scheduler or kubelet runs (the harness is the node agent of its network-namespace pods,
+  kube_registry.py). The one kubelet part that runs is its port-forward endpoint: pod-streams
+  (pod_streams/main.go) on the node's 127.0.0.1:10250, so `kubectl port-forward` and istioctl's
+  proxy-status and proxy-config work as on a cluster.
 - A new etcd holds only what kube-apiserver bootstraps; Istio's 15 CRDs take seconds to install
   and establish. So the first run with a given (kube-apiserver, etcd, CRD file) saves etcd's data
   right after the CRDs are Established, as a seed under `<cache_root()>/local-apiserver/` (removed

@@ -112,7 +112,7 @@ class Istiod:
                 "ENABLE_CA_SERVER": "false",
                 "PILOT_ENABLE_ANALYSIS": "false",
                 # Push 10 ms after a change instead of 100 ms: the harness applies a change as one
-                # kubectl apply, so there is no burst of events to wait out.
+                # server-side apply burst, so there is no stream of events to wait out.
                 "PILOT_DEBOUNCE_AFTER": "10ms",
                 **_STOCK_ENVOY_FEATURES,
             },

@@ -24,6 +24,7 @@ from harness.backends.kind import without_forward
 from harness.images import engine
 from harness.toolchain import programs
 from harness.toolchain.gobuild import go_mod_text, tools_go_text
+from tests.helpers.expect import eventually
 
 WRAPPER = Path(engine.__file__).with_name("runc_wrapper.py")
 
@@ -103,6 +104,63 @@ def test_engine_has_no_route_off_the_machine_and_leaves_nothing(own_engine):
     assert not Path(f"/proc/{pid}").exists()
     assert not engine.NETNS_PATH.exists() and not engine.RUN_DIR.exists()
     assert not [ln for ln in Path("/proc/self/mounts").read_text().splitlines() if str(engine.RUN_DIR) in ln]
+
+
+_OWNER = """
+import os, subprocess, sys, time
+from harness.images import engine, with_engine
+engine.start()
+proc, fd = with_engine.start_watchdog(engine.engine_pid())
+child = subprocess.Popen(["sleep", "600"])
+os.write(fd, f"child {child.pid}\\n".encode())
+print(child.pid, engine.engine_pid(), flush=True)
+time.sleep(600)
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def test_a_sigkilled_run_leaves_no_engine_and_no_suites(tmp_path):
+    """with_engine's watchdog (run() starts it the same way): after SIGKILL of its owner, the
+    suites' process is ended and the engine stopped, its namespace deleted."""
+    if os.geteuid() != 0 or shutil.which("dockerd") is None:
+        pytest.skip("the harness's engine needs root and dockerd (apt-get install docker.io)")
+    if engine.running():
+        pytest.skip("the harness's engine is in use by a kind run")
+    script = tmp_path / "owner.py"
+    script.write_text(_OWNER)
+    repo = Path(__file__).resolve().parents[1]
+    owner = subprocess.Popen(
+        [sys.executable, str(script)], cwd=repo, env=dict(os.environ, PYTHONPATH=str(repo)), stdout=subprocess.PIPE
+    )
+    try:
+        assert owner.stdout is not None
+        child, dockerd = (int(x) for x in owner.stdout.readline().split())
+        assert _running(child) and _running(dockerd)
+    finally:
+        owner.kill()
+        owner.wait()
+    eventually(
+        "the watchdog to end the suites' process and stop the engine",
+        lambda: [
+            what
+            for what, left in (
+                ("the suites' process", _running(child)),
+                ("dockerd", _running(dockerd)),
+                (f"netns {engine.NETNS}", engine.NETNS_PATH.exists()),
+            )
+            if left
+        ],
+        ok=lambda left: not left,
+        timeout=90,
+        interval=0.5,
+    )
 
 
 def test_the_source_plan_names_the_engine_images_and_istio_settings():

@@ -85,11 +85,12 @@ def nsenter(argv: list[str]) -> list[str]:
 
 
 def running() -> bool:
-    pid = _pid()
+    pid = engine_pid()
     return pid is not None and _alive(pid) and SOCKET.exists()
 
 
-def _pid() -> int | None:
+def engine_pid() -> int | None:
+    """dockerd's pid, from its pid file (None when no engine was started)."""
     try:
         return int((RUN_DIR / "dockerd.pid").read_text().strip())
     except (OSError, ValueError):
@@ -193,7 +194,7 @@ def _alive(pid: int) -> bool:
 def stop() -> None:
     """Stop dockerd (by its pid), unmount what it left, delete the namespace (its bridges and iptables
     rules go with it). The image cache (data root) stays."""
-    pid = _pid()
+    pid = engine_pid()
     if pid is not None and _alive(pid):
         try:
             os.kill(pid, signal.SIGTERM)  # dockerd stops its containers, containerd and shims

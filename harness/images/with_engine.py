@@ -11,6 +11,12 @@ kubectl, istioctl and the port-forwards reach the cluster's published ports on t
 failure, Ctrl-C, SIGTERM): every container and network the engine holds is removed, dockerd is
 stopped, the namespace (with its bridges and iptables rules) deleted. Images stay cached;
 `python -m harness.images.engine remove-cache` removes them.
+
+After SIGKILL no `finally` runs, so a watchdog does it: a process of its own session holding the
+read end of a pipe whose write end only this process has. When this process ends, however it
+ends, the pipe closes; the watchdog then stops the suites' process if it still runs (SIGTERM, so
+it tears its cluster down, then SIGKILL) and stops the engine this run started (the same dockerd
+pid: a newer run's engine is left alone).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.images import engine
@@ -61,6 +68,56 @@ def clean_engine_contents() -> None:
         subprocess.run(["docker", "network", "rm", *nets], capture_output=True, env=env)
 
 
+def start_watchdog(dockerd_pid: int) -> tuple[subprocess.Popen, int]:
+    """The watchdog (see the module docstring); returns it and the pipe's write end, which this
+    process keeps open until its teardown is done."""
+    read_fd, write_fd = os.pipe()
+    os.set_inheritable(write_fd, False)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.images.with_engine", "--watch", str(dockerd_pid)],
+        stdin=read_fd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # Ctrl-C in the terminal must not end it before it has cleaned up
+        cwd=str(Path(__file__).resolve().parents[2]),
+    )
+    os.close(read_fd)
+    return proc, write_fd
+
+
+def _end_child(pid: int, grace: float = 120.0) -> None:
+    """SIGTERM (the suites tear their cluster down on it), then SIGKILL after `grace`."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.5)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def watch(dockerd_pid: int) -> int:
+    """The watchdog's side: read `child PID` lines until the pipe closes, then clean up."""
+    child = None
+    for line in sys.stdin:
+        if line.startswith("child "):
+            child = int(line.split()[1])
+    if child is not None:
+        _end_child(child)
+    if engine.engine_pid() == dockerd_pid and engine.running():
+        clean_engine_contents()
+        engine.stop()
+    return 0
+
+
 def run(command: list[str], istio_version: str) -> int:
     import docker
 
@@ -68,8 +125,12 @@ def run(command: list[str], istio_version: str) -> int:
 
     started = time.monotonic()
     preflight()
+    watchdog: tuple[subprocess.Popen, int] | None = None
     try:
         engine.start()
+        pid = engine.engine_pid()
+        if pid is not None:
+            watchdog = start_watchdog(pid)
         clean_engine_contents()
         client = docker.DockerClient(base_url=engine.docker_host(), timeout=900)
         images = ensure_all(client, istio_version)
@@ -84,6 +145,8 @@ def run(command: list[str], istio_version: str) -> int:
             EGRESS_HARNESS_KUBECTL=images.kubectl,
         )
         child = subprocess.Popen(engine.nsenter(command), env=env)
+        if watchdog is not None:
+            os.write(watchdog[1], f"child {child.pid}\n".encode())
         previous = signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGTERM))
         try:
             while True:
@@ -98,12 +161,21 @@ def run(command: list[str], istio_version: str) -> int:
         clean_engine_contents()
         engine.stop()
         say(f"engine stopped, netns {engine.NETNS} removed ({time.monotonic() - t:.1f}s)")
+        if watchdog is not None:
+            proc, write_fd = watchdog
+            os.close(write_fd)  # the watchdog finds the child gone and the engine stopped, and exits
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def main(argv: list[str] | None = None) -> int:
     from harness.versions import DEFAULT_ISTIO_VERSION
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--watch"] and len(argv) == 2:
+        return watch(int(argv[1]))
     if "--" not in argv:
         print("usage: python -m harness.images.with_engine [--istio-version V] -- COMMAND…", file=sys.stderr)
         return 2

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import select
 import signal
 import ssl
 import subprocess
@@ -169,6 +170,47 @@ def test_istioctl_looks_inside_through_the_api_server(mesh, tmp_path):
     names = {c.get("name") for c in json.loads(clusters.stdout)}
     assert "outbound|443||istio-egressgateway.istio-system.svc.cluster.local" in names, sorted(names)
     assert "port-forward default/sleep:15000" in (mesh.log_dir / "pod-streams.log").read_text()
+
+
+def test_kubectl_logs_reads_the_pods_logs_through_the_api_server(mesh, tmp_path):
+    """`kubectl logs` (tail and follow) of the proxies and istiod, served by the node's pod-streams
+    from the files the processes write."""
+    kubectl = [str(mesh.control_plane.kubectl_bin), f"--kubeconfig={mesh.control_plane.kubeconfig}"]
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    tail = subprocess.run(
+        [*kubectl, "logs", "-n", "istio-system", "istio-egressgateway", "-c", "istio-proxy", "--tail=3"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert tail.returncode == 0, tail.stderr
+    on_disk = mesh.proxy(GATEWAY).log_path.read_text().splitlines()
+    assert tail.stdout.splitlines() == on_disk[-3:]
+    follow = subprocess.Popen(
+        [*kubectl, "logs", "-f", "--tail=1", "-n", "istio-system", "istiod"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert follow.stdout is not None
+
+        def next_line(what: str) -> str:
+            ready, _, _ = select.select([follow.stdout], [], [], 15)
+            assert ready, f"kubectl logs -f printed nothing within 15 s: {what}"
+            return follow.stdout.readline()
+
+        assert next_line("the last line (--tail=1)").strip()
+        # istiod logs each push; a change of the harness's own marker makes one, after the stream
+        # is open (its first line came).
+        mesh.convergence.wait()
+        line = next_line("after a push")
+        assert "\t" in line and line.startswith("20"), line
+    finally:
+        follow.kill()
+        follow.wait()
 
 
 def test_only_the_api_server_reaches_the_node_port_forward(mesh):

@@ -236,7 +236,7 @@ class KubeControlPlane:
         self.etcd: ManagedProcess | None = None
         self.apiserver: ManagedProcess | None = None
         self.pod_streams: ManagedProcess | None = None
-        self.pods_file = workdir / "pods.json"  # pod-streams' "namespace/pod" → network namespace
+        self.pods_file = workdir / "pods.json"  # pod-streams' "namespace/pod" → network namespace, logs
         self.forwarder: LoopbackForwarder | None = None
         self.certs: KubeCerts | None = None
         self.inside_kubeconfig = workdir / "kubeconfig.inside"
@@ -368,11 +368,12 @@ class KubeControlPlane:
         )
         self.pod_streams.start(state)
 
-    def publish_pods(self, netns_by_pod: dict[str, str]) -> None:
-        """Tell pod-streams where each pod's network namespace is ("namespace/name" → path):
-        written whole and renamed into place, as it reads the file on every stream."""
+    def publish_pods(self, pods: dict[str, dict]) -> None:
+        """Tell pod-streams where each pod is: "namespace/name" → {"netns": path, "logs":
+        {container: log file}}. Written whole and renamed into place, as it reads the file on
+        every request."""
         tmp = self.pods_file.with_name(f".{self.pods_file.name}.tmp")
-        tmp.write_text(json.dumps(netns_by_pod, indent=1, sort_keys=True))
+        tmp.write_text(json.dumps(pods, indent=1, sort_keys=True))
         os.replace(tmp, self.pods_file)
 
     def save_seed(self, seed: Path, state: RunState) -> None:

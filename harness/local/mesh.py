@@ -279,12 +279,12 @@ class LocalMesh:
             tls=IstiodTLS(serving.chain_path, serving.key_path, self.pki.mesh_ca.cert_path),
         )
         self.istiod.start(self.state)
+        self._publish_pods()
         return self.istiod
 
     def _register_pod(self, pod: Pod, container: str, *, sidecar: bool, replace: bool = False) -> None:
-        """The Pod (and for the gateway its Service and EndpointSlice) on the API server, and
-        its network namespace where the node's port-forward endpoint (pod-streams) finds it."""
-        self.control_plane.publish_pods({p.key: str(p.netns.path) for p in self.pods.values()})
+        """The Pod (and for the gateway its Service and EndpointSlice) on the API server."""
+        self._publish_pods()
         self.registry.register_pod(
             pod.namespace,
             pod.name,
@@ -304,6 +304,22 @@ class LocalMesh:
                 [{"name": "http2", "port": 80, "targetPort": 8080}, {"name": "https", "port": 443, "targetPort": 8443}],
                 [(pod.name, pod.address)],
             )
+
+    def _publish_pods(self) -> None:
+        """Where the node's pod-streams finds each pod: its network namespace (port-forward) and
+        the log file of each container that runs a process (kubectl logs)."""
+        pods = {}
+        for pod in self.pods.values():
+            spec = PODS.get(pod.key, ISTIOD_POD)
+            # The application container runs no process of its own here (commands are exec'd
+            # into the namespace): an empty log, as a sleep container's.
+            logs = {spec.container: ""}
+            if pod.proxy is not None:
+                logs["istio-proxy"] = str(pod.proxy.log_path)
+            if pod.key == ISTIOD_POD.key and self.istiod is not None:
+                logs[ISTIOD_POD.container] = str(self.istiod.process.log_path)
+            pods[pod.key] = {"netns": str(pod.netns.path), "logs": logs}
+        self.control_plane.publish_pods(pods)
 
     def _create_trust_secrets(self, files: dict) -> dict:
         def read(path: str) -> str:
@@ -395,6 +411,7 @@ class LocalMesh:
         if start:
             proxy.start(self.state)
         pod.proxy = proxy
+        self._publish_pods()
         return proxy
 
     def upstream_trust(self) -> dict:

@@ -1,17 +1,19 @@
-// pod-streams: the streaming endpoint a kubelet serves, for the local mesh's network-namespace pods.
+// pod-streams: the streaming endpoints a kubelet serves, for the local mesh's network-namespace pods.
 //
 // kube-apiserver answers `kubectl port-forward` (and istioctl's proxy-config and proxy-status,
-// which port-forward to Envoy's admin port and to istiod) by proxying the request to the kubelet
-// of the pod's node at https://<node address>:<kubelet port>/portForward/<namespace>/<pod>. The
-// local mesh has no kubelet: the harness is the node agent, and this program is the part of a
-// kubelet that serves port-forwards, built on the kubelet's own streaming code
+// which port-forward to Envoy's admin port and to istiod) and `kubectl logs` by proxying the
+// request to the kubelet of the pod's node, at https://<node address>:<kubelet port>/portForward/
+// <namespace>/<pod> and /containerLogs/<namespace>/<pod>/<container>. The local mesh has no
+// kubelet: the harness is the node agent, and this program is the part of a kubelet that serves
+// those two, port-forward on the kubelet's own streaming code
 // (k8s.io/kubelet/pkg/cri/streaming/portforward, SPDY and WebSocket). Each forwarded stream is
 // connected to 127.0.0.1:<port> inside the pod's network namespace, as a kubelet does through
-// the container runtime.
+// the container runtime; a container's log is the file its process writes (the harness's
+// mesh-logs), with tailLines, limitBytes and follow.
 //
 // Only the API server may connect: TLS with a client certificate signed by --client-ca.
-// --pods names a JSON file {"namespace/pod": "/var/run/netns/<name>"} that the harness rewrites
-// as pods come and go; it is read on each stream.
+// --pods names a JSON file {"namespace/pod": {"netns": path, "logs": {container: path or ""}}}
+// that the harness rewrites as pods come and go; it is read on each request.
 package main
 
 import (
@@ -27,6 +29,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -35,24 +38,29 @@ import (
 	"k8s.io/kubelet/pkg/cri/streaming/portforward"
 )
 
+type podFiles struct {
+	Netns string            `json:"netns"`
+	Logs  map[string]string `json:"logs"`
+}
+
 type forwarder struct {
 	podsFile string
 }
 
-func (f forwarder) netnsOf(pod string) (string, error) {
+func (f forwarder) pod(name string) (podFiles, error) {
 	data, err := os.ReadFile(f.podsFile)
 	if err != nil {
-		return "", err
+		return podFiles{}, err
 	}
-	pods := map[string]string{}
+	pods := map[string]podFiles{}
 	if err := json.Unmarshal(data, &pods); err != nil {
-		return "", fmt.Errorf("%s: %w", f.podsFile, err)
+		return podFiles{}, fmt.Errorf("%s: %w", f.podsFile, err)
 	}
-	path, ok := pods[pod]
+	p, ok := pods[name]
 	if !ok {
-		return "", fmt.Errorf("no pod %s on this node", pod)
+		return podFiles{}, fmt.Errorf("no pod %s on this node", name)
 	}
-	return path, nil
+	return p, nil
 }
 
 // dialIn connects to 127.0.0.1:port inside the network namespace at nsPath. A socket belongs to
@@ -90,11 +98,11 @@ func dialIn(nsPath string, port int32) (net.Conn, error) {
 
 // PortForward copies between the client's stream and the pod's port until either side closes.
 func (f forwarder) PortForward(ctx context.Context, pod string, _ types.UID, port int32, stream io.ReadWriteCloser) error {
-	nsPath, err := f.netnsOf(pod)
+	p, err := f.pod(pod)
 	if err != nil {
 		return err
 	}
-	conn, err := dialIn(nsPath, port)
+	conn, err := dialIn(p.Netns, port)
 	if err != nil {
 		return fmt.Errorf("pod %s port %d: %w", pod, port, err)
 	}
@@ -114,6 +122,80 @@ func (f forwarder) PortForward(ctx context.Context, pod string, _ types.UID, por
 	case <-ctx.Done():
 	}
 	return nil
+}
+
+// serveLog writes a container's log file as the kubelet's /containerLogs does: the last
+// tailLines lines, at most limitBytes, and with follow=true whatever is appended until the
+// client goes away.
+func (f forwarder) serveLog(w http.ResponseWriter, r *http.Request, pod, container string) {
+	p, err := f.pod(pod)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	path, ok := p.Logs[container]
+	if !ok {
+		http.Error(w, fmt.Sprintf("container %s of pod %s runs no process on this node, so it has no log", container, pod),
+			http.StatusNotFound)
+		return
+	}
+	if path == "" { // a container without a process of its own: nothing logged
+		w.Header().Set("Content-Type", "text/plain")
+		return
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	offset := int64(len(data))
+	query := r.URL.Query()
+	if n, err := strconv.Atoi(query.Get("tailLines")); err == nil && n >= 0 {
+		lines := strings.SplitAfter(string(data), "\n")
+		if lines[len(lines)-1] == "" {
+			lines = lines[:len(lines)-1]
+		}
+		if len(lines) > n {
+			data = []byte(strings.Join(lines[len(lines)-n:], ""))
+		}
+	}
+	if n, err := strconv.Atoi(query.Get("limitBytes")); err == nil && n >= 0 && len(data) > n {
+		data = data[:n]
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	w.Write(data)
+	if query.Get("follow") != "true" {
+		return
+	}
+	flusher, _ := w.(http.Flusher)
+	file, err := os.Open(path)
+	if err != nil {
+		return
+	}
+	defer file.Close()
+	buf := make([]byte, 32*1024)
+	for {
+		if flusher != nil {
+			flusher.Flush()
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+		for {
+			n, err := file.ReadAt(buf, offset)
+			if n > 0 {
+				if _, werr := w.Write(buf[:n]); werr != nil {
+					return
+				}
+				offset += int64(n)
+			}
+			if err != nil { // io.EOF: wait for more
+				break
+			}
+		}
+	}
 }
 
 func main() {
@@ -150,9 +232,17 @@ func main() {
 		portforward.ServePortForward(w, r, f, parts[0]+"/"+parts[1], "", options,
 			4*time.Hour, 30*time.Second, portforward.SupportedProtocols)
 	})
+	mux.HandleFunc("/containerLogs/", func(w http.ResponseWriter, r *http.Request) {
+		parts := strings.Split(strings.Trim(strings.TrimPrefix(r.URL.Path, "/containerLogs/"), "/"), "/")
+		if len(parts) != 3 {
+			http.NotFound(w, r)
+			return
+		}
+		f.serveLog(w, r, parts[0]+"/"+parts[1], parts[2])
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		// exec, attach and logs need a container runtime: the harness keeps each pod's logs as files.
-		http.Error(w, "pod-streams serves port-forward only (the local mesh's pods have no container runtime)",
+		// exec and attach need a container runtime, which the local mesh's pods do not have.
+		http.Error(w, "pod-streams serves port-forward and logs only (the local mesh's pods have no container runtime)",
 			http.StatusNotImplemented)
 	})
 	server := &http.Server{

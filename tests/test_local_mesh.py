@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import select
+import shutil
 import signal
 import ssl
 import subprocess

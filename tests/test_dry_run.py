@@ -7,6 +7,7 @@ come out all the same, and the cache must still be empty afterwards.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -109,6 +110,84 @@ def test_keep_cluster_plan_does_not_delete(istio_binaries):
     teardown = text.split("## Teardown", 1)[1]
     assert "delete cluster" not in teardown and "Keep the cluster" in teardown
     assert "--name=mine" in text
+
+
+def _kind_backend(tmp_path, monkeypatch, images: str):
+    """A KindBackend as make_remote_backend makes it, not started (nothing is contacted)."""
+    from harness.backends.kind import KindBackend
+
+    monkeypatch.setenv("EGRESS_HARNESS_IMAGES", images)
+    if images == "source":  # what with_engine sets for the suites
+        monkeypatch.setenv("DOCKER_HOST", "unix:///run/eh-engine/docker.sock")
+    return KindBackend(cluster_name="egress-harness", keep_cluster=False, istio_version="1.31", artifacts=tmp_path)
+
+
+@pytest.mark.parametrize("images", ["registry", "source"])
+def test_the_dry_run_prints_the_steps_a_real_run_runs(tmp_path, monkeypatch, images):
+    """One function makes both: a real run's plan (with actions) prints exactly as the dry run's."""
+    real = _kind_backend(tmp_path, monkeypatch, images).make_plan()
+    dry = plan.kind_plan(cluster_name="egress-harness", keep_cluster=False, istio_version="1.31", images=images)
+    assert [s.title for s in real.steps] == [s.title for s in dry.steps]
+    assert [s.title for s in real.teardown] == [s.title for s in dry.teardown]
+    assert real.render() == dry.render()
+    assert not [s.title for s in dry.steps + dry.teardown if s.run is not None], "a dry run has nothing to run"
+
+
+@pytest.mark.parametrize("images", ["registry", "source"])
+def test_every_setup_step_of_a_real_run_has_an_action(tmp_path, monkeypatch, images):
+    """start() runs every step before the per-test one, so none can be printed but not run; the only
+    exceptions are with_engine's (IMAGES=source), which run outside pytest and say so."""
+    real = _kind_backend(tmp_path, monkeypatch, images).make_plan()
+    per_test = next(i for i, s in enumerate(real.steps) if s.title.startswith("Per test:"))
+    setup = real.steps[:per_test]
+    assert all((s.run is None) == (s.by == plan.WITH_ENGINE) for s in setup + real.teardown)
+    assert [s.title for s in setup if s.run is None] == [
+        s.title for s in (plan.source_engine_steps() if images == "source" else [])
+    ]
+    assert not [s.title for s in real.steps[per_test:] if s.run is not None], "per-test steps run in the suites"
+    assert [s.timing for s in setup if s.timing] == ["tools", "cluster", "images", "istio", "cold_start"]
+
+
+def test_start_and_stop_run_the_plans_steps_in_order(tmp_path, monkeypatch, capsys):
+    """KindBackend.start() and stop() run the plan's actions in its order, one numbered line each, and
+    write the phase timings; the actions are recorders here (nothing is started)."""
+    import json
+
+    from harness.backends import kind
+
+    class Engine:
+        closed = False
+
+        def close(self):
+            self.closed = True
+
+    engine = Engine()
+    monkeypatch.setattr(kind, "preflight", lambda: None)
+    monkeypatch.setattr(kind, "docker_client", lambda: engine)
+    backend = _kind_backend(tmp_path, monkeypatch, "registry")
+    bound = backend.make_plan()
+    ran: list[str] = []
+    for step in bound.steps + bound.teardown:
+        if step.run is not None:
+            step.run = functools.partial(ran.append, step.title)
+    monkeypatch.setattr(backend, "make_plan", lambda: bound)
+    backend.timings = {}  # KubeBackend's, which the real first step sets up
+
+    backend.start()
+    setup = [s.title for s in bound.steps if s.run is not None]
+    assert ran == setup
+    err = capsys.readouterr().err
+    last = len(setup)
+    assert f"[egress-harness] kind step 1/{last}: Resolve the tools" in err
+    install = next(i for i, s in enumerate(bound.steps, 1) if s.title == "Install Istio with the egress gateway")
+    assert f"[egress-harness] kind step {install}/{last}: Install Istio with the egress gateway\n" in err
+    timings = json.loads((tmp_path / "kind" / "timings.json").read_text())
+    assert list(timings["cumulative_seconds"]) == ["tools", "cluster", "images", "istio", "cold_start"]
+
+    ran.clear()
+    backend.stop()
+    assert ran == [s.title for s in bound.teardown] and engine.closed
+    assert "[egress-harness] kind teardown 2/2: Delete the cluster" in capsys.readouterr().err
 
 
 def test_cluster_plan_refusal_hint_and_namespaces(tmp_path, istio_binaries):

@@ -29,7 +29,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,18 +47,6 @@ if TYPE_CHECKING:  # both are imported when a kind run starts (preflight says ho
 
 def _say(msg: str) -> None:
     print(f"[egress-harness] {msg}", file=sys.stderr, flush=True)
-
-
-def _run_steps(what: str, steps: list[plan.Step], done: Callable[[plan.Step], None] = lambda step: None) -> None:
-    """Run the steps that have an action, in order, one progress line each, numbered as the plan
-    prints them. The others are run elsewhere: by with_engine (IMAGES=source), or per test."""
-    last = max((number for number, step in enumerate(steps, 1) if step.run), default=0)
-    for number, step in enumerate(steps, 1):
-        if step.run is None:
-            continue
-        _say(f"kind {what} {number}/{last}: {step.title}")
-        step.run()
-        done(step)
 
 
 def _bin(tool: tools.Tool | None) -> Path:
@@ -224,14 +211,14 @@ class KindBackend(KubeBackend):
             if step.timing:  # cumulative seconds since start, as timings.json reports them
                 self.timings[step.timing] = time.monotonic() - t0
 
-        _run_steps("step", self._plan.steps, timed)
+        plan.run_steps("kind step", self._plan.steps, timed)
         _say("kind backend ready in " + ", ".join(f"{k} {v:.0f}s" for k, v in self.timings.items()))
         self._write_timings()
 
     def stop(self) -> None:
         """Tear down what this run started, by the plan's teardown steps; safe after a partial start and twice."""
         if self._plan is not None:
-            _run_steps("teardown", self._plan.teardown)
+            plan.run_steps("kind teardown", self._plan.teardown)
         # The run's own local state, which the plan does not print.
         if self.pki is not None:
             self.pki.cleanup()

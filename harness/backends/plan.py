@@ -6,7 +6,8 @@ action that performs it (Step.run), numbered and titled as printed; steps run el
 (IMAGES=source: the engine and image builds, by with_engine outside pytest; per test: the suites).
 Actions read what exists only at run time (tool paths, the run's certificates, the stand-in's
 address, the built images' tags) when they run, and build their commands with the same *_cmd
-builders below. The cluster backend builds its commands with these builders too.
+builders below. cluster_plan() is made the same way and ClusterBackend.start() runs its setup
+steps; its teardown is printed only (ClusterBackend.stop() does every part even when one fails).
 
 Making the plan touches nothing: no cluster, no Docker, no download, no cache write; tools that
 are not there yet are shown with the command that would fetch them. Values only known at run time
@@ -42,8 +43,10 @@ from harness.backends.kube import (
 from harness.errors import HarnessError
 from harness.kube_rest import KUBECTL_APPLY_EQUIVALENT
 
-if TYPE_CHECKING:  # imported where the steps are made: kind.py imports this module
+if TYPE_CHECKING:  # imported where the steps are made: kind.py and cluster.py import this module
+    from harness.backends.cluster import ClusterBackend
     from harness.backends.kind import KindBackend
+    from harness.backends.kube import KubeBackend
 
 KIND_CONFIG = KIND_FIXTURES / "cluster.yaml"
 ISTIO_OPERATOR = KIND_FIXTURES / "istio-operator.yaml"
@@ -190,6 +193,30 @@ class Plan:
                     out += [f"   {line}" if line else "" for line in step.manifest.rstrip("\n").splitlines()]
                     out.append("   --->8---")
         return "\n".join(out) + "\n"
+
+
+def run_steps(label: str, steps: list[Step], done: Callable[[Step], None] = lambda step: None) -> None:
+    """Run the steps that have an action, in order, each after one line `<label> N/M: <title>`,
+    numbered as the plan prints them. The others run elsewhere: with_engine's, or the suites' per test."""
+    last = max((number for number, step in enumerate(steps, 1) if step.run is not None), default=0)
+    for number, step in enumerate(steps, 1):
+        if step.run is None:
+            continue
+        print(f"[egress-harness] {label} {number}/{last}: {step.title}", file=sys.stderr, flush=True)
+        step.run()
+        done(step)
+
+
+Bind = Callable[..., Action | None]
+
+
+def _bind(backend: KubeBackend | None) -> Bind:
+    """act(Backend.method, *args): the step's action bound to a real run's backend; None in a dry run."""
+
+    def act(method: Callable[..., object], *args: object) -> Action | None:
+        return None if backend is None else functools.partial(method, backend, *args)
+
+    return act
 
 
 def _version(dist: str) -> str:
@@ -342,18 +369,6 @@ class _KindNames:
         return [self.kubectl_bin, f"--kubeconfig={self.kubeconfig}"]
 
 
-Bind = Callable[..., Action | None]
-
-
-def _bind(backend: KindBackend | None) -> Bind:
-    """act(KindBackend.method, *args): the step's action bound to a real run's backend; None in a dry run."""
-
-    def act(method: Callable[..., object], *args: object) -> Action | None:
-        return None if backend is None else functools.partial(method, backend, *args)
-
-    return act
-
-
 def kind_plan(
     *,
     cluster_name: str,
@@ -471,6 +486,42 @@ def _convergence_cmds(k: list[str]) -> list[list[str]]:
     ]
 
 
+def _seed_wait_step(k: list[str], ns_default: str, ns_test_egress: str, run: Action | None) -> Step:
+    return Step(
+        f"Wait for the sleep pods, and for {UPSTREAM_HOST} to resolve to the stand-in in them",
+        [
+            k + ["rollout", "status", "-n", ns_default, "deployment/sleep", "--timeout=180s"],
+            k + ["rollout", "status", "-n", ns_test_egress, "deployment/sleep", "--timeout=180s"],
+            k + ["exec", "-n", ns_test_egress, "deploy/sleep", "-c", "sleep", "--", "getent", "hosts", UPSTREAM_HOST],
+        ],
+        run=run,
+    )
+
+
+def _first_convergence_step(k: list[str], run: Action | None) -> Step:
+    """The last setup step: setup's time until here is the backend's cold start."""
+    return Step(
+        "First convergence: a new marker ServiceEntry (server-side apply over REST), until every proxy has "
+        f"its cluster and istiod sees every xDS type ACKed (deadline {FIRST_CONVERGENCE_TIMEOUT}s)",
+        [k + list(KUBECTL_APPLY_EQUIVALENT), *_convergence_cmds(k)],
+        run=run,
+        timing="cold_start",
+    )
+
+
+def _per_test_steps(istioctl_bin: str, k: list[str], namespaces: str = "") -> list[Step]:
+    """What the suites do per test (printed, with no action: setup ends before it), then the scenarios."""
+    return [
+        Step(
+            "Per test: validate (istioctl validate -f -), server-side apply (one PATCH per object over REST, "
+            "harness/kube_rest.py; the kubectl equivalent below), wait until every proxy has the config",
+            [[istioctl_bin, "validate", "-f", "-"], k + list(KUBECTL_APPLY_EQUIVALENT), *_convergence_cmds(k)],
+            note="the scenario manifests below, one stage × mTLS mode at a time",
+        ),
+        *(Step(f"Scenario {stage} [{mode}]{namespaces}", [], text) for stage, mode, text in scenario_manifests()),
+    ]
+
+
 def _kind_steps(n: _KindNames, act: Bind) -> list[Step]:
     """Setup: run by KindBackend.start() up to the per-test step (IMAGES=source: after with_engine's)."""
     from harness.backends.kind import KindBackend
@@ -582,31 +633,9 @@ def _kind_steps(n: _KindNames, act: Bind) -> list[Step]:
             Step(f"Apply {fname}", [k + ["apply", "-f", "-"]], text, run=act(KindBackend.apply_setup_manifest, fname))
             for fname, text in setup_manifests(sleep_image=sleep_image).items()
         ),
-        Step(
-            "Wait for the sleep pods, and for edition.cnn.com to resolve to the stand-in in them",
-            [
-                k + ["rollout", "status", "-n", "default", "deployment/sleep", "--timeout=180s"],
-                k + ["rollout", "status", "-n", "test-egress", "deployment/sleep", "--timeout=180s"],
-                k
-                + ["exec", "-n", "test-egress", "deploy/sleep", "-c", "sleep", "--", "getent", "hosts", UPSTREAM_HOST],
-            ],
-            run=act(KindBackend.wait_for_seed),
-        ),
-        Step(
-            "First convergence: a new marker ServiceEntry (server-side apply over REST), until every proxy has "
-            f"its cluster and istiod sees every xDS type ACKed (deadline {FIRST_CONVERGENCE_TIMEOUT}s)",
-            [k + list(KUBECTL_APPLY_EQUIVALENT), *_convergence_cmds(k)],
-            run=act(KindBackend.wait_converged, FIRST_CONVERGENCE_TIMEOUT),
-            timing="cold_start",
-        ),
-        # From here on the suites run the steps, per test: printed, with no action here.
-        Step(
-            "Per test: validate (istioctl validate -f -), server-side apply (one PATCH per object over REST, "
-            "harness/kube_rest.py; the kubectl equivalent below), wait until every proxy has the config",
-            [[n.istioctl_bin, "validate", "-f", "-"], k + list(KUBECTL_APPLY_EQUIVALENT), *_convergence_cmds(k)],
-            note="the scenario manifests below, one stage × mTLS mode at a time",
-        ),
-        *(Step(f"Scenario {stage} [{mode}]", [], text) for stage, mode, text in scenario_manifests()),
+        _seed_wait_step(k, "default", "test-egress", act(KindBackend.wait_for_seed)),
+        _first_convergence_step(k, act(KindBackend.wait_converged, FIRST_CONVERGENCE_TIMEOUT)),
+        *_per_test_steps(n.istioctl_bin, k),
     ]
     return steps
 
@@ -650,8 +679,13 @@ def _kind_teardown(n: _KindNames, act: Bind) -> list[Step]:
     return teardown
 
 
-def cluster_plan(*, kubeconfig: Path | None, istio_version: str, run_id: str = "<run>") -> Plan:
-    from harness.backends.cluster import RUN_LABEL, run_namespaces
+def cluster_plan(
+    *, kubeconfig: Path | None, istio_version: str, run_id: str = "<run>", backend: ClusterBackend | None = None
+) -> Plan:
+    """The cluster backend's steps, in the order they run. A dry run prints them; given `backend` (a
+    real run), the setup steps carry the actions ClusterBackend.start() runs. The teardown is printed
+    only: stop() does every part of it even when one fails, and reports them all."""
+    from harness.backends.cluster import RUN_LABEL, ClusterBackend, run_namespaces
 
     kubectl = tools.resolve_kubectl(fetch=False)
     istioctl = tools.resolve_istioctl(istio_version, fetch=False)
@@ -661,35 +695,44 @@ def cluster_plan(*, kubeconfig: Path | None, istio_version: str, run_id: str = "
     k = [kubectl_bin, f"--kubeconfig={kc}"]
     ns = run_namespaces(run_id)
     labels = {RUN_LABEL: run_id}
+    act = _bind(backend)
     versions = {"Istio (must already be installed)": istio_version, "kubectl": kubectl.version}
     steps = [
         Step(
             "Refuse unless Istio and its egress gateway are installed",
             [k + ["get", "deployment", "-n", ISTIO_NAMESPACE, "istiod", "istio-egressgateway"]],
             note=f"otherwise: {istio_install_hint(hub, tag)}",
+            run=act(ClusterBackend.preflight),
         ),
         Step(
-            "Run the stand-in in a namespace of its own", [k + ["apply", "-f", "-"]], note=f"namespace {ns['internet']}"
+            "Run the stand-in in a namespace of its own",
+            [k + ["apply", "-f", "-"]],
+            note=f"namespace {ns['internet']}",
+            run=act(ClusterBackend.start_upstream),
         ),
-    ]
-    for fname, text in setup_manifests(
-        sleep_image="$EGRESS_HARNESS_SLEEP_IMAGE",
-        ns_default=ns["default"],
-        ns_test_egress=ns["test-egress"],
-        run_labels=labels,
-    ).items():
-        steps.append(Step(f"Apply {fname}", [k + ["apply", "-f", "-"]], text))
-    steps.append(
         Step(
             "CoreDNS hosts entry (restored at the end)",
             [k + ["apply", "-f", "-"]],
             add_hosts_block("", "<stand-in Service ClusterIP>", run=run_id),
-        )
-    )
-    for stage, mode, text in scenario_manifests():
-        steps.append(
-            Step(f"Scenario {stage} [{mode}] (namespaces mapped to {ns['default']}, {ns['test-egress']})", [], text)
-        )
+            run=act(ClusterBackend.point_dns_at_upstream),
+        ),
+        *(
+            Step(
+                f"Apply {fname}", [k + ["apply", "-f", "-"]], text, run=act(ClusterBackend.apply_setup_manifest, fname)
+            )
+            for fname, text in setup_manifests(
+                sleep_image="$EGRESS_HARNESS_SLEEP_IMAGE",
+                ns_default=ns["default"],
+                ns_test_egress=ns["test-egress"],
+                run_labels=labels,
+            ).items()
+        ),
+        _seed_wait_step(k, ns["default"], ns["test-egress"], act(ClusterBackend.wait_for_seed)),
+        _first_convergence_step(k, act(ClusterBackend.wait_converged, FIRST_CONVERGENCE_TIMEOUT)),
+        *_per_test_steps(
+            str(istioctl.path or "istioctl"), k, f" (namespaces mapped to {ns['default']}, {ns['test-egress']})"
+        ),
+    ]
     teardown = [
         Step(
             "Delete the run's namespaces and secrets, restore CoreDNS and namespace labels",

@@ -7,6 +7,7 @@ come out all the same, and the cache must still be empty afterwards.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -109,6 +110,134 @@ def test_keep_cluster_plan_does_not_delete(istio_binaries):
     teardown = text.split("## Teardown", 1)[1]
     assert "delete cluster" not in teardown and "Keep the cluster" in teardown
     assert "--name=mine" in text
+
+
+def _kind_backend(tmp_path, monkeypatch, images: str):
+    """A KindBackend as make_remote_backend makes it, not started (nothing is contacted)."""
+    from harness.backends.kind import KindBackend
+
+    monkeypatch.setenv("EGRESS_HARNESS_IMAGES", images)
+    if images == "source":  # what with_engine sets for the suites
+        monkeypatch.setenv("DOCKER_HOST", "unix:///run/eh-engine/docker.sock")
+    return KindBackend(cluster_name="egress-harness", keep_cluster=False, istio_version="1.31", artifacts=tmp_path)
+
+
+def _cluster_backend(tmp_path, monkeypatch):
+    """A ClusterBackend as make_remote_backend makes it, with stand-in tools (nothing is contacted)."""
+    from harness.backends.cluster import ClusterBackend
+
+    kubectl = tmp_path / "bin" / "kubectl"
+    kubectl.parent.mkdir()
+    kubectl.write_text('#!/bin/sh\necho \'{"clientVersion": {"gitVersion": "v1.37.0"}}\'\n')
+    kubectl.chmod(0o755)
+    (tmp_path / "bin" / "istioctl").write_text("")
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
+    for name, value in {
+        "EGRESS_HARNESS_KUBECTL": str(kubectl),
+        "EGRESS_HARNESS_ISTIO_BIN": str(kubectl.parent),
+        "EGRESS_HARNESS_SLEEP_IMAGE": "registry.example/sleep:1",
+        "EGRESS_HARNESS_UPSTREAM_IMAGE": "registry.example/mock-upstream:1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    return ClusterBackend(kubeconfig=kubeconfig, istio_version="1.31", artifacts=tmp_path / "artifacts")
+
+
+@pytest.fixture(params=["kind", "kind IMAGES=source", "cluster"])
+def real_and_dry(request, tmp_path, monkeypatch) -> tuple[plan.Plan, plan.Plan]:
+    """A real run's plan (its backend made, not started) and the dry run's, for the same run."""
+    if request.param == "cluster":
+        backend = _cluster_backend(tmp_path, monkeypatch)
+        dry = plan.cluster_plan(kubeconfig=backend.kubectl.kubeconfig, istio_version="1.31", run_id=backend.run_id)
+        return backend.make_plan(), dry
+    images = "source" if "source" in request.param else "registry"
+    real = _kind_backend(tmp_path, monkeypatch, images).make_plan()
+    return real, plan.kind_plan(cluster_name="egress-harness", keep_cluster=False, istio_version="1.31", images=images)
+
+
+def test_the_dry_run_prints_the_steps_a_real_run_runs(real_and_dry):
+    """One function makes both: a real run's plan (with actions) prints exactly as the dry run's."""
+    real, dry = real_and_dry
+    assert [s.title for s in real.steps] == [s.title for s in dry.steps]
+    assert [s.title for s in real.teardown] == [s.title for s in dry.teardown]
+    assert real.render() == dry.render()
+    assert not [s.title for s in dry.steps + dry.teardown if s.run is not None], "a dry run has nothing to run"
+
+
+def test_every_setup_step_of_a_real_run_has_an_action(real_and_dry):
+    """start() runs every step before the per-test one, so none can be printed but not run; the only
+    exceptions are with_engine's (IMAGES=source), which run outside pytest and say so."""
+    real, _ = real_and_dry
+    per_test = next(i for i, s in enumerate(real.steps) if s.title.startswith("Per test:"))
+    setup = real.steps[:per_test]
+    assert all((s.run is None) == (s.by == plan.WITH_ENGINE) for s in setup)
+    assert not [s.title for s in real.steps[per_test:] if s.run is not None], "per-test steps run in the suites"
+    timings = [s.timing for s in setup if s.timing]
+    if real.backend == "kind":
+        assert all((s.run is None) == (s.by == plan.WITH_ENGINE) for s in real.teardown)
+        assert timings == ["tools", "cluster", "images", "istio", "cold_start"]
+    else:  # ClusterBackend.stop() does its teardown itself, every part even when one fails
+        assert timings == ["cold_start"]
+    engine = plan.source_engine_steps() if real.versions.get("images", "").startswith("source") else []
+    assert [s.title for s in setup if s.run is None] == [s.title for s in engine]
+
+
+def test_start_and_stop_run_the_plans_steps_in_order(tmp_path, monkeypatch, capsys):
+    """KindBackend.start() and stop() run the plan's actions in its order, one numbered line each, and
+    write the phase timings; the actions are recorders here (nothing is started)."""
+    import json
+
+    from harness.backends import kind
+
+    class Engine:
+        closed = False
+
+        def close(self):
+            self.closed = True
+
+    engine = Engine()
+    monkeypatch.setattr(kind, "preflight", lambda: None)
+    monkeypatch.setattr(kind, "docker_client", lambda: engine)
+    backend = _kind_backend(tmp_path, monkeypatch, "registry")
+    bound = backend.make_plan()
+    ran: list[str] = []
+    for step in bound.steps + bound.teardown:
+        if step.run is not None:
+            step.run = functools.partial(ran.append, step.title)
+    monkeypatch.setattr(backend, "make_plan", lambda: bound)
+    backend.timings = {}  # KubeBackend's, which the real first step sets up
+
+    backend.start()
+    setup = [s.title for s in bound.steps if s.run is not None]
+    assert ran == setup
+    err = capsys.readouterr().err
+    last = len(setup)
+    assert f"[egress-harness] kind step 1/{last}: Resolve the tools" in err
+    install = next(i for i, s in enumerate(bound.steps, 1) if s.title == "Install Istio with the egress gateway")
+    assert f"[egress-harness] kind step {install}/{last}: Install Istio with the egress gateway\n" in err
+    timings = json.loads((tmp_path / "kind" / "timings.json").read_text())
+    assert list(timings["cumulative_seconds"]) == ["tools", "cluster", "images", "istio", "cold_start"]
+
+    ran.clear()
+    backend.stop()
+    assert ran == [s.title for s in bound.teardown] and engine.closed
+    assert "[egress-harness] kind teardown 2/2: Delete the cluster" in capsys.readouterr().err
+
+
+def test_cluster_start_runs_the_plans_setup_steps_in_order(tmp_path, monkeypatch, capsys):
+    backend = _cluster_backend(tmp_path, monkeypatch)
+    bound = backend.make_plan()
+    ran: list[str] = []
+    for step in bound.steps:
+        if step.run is not None:
+            step.run = functools.partial(ran.append, step.title)
+    monkeypatch.setattr(backend, "make_plan", lambda: bound)
+
+    backend.start()
+    assert ran == [s.title for s in bound.steps if s.run is not None]
+    assert ran[0] == "Refuse unless Istio and its egress gateway are installed" and ran[-1].startswith("First")
+    assert f"[egress-harness] cluster step 1/{len(ran)}: Refuse unless" in capsys.readouterr().err
+    assert list(backend.timings) == ["cold_start"]
 
 
 def test_cluster_plan_refusal_hint_and_namespaces(tmp_path, istio_binaries):

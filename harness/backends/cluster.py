@@ -12,6 +12,11 @@ all put back at the end:
   - namespace labels the suites set on kube-system / istio-system (seed §4), restored.
 Images come from a registry the cluster can pull from: EGRESS_HARNESS_SLEEP_IMAGE and
 EGRESS_HARNESS_UPSTREAM_IMAGE (build them with docs/kind-backend.md, "Images for an existing cluster").
+
+start() runs the setup steps of the plan (plan.cluster_plan(backend=self): the list a dry run
+prints), one line each, `cluster step N/M: <the plan's title>`: preflight → the stand-in → CoreDNS →
+namespaces, secrets, sleep pods → DNS check in the pods → first convergence. stop() does the
+teardown itself, every part even when one fails, and reports all that failed.
 """
 
 from __future__ import annotations
@@ -89,6 +94,7 @@ class ClusterBackend(KubeBackend):
         self._coredns_original: str | None = None
         self._label_originals: dict[str, dict[str, str]] = {}
         self._upstream_forward: PortForward | None = None
+        self._upstream_address: str | None = None  # the stand-in Service's ClusterIP, once it runs
         self._started = False
         kubectl = tools.resolve_kubectl(fetch=True)
         istioctl = tools.resolve_istioctl(istio_version, fetch=True)
@@ -126,13 +132,27 @@ class ClusterBackend(KubeBackend):
                 f"install it with: {plan.istio_install_hint(hub, tag)}"
             )
 
+    def make_plan(self) -> plan.Plan:
+        """This run's plan: the dry run's steps, the setup ones bound to the actions that perform them here."""
+        return plan.cluster_plan(
+            kubeconfig=self.kubectl.kubeconfig, istio_version=self.istio_version, run_id=self.run_id, backend=self
+        )
+
     def start(self) -> None:
-        self.preflight()
         t0 = time.monotonic()
-        self._started = True
+
+        def timed(step: plan.Step) -> None:
+            if step.timing:
+                self.timings[step.timing] = time.monotonic() - t0
+
+        plan.run_steps("cluster step", self.make_plan().steps, timed)
+
+    # ---------------------------------------------------------------- the plan's setup steps, after preflight
+    def start_upstream(self) -> None:
+        """The stand-in in the run's own namespace, with a certificate from the run's PKI."""
+        self._started = True  # from here on stop() has something to undo
         self.pki = RunPKI(self.artifacts / "cluster" / f"pki-{self.run_id}")
         server = self.pki.public_ca.issue_server(UPSTREAM_HOST, [UPSTREAM_HOST, "*.cnn.com"])
-        labels = {RUN_LABEL: self.run_id}
         self.kubectl.run(
             "apply",
             "-f",
@@ -140,7 +160,7 @@ class ClusterBackend(KubeBackend):
             input=render_fixture(
                 "upstream-in-cluster.yaml.j2",
                 namespace=self.run_ns["internet"],
-                run_labels=labels,
+                run_labels={RUN_LABEL: self.run_id},
                 image=self.upstream_image,
                 args=upstream_image.upstream_command(),
                 cert_chain_pem=server.chain_path.read_text(),
@@ -157,29 +177,39 @@ class ClusterBackend(KubeBackend):
             "--timeout=180s",
             timeout=190,
         )
-        address = self.kubectl.json("get", "service", "-n", self.run_ns["internet"], "edition-cnn-com")["spec"][
-            "clusterIP"
-        ]
+        self._upstream_address = self.kubectl.json("get", "service", "-n", self.run_ns["internet"], "edition-cnn-com")[
+            "spec"
+        ]["clusterIP"]
         pod = self.kubectl.json("get", "pods", "-n", self.run_ns["internet"], "-l", "app=mock-upstream")["items"][0]
         self._upstream_forward = PortForward(self.kubectl, self.run_ns["internet"], pod["metadata"]["name"], 9901)
         self.upstream_control_url = self._upstream_forward.url
 
+    def point_dns_at_upstream(self) -> None:
+        assert self._upstream_address is not None, "start_upstream runs first"
         self._coredns_original = self._corefile()
-        self._set_corefile(add_hosts_block(self._coredns_original, address, run=self.run_id))
+        self._set_corefile(add_hosts_block(self._coredns_original, self._upstream_address, run=self.run_id))
 
-        pems = gateway_trust_pems(self.pki)
-        for _name, text in plan.setup_manifests(
+    def apply_setup_manifest(self, name: str) -> None:
+        self.kubectl.run("apply", "-f", "-", input=self._setup_manifests[name])
+
+    @functools.cached_property
+    def _setup_manifests(self) -> dict[str, str]:
+        """Rendered once, for every apply step: the trust PEMs are made here (a new CA each time)."""
+        assert self.pki is not None, "start_upstream makes the PKI first"
+        return plan.setup_manifests(
             sleep_image=self.sleep_image,
             ns_default=self.run_ns["default"],
             ns_test_egress=self.run_ns["test-egress"],
-            run_labels=labels,
-            pems=pems,
-        ).items():
-            self.kubectl.run("apply", "-f", "-", input=text)
+            run_labels={RUN_LABEL: self.run_id},
+            pems=gateway_trust_pems(self.pki),
+        )
+
+    def wait_for_seed(self) -> None:
         for logical in ("default", "test-egress"):
             self.kubectl.run(
                 "rollout", "status", "-n", self.ns(logical), "deployment/sleep", "--timeout=180s", timeout=190
             )
+        address = self._upstream_address
         poll(
             f"{UPSTREAM_HOST} to resolve to the stand-in ({address}) in the sleep pods",
             lambda: self.exec("test-egress/sleep", ["getent", "hosts", UPSTREAM_HOST]).stdout.split()[:1],
@@ -187,8 +217,6 @@ class ClusterBackend(KubeBackend):
             timeout=90,
             interval=1.0,
         )
-        self.wait_converged(timeout=120)
-        self.timings["cold_start"] = time.monotonic() - t0
 
     def label_namespace(self, namespace: str, labels: dict[str, str | None]) -> None:
         actual = self.ns(namespace)

@@ -9,14 +9,20 @@ Image source (EGRESS_HARNESS_IMAGES, `make e2e BACKEND=kind IMAGES=…`; the run
                       namespace has no route off the machine. CoreDNS then gets no upstream
                       forwarder either: names outside the cluster and the stand-in do not resolve.
 
-Start order (each step has a deadline; the plan, harness/backends/plan.py, prints the same steps):
-tools → cluster → images → load the sleep image → istioctl install → rollouts → the stand-in →
-CoreDNS → secrets, namespaces, sleep pods → DNS check in the pods → first convergence.
-`--keep-cluster` reuses a cluster of that name and leaves it (and Istio) in place afterwards.
+start() runs the plan's steps (plan.kind_plan(backend=self): the list a dry run prints), each with
+a deadline and one progress line, `kind step N/M: <the plan's title>`: tools → cluster → images →
+load the sleep image → istioctl install → rollouts → the stand-in → CoreDNS → namespaces, secrets,
+sleep pods → DNS check in the pods → first convergence. The steps' methods are below, in that
+order; steps with no action are run elsewhere and skipped (IMAGES=source's engine and image builds:
+with_engine, before pytest; the per-test steps: the suites). stop() runs the plan's teardown steps
+the same way. `--keep-cluster` reuses a cluster of that name and leaves it (and Istio) in place
+afterwards.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import secrets
 import shutil
@@ -41,6 +47,11 @@ if TYPE_CHECKING:  # both are imported when a kind run starts (preflight says ho
 
 def _say(msg: str) -> None:
     print(f"[egress-harness] {msg}", file=sys.stderr, flush=True)
+
+
+def _bin(tool: tools.Tool | None) -> Path:
+    assert tool is not None, "resolve_tools (the first step) resolves every tool"
+    return tool.fetched_path()
 
 
 def images_mode(*, running: bool = True) -> str:
@@ -164,6 +175,7 @@ class KindBackend(KubeBackend):
         self.run_id = secrets.token_hex(3)
         self.cluster: KindCluster | None = None
         self.docker: DockerClient | None = None
+        self.upstream_image: str | None = None  # the stand-in's, once built
         self.upstream_container: upstream_image.UpstreamContainer | None = None
         self.pki: RunPKI | None = None
         self._coredns_original: str | None = None
@@ -171,68 +183,53 @@ class KindBackend(KubeBackend):
         self.kubectl_tool: tools.Tool | None = None
         self.istioctl_tool: tools.Tool | None = None
         self.kubeconfig = Path(".pytest-kind") / cluster_name / "kubeconfig"
-        # kubectl is only known after tools are resolved; KubeBackend's fields are set in start().
+        # kubectl is only known after tools are resolved; KubeBackend's fields are set by resolve_tools.
         self.artifacts = artifacts
         self.images_mode = images_mode()
         self.source_images: KindImages | None = None
+        self._plan: plan.Plan | None = None  # made by start(); stop() runs its teardown
 
     # ---------------------------------------------------------------- lifecycle
+    def make_plan(self) -> plan.Plan:
+        """This run's plan: the dry run's steps, each bound to the action that performs it here."""
+        return plan.kind_plan(
+            cluster_name=self.cluster_name,
+            keep_cluster=self.keep_cluster,
+            istio_version=self.istio_version,
+            kubeconfig=self.kubeconfig,
+            images=self.images_mode,
+            backend=self,
+        )
+
     def start(self) -> None:
         preflight()
-        self.docker = client = docker_client()
+        self.docker = docker_client()
+        self._plan = self.make_plan()
         t0 = time.monotonic()
-        if self.images_mode == "source":
-            from harness.images.kind_images import ensure_all
 
-            self.source_images = images = ensure_all(client, self.istio_version)
-            hub, tag = images.istio_hub, images.istio_tag
-            _say(f"images: source (built here): node {images.node}, Istio {hub}/{{pilot,proxyv2}}:{tag}")
-        else:
-            hub, tag = tools.istio_images(self.istio_version)
-            _say(f"images: registry (pulled): {tools.kind_node_image()}, Istio {hub}/{{pilot,proxyv2}}:{tag}")
-        self.kind_tool = tools.resolve_kind(fetch=True)
-        tools.check_kind_version(self.kind_tool.version, self.kind_tool.origin)
-        self.kubectl_tool = tools.resolve_kubectl(fetch=True)
-        self.istioctl_tool = tools.resolve_istioctl(self.istio_version, fetch=True)
-        super().__init__(
-            kubectl=Kubectl(self.kubectl_tool.fetched_path(), self.kubeconfig.resolve()),
-            istioctl=self.istioctl_tool.fetched_path(),
-            artifacts=self.artifacts,
-        )
-        self.timings["tools"] = time.monotonic() - t0
+        def timed(step: plan.Step) -> None:
+            if step.timing:  # cumulative seconds since start, as timings.json reports them
+                self.timings[step.timing] = time.monotonic() - t0
 
-        self._create_cluster(self.kind_tool.fetched_path(), self.kubectl_tool.fetched_path())
-        self.timings["cluster"] = time.monotonic() - t0
-        self.pki = RunPKI(self.artifacts / "kind" / f"pki-{self.run_id}")
-        base = upstream_image.ensure_base_image(client)
-        up_image = upstream_image.build_upstream_image(client, base)
-        loads = self.source_images.loads if self.source_images else [upstream_image.sleep_tag()]
-        for image in loads:
-            self._kind(plan.kind_load_cmd(str(self.kind_tool.path), self.cluster_name, image))
-        self.timings["images"] = time.monotonic() - t0
-
-        overlay = plan.write_mesh_config_overlay(self.artifacts / "kind")
-        if self.source_images:
-            overlay.write_text(source_overlay(overlay.read_text()))
-        self._run(
-            plan.istioctl_install_cmd(str(self.istioctl_tool.path), self.kubeconfig.resolve(), hub, tag, overlay),
-            "istioctl install",
-            timeout=900,
-        )
-        for cmd in plan.rollout_cmds(str(self.kubectl_tool.path), self.kubeconfig.resolve()):
-            self._run(cmd, "rollout status", timeout=330)
-        self.timings["istio"] = time.monotonic() - t0
-
-        self._start_upstream(client, up_image)
-        self._point_dns_at_upstream()
-        self._deploy_seed()
-        self.wait_converged(timeout=120)
-        self.timings["cold_start"] = time.monotonic() - t0
+        plan.run_steps("kind step", self._plan.steps, timed)
         _say("kind backend ready in " + ", ".join(f"{k} {v:.0f}s" for k, v in self.timings.items()))
-        # Cumulative seconds since start, per step, for the docs' timing table (and CI's logs).
-        (self.artifacts / "kind").mkdir(parents=True, exist_ok=True)
-        import json
+        self._write_timings()
 
+    def stop(self) -> None:
+        """Tear down what this run started, by the plan's teardown steps; safe after a partial start and twice."""
+        if self._plan is not None:
+            plan.run_steps("kind teardown", self._plan.teardown)
+        # The run's own local state, which the plan does not print.
+        if self.pki is not None:
+            self.pki.cleanup()
+            self.pki = None
+        if self.docker is not None:
+            self.docker.close()
+            self.docker = None
+
+    def _write_timings(self) -> None:
+        """Cumulative seconds since start, per step, for the docs' timing table (and CI's logs)."""
+        (self.artifacts / "kind").mkdir(parents=True, exist_ok=True)
         (self.artifacts / "kind" / "timings.json").write_text(
             json.dumps(
                 {
@@ -244,44 +241,30 @@ class KindBackend(KubeBackend):
             )
         )
 
-    def stop(self) -> None:
-        """Tear down what this run started; safe after a partial start and twice."""
-        if hasattr(self, "_forwards"):
-            self.close_forwards()
-        if self.upstream_container is not None:
-            self.upstream_container.remove()
-            self.upstream_container = None
-        if self.cluster is not None and self.keep_cluster and self._coredns_original is not None:
-            try:  # a kept cluster goes back to its own DNS
-                self._set_corefile(self._coredns_original)
-            except Exception as exc:  # noqa: BLE001
-                _say(f"could not restore CoreDNS in the kept cluster: {exc}")
-        if self.cluster is not None and not self.keep_cluster:
-            self.cluster.delete()
-        self.cluster = None
-        if self.pki is not None:
-            self.pki.cleanup()
-            self.pki = None
-        if self.docker is not None:
-            self.docker.close()
-            self.docker = None
+    # ---------------------------------------------------------------- the plan's setup steps, in order
+    def resolve_tools(self) -> None:
+        """The images first (IMAGES=source: the ones with_engine built, named by ensure_all), then the tools."""
+        if self.images_mode == "source":
+            from harness.images.kind_images import ensure_all
 
-    # ---------------------------------------------------------------- steps
-    def _run(self, argv: list[str], what: str, timeout: float = 300) -> str:
-        try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise HarnessError(f"{what} did not finish within {timeout:.0f}s: see {self.artifacts} and rerun") from None
-        if proc.returncode != 0:
-            raise RuntimeError(f"{what} failed ({' '.join(argv[:3])} …): {(proc.stderr or proc.stdout).strip()[-800:]}")
-        return proc.stdout
+            self.source_images = ensure_all(self._engine, self.istio_version)
+        hub, tag = self._istio_images()
+        which = "source (built here): node" if self.source_images else "registry (pulled):"
+        _say(f"images: {which} {self._node_image()}, Istio {hub}/{{pilot,proxyv2}}:{tag}")
+        self.kind_tool = tools.resolve_kind(fetch=True)
+        tools.check_kind_version(self.kind_tool.version, self.kind_tool.origin)
+        self.kubectl_tool = tools.resolve_kubectl(fetch=True)
+        self.istioctl_tool = tools.resolve_istioctl(self.istio_version, fetch=True)
+        super().__init__(
+            kubectl=Kubectl(self.kubectl_tool.fetched_path(), self.kubeconfig.resolve()),
+            istioctl=self.istioctl_tool.fetched_path(),
+            artifacts=self.artifacts,
+        )
 
-    def _kind(self, argv: list[str]) -> str:
-        return self._run(argv, " ".join(argv[1:3]), timeout=600)
-
-    def _create_cluster(self, kind_path: Path, kubectl_path: Path) -> None:
+    def create_cluster(self) -> None:
         from pytest_kind import KindCluster
 
+        kind_path, kubectl_path = _bin(self.kind_tool), _bin(self.kubectl_tool)
         kind = str(kind_path)
         existing = subprocess.run([kind, "get", "clusters"], capture_output=True, text=True).stdout.split()
         if self.cluster_name in existing and not self.keep_cluster:
@@ -296,7 +279,7 @@ class KindBackend(KubeBackend):
                 [kind, "export", "kubeconfig", f"--name={self.cluster_name}", f"--kubeconfig={self.kubeconfig}"],
                 "kind export kubeconfig",
             )
-        image = self.source_images.node if self.source_images else tools.kind_node_image()
+        image = self._node_image()
         config = source_kind_config(self.artifacts / "kind") if self.source_images else plan.KIND_CONFIG
         self.cluster = KindCluster(
             self.cluster_name, kubeconfig=self.kubeconfig, image=image, kind_path=kind_path, kubectl_path=kubectl_path
@@ -304,16 +287,43 @@ class KindBackend(KubeBackend):
         _say(f"creating kind cluster {self.cluster_name} ({image}); about a minute")
         self.cluster.create(config_file=config)
 
-    def _start_upstream(self, client: DockerClient, image: str) -> None:
-        assert self.pki is not None
+    def build_images(self) -> None:
+        base = upstream_image.ensure_base_image(self._engine)
+        self.upstream_image = upstream_image.build_upstream_image(self._engine, base)
+
+    def load_images(self) -> None:
+        loads = self.source_images.loads if self.source_images else [upstream_image.sleep_tag()]
+        for image in loads:
+            self._kind(plan.kind_load_cmd(str(_bin(self.kind_tool)), self.cluster_name, image))
+
+    def install_istio(self) -> None:
+        overlay = plan.write_mesh_config_overlay(self.artifacts / "kind")
+        if self.source_images:
+            overlay.write_text(source_overlay(overlay.read_text()))
+        hub, tag = self._istio_images()
+        self._run(
+            plan.istioctl_install_cmd(str(_bin(self.istioctl_tool)), self.kubeconfig.resolve(), hub, tag, overlay),
+            "istioctl install",
+            timeout=900,
+        )
+
+    def wait_for_istio(self) -> None:
+        for cmd in plan.rollout_cmds(str(_bin(self.kubectl_tool)), self.kubeconfig.resolve()):
+            self._run(cmd, "rollout status", timeout=330)
+
+    def start_upstream(self) -> None:
+        """The stand-in, with a certificate from the run's PKI (made here: it is first needed here)."""
+        assert self.upstream_image is not None, "build_images runs first"
+        self.pki = RunPKI(self.artifacts / "kind" / f"pki-{self.run_id}")
         server = self.pki.public_ca.issue_server(UPSTREAM_HOST, [UPSTREAM_HOST, "*.cnn.com"])
-        name = f"egress-harness-upstream-{self.cluster_name}"
+        client = self._engine
+        name = plan.upstream_container_name(self.cluster_name)
         stale = [c for c in client.containers.list(all=True, filters={"name": name}) if c.name == name]
         for c in stale:
             c.remove(force=True)
         self.upstream_container = upstream_image.run_upstream(
             client,
-            image,
+            self.upstream_image,
             plan.KIND_NETWORK,
             name=name,
             cert_chain_pem=server.chain_path.read_bytes(),
@@ -342,17 +352,23 @@ class KindBackend(KubeBackend):
             "route to the pods in the stand-in's namespace",
         )
 
-    def _point_dns_at_upstream(self) -> None:
+    def point_dns_at_upstream(self) -> None:
         assert self.upstream_container is not None
         self._coredns_original = self._corefile()
         corefile = without_forward(self._coredns_original) if self.source_images else self._coredns_original
         self._set_corefile(add_hosts_block(corefile, self.upstream_container.address, run=self.run_id))
 
-    def _deploy_seed(self) -> None:
-        assert self.pki is not None and self.upstream_container is not None
-        pems = gateway_trust_pems(self.pki)
-        for _name, text in plan.setup_manifests(sleep_image=upstream_image.sleep_tag(), pems=pems).items():
-            self.kubectl.run("apply", "-f", "-", input=text)
+    def apply_setup_manifest(self, name: str) -> None:
+        self.kubectl.run("apply", "-f", "-", input=self._setup_manifests[name])
+
+    @functools.cached_property
+    def _setup_manifests(self) -> dict[str, str]:
+        """Rendered once, for every apply step: the trust PEMs are made here (a new CA each time)."""
+        assert self.pki is not None, "start_upstream makes the PKI first"
+        return plan.setup_manifests(sleep_image=upstream_image.sleep_tag(), pems=gateway_trust_pems(self.pki))
+
+    def wait_for_seed(self) -> None:
+        assert self.upstream_container is not None
         for ns in ("default", "test-egress"):
             self.kubectl.run("rollout", "status", "-n", ns, "deployment/sleep", "--timeout=180s", timeout=190)
         want = self.upstream_container.address
@@ -367,6 +383,52 @@ class KindBackend(KubeBackend):
             timeout=90,
             interval=1.0,
         )
+
+    # ---------------------------------------------------------------- the plan's teardown steps
+    def remove_upstream(self) -> None:
+        if hasattr(self, "_forwards"):
+            self.close_forwards()
+        if self.upstream_container is not None:
+            self.upstream_container.remove()
+            self.upstream_container = None
+
+    def release_cluster(self) -> None:
+        """Delete the cluster, or (--keep-cluster) leave it with its own DNS back."""
+        if self.cluster is not None and self.keep_cluster and self._coredns_original is not None:
+            try:  # a kept cluster goes back to its own DNS
+                self._set_corefile(self._coredns_original)
+            except Exception as exc:  # noqa: BLE001
+                _say(f"could not restore CoreDNS in the kept cluster: {exc}")
+        if self.cluster is not None and not self.keep_cluster:
+            self.cluster.delete()
+        self.cluster = None
+
+    # ---------------------------------------------------------------- helpers
+    @property
+    def _engine(self) -> DockerClient:
+        assert self.docker is not None, "start() connects to the engine before the first step"
+        return self.docker
+
+    def _istio_images(self) -> tuple[str, str]:
+        """pilot's and proxyv2's hub and tag: built here (IMAGES=source, once resolve_tools ran) or the release's."""
+        if self.source_images:
+            return self.source_images.istio_hub, self.source_images.istio_tag
+        return tools.istio_images(self.istio_version)
+
+    def _node_image(self) -> str:
+        return self.source_images.node if self.source_images else tools.kind_node_image()
+
+    def _run(self, argv: list[str], what: str, timeout: float = 300) -> str:
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise HarnessError(f"{what} did not finish within {timeout:.0f}s: see {self.artifacts} and rerun") from None
+        if proc.returncode != 0:
+            raise RuntimeError(f"{what} failed ({' '.join(argv[:3])} …): {(proc.stderr or proc.stdout).strip()[-800:]}")
+        return proc.stdout
+
+    def _kind(self, argv: list[str]) -> str:
+        return self._run(argv, " ".join(argv[1:3]), timeout=600)
 
     # ---------------------------------------------------------------- evidence
     def collect(self, directory: Path) -> None:

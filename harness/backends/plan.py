@@ -1,10 +1,17 @@
 """What the kind and cluster backends will do, as exact commands and manifests: the DRY_RUN plan.
 
-The backends build their commands with the same functions the plan uses (the *_cmd builders
-below), so the plan is what runs. Making the plan touches nothing: no cluster, no Docker, no
-download, no cache write; tools that are not there yet are shown with the command that would
-fetch them. Values only known at run time (the stand-in's address, the run's certificates) are
-shown as <placeholders>.
+The kind plan is the code that runs: kind_plan() makes the one list of steps, a dry run prints it,
+and KindBackend.start() and stop() run it. Given the backend (a real run), each step carries the
+action that performs it (Step.run), numbered and titled as printed; steps run elsewhere have none
+(IMAGES=source: the engine and image builds, by with_engine outside pytest; per test: the suites).
+Actions read what exists only at run time (tool paths, the run's certificates, the stand-in's
+address, the built images' tags) when they run, and build their commands with the same *_cmd
+builders below. cluster_plan() is made the same way and ClusterBackend.start() runs its setup
+steps; its teardown is printed only (ClusterBackend.stop() does every part even when one fails).
+
+Making the plan touches nothing: no cluster, no Docker, no download, no cache write; tools that
+are not there yet are shown with the command that would fetch them. Values only known at run time
+(the stand-in's address, the run's certificates) are shown as <placeholders>.
 
     python -m harness.backends.plan --backend kind [--istio-version 1.31] [--cluster-name NAME]
     make e2e BACKEND=kind DRY_RUN=1
@@ -13,10 +20,13 @@ shown as <placeholders>.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness import manifests
 from harness.backends import tools, upstream_image
@@ -33,11 +43,18 @@ from harness.backends.kube import (
 from harness.errors import HarnessError
 from harness.kube_rest import KUBECTL_APPLY_EQUIVALENT
 
+if TYPE_CHECKING:  # imported where the steps are made: kind.py and cluster.py import this module
+    from harness.backends.cluster import ClusterBackend
+    from harness.backends.kind import KindBackend
+    from harness.backends.kube import KubeBackend
+
 KIND_CONFIG = KIND_FIXTURES / "cluster.yaml"
 ISTIO_OPERATOR = KIND_FIXTURES / "istio-operator.yaml"
 KIND_NETWORK = "kind"  # kind's fixed Docker network (KIND_EXPERIMENTAL_DOCKER_NETWORK overrides it)
 READINESS_TIMEOUT = "5m"
 PEM = "<PEM: {} (made at run time)>"
+FIRST_CONVERGENCE_TIMEOUT = 120  # seconds
+WITH_ENGINE = "harness/images/with_engine.py, outside pytest"
 
 
 # ------------------------------------------------------------------------------ command builders
@@ -61,6 +78,10 @@ def kind_delete_cmd(kind: str, name: str, kubeconfig: Path) -> list[str]:
 
 def kind_load_cmd(kind: str, name: str, image: str) -> list[str]:
     return [kind, "load", "docker-image", "--name", name, image]
+
+
+def upstream_container_name(cluster_name: str) -> str:
+    return f"egress-harness-upstream-{cluster_name}"
 
 
 def mesh_config_overlay() -> str:
@@ -122,12 +143,21 @@ def rollout_cmds(kubectl: str, kubeconfig: Path) -> list[list[str]]:
 
 
 # ------------------------------------------------------------------------------ plan
+Action = Callable[[], object]
+
+
 @dataclass
 class Step:
+    """One step as the plan prints it and, in a real run, as the backend performs it."""
+
     title: str
     commands: list[list[str]] = field(default_factory=list)
     manifest: str | None = None  # YAML (or Corefile text) the step applies
     note: str = ""
+    by: str = ""  # who runs it when the backend does not (IMAGES=source: with_engine, outside pytest)
+    # Bound only in a real run, so they are neither printed nor compared: a dry run's steps equal a real run's.
+    run: Action | None = field(default=None, repr=False, compare=False)
+    timing: str = field(default="", repr=False, compare=False)  # the backend's timings key, set once it is done
 
 
 @dataclass
@@ -153,6 +183,8 @@ class Plan:
             out += ["", f"## {title}"]
             for i, step in enumerate(steps, 1):
                 out.append(f"{i}. {step.title}")
+                if step.by:
+                    out.append(f"   # run by {step.by}")
                 if step.note:
                     out.append(f"   # {step.note}")
                 out += [f"   $ {' '.join(cmd)}" for cmd in step.commands]
@@ -161,6 +193,30 @@ class Plan:
                     out += [f"   {line}" if line else "" for line in step.manifest.rstrip("\n").splitlines()]
                     out.append("   --->8---")
         return "\n".join(out) + "\n"
+
+
+def run_steps(label: str, steps: list[Step], done: Callable[[Step], None] = lambda step: None) -> None:
+    """Run the steps that have an action, in order, each after one line `<label> N/M: <title>`,
+    numbered as the plan prints them. The others run elsewhere: with_engine's, or the suites' per test."""
+    last = max((number for number, step in enumerate(steps, 1) if step.run is not None), default=0)
+    for number, step in enumerate(steps, 1):
+        if step.run is None:
+            continue
+        print(f"[egress-harness] {label} {number}/{last}: {step.title}", file=sys.stderr, flush=True)
+        step.run()
+        done(step)
+
+
+Bind = Callable[..., Action | None]
+
+
+def _bind(backend: KubeBackend | None) -> Bind:
+    """act(Backend.method, *args): the step's action bound to a real run's backend; None in a dry run."""
+
+    def act(method: Callable[..., object], *args: object) -> Action | None:
+        return None if backend is None else functools.partial(method, backend, *args)
+
+    return act
 
 
 def _version(dist: str) -> str:
@@ -222,7 +278,8 @@ def setup_manifests(
 
 
 def source_engine_steps() -> list[Step]:
-    """IMAGES=source: the harness's engine and every image build (harness/images), as they run."""
+    """IMAGES=source: the harness's engine and every image build (harness/images), as they run: by
+    with_engine, before pytest starts, so they have no action in KindBackend."""
     from harness.images import engine, kind_images
     from harness.images.kind_images import STEPS, _programs_title
     from harness.toolchain import programs
@@ -239,6 +296,7 @@ def source_engine_steps() -> list[Step]:
             ],
             note="each `ip route get` must fail (nothing is sent); the runc wrapper is the default runtime only "
             "when CAP_SYS_RESOURCE is missing from the capability bounding set",
+            by=WITH_ENGINE,
         ),
         Step(
             "images: " + _programs_title(),
@@ -257,12 +315,14 @@ def source_engine_steps() -> list[Step]:
             ],
             go_mod_text(k8s),
             note="one wrapper module per program, cached by a content key; the Kubernetes one is shown",
+            by=WITH_ENGINE,
         ),
         *[
             Step(
                 f"images: {STEPS[name]}",
                 [],
                 note="docker build --network=none, tag = hash of its inputs; skipped when the tag exists",
+                by=WITH_ENGINE,
             )
             for name in list(STEPS)[1:]
         ],
@@ -271,8 +331,42 @@ def source_engine_steps() -> list[Step]:
             [engine.nsenter(["python", "-m", "pytest", "suites", "--backend=kind", "…"])],
             note=f"DOCKER_HOST={engine.docker_host()} EGRESS_HARNESS_IMAGES=source GOPROXY=off; kind, kubectl, istioctl and "
             f"port-forwards reach the cluster on that namespace's 127.0.0.1 ({kind_images.__name__})",
+            by=WITH_ENGINE,
         ),
     ]
+
+
+# ------------------------------------------------------------------------------ the kind plan
+@dataclass(frozen=True)
+class _KindNames:
+    """What the kind steps' text names: the values known when the plan is made, placeholders for the rest."""
+
+    cluster_name: str
+    keep_cluster: bool
+    source: bool
+    kubeconfig: Path
+    kind: tools.Tool
+    kubectl: tools.Tool
+    istioctl: tools.Tool
+    hub: str
+    tag: str
+    node_image: str
+
+    @property
+    def kind_bin(self) -> str:
+        return str(self.kind.path or f"<cache>/tools/kind-{tools.KIND_VERSION}/kind")
+
+    @property
+    def kubectl_bin(self) -> str:
+        return str(self.kubectl.path or f"<cache>/tools/kubectl-{tools.KUBECTL_VERSION}/kubectl")
+
+    @property
+    def istioctl_bin(self) -> str:
+        return str(self.istioctl.path or "istioctl")
+
+    @property
+    def k(self) -> list[str]:
+        return [self.kubectl_bin, f"--kubeconfig={self.kubeconfig}"]
 
 
 def kind_plan(
@@ -282,66 +376,181 @@ def kind_plan(
     istio_version: str,
     kubeconfig: Path | None = None,
     images: str = "registry",
+    backend: KindBackend | None = None,
 ) -> Plan:
+    """The kind backend's steps, in the order they run. A dry run prints them; given `backend` (a real
+    run), the same steps carry the actions KindBackend.start() and stop() run."""
     source = images == "source"
-    kind = tools.resolve_kind(fetch=False)
-    kubectl = tools.resolve_kubectl(fetch=False)
-    istioctl = tools.resolve_istioctl(istio_version, fetch=False)
+    kind, kubectl, istioctl = _kind_tools(istio_version, source)
+    hub, tag, node_image = _kind_images(istio_version, source)
+    names = _KindNames(
+        cluster_name,
+        keep_cluster,
+        source,
+        kubeconfig or Path(".pytest-kind") / cluster_name / "kubeconfig",
+        kind,
+        kubectl,
+        istioctl,
+        hub,
+        tag,
+        node_image,
+    )
+    act = _bind(backend)
+    return Plan(
+        "kind",
+        _kind_versions(names, istio_version),
+        [kind, kubectl, istioctl],
+        _kind_steps(names, act),
+        _kind_teardown(names, act),
+    )
+
+
+def _kind_tools(istio_version: str, source: bool) -> tuple[tools.Tool, tools.Tool, tools.Tool]:
+    """kind, kubectl and istioctl as they are now (IMAGES=source: kind and kubectl come with the images)."""
+    if source:
+        from harness.toolchain import programs
+
+        return (
+            tools.Tool("kind", programs.KIND.version, "built by harness/toolchain", None),
+            tools.Tool("kubectl", programs.KUBERNETES, "built by harness/toolchain", None),
+            tools.resolve_istioctl(istio_version, fetch=False),
+        )
+    return (
+        tools.resolve_kind(fetch=False),
+        tools.resolve_kubectl(fetch=False),
+        tools.resolve_istioctl(istio_version, fetch=False),
+    )
+
+
+def _kind_images(istio_version: str, source: bool) -> tuple[str, str, str]:
+    """Istio's hub and tag, and the node image (IMAGES=source: the tags' keys are known once built)."""
     if source:
         from harness.images.istio import HUB
         from harness.toolchain import programs
 
-        hub, tag = HUB, f"{istio_version}-<key>"
-        node_image = f"egress-harness/kind-node:{programs.KUBERNETES}-<key>"
-        kind = tools.Tool("kind", programs.KIND.version, "built by harness/toolchain", None)
-        kubectl = tools.Tool("kubectl", programs.KUBERNETES, "built by harness/toolchain", None)
-    else:
-        hub, tag = tools.istio_images(istio_version)
-        node_image = tools.kind_node_image()
-    kubeconfig = kubeconfig or Path(".pytest-kind") / cluster_name / "kubeconfig"
-    kind_bin = str(kind.path or f"<cache>/tools/kind-{tools.KIND_VERSION}/kind")
-    kubectl_bin = str(kubectl.path or f"<cache>/tools/kubectl-{tools.KUBECTL_VERSION}/kubectl")
-    istioctl_bin = str(istioctl.path or "istioctl")
-    k = [kubectl_bin, f"--kubeconfig={kubeconfig}"]
-    sleep_image = upstream_image.sleep_tag()
-    up_image = upstream_image.upstream_tag()
+        return HUB, f"{istio_version}-<key>", f"egress-harness/kind-node:{programs.KUBERNETES}-<key>"
+    hub, tag = tools.istio_images(istio_version)
+    return hub, tag, tools.kind_node_image()
+
+
+def _kind_versions(n: _KindNames, istio_version: str) -> dict[str, str]:
     versions = {
         "kind": f"{tools.KIND_VERSION} (NetworkPolicy enforced by kindnet from {tools.KIND_MIN_NETWORK_POLICY})",
-        "node image": node_image,
+        "node image": n.node_image,
         "Kubernetes": tools.DEFAULT_KUBERNETES,
         "kubectl": tools.KUBECTL_VERSION + f" (±1 minor of Kubernetes {tools.DEFAULT_KUBERNETES})",
-        "Istio": f"{istio_version} (istioctl {istioctl.version}); images {hub}/pilot:{tag}, {hub}/proxyv2:{tag}",
+        "Istio": f"{istio_version} (istioctl {n.istioctl.version}); images {n.hub}/pilot:{n.tag}, {n.hub}/proxyv2:{n.tag}",
         "image base": f"Debian {upstream_image.SUITE} {upstream_image.VARIANT} + {', '.join(upstream_image.BASE_PACKAGES)}",
         "pytest-kind-ng": _version("pytest-kind-ng"),
         "docker SDK": _version("docker"),
-        "images": "source: every image built on this machine" if source else "registry: pulled by the Docker engine",
+        "images": "source: every image built on this machine" if n.source else "registry: pulled by the Docker engine",
     }
-    if source:
+    if n.source:
         versions["kind"] = (
             f"{tools.KIND_VERSION} (NetworkPolicy enforced by kube-router's firewall: harness/toolchain/programs.py)"
         )
-        versions["Kubernetes"] = kubectl.version
-        versions["kubectl"] = f"{kubectl.version} (built with Kubernetes)"
-    kind_config_text = KIND_CONFIG.read_text()
-    if source:
-        import tempfile
+        versions["Kubernetes"] = n.kubectl.version
+        versions["kubectl"] = f"{n.kubectl.version} (built with Kubernetes)"
+    return versions
 
-        from harness.backends.kind import source_kind_config
 
-        with tempfile.TemporaryDirectory() as tmp:
-            kind_config_text = source_kind_config(Path(tmp)).read_text()
-    steps = source_engine_steps() if source else []
+def _kind_config_text(source: bool) -> str:
+    if not source:
+        return KIND_CONFIG.read_text()
+    import tempfile
+
+    from harness.backends.kind import source_kind_config
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return source_kind_config(Path(tmp)).read_text()
+
+
+def _convergence_cmds(k: list[str]) -> list[list[str]]:
+    """How the backend sees that every proxy runs the config (kube.py's wait_converged)."""
+    return [
+        k
+        + [
+            "exec",
+            "-n",
+            "<ns>",
+            "<pod>",
+            "-c",
+            "istio-proxy",
+            "--",
+            "pilot-agent",
+            "request",
+            "GET",
+            "config_dump?resource=dynamic_active_clusters&name_regex=<marker cluster>",
+        ],
+        k + list(SYNCZ_EXEC),
+    ]
+
+
+def _seed_wait_step(k: list[str], ns_default: str, ns_test_egress: str, run: Action | None) -> Step:
+    return Step(
+        f"Wait for the sleep pods, and for {UPSTREAM_HOST} to resolve to the stand-in in them",
+        [
+            k + ["rollout", "status", "-n", ns_default, "deployment/sleep", "--timeout=180s"],
+            k + ["rollout", "status", "-n", ns_test_egress, "deployment/sleep", "--timeout=180s"],
+            k + ["exec", "-n", ns_test_egress, "deploy/sleep", "-c", "sleep", "--", "getent", "hosts", UPSTREAM_HOST],
+        ],
+        run=run,
+    )
+
+
+def _first_convergence_step(k: list[str], run: Action | None) -> Step:
+    """The last setup step: setup's time until here is the backend's cold start."""
+    return Step(
+        "First convergence: a new marker ServiceEntry (server-side apply over REST), until every proxy has "
+        f"its cluster and istiod sees every xDS type ACKed (deadline {FIRST_CONVERGENCE_TIMEOUT}s)",
+        [k + list(KUBECTL_APPLY_EQUIVALENT), *_convergence_cmds(k)],
+        run=run,
+        timing="cold_start",
+    )
+
+
+def _per_test_steps(istioctl_bin: str, k: list[str], namespaces: str = "") -> list[Step]:
+    """What the suites do per test (printed, with no action: setup ends before it), then the scenarios."""
+    return [
+        Step(
+            "Per test: validate (istioctl validate -f -), server-side apply (one PATCH per object over REST, "
+            "harness/kube_rest.py; the kubectl equivalent below), wait until every proxy has the config",
+            [[istioctl_bin, "validate", "-f", "-"], k + list(KUBECTL_APPLY_EQUIVALENT), *_convergence_cmds(k)],
+            note="the scenario manifests below, one stage × mTLS mode at a time",
+        ),
+        *(Step(f"Scenario {stage} [{mode}]{namespaces}", [], text) for stage, mode, text in scenario_manifests()),
+    ]
+
+
+def _kind_steps(n: _KindNames, act: Bind) -> list[Step]:
+    """Setup: run by KindBackend.start() up to the per-test step (IMAGES=source: after with_engine's)."""
+    from harness.backends.kind import KindBackend
+    from harness.images.istio import image_refs
+
+    k = n.k
+    sleep_image = upstream_image.sleep_tag()
+    up_image = upstream_image.upstream_tag()
+    upstream_name = upstream_container_name(n.cluster_name)
+    steps = source_engine_steps() if n.source else []
     steps += [
         Step(
             "Resolve the tools (fetch into the cache what is missing)",
-            [list(t.fetch) for t in (kind, kubectl, istioctl) if t.path is None and t.fetch],
+            [list(t.fetch) for t in (n.kind, n.kubectl, n.istioctl) if t.path is None and t.fetch],
+            note="first the images with_engine built, named by ensure_all (every one cached by then: nothing is "
+            "rebuilt); kind and kubectl are the ones built with them"
+            if n.source
+            else "",
+            run=act(KindBackend.resolve_tools),
+            timing="tools",
         ),
         Step(
-            f"Create (or with --keep-cluster reuse) the kind cluster {cluster_name!r}",
-            [kind_create_cmd(kind_bin, cluster_name, kubeconfig, node_image)],
-            kind_config_text,
+            f"Create (or with --keep-cluster reuse) the kind cluster {n.cluster_name!r}",
+            [kind_create_cmd(n.kind_bin, n.cluster_name, n.kubeconfig, n.node_image)],
+            _kind_config_text(n.source),
             note="pytest_kind.KindCluster(name, kubeconfig, image, kind_path, kubectl_path).create(config_file) runs this"
-            + (" (kept afterwards)" if keep_cluster else ""),
+            + (" (kept afterwards)" if n.keep_cluster else ""),
+            run=act(KindBackend.create_cluster),
+            timing="cluster",
         ),
         Step(
             "Build the images on the local Docker engine (no pull; base from debootstrap, cached)",
@@ -361,21 +570,30 @@ def kind_plan(
                 ],
             ],
             note="through the docker SDK; debootstrap only when the rootfs tarball is not cached",
+            run=act(KindBackend.build_images),
         ),
         Step(
-            "Load the sleep image into the cluster" + (" (and Istio's pilot, proxyv2)" if source else ""),
+            "Load the sleep image into the cluster" + (" (and Istio's pilot, proxyv2)" if n.source else ""),
             [
-                kind_load_cmd(kind_bin, cluster_name, image)
-                for image in ([sleep_image, f"{hub}/pilot:{tag}", f"{hub}/proxyv2:{tag}"] if source else [sleep_image])
+                kind_load_cmd(n.kind_bin, n.cluster_name, image)
+                for image in ([sleep_image, *image_refs(n.hub, n.tag)] if n.source else [sleep_image])
             ],
+            run=act(KindBackend.load_images),
+            timing="images",
         ),
         Step(
             "Install Istio with the egress gateway",
-            [istioctl_install_cmd(istioctl_bin, kubeconfig, hub, tag)],
-            ISTIO_OPERATOR.read_text() + "---\n" + (_source_overlay() if source else mesh_config_overlay()),
+            [istioctl_install_cmd(n.istioctl_bin, n.kubeconfig, n.hub, n.tag)],
+            ISTIO_OPERATOR.read_text() + "---\n" + (_source_overlay() if n.source else mesh_config_overlay()),
             note="the second -f is written from harness/meshconfig.py at run time (shown after the ---)",
+            run=act(KindBackend.install_istio),
         ),
-        Step("Wait for istiod and the egress gateway (deadline 300s each)", rollout_cmds(kubectl_bin, kubeconfig)),
+        Step(
+            "Wait for istiod and the egress gateway (deadline 300s each)",
+            rollout_cmds(n.kubectl_bin, n.kubeconfig),
+            run=act(KindBackend.wait_for_istio),
+            timing="istio",
+        ),
         Step(
             f"Run the stand-in for {UPSTREAM_HOST} as a container on the {KIND_NETWORK!r} Docker network",
             [
@@ -383,7 +601,7 @@ def kind_plan(
                     "docker",
                     "create",
                     "--name",
-                    f"egress-harness-upstream-{cluster_name}",
+                    upstream_name,
                     "--network",
                     KIND_NETWORK,
                     "-p",
@@ -392,9 +610,10 @@ def kind_plan(
                     *upstream_image.upstream_command(),
                 ],
                 ["docker", "cp", "<run's stand-in cert, key, client CA>", "<container>:/etc/mock-upstream/"],
-                ["docker", "start", f"egress-harness-upstream-{cluster_name}"],
+                ["docker", "start", upstream_name],
             ],
             note="its control port is published on 127.0.0.1 only; its certificate is issued by the run's test public CA",
+            run=act(KindBackend.start_upstream),
         ),
         Step(
             f"Cluster DNS: {UPSTREAM_HOST} -> the stand-in (CoreDNS hosts entry)",
@@ -404,64 +623,45 @@ def kind_plan(
                 k + ["rollout", "restart", "-n", "kube-system", "deployment/coredns"],
                 k + ["rollout", "status", "-n", "kube-system", "deployment/coredns", "--timeout=120s"],
             ],
-            add_hosts_block("", "<stand-in address on the kind network>", run=cluster_name),
+            add_hosts_block("", "<stand-in address on the kind network>", run=n.cluster_name),
             note="IMAGES=source: the Corefile's `forward` blocks are removed too (nothing leaves the cluster)"
-            if source
+            if n.source
             else "",
+            run=act(KindBackend.point_dns_at_upstream),
         ),
+        *(
+            Step(f"Apply {fname}", [k + ["apply", "-f", "-"]], text, run=act(KindBackend.apply_setup_manifest, fname))
+            for fname, text in setup_manifests(sleep_image=sleep_image).items()
+        ),
+        _seed_wait_step(k, "default", "test-egress", act(KindBackend.wait_for_seed)),
+        _first_convergence_step(k, act(KindBackend.wait_converged, FIRST_CONVERGENCE_TIMEOUT)),
+        *_per_test_steps(n.istioctl_bin, k),
     ]
-    for fname, text in setup_manifests(sleep_image=sleep_image).items():
-        steps.append(Step(f"Apply {fname}", [k + ["apply", "-f", "-"]], text))
-    steps.append(
-        Step(
-            "Wait for the sleep pods, and for edition.cnn.com to resolve to the stand-in in them",
-            [
-                k + ["rollout", "status", "-n", "default", "deployment/sleep", "--timeout=180s"],
-                k + ["rollout", "status", "-n", "test-egress", "deployment/sleep", "--timeout=180s"],
-                k
-                + ["exec", "-n", "test-egress", "deploy/sleep", "-c", "sleep", "--", "getent", "hosts", UPSTREAM_HOST],
-            ],
-        )
-    )
-    steps.append(
-        Step(
-            "Per test: validate (istioctl validate -f -), server-side apply (one PATCH per object over REST, "
-            "harness/kube_rest.py; the kubectl equivalent below), wait until every proxy has the config",
-            [
-                [istioctl_bin, "validate", "-f", "-"],
-                k + list(KUBECTL_APPLY_EQUIVALENT),
-                k
-                + [
-                    "exec",
-                    "-n",
-                    "<ns>",
-                    "<pod>",
-                    "-c",
-                    "istio-proxy",
-                    "--",
-                    "pilot-agent",
-                    "request",
-                    "GET",
-                    "config_dump?resource=dynamic_active_clusters&name_regex=<marker cluster>",
-                ],
-                k + list(SYNCZ_EXEC),
-            ],
-            note="the scenario manifests below, one stage × mTLS mode at a time",
-        )
-    )
-    for stage, mode, text in scenario_manifests():
-        steps.append(Step(f"Scenario {stage} [{mode}]", [], text))
+    return steps
+
+
+def _kind_teardown(n: _KindNames, act: Bind) -> list[Step]:
+    """Run by KindBackend.stop(), but the engine's (IMAGES=source), which with_engine runs."""
+    from harness.backends.kind import KindBackend
+
     teardown = [
         Step(
             "Stop port-forwards, remove the stand-in container",
-            [["docker", "rm", "-f", f"egress-harness-upstream-{cluster_name}"]],
+            [["docker", "rm", "-f", upstream_container_name(n.cluster_name)]],
+            run=act(KindBackend.remove_upstream),
         ),
         Step(
-            "Delete the cluster" if not keep_cluster else "Keep the cluster (--keep-cluster)",
-            [kind_delete_cmd(kind_bin, cluster_name, kubeconfig)] if not keep_cluster else [],
+            "Keep the cluster (--keep-cluster), with its CoreDNS put back as it was",
+            run=act(KindBackend.release_cluster),
+        )
+        if n.keep_cluster
+        else Step(
+            "Delete the cluster",
+            [kind_delete_cmd(n.kind_bin, n.cluster_name, n.kubeconfig)],
+            run=act(KindBackend.release_cluster),
         ),
     ]
-    if source:
+    if n.source:
         from harness.images import engine
 
         teardown.append(
@@ -472,14 +672,20 @@ def kind_plan(
                     ["kill", "-TERM", "<dockerd pid>"],
                     ["ip", "netns", "delete", engine.NETNS],
                 ],
-                note="always, after pass, failure or Ctrl-C (harness/images/with_engine.py); images stay cached",
+                note="always, after pass, failure or Ctrl-C; images stay cached",
+                by=WITH_ENGINE,
             )
         )
-    return Plan("kind", versions, [kind, kubectl, istioctl], steps, teardown)
+    return teardown
 
 
-def cluster_plan(*, kubeconfig: Path | None, istio_version: str, run_id: str = "<run>") -> Plan:
-    from harness.backends.cluster import RUN_LABEL, run_namespaces
+def cluster_plan(
+    *, kubeconfig: Path | None, istio_version: str, run_id: str = "<run>", backend: ClusterBackend | None = None
+) -> Plan:
+    """The cluster backend's steps, in the order they run. A dry run prints them; given `backend` (a
+    real run), the setup steps carry the actions ClusterBackend.start() runs. The teardown is printed
+    only: stop() does every part of it even when one fails, and reports them all."""
+    from harness.backends.cluster import RUN_LABEL, ClusterBackend, run_namespaces
 
     kubectl = tools.resolve_kubectl(fetch=False)
     istioctl = tools.resolve_istioctl(istio_version, fetch=False)
@@ -489,35 +695,44 @@ def cluster_plan(*, kubeconfig: Path | None, istio_version: str, run_id: str = "
     k = [kubectl_bin, f"--kubeconfig={kc}"]
     ns = run_namespaces(run_id)
     labels = {RUN_LABEL: run_id}
+    act = _bind(backend)
     versions = {"Istio (must already be installed)": istio_version, "kubectl": kubectl.version}
     steps = [
         Step(
             "Refuse unless Istio and its egress gateway are installed",
             [k + ["get", "deployment", "-n", ISTIO_NAMESPACE, "istiod", "istio-egressgateway"]],
             note=f"otherwise: {istio_install_hint(hub, tag)}",
+            run=act(ClusterBackend.preflight),
         ),
         Step(
-            "Run the stand-in in a namespace of its own", [k + ["apply", "-f", "-"]], note=f"namespace {ns['internet']}"
+            "Run the stand-in in a namespace of its own",
+            [k + ["apply", "-f", "-"]],
+            note=f"namespace {ns['internet']}",
+            run=act(ClusterBackend.start_upstream),
         ),
-    ]
-    for fname, text in setup_manifests(
-        sleep_image="$EGRESS_HARNESS_SLEEP_IMAGE",
-        ns_default=ns["default"],
-        ns_test_egress=ns["test-egress"],
-        run_labels=labels,
-    ).items():
-        steps.append(Step(f"Apply {fname}", [k + ["apply", "-f", "-"]], text))
-    steps.append(
         Step(
             "CoreDNS hosts entry (restored at the end)",
             [k + ["apply", "-f", "-"]],
             add_hosts_block("", "<stand-in Service ClusterIP>", run=run_id),
-        )
-    )
-    for stage, mode, text in scenario_manifests():
-        steps.append(
-            Step(f"Scenario {stage} [{mode}] (namespaces mapped to {ns['default']}, {ns['test-egress']})", [], text)
-        )
+            run=act(ClusterBackend.point_dns_at_upstream),
+        ),
+        *(
+            Step(
+                f"Apply {fname}", [k + ["apply", "-f", "-"]], text, run=act(ClusterBackend.apply_setup_manifest, fname)
+            )
+            for fname, text in setup_manifests(
+                sleep_image="$EGRESS_HARNESS_SLEEP_IMAGE",
+                ns_default=ns["default"],
+                ns_test_egress=ns["test-egress"],
+                run_labels=labels,
+            ).items()
+        ),
+        _seed_wait_step(k, ns["default"], ns["test-egress"], act(ClusterBackend.wait_for_seed)),
+        _first_convergence_step(k, act(ClusterBackend.wait_converged, FIRST_CONVERGENCE_TIMEOUT)),
+        *_per_test_steps(
+            str(istioctl.path or "istioctl"), k, f" (namespaces mapped to {ns['default']}, {ns['test-egress']})"
+        ),
+    ]
     teardown = [
         Step(
             "Delete the run's namespaces and secrets, restore CoreDNS and namespace labels",

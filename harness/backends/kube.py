@@ -77,6 +77,12 @@ SYNCZ_EXEC = (
 )
 
 
+def pilot_agent_request_args(namespace: str, pod: str, path: str) -> tuple[str, ...]:
+    """kubectl arguments for GET `path` of Envoy's admin API, asked through pilot-agent in the pod's
+    istio-proxy container (the plan prints the same command)."""
+    return ("exec", "-n", namespace, pod, "-c", "istio-proxy", "--", "pilot-agent", "request", "GET", path)
+
+
 def gateway_trust_pems(pki: RunPKI) -> dict[str, str]:
     """What the gateway's credentialName Secrets hold on Kubernetes (kind and cluster alike): the
     stand-in's CA, a CA that did not sign it, and a client certificate whose DNS SAN the
@@ -364,21 +370,7 @@ class KubeBackend:
 
     def pilot_agent_request(self, pod: str, path: str) -> str:
         namespace, name, _ = self.pod_name(pod)
-        result = self.kubectl.run(
-            "exec",
-            "-n",
-            namespace,
-            name,
-            "-c",
-            "istio-proxy",
-            "--",
-            "pilot-agent",
-            "request",
-            "GET",
-            path,
-            check=False,
-            timeout=30,
-        )
+        result = self.kubectl.run(*pilot_agent_request_args(namespace, name, path), check=False, timeout=30)
         if not result.ok:
             raise RuntimeError(f"pilot-agent request GET {path} in {pod}: {result.stderr.strip()[-300:]}")
         return result.stdout

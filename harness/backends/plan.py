@@ -37,6 +37,7 @@ from harness.backends.kube import (
     TRUST_NAMES,
     UPSTREAM_HOST,
     add_hosts_block,
+    pilot_agent_request_args,
     render_fixture,
     trust_values,
 )
@@ -467,23 +468,8 @@ def _kind_config_text(source: bool) -> str:
 
 def _convergence_cmds(k: list[str]) -> list[list[str]]:
     """How the backend sees that every proxy runs the config (kube.py's wait_converged)."""
-    return [
-        k
-        + [
-            "exec",
-            "-n",
-            "<ns>",
-            "<pod>",
-            "-c",
-            "istio-proxy",
-            "--",
-            "pilot-agent",
-            "request",
-            "GET",
-            "config_dump?resource=dynamic_active_clusters&name_regex=<marker cluster>",
-        ],
-        k + list(SYNCZ_EXEC),
-    ]
+    dump = "config_dump?resource=dynamic_active_clusters&name_regex=<marker cluster>"
+    return [k + list(pilot_agent_request_args("<ns>", "<pod>", dump)), k + list(SYNCZ_EXEC)]
 
 
 def _seed_wait_step(k: list[str], ns_default: str, ns_test_egress: str, run: Action | None) -> Step:

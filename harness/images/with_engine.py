@@ -28,8 +28,8 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
+from harness import watchdog
 from harness.errors import HarnessError
 from harness.images import engine
 from harness.images.docker_build import say
@@ -69,20 +69,9 @@ def clean_engine_contents() -> None:
 
 
 def start_watchdog(dockerd_pid: int) -> tuple[subprocess.Popen, int]:
-    """The watchdog (see the module docstring); returns it and the pipe's write end, which this
-    process keeps open until its teardown is done."""
-    read_fd, write_fd = os.pipe()
-    os.set_inheritable(write_fd, False)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "harness.images.with_engine", "--watch", str(dockerd_pid)],
-        stdin=read_fd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # Ctrl-C in the terminal must not end it before it has cleaned up
-        cwd=str(Path(__file__).resolve().parents[2]),
-    )
-    os.close(read_fd)
-    return proc, write_fd
+    """The watchdog (harness/watchdog.py, see the module docstring); returns it and the pipe's
+    write end, which this process keeps open until its teardown is done."""
+    return watchdog.start("harness.images.with_engine", "--watch", str(dockerd_pid))
 
 
 def _end_child(pid: int, grace: float = 120.0) -> None:
@@ -125,12 +114,12 @@ def run(command: list[str], istio_version: str) -> int:
 
     started = time.monotonic()
     preflight()
-    watchdog: tuple[subprocess.Popen, int] | None = None
+    guard: tuple[subprocess.Popen, int] | None = None
     try:
         engine.start()
         pid = engine.engine_pid()
         if pid is not None:
-            watchdog = start_watchdog(pid)
+            guard = start_watchdog(pid)
         clean_engine_contents()
         client = docker.DockerClient(base_url=engine.docker_host(), timeout=900)
         images = ensure_all(client, istio_version)
@@ -145,8 +134,8 @@ def run(command: list[str], istio_version: str) -> int:
             EGRESS_HARNESS_KUBECTL=images.kubectl,
         )
         child = subprocess.Popen(engine.nsenter(command), env=env)
-        if watchdog is not None:
-            os.write(watchdog[1], f"child {child.pid}\n".encode())
+        if guard is not None:
+            os.write(guard[1], f"child {child.pid}\n".encode())
         previous = signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGTERM))
         try:
             while True:
@@ -161,13 +150,8 @@ def run(command: list[str], istio_version: str) -> int:
         clean_engine_contents()
         engine.stop()
         say(f"engine stopped, netns {engine.NETNS} removed ({time.monotonic() - t:.1f}s)")
-        if watchdog is not None:
-            proc, write_fd = watchdog
-            os.close(write_fd)  # the watchdog finds the child gone and the engine stopped, and exits
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        if guard is not None:
+            watchdog.release(guard)  # it finds the child gone and the engine stopped, and exits
 
 
 def main(argv: list[str] | None = None) -> int:

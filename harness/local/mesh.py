@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness import watchdog
 from harness.errors import HarnessError, HarnessFault
 from harness.istio_binaries import IstioBinaries
 from harness.local import netpol
@@ -219,12 +220,7 @@ class LocalMesh:
         for d in (STATE_ROOT, ETC_NETNS_DIR):
             _remove_if_empty(d)
         if self._watchdog is not None:
-            proc, write_fd = self._watchdog
-            os.close(write_fd)  # the watchdog finds nothing left and exits
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            watchdog.release(self._watchdog, timeout=5)  # it finds nothing left and exits
             self._watchdog = None
         if errors:
             raise HarnessFault("teardown left: " + "; ".join(errors))

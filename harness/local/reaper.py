@@ -16,23 +16,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from harness import watchdog
 from harness.local.runstate import reap_stale_runs, reap_state_file
 
 
 def start_watchdog(state_file: Path) -> tuple[subprocess.Popen, int]:
-    """Start the watchdog; returns it and the write end of its pipe, which the owner keeps open."""
-    read_fd, write_fd = os.pipe()
-    os.set_inheritable(write_fd, False)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "harness.local.reaper", "--watch", str(state_file)],
-        stdin=read_fd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # Ctrl-C in the terminal must not kill it before it cleans up
-        cwd=str(Path(__file__).resolve().parents[2]),
-    )
-    os.close(read_fd)
-    return proc, write_fd
+    """Start the watchdog (harness/watchdog.py); returns it and the write end of its pipe."""
+    return watchdog.start("harness.local.reaper", "--watch", str(state_file))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,6 +30,47 @@ ISTIO_KINDS = {
 }
 
 SyncState = dict[tuple[str, str], tuple[str | None, str | None]]
+ConfigKey = tuple[str, str, str]  # kind, namespace, name
+
+
+def config_key(obj: dict) -> ConfigKey:
+    meta = obj.get("metadata") or {}
+    return obj.get("kind", ""), meta.get("namespace", ""), meta.get("name", "")
+
+
+def expected_config(present: list[dict], absent: list[dict]) -> tuple[dict[ConfigKey, str | None], set[ConfigKey]]:
+    """What istiod must hold before the marker is written: each applied object at the
+    resourceVersion the API server stored it with (None: any), and none of the deleted ones.
+
+    Why: istiod watches each kind with its own informer, so the marker (a ServiceEntry) can reach
+    istiod's store before a VirtualService written just before it, and a push triggered then
+    carries the marker without the change; once istiod holds the change, any push that carries
+    the marker was computed from a store holding it. And why the resourceVersion: a test's
+    cleanup deletes objects that the next test creates again under the same names; by name
+    alone, istiod still holding the old ones would pass."""
+    want = {config_key(o): (o.get("metadata") or {}).get("resourceVersion") for o in present}
+    return want, {config_key(o) for o in absent} - set(want)
+
+
+def _at_least(held: str | None, stored: str | None) -> bool:
+    """Whether istiod's copy is the stored one or newer. istiod itself writes status to some
+    objects (a ServiceEntry's allocated addresses), which moves their resourceVersion on; the API
+    server's resourceVersions are comparable integers (etcd revisions; comparable by contract
+    since Kubernetes 1.34), and anything else must match exactly."""
+    if stored is None:
+        return True
+    if held is None:
+        return False
+    if held.isdigit() and stored.isdigit():
+        return int(held) >= int(stored)
+    return held == stored
+
+
+def config_differs(configz: list[dict], want: dict[ConfigKey, str | None], gone: set[ConfigKey]) -> tuple[set, set]:
+    """(still missing or older than stored, still present), from istiod's /debug/configz."""
+    held = {config_key(c): (c.get("metadata") or {}).get("resourceVersion") for c in configz}
+    missing = {key for key, rv in want.items() if key not in held or not _at_least(held[key], rv)}
+    return missing, gone & set(held)
 
 
 def marker_service_entry(generation: int) -> dict:

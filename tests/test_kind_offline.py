@@ -28,7 +28,7 @@ from harness.backends import kube, plan, tools, upstream_image
 from harness.backends.kube import KubeBackend, Kubectl
 from harness.errors import ConfigRejected, HarnessError, ManifestRejected
 from harness.pki import RunPKI
-from harness.sync import pending_from_syncz
+from harness.sync import config_differs, expected_config, pending_from_syncz
 
 CASES = [(stage, mode) for stage in manifests.STAGES for mode in manifests.MODES]
 # Analyzer messages that are expected, each with the reason. Anything else fails the test.
@@ -506,3 +506,23 @@ def test_backends_implement_the_backend_interface():
             theirs = inspect.signature(getattr(cls, name))
             ours = inspect.signature(getattr(Backend, name))
             assert set(ours.parameters) <= set(theirs.parameters), f"{cls.__name__}.{name}{theirs} vs {ours}"
+
+
+def test_istiod_must_hold_what_was_stored_before_the_marker():
+    """The same name at an older resourceVersion (a previous test's object, deleted and created
+    again) is still missing; a deleted object istiod still holds is still present."""
+    vs = {"kind": "VirtualService", "metadata": {"namespace": "default", "name": "cnn", "resourceVersion": "576"}}
+    old_dr = {"kind": "DestinationRule", "metadata": {"namespace": "default", "name": "old"}}
+    want, gone = expected_config([vs], [old_dr, vs])
+    assert want == {("VirtualService", "default", "cnn"): "576"}
+    assert gone == {("DestinationRule", "default", "old")}  # re-applied objects are wanted, not gone
+    stale = [dict(vs, metadata=dict(vs["metadata"], resourceVersion="540")), old_dr]
+    assert config_differs(stale, want, gone) == ({("VirtualService", "default", "cnn")}, gone)
+    assert config_differs([vs], want, gone) == (set(), set())
+    # istiod wrote the object's status since (a ServiceEntry's addresses): newer is as good.
+    assert config_differs([dict(vs, metadata=dict(vs["metadata"], resourceVersion="590"))], want, gone) == (
+        set(),
+        set(),
+    )
+    # No resourceVersion known (an object the harness did not store itself): any version will do.
+    assert config_differs(stale, {("VirtualService", "default", "cnn"): None}, set()) == (set(), set())

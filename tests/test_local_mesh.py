@@ -286,7 +286,13 @@ def test_teardown_leaves_nothing(mesh, sig, tmp_path):
     proc, run_id = _child_mesh(tmp_path)
     assert _leftovers(run_id), "the child mesh should have created namespaces"
     proc.send_signal(sig)
-    proc.wait(30)
+    try:
+        proc.wait(90)  # Ctrl-C: the child's own teardown, every process's grace included, under load
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError(
+            f"the child mesh did not end within 90 s of {sig!r}: {proc.stderr.read()[-2000:]}"
+        ) from None
     eventually(
         f"run {run_id} to leave nothing behind", lambda: _leftovers(run_id), ok=lambda left: not left, timeout=20
     )

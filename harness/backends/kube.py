@@ -41,6 +41,8 @@ from harness.pki import RunPKI
 from harness.pod_table import GATEWAY_SPIFFE, PODS
 from harness.sync import (
     ISTIO_KINDS,
+    config_differs,
+    expected_config,
     marker_cluster,
     marker_cluster_regex,
     marker_service_entry,
@@ -61,20 +63,10 @@ SEED_PODS = {key: (pod.selector, pod.container) for key, pod in PODS.items()}
 _CORE_MARK = "# egress-harness: edition.cnn.com is the stand-in"
 
 
-# istiod's sync status, read in its own container (the plan prints the same command).
-SYNCZ_EXEC = (
-    "exec",
-    "-n",
-    ISTIO_NAMESPACE,
-    "deploy/istiod",
-    "-c",
-    "discovery",
-    "--",
-    "pilot-discovery",
-    "request",
-    "GET",
-    "/debug/syncz",
-)
+# istiod's debug endpoints, read in its own container (the plan prints the same commands).
+_ISTIOD_DEBUG = ("exec", "-n", ISTIO_NAMESPACE, "deploy/istiod", "-c", "discovery", "--", "pilot-discovery", "request")
+SYNCZ_EXEC = (*_ISTIOD_DEBUG, "GET", "/debug/syncz")
+CONFIGZ_EXEC = (*_ISTIOD_DEBUG, "GET", "/debug/configz")
 
 
 def pilot_agent_request_args(namespace: str, pod: str, path: str) -> tuple[str, ...]:
@@ -307,15 +299,16 @@ class KubeBackend:
 
     def apply(self, objs: list[dict]) -> None:
         self.validate(objs)
-        self.api.apply(self.map_objects(objs))
+        stored = self.api.apply(self.map_objects(objs))
         if any(o.get("kind") in ISTIO_KINDS for o in objs):
-            self.wait_converged()
+            self.wait_converged(present=[o for o in stored if o.get("kind") in ISTIO_KINDS])
 
     def delete(self, objs: list[dict], *, wait: bool = True) -> None:
         # A cluster always waits: a later command cannot tell a pending change from a settled one.
-        self.api.delete(self.map_objects(objs))
+        mapped = self.map_objects(objs)
+        self.api.delete(mapped)
         if any(o.get("kind") in ISTIO_KINDS for o in objs):
-            self.wait_converged()
+            self.wait_converged(absent=[o for o in mapped if o.get("kind") in ISTIO_KINDS])
 
     # ---------------------------------------------------------------- convergence
     def proxies(self) -> list[str]:
@@ -332,14 +325,27 @@ class KubeBackend:
                 out.append(pod)
         return out
 
-    def wait_converged(self, timeout: float | None = None) -> float:
-        """Apply a new marker ServiceEntry and wait until every proxy has its cluster and istiod
-        sees every xDS type ACKed; returns the seconds it took."""
+    def wait_converged(
+        self, timeout: float | None = None, *, present: list[dict] | None = None, absent: list[dict] | None = None
+    ) -> float:
+        """Wait until istiod holds `present` as stored and not `absent` (harness/sync.py
+        expected_config says why), then apply a new marker ServiceEntry and wait until every
+        proxy has its cluster and istiod sees every xDS type ACKed; returns the seconds it took."""
         timeout = timeout or self.convergence_timeout
         self.generation += 1
         gen = self.generation
         started = time.monotonic()
         before = sync_state(self.syncz())
+        want, gone = expected_config(present or [], absent or [])
+        if want or gone:
+            poll(
+                f"istiod to load {sorted(want)} (as stored) and drop {sorted(gone)}",
+                lambda: config_differs(self.istiod_debug(CONFIGZ_EXEC), want, gone),
+                ok=lambda d: not d[0] and not d[1],
+                timeout=timeout,
+                interval=0.5,
+                describe=lambda d: f"still missing {sorted(d[0])}, still present {sorted(d[1])}",
+            )
         self.api.apply([marker_service_entry(gen)])
         cluster = marker_cluster(gen)
         regex = marker_cluster_regex(gen)
@@ -376,9 +382,13 @@ class KubeBackend:
         return result.stdout
 
     def syncz(self) -> list[dict]:
-        result = self.kubectl.run(*SYNCZ_EXEC, check=False, timeout=30)
+        return self.istiod_debug(SYNCZ_EXEC)
+
+    def istiod_debug(self, exec_args: tuple[str, ...]) -> list[dict]:
+        """A list istiod's debug endpoint returns (syncz, configz), read in its container."""
+        result = self.kubectl.run(*exec_args, check=False, timeout=30)
         if not result.ok:
-            raise RuntimeError(f"istiod /debug/syncz: {result.stderr.strip()[-300:]}")
+            raise RuntimeError(f"istiod {exec_args[-1]}: {result.stderr.strip()[-300:]}")
         data = json.loads(result.stdout or "[]")
         return data if isinstance(data, list) else []
 

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 from harness import manifests
 from harness.backends import tools, upstream_image
 from harness.backends.kube import (
+    CONFIGZ_EXEC,
     ISTIO_NAMESPACE,
     KIND_FIXTURES,
     SYNCZ_EXEC,
@@ -469,7 +470,8 @@ def _kind_config_text(source: bool) -> str:
 def _convergence_cmds(k: list[str]) -> list[list[str]]:
     """How the backend sees that every proxy runs the config (kube.py's wait_converged)."""
     dump = "config_dump?resource=dynamic_active_clusters&name_regex=<marker cluster>"
-    return [k + list(pilot_agent_request_args("<ns>", "<pod>", dump)), k + list(SYNCZ_EXEC)]
+    agent = pilot_agent_request_args("<ns>", "<pod>", dump)
+    return [k + list(CONFIGZ_EXEC), k + list(agent), k + list(SYNCZ_EXEC)]
 
 
 def _seed_wait_step(k: list[str], ns_default: str, ns_test_egress: str, run: Action | None) -> Step:

@@ -8,18 +8,21 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from harness.errors import HopFailure, ManifestRejected
-from harness.sync import marker_cluster, marker_cluster_regex, marker_service_entry, pending_from_syncz, sync_state
+from harness.sync import (
+    config_differs,
+    expected_config,
+    marker_cluster,
+    marker_cluster_regex,
+    marker_service_entry,
+    pending_from_syncz,
+    sync_state,
+)
 from harness.trace import CONTROL_PLANE
 from harness.wait import WaitTimeout, poll
 
 if TYPE_CHECKING:
     from harness.local.mesh import LocalMesh
     from harness.local.proxy import IstioProxy
-
-
-def _config_key(obj: dict) -> tuple[str, str, str]:
-    meta = obj.get("metadata") or {}
-    return obj.get("kind", ""), meta.get("namespace", ""), meta.get("name", "")
 
 
 class Convergence:
@@ -42,28 +45,23 @@ class Convergence:
         before: dict | None = None,
         timeout: float = 15.0,
     ) -> float:
-        """Wait until istiod holds `present` and not `absent`, and every proxy has ACKed config
-        generated after that. Returns the seconds it took."""
+        """Wait until istiod holds `present` (as the API server stored them) and not `absent`
+        (harness/sync.py expected_config says why), then write the marker, and wait until every
+        proxy has ACKed config generated after that. Returns the seconds it took."""
         mesh = self.mesh
         istiod = mesh.running_istiod
         self.generation += 1
         gen = self.generation
         started = time.monotonic()
         self._before = before if before is not None else self._sync_state()
-        mesh.manifests.write(marker_service_entry(gen))
-        want = {_config_key(o) for o in present}
-        gone = {_config_key(o) for o in absent} - want
+        want, gone = expected_config(list(present), list(absent))
 
         def istiod_differs() -> tuple[set, set]:
-            keys = set()
-            for c in istiod.configz():
-                meta = c.get("metadata") or {}
-                keys.add((c.get("kind", ""), meta.get("namespace", ""), meta.get("name", "")))
-            return want - keys, gone & keys
+            return config_differs(istiod.configz(), want, gone)
 
         try:
             poll(
-                f"istiod to load {sorted(want)} and drop {sorted(gone)}",
+                f"istiod to load {sorted(want)} (as stored) and drop {sorted(gone)}",
                 istiod_differs,
                 ok=lambda d: not d[0] and not d[1],
                 timeout=timeout,
@@ -76,6 +74,7 @@ class Convergence:
             ][-5:]
             raise ManifestRejected(f"{exc}; istiod's recent errors: {' | '.join(errors) or 'none'}") from None
 
+        mesh.manifests.write(marker_service_entry(gen))
         cluster = marker_cluster(gen)
         for proxy in mesh.proxies():
 

@@ -352,11 +352,13 @@ class KubeRegistry:
         meta = obj.get("metadata") or {}
         return f"{obj.get('kind')}.{meta.get('namespace', 'default')}.{meta.get('name')}.yaml"
 
-    def write_all(self, objs: list[dict]) -> None:
-        """Server-side apply of the suites' objects; the server's refusal in one line."""
-        self.api.apply(objs)
+    def write_all(self, objs: list[dict]) -> list[dict]:
+        """Server-side apply of the suites' objects; the server's refusal in one line. Returns
+        what the server stored (with each object's resourceVersion)."""
+        stored = self.api.apply(objs)
         for o in objs:
             self.applied[self._key(o)] = o
+        return stored
 
     def write(self, obj: dict) -> None:
         self.write_all([obj])

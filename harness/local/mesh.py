@@ -426,10 +426,10 @@ class LocalMesh:
         istio = [o for o in objs if o["kind"] in ISTIO_KINDS]
         if istio or self._unsettled:
             before = self.convergence.snapshot()
-            self.manifests.write_all(istio)
+            stored = self.manifests.write_all(istio)
             # One convergence covers this apply and a cleanup still pending.
             pending, self._unsettled = self._unsettled, []
-            self.convergence.wait(present=istio, absent=pending, before=before)
+            self.convergence.wait(present=stored, absent=pending, before=before)
 
     def delete(self, objs: list[dict], *, wait: bool = True) -> None:
         """wait=False (a test's cleanup) returns at once; the next apply or pod command first

@@ -25,7 +25,8 @@ import json
 import os
 import ssl
 import subprocess
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,6 +93,34 @@ def _exec_credential(spec: dict, where: str) -> dict:
         raise KubeconfigError(f"{where}: the credential plugin {argv[0]} printed no ExecCredential JSON") from None
 
 
+class KubeconfigAuth(httpx.Auth):
+    """A bearer token that is fetched again when it runs out: an exec plugin's token until its
+    expirationTimestamp (EKS tokens last about 15 minutes, longer than a kind run's suites), a
+    tokenFile re-read (projected tokens rotate). On a 401 the token is fetched once more and the
+    request retried, as client-go does."""
+
+    def __init__(
+        self, fetch: Callable[[], tuple[str, float | None]], first: tuple[str, float | None] | None = None
+    ):  # fetch() -> (token, expiry as a Unix time, or None)
+        self._fetch = fetch
+        self._token: str
+        self._expires: float | None
+        self._token, self._expires = first or fetch()
+
+    def _header(self) -> str:
+        if self._expires is not None and time.time() >= self._expires - 30:
+            self._token, self._expires = self._fetch()
+        return f"Bearer {self._token}"
+
+    def auth_flow(self, request: httpx.Request):
+        request.headers["Authorization"] = self._header()
+        response = yield request
+        if response.status_code == 401:
+            self._token, self._expires = self._fetch()
+            request.headers["Authorization"] = f"Bearer {self._token}"
+            yield request
+
+
 @dataclass
 class KubeConnection:
     """What an httpx client needs to reach one API server as one user."""
@@ -99,16 +128,42 @@ class KubeConnection:
     server: str
     verify: ssl.SSLContext | bool
     headers: dict[str, str]
+    auth: httpx.Auth | None = None
 
     def client(self, timeout: float = 30.0) -> httpx.Client:
+        # trust_env=False: the harness's environment (SSL_CERT_FILE, proxies) is not the cluster's;
+        # a kubeconfig's proxy-url is refused in one line below.
         return httpx.Client(
-            base_url=self.server, verify=self.verify, headers=self.headers, timeout=timeout, trust_env=False
+            base_url=self.server,
+            verify=self.verify,
+            headers=self.headers,
+            auth=self.auth,
+            timeout=timeout,
+            trust_env=False,
         )
 
 
+def _expiry(stamp: str | None) -> float | None:
+    if not stamp:
+        return None
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
 def connection_from_kubeconfig(path: Path, context: str | None = None) -> KubeConnection:
-    """The current (or named) context of a kubeconfig file, as kubectl reads it."""
+    """The current (or named) context of a kubeconfig file, as kubectl reads it. Anything it
+    cannot use is one KubeconfigError line naming the fix."""
     where = f"kubeconfig {path}"
+    try:
+        return _connection(path, context, where)
+    except KubeconfigError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # a missing file, bad base64, a partial credential
+        raise KubeconfigError(f"{where}: {type(exc).__name__}: {exc}: fix the kubeconfig or pass another") from None
+
+
+def _connection(path: Path, context: str | None, where: str) -> KubeConnection:
     try:
         config = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
@@ -129,22 +184,37 @@ def connection_from_kubeconfig(path: Path, context: str | None = None) -> KubeCo
             f"{where}: user {ctx.get('user')!r} authenticates with an auth-provider, which the harness does not "
             "speak: use an exec credential plugin, a token or a client certificate"
         )
+    if cluster.get("proxy-url"):
+        raise KubeconfigError(
+            f"{where}: cluster {ctx.get('cluster')!r} is reached through proxy-url, which the harness's API "
+            "client does not use: give it a kubeconfig whose server it reaches directly"
+        )
     headers: dict[str, str] = {}
+    auth: httpx.Auth | None = None
     cert = _data_or_file(user, "client-certificate", base)
     key = _data_or_file(user, "client-key", base)
-    token = user.get("token")
-    if user.get("tokenFile"):
-        token = Path(user["tokenFile"]).read_text().strip()
     if user.get("exec"):
         status = _exec_credential(user["exec"], where)
-        token = status.get("token") or token
         if status.get("clientCertificateData"):
             cert, key = status["clientCertificateData"].encode(), status["clientKeyData"].encode()
-    if user.get("username") and user.get("password"):
+        if status.get("token"):
+            spec = user["exec"]
+
+            def fetch_exec() -> tuple[str, float | None]:
+                fresh = _exec_credential(spec, where)
+                return fresh["token"], _expiry(fresh.get("expirationTimestamp"))
+
+            auth = KubeconfigAuth(fetch_exec, (status["token"], _expiry(status.get("expirationTimestamp"))))
+    elif user.get("tokenFile"):
+        token_file = Path(user["tokenFile"]).expanduser()
+        token_file = token_file if token_file.is_absolute() else base / token_file
+        # Re-read every minute: projected tokens are rotated in place.
+        auth = KubeconfigAuth(lambda: (token_file.read_text().strip(), time.time() + 60))
+    elif user.get("token"):
+        headers["Authorization"] = f"Bearer {user['token']}"
+    elif user.get("username") and user.get("password"):
         basic = base64.b64encode(f"{user['username']}:{user['password']}".encode()).decode()
         headers["Authorization"] = f"Basic {basic}"
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
 
     verify: ssl.SSLContext | bool
     if cluster.get("insecure-skip-tls-verify"):
@@ -175,7 +245,7 @@ def connection_from_kubeconfig(path: Path, context: str | None = None) -> KubeCo
     server = cluster.get("server")
     if not server:
         raise KubeconfigError(f"{where}: cluster {ctx.get('cluster')!r} has no server")
-    return KubeConnection(server.rstrip("/"), verify, headers)
+    return KubeConnection(server.rstrip("/"), verify, headers, auth)
 
 
 # ------------------------------------------------------------------------------ apply / delete
@@ -193,13 +263,27 @@ def _message(resp: httpx.Response) -> str:
     return str(body.get("message") or body).replace("\n", " ")[:600]
 
 
+# Statuses that are the API server refusing the object itself; anything else (429 throttling, 5xx
+# from etcd or a webhook's timeout) is the infrastructure's fault, not the manifest's.
+_REFUSALS = {400, 404, 409, 422}
+# An apply patch that does not fit the object's schema (strict field validation: an unknown field)
+# comes back as a 500 with this message: a refusal of the manifest, not a server fault.
+_SCHEMA_MISFIT = "failed to create typed patch object"
+
+
+def _refused(resp: httpx.Response) -> bool:
+    return resp.status_code in _REFUSALS or (resp.status_code == 500 and _SCHEMA_MISFIT in resp.text)
+
+
 class KubeRest:
-    """Server-side apply and delete of whole objects on one API server."""
+    """Server-side apply and delete of whole objects on one API server. `log` lists each request
+    (the evidence of a failed test shows what was sent)."""
 
     def __init__(self, client: httpx.Client, field_manager: str = FIELD_MANAGER):
         self.client = client
         self.field_manager = field_manager
         self._resources: dict[str, dict[str, tuple[str, bool]]] = {}  # apiVersion → kind → (plural, namespaced)
+        self.log: list[str] = []
 
     @classmethod
     def from_kubeconfig(cls, path: Path, context: str | None = None) -> KubeRest:
@@ -208,17 +292,41 @@ class KubeRest:
     def close(self) -> None:
         self.client.close()
 
-    def _get(self, path: str) -> httpx.Response:
+    def _send(self, method: str, url: str, what: str, **kwargs) -> httpx.Response:
+        """One request, retried once after a throttle (429) or a server error (5xx), honouring
+        Retry-After; a connection failure or a second server error is a HarnessFault."""
+        self.log.append(f"{method} {url}")
+        resp = None
+        for attempt in (1, 2):
+            try:
+                resp = self.client.request(method, url, **kwargs)
+            except httpx.HTTPError as exc:
+                raise HarnessFault(f"{what}: the API server at {self.client.base_url} did not answer: {exc}") from None
+            if resp.status_code in (401, 403):
+                raise HarnessFault(
+                    f"{what}: the API server refused the harness's credentials ({resp.status_code}): {_message(resp)}"
+                )
+            if (resp.status_code != 429 and resp.status_code < 500) or _refused(resp):
+                return resp
+            if attempt == 1:
+                retry_after = resp.headers.get("Retry-After", "1")
+                time.sleep(min(float(retry_after) if retry_after.isdigit() else 1.0, 10.0))
+        assert resp is not None
+        raise HarnessFault(f"{what}: the API server answered {resp.status_code} twice: {_message(resp)}")
+
+    @staticmethod
+    def _json(resp: httpx.Response, what: str) -> dict:
         try:
-            return self.client.get(path)
-        except httpx.HTTPError as exc:
-            raise HarnessFault(f"the API server at {self.client.base_url} did not answer GET {path}: {exc}") from None
+            return resp.json()
+        except ValueError:
+            raise HarnessFault(f"{what}: the API server's answer is not JSON: {resp.text[:200]}") from None
 
     def resource(self, obj: dict) -> tuple[str, bool]:
         """(plural, namespaced) of the object's kind, from the API server's discovery."""
         api_version, kind = obj.get("apiVersion", ""), obj.get("kind", "")
         if api_version not in self._resources:
-            resp = self._get(f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}")
+            path = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+            resp = self._send("GET", path, f"discovery of {api_version}")
             if resp.status_code == 404:
                 raise ManifestRejected(
                     f"{_describe(obj)}: the API server serves no {api_version} (is the CRD that defines it installed?)"
@@ -227,7 +335,7 @@ class KubeRest:
                 raise HarnessFault(f"discovery of {api_version} failed ({resp.status_code}): {_message(resp)}")
             self._resources[api_version] = {
                 r["kind"]: (r["name"], bool(r.get("namespaced")))
-                for r in resp.json().get("resources", [])
+                for r in self._json(resp, f"discovery of {api_version}").get("resources", [])
                 if "/" not in r["name"]
             }
         try:
@@ -253,31 +361,26 @@ class KubeRest:
 
     def apply_at(self, url: str, obj: dict) -> dict:
         """Server-side apply of `obj` at a known URL (a subresource such as a Pod's status too)."""
-        try:
-            resp = self.client.patch(
-                url,
-                params={"fieldManager": self.field_manager, "force": "true", "fieldValidation": "Strict"},
-                content=json.dumps(obj),
-                headers={"Content-Type": APPLY_CONTENT_TYPE},
-            )
-        except httpx.HTTPError as exc:
-            raise HarnessFault(f"applying {_describe(obj)}: the API server did not answer: {exc}") from None
-        if resp.status_code in (401, 403):
-            raise HarnessError(
-                f"the API server refused the credentials for {_describe(obj)} ({resp.status_code}): {_message(resp)}"
-            )
-        if resp.status_code >= 400:
+        what = f"applying {_describe(obj)}"
+        resp = self._send(
+            "PATCH",
+            url,
+            what,
+            params={"fieldManager": self.field_manager, "force": "true", "fieldValidation": "Strict"},
+            content=json.dumps(obj),
+            headers={"Content-Type": APPLY_CONTENT_TYPE},
+        )
+        if _refused(resp):
             raise ManifestRejected(f"the API server rejected {_describe(obj)}: {_message(resp)}")
-        return resp.json()
+        if resp.status_code >= 400:
+            raise HarnessFault(f"{what}: the API server answered {resp.status_code}: {_message(resp)}")
+        return self._json(resp, what)
 
     def delete(self, objs: Iterable[dict]) -> None:
         """Delete each object (gone already is fine); returns without waiting for finalizers,
         as `kubectl delete --wait=false`."""
         for obj in objs:
-            url = self.path(obj)
-            try:
-                resp = self.client.delete(url, params={"propagationPolicy": "Background"})
-            except httpx.HTTPError as exc:
-                raise HarnessFault(f"deleting {_describe(obj)}: the API server did not answer: {exc}") from None
+            what = f"deleting {_describe(obj)}"
+            resp = self._send("DELETE", self.path(obj), what, params={"propagationPolicy": "Background"})
             if resp.status_code not in (200, 202, 404):
-                raise HarnessFault(f"deleting {_describe(obj)} failed ({resp.status_code}): {_message(resp)}")
+                raise HarnessFault(f"{what} failed ({resp.status_code}): {_message(resp)}")

@@ -1,11 +1,13 @@
 """How every backend tells that all proxies run the config containing a change (no sleeps).
 
-After a change, a marker ServiceEntry with a new host (`sync-<generation>.egress-harness.invalid`)
-is applied too. A ServiceEntry change reaches every proxy (sidecars and the gateway get every
-cluster), and istiod reads config as a whole, so a proxy that has the marker's cluster runs config
-generated from a push context that also holds the change. Then istiod's /debug/syncz must show
-every xDS type of every proxy acknowledged (sent nonce == acked nonce) and no new NACK. A NACK
-fails at once with Envoy's own message.
+After a change, istiod's /debug/configz must first hold every applied object at the
+resourceVersion the API server stored (or newer) and none of the deleted ones (expected_config
+says why). Then a marker ServiceEntry with a new host (`sync-<generation>.egress-harness.invalid`)
+is applied. A ServiceEntry change reaches every proxy (sidecars and the gateway get every
+cluster), and a push that carries the marker is computed from istiod's store, which by then holds
+the change: a proxy that has the marker's cluster runs config that contains it. Then istiod's
+/debug/syncz must show every xDS type of every proxy acknowledged (sent nonce == acked nonce) and
+no new NACK. A NACK fails at once with Envoy's own message.
 """
 
 from __future__ import annotations

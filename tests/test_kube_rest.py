@@ -9,6 +9,7 @@ import os
 import stat
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -166,5 +167,28 @@ def test_a_token_file_becomes_a_bearer_header(tmp_path):
         )
     )
     conn = connection_from_kubeconfig(path)
-    assert conn.headers == {"Authorization": "Bearer abc.def"}
     assert conn.server == "https://127.0.0.1:1" and conn.verify is False
+    assert conn.auth is not None
+    request = httpx.Request("GET", "https://127.0.0.1:1/api")
+    flow = conn.auth.auth_flow(request)
+    assert next(flow).headers["Authorization"] == "Bearer abc.def"
+    # Rotated in place, then a 401: the token is read again and the request retried with it.
+    (tmp_path / "token").write_text("ghi.jkl\n")
+    retried = flow.send(httpx.Response(401, request=request))
+    assert retried.headers["Authorization"] == "Bearer ghi.jkl"
+
+
+def test_a_proxy_url_is_one_line(tmp_path):
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "current-context": "c",
+                "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
+                "clusters": [{"name": "k", "cluster": {"server": "https://10.0.0.1", "proxy-url": "http://p:3128"}}],
+                "users": [{"name": "u", "user": {}}],
+            }
+        )
+    )
+    with pytest.raises(KubeconfigError, match="proxy-url"):
+        connection_from_kubeconfig(path)

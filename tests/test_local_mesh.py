@@ -214,18 +214,25 @@ def test_kubectl_logs_reads_the_pods_logs_through_the_api_server(mesh, tmp_path)
 
 
 def test_only_the_api_server_reaches_the_node_port_forward(mesh):
-    """pod-streams serves whoever shows the API server's client certificate, nobody else."""
+    """pod-streams serves only the API server's kubelet-client certificate: not a client without
+    one, and not the admin's, though the same CA signed it."""
     from harness.local.apiserver import KUBELET_PORT, NODE_ADDRESS
 
     cp = mesh.control_plane
-    ctx = ssl.create_default_context(cafile=str(cp.certs.ca.cert_path))
-    sock = cp.netns.socket()
-    sock.settimeout(5)
-    sock.connect((NODE_ADDRESS, KUBELET_PORT))
-    with pytest.raises((ssl.SSLError, ConnectionError)), ctx.wrap_socket(sock, server_hostname=NODE_ADDRESS) as tls:
-        tls.sendall(b"GET /portForward/default/sleep HTTP/1.1\r\nHost: x\r\n\r\n")
-        if not tls.recv(1):  # TLS 1.3: the refusal arrives after the handshake
-            raise ConnectionError("closed without an answer")
+    for cert in (None, "admin"):
+        ctx = ssl.create_default_context(cafile=str(cp.certs.ca.cert_path))
+        if cert:
+            ctx.load_cert_chain(cp.certs.path(f"{cert}.pem"), cp.certs.path(f"{cert}.key"))
+        sock = cp.netns.socket()
+        sock.settimeout(5)
+        sock.connect((NODE_ADDRESS, KUBELET_PORT))
+        with (
+            pytest.raises((ssl.SSLError, ConnectionError)),
+            ctx.wrap_socket(sock, server_hostname=NODE_ADDRESS) as tls,
+        ):
+            tls.sendall(b"GET /portForward/default/sleep HTTP/1.1\r\nHost: x\r\n\r\n")
+            if not tls.recv(1):  # TLS 1.3: the refusal arrives after the handshake
+                raise ConnectionError("closed without an answer")
 
 
 def test_api_server_validation_is_one_line(mesh):

@@ -217,15 +217,17 @@ class KindBackend(KubeBackend):
 
     def stop(self) -> None:
         """Tear down what this run started, by the plan's teardown steps; safe after a partial start and twice."""
-        if self._plan is not None:
-            plan.run_steps("kind teardown", self._plan.teardown)
-        # The run's own local state, which the plan does not print.
-        if self.pki is not None:
-            self.pki.cleanup()
-            self.pki = None
-        if self.docker is not None:
-            self.docker.close()
-            self.docker = None
+        try:
+            if self._plan is not None:
+                plan.run_steps("kind teardown", self._plan.teardown, keep_going=True)
+        finally:
+            # The run's own local state, which the plan does not print.
+            if self.pki is not None:
+                self.pki.cleanup()
+                self.pki = None
+            if self.docker is not None:
+                self.docker.close()
+                self.docker = None
 
     def _write_timings(self) -> None:
         """Cumulative seconds since start, per step, for the docs' timing table (and CI's logs)."""

@@ -32,11 +32,11 @@ from pathlib import Path
 
 import jinja2
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, HopFailure
 from harness.istioctl_validate import IstioctlValidator
 from harness.kube_rest import KubeRest
 from harness.local.netns import ExecResult
-from harness.manifests import FIXTURES, to_yaml
+from harness.manifests import FIXTURES
 from harness.pki import RunPKI
 from harness.pod_table import GATEWAY_SPIFFE, PODS
 from harness.sync import (
@@ -49,8 +49,9 @@ from harness.sync import (
     pending_from_syncz,
     sync_state,
 )
+from harness.trace import CONTROL_PLANE
 from harness.upstream_client import UpstreamClient
-from harness.wait import poll
+from harness.wait import WaitTimeout, poll
 
 KIND_FIXTURES = FIXTURES / "kind"
 ISTIO_NAMESPACE = "istio-system"
@@ -158,16 +159,6 @@ class Kubectl:
 
     def json(self, *args: str) -> dict:
         return json.loads(self.run(*args, "-o", "json").stdout)
-
-    def apply(self, objs: list[dict]) -> None:
-        if objs:
-            self.run("apply", "-f", "-", input=to_yaml(objs))
-
-    def delete(self, objs: list[dict], *, wait: bool = True) -> None:
-        if objs:
-            self.run(
-                "delete", "--ignore-not-found", f"--wait={'true' if wait else 'false'}", "-f", "-", input=to_yaml(objs)
-            )
 
 
 class PortForward:
@@ -299,16 +290,21 @@ class KubeBackend:
 
     def apply(self, objs: list[dict]) -> None:
         self.validate(objs)
+        istio = any(o.get("kind") in ISTIO_KINDS for o in objs)
+        # istiod's sync state before the change: a NACK of it must be new against this.
+        before = sync_state(self.syncz()) if istio else None
         stored = self.api.apply(self.map_objects(objs))
-        if any(o.get("kind") in ISTIO_KINDS for o in objs):
-            self.wait_converged(present=[o for o in stored if o.get("kind") in ISTIO_KINDS])
+        if istio:
+            self.wait_converged(present=[o for o in stored if o.get("kind") in ISTIO_KINDS], before=before)
 
     def delete(self, objs: list[dict], *, wait: bool = True) -> None:
         # A cluster always waits: a later command cannot tell a pending change from a settled one.
         mapped = self.map_objects(objs)
+        istio = any(o.get("kind") in ISTIO_KINDS for o in objs)
+        before = sync_state(self.syncz()) if istio else None
         self.api.delete(mapped)
-        if any(o.get("kind") in ISTIO_KINDS for o in objs):
-            self.wait_converged(absent=[o for o in mapped if o.get("kind") in ISTIO_KINDS])
+        if istio:
+            self.wait_converged(absent=[o for o in mapped if o.get("kind") in ISTIO_KINDS], before=before)
 
     # ---------------------------------------------------------------- convergence
     def proxies(self) -> list[str]:
@@ -326,7 +322,12 @@ class KubeBackend:
         return out
 
     def wait_converged(
-        self, timeout: float | None = None, *, present: list[dict] | None = None, absent: list[dict] | None = None
+        self,
+        timeout: float | None = None,
+        *,
+        present: list[dict] | None = None,
+        absent: list[dict] | None = None,
+        before: dict | None = None,
     ) -> float:
         """Wait until istiod holds `present` as stored and not `absent` (harness/sync.py
         expected_config says why), then apply a new marker ServiceEntry and wait until every
@@ -335,17 +336,21 @@ class KubeBackend:
         self.generation += 1
         gen = self.generation
         started = time.monotonic()
-        before = sync_state(self.syncz())
+        if before is None:
+            before = sync_state(self.syncz())
         want, gone = expected_config(present or [], absent or [])
         if want or gone:
-            poll(
-                f"istiod to load {sorted(want)} (as stored) and drop {sorted(gone)}",
-                lambda: config_differs(self.istiod_debug(CONFIGZ_EXEC), want, gone),
-                ok=lambda d: not d[0] and not d[1],
-                timeout=timeout,
-                interval=0.5,
-                describe=lambda d: f"still missing {sorted(d[0])}, still present {sorted(d[1])}",
-            )
+            try:
+                poll(
+                    f"istiod to load {sorted(want)} (as stored) and drop {sorted(gone)}",
+                    lambda: config_differs(self.istiod_debug(CONFIGZ_EXEC), want, gone),
+                    ok=lambda d: not d[0] and not d[1],
+                    timeout=timeout,
+                    interval=0.5,
+                    describe=lambda d: f"still missing {sorted(d[0])}, still present {sorted(d[1])}",
+                )
+            except WaitTimeout as exc:  # stored by the API server, so not refused: istiod lags
+                raise HopFailure(CONTROL_PLANE, str(exc)) from None
         self.api.apply([marker_service_entry(gen)])
         cluster = marker_cluster(gen)
         regex = marker_cluster_regex(gen)
@@ -525,6 +530,9 @@ class KubeBackend:
             lambda: json.dumps([r.__dict__ for r in self.upstream().records()], default=str, indent=2),
         )
         save("kubectl-commands.txt", lambda: "\n".join(self.kubectl.log[-500:]))
+        if self._api is not None:  # what the one apply path sent (harness/kube_rest.py)
+            api = self._api
+            save("api-requests.txt", lambda: "\n".join(api.log[-500:]))
 
     def close_forwards(self) -> None:
         self.close_api()

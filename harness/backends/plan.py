@@ -42,7 +42,7 @@ from harness.backends.kube import (
     render_fixture,
     trust_values,
 )
-from harness.errors import HarnessError
+from harness.errors import HarnessError, HarnessFault
 from harness.kube_rest import KUBECTL_APPLY_EQUIVALENT
 
 if TYPE_CHECKING:  # imported where the steps are made: kind.py and cluster.py import this module
@@ -197,16 +197,30 @@ class Plan:
         return "\n".join(out) + "\n"
 
 
-def run_steps(label: str, steps: list[Step], done: Callable[[Step], None] = lambda step: None) -> None:
+def run_steps(
+    label: str, steps: list[Step], done: Callable[[Step], None] = lambda step: None, *, keep_going: bool = False
+) -> None:
     """Run the steps that have an action, in order, each after one line `<label> N/M: <title>`,
-    numbered as the plan prints them. The others run elsewhere: with_engine's, or the suites' per test."""
+    numbered as the plan prints them. The others run elsewhere: with_engine's, or the suites' per test.
+    keep_going (teardown): a step that fails does not stop the later ones; the failures are
+    raised together at the end."""
     last = max((number for number, step in enumerate(steps, 1) if step.run is not None), default=0)
+    failures: list[str] = []
     for number, step in enumerate(steps, 1):
         if step.run is None:
             continue
         print(f"[egress-harness] {label} {number}/{last}: {step.title}", file=sys.stderr, flush=True)
-        step.run()
-        done(step)
+        if not keep_going:
+            step.run()
+            done(step)
+            continue
+        try:
+            step.run()
+            done(step)
+        except Exception as exc:  # noqa: BLE001 - every teardown step runs; all failures are reported
+            failures.append(f"{step.title}: {exc}")
+    if failures:
+        raise HarnessFault(f"{label} left work undone: " + "; ".join(failures))
 
 
 Bind = Callable[..., Action | None]
@@ -467,11 +481,12 @@ def _kind_config_text(source: bool) -> str:
         return source_kind_config(Path(tmp)).read_text()
 
 
-def _convergence_cmds(k: list[str]) -> list[list[str]]:
-    """How the backend sees that every proxy runs the config (kube.py's wait_converged)."""
+def _convergence_cmds(k: list[str], *, configz: bool = True) -> list[list[str]]:
+    """How the backend sees that every proxy runs the config (kube.py's wait_converged); configz:
+    first, that istiod holds what was applied (the first convergence follows no apply)."""
     dump = "config_dump?resource=dynamic_active_clusters&name_regex=<marker cluster>"
     agent = pilot_agent_request_args("<ns>", "<pod>", dump)
-    return [k + list(CONFIGZ_EXEC), k + list(agent), k + list(SYNCZ_EXEC)]
+    return [*([k + list(CONFIGZ_EXEC)] if configz else []), k + list(agent), k + list(SYNCZ_EXEC)]
 
 
 def _seed_wait_step(k: list[str], ns_default: str, ns_test_egress: str, run: Action | None) -> Step:
@@ -491,7 +506,7 @@ def _first_convergence_step(k: list[str], run: Action | None) -> Step:
     return Step(
         "First convergence: a new marker ServiceEntry (server-side apply over REST), until every proxy has "
         f"its cluster and istiod sees every xDS type ACKed (deadline {FIRST_CONVERGENCE_TIMEOUT}s)",
-        [k + list(KUBECTL_APPLY_EQUIVALENT), *_convergence_cmds(k)],
+        [k + list(KUBECTL_APPLY_EQUIVALENT), *_convergence_cmds(k, configz=False)],
         run=run,
         timing="cold_start",
     )

@@ -99,9 +99,12 @@ def watch(dockerd_pid: int) -> int:
     for line in sys.stdin:
         if line.startswith("child "):
             child = int(line.split()[1])
+        elif line.startswith("child-exited"):
+            child = None  # reaped by the owner: its pid may be another process's by now
     if child is not None:
         _end_child(child)
-    if engine.engine_pid() == dockerd_pid and engine.running():
+    # engine.stop() copes with a dockerd that died already (its namespace and mounts go anyway).
+    if engine.engine_pid() == dockerd_pid:
         clean_engine_contents()
         engine.stop()
     return 0
@@ -140,7 +143,10 @@ def run(command: list[str], istio_version: str) -> int:
         try:
             while True:
                 try:
-                    return child.wait()
+                    code = child.wait()
+                    if guard is not None:
+                        os.write(guard[1], b"child-exited\n")
+                    return code
                 except KeyboardInterrupt:  # the child got the same Ctrl-C; let it tear down first
                     continue
         finally:

@@ -184,7 +184,7 @@ class KubeCerts:
         ca.issue_client("etcd-client", "kube-apiserver-etcd-client")
         ca.issue_client("admin", "egress-harness-admin")
         # kubeadm's pair for the API server → kubelet hop: pod-streams serves with the first and
-        # accepts only the second.
+        # accepts only the second (by its CommonName: the CA signs the admin's certificate too).
         ca.issue_server("kubelet", ["localhost"], ips=[NODE_ADDRESS])
         ca.issue_client("apiserver-kubelet-client", "kube-apiserver-kubelet-client")
         # The service-account token signing key (kube-apiserver needs one even if nothing uses it).
@@ -409,7 +409,7 @@ class KubeControlPlane:
         with self.client(timeout=2.0) as client:
 
             def ready() -> bool:
-                for proc in (self.etcd, self.apiserver):
+                for proc in (self.etcd, self.apiserver, self.pod_streams):
                     if proc is not None and not proc.alive():
                         raise HarnessError(f"the local mesh's {proc.name} did not start: {proc.exit_summary()}")
                 try:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from harness.errors import HopFailure, ManifestRejected
+from harness.errors import HarnessFault, HopFailure
 from harness.sync import (
     config_differs,
     expected_config,
@@ -68,13 +68,16 @@ class Convergence:
                 describe=lambda d: f"still missing {sorted(d[0])}, still present {sorted(d[1])}",
             )
         except WaitTimeout as exc:
-            # istiod only logs a file it cannot load: put its complaints next to the timeout.
+            # The API server stored the objects, so istiod cannot refuse them: it is lagging or
+            # gone. Its recent complaints go next to the timeout.
+            if not istiod.process.alive():
+                raise HarnessFault(f"istiod died: {istiod.process.exit_summary()}") from None
             errors = [
                 line for line in istiod.process.log_tail(400).splitlines() if "\terror\t" in line or "\twarn\t" in line
             ][-5:]
-            raise ManifestRejected(f"{exc}; istiod's recent errors: {' | '.join(errors) or 'none'}") from None
+            raise HopFailure(CONTROL_PLANE, f"{exc}; istiod's recent errors: {' | '.join(errors) or 'none'}") from None
 
-        mesh.manifests.write(marker_service_entry(gen))
+        mesh.registry.api.apply([marker_service_entry(gen)])  # the harness's own: not in manifests-applied
         cluster = marker_cluster(gen)
         for proxy in mesh.proxies():
 

@@ -99,8 +99,8 @@ def _one_line(stderr: str) -> str:
 
 @dataclass
 class LocalKubectl(Kubectl):
-    """backends/kube.py's Kubectl (the kind and cluster backends' apply path) with the run's own
-    discovery cache, so nothing lands in the user's ~/.kube."""
+    """backends/kube.py's Kubectl (the CRD install, the tests' reads) with the run's own discovery
+    cache, so nothing lands in the user's ~/.kube."""
 
     cache_dir: Path = Path()
 
@@ -360,13 +360,7 @@ class KubeRegistry:
             self.applied[self._key(o)] = o
         return stored
 
-    def write(self, obj: dict) -> None:
-        self.write_all([obj])
-
     def remove_all(self, objs: list[dict]) -> None:
         self.api.delete(objs)
         for o in objs:
             self.applied.pop(self._key(o), None)
-
-    def remove(self, obj: dict) -> None:
-        self.remove_all([obj])

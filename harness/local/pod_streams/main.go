@@ -11,7 +11,8 @@
 // the container runtime; a container's log is the file its process writes (the harness's
 // mesh-logs), with tailLines, limitBytes and follow.
 //
-// Only the API server may connect: TLS with a client certificate signed by --client-ca.
+// Only the API server may connect: TLS with a client certificate signed by --client-ca whose
+// CommonName is --client-name (kubeadm's kube-apiserver-kubelet-client).
 // --pods names a JSON file {"namespace/pod": {"netns": path, "logs": {container: path or ""}}}
 // that the harness rewrites as pods come and go; it is read on each request.
 package main
@@ -117,9 +118,13 @@ func (f forwarder) PortForward(ctx context.Context, pod string, _ types.UID, por
 		close(done)
 	}()
 	io.Copy(stream, conn)
+	// The pod's side ended: close the stream so the client sees EOF (the kubelet library's ctx
+	// is never cancelled), then give the client's side a moment to finish, as containerd does.
+	stream.Close()
 	select {
 	case <-done:
 	case <-ctx.Done():
+	case <-time.After(time.Second):
 	}
 	return nil
 }
@@ -150,6 +155,17 @@ func (f forwarder) serveLog(w http.ResponseWriter, r *http.Request, pod, contain
 	}
 	offset := int64(len(data))
 	query := r.URL.Query()
+	for _, unsupported := range []string{"previous", "timestamps", "sinceSeconds", "sinceTime"} {
+		if v := query.Get(unsupported); v != "" && v != "false" {
+			http.Error(w, fmt.Sprintf("pod-streams does not support %s: the log files carry their own timestamps", unsupported),
+				http.StatusBadRequest)
+			return
+		}
+	}
+	limit := -1
+	if n, err := strconv.Atoi(query.Get("limitBytes")); err == nil && n >= 0 {
+		limit = n
+	}
 	if n, err := strconv.Atoi(query.Get("tailLines")); err == nil && n >= 0 {
 		lines := strings.SplitAfter(string(data), "\n")
 		if lines[len(lines)-1] == "" {
@@ -159,12 +175,13 @@ func (f forwarder) serveLog(w http.ResponseWriter, r *http.Request, pod, contain
 			data = []byte(strings.Join(lines[len(lines)-n:], ""))
 		}
 	}
-	if n, err := strconv.Atoi(query.Get("limitBytes")); err == nil && n >= 0 && len(data) > n {
-		data = data[:n]
+	if limit >= 0 && len(data) > limit {
+		data = data[:limit]
 	}
 	w.Header().Set("Content-Type", "text/plain")
 	w.Write(data)
-	if query.Get("follow") != "true" {
+	written := len(data)
+	if query.Get("follow") != "true" || (limit >= 0 && written >= limit) {
 		return
 	}
 	flusher, _ := w.(http.Flusher)
@@ -185,11 +202,18 @@ func (f forwarder) serveLog(w http.ResponseWriter, r *http.Request, pod, contain
 		}
 		for {
 			n, err := file.ReadAt(buf, offset)
+			if limit >= 0 && written+n > limit {
+				n = limit - written
+			}
 			if n > 0 {
 				if _, werr := w.Write(buf[:n]); werr != nil {
 					return
 				}
 				offset += int64(n)
+				written += n
+			}
+			if limit >= 0 && written >= limit {
+				return
 			}
 			if err != nil { // io.EOF: wait for more
 				break
@@ -203,7 +227,9 @@ func main() {
 	cert := flag.String("cert", "", "serving certificate (PEM)")
 	key := flag.String("key", "", "serving key (PEM)")
 	clientCA := flag.String("client-ca", "", "CA that signs the API server's client certificate")
-	pods := flag.String("pods", "", `JSON file {"namespace/pod": "netns path"}`)
+	pods := flag.String("pods", "", `JSON file {"namespace/pod": {"netns": path, "logs": {container: path}}}`)
+	clientName := flag.String("client-name", "kube-apiserver-kubelet-client",
+		"the only client certificate CommonName served (the API server's kubelet client)")
 	flag.Parse()
 	if *cert == "" || *key == "" || *clientCA == "" || *pods == "" {
 		log.Fatal("pod-streams: --cert, --key, --client-ca and --pods are required")
@@ -252,6 +278,14 @@ func main() {
 			ClientAuth: tls.RequireAndVerifyClientCert,
 			ClientCAs:  pool,
 			MinVersion: tls.VersionTLS12,
+			// The run's CA also signs the admin's and etcd's client certificates: only the API
+			// server's kubelet client may open streams into the pods.
+			VerifyConnection: func(cs tls.ConnectionState) error {
+				if len(cs.PeerCertificates) == 0 || cs.PeerCertificates[0].Subject.CommonName != *clientName {
+					return fmt.Errorf("pod-streams serves only %s", *clientName)
+				}
+				return nil
+			},
 		},
 		ReadHeaderTimeout: 10 * time.Second,
 		// HTTP/1.1 only: port-forward is an Upgrade (SPDY or WebSocket), which HTTP/2 cannot carry.
@@ -261,7 +295,6 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	// The harness waits for this line: the port is bound.
 	fmt.Printf("pod-streams serving on %s\n", ln.Addr())
 	os.Stdout.Sync()
 	log.Fatal(server.ServeTLS(ln, *cert, *key))

@@ -7,6 +7,7 @@ Used by tests/test_local_mesh.py to prove that teardown leaves nothing behind af
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
@@ -16,6 +17,9 @@ from harness.local.mesh import LocalMesh
 
 
 def main() -> int:
+    # Ctrl-C as in a terminal: a shell that starts jobs in the background (nohup, CI runners) makes
+    # them ignore SIGINT, and the ignore is inherited; the test sends SIGINT and means it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     artifacts = Path(sys.argv[1])  # the calling test's tmp_path: removed with it
     mesh = LocalMesh(ensure_istio(sys.argv[2] if len(sys.argv) > 2 else "1.31"), artifacts)
     try:

@@ -128,18 +128,24 @@ def test_the_servers_refusals_are_one_line(mesh):
         api.apply([wrong_version])
 
 
-def test_an_auth_provider_is_one_line_naming_the_fix(tmp_path):
+def _one_context(tmp_path: Path, cluster: dict, user: dict) -> Path:
+    """A kubeconfig file with one context of `cluster` and `user` (parsing tests: no server runs)."""
     path = tmp_path / "kubeconfig"
     path.write_text(
         yaml.safe_dump(
             {
                 "current-context": "c",
                 "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
-                "clusters": [{"name": "k", "cluster": {"server": "https://127.0.0.1:1"}}],
-                "users": [{"name": "u", "user": {"auth-provider": {"name": "oidc"}}}],
+                "clusters": [{"name": "k", "cluster": cluster}],
+                "users": [{"name": "u", "user": user}],
             }
         )
     )
+    return path
+
+
+def test_an_auth_provider_is_one_line_naming_the_fix(tmp_path):
+    path = _one_context(tmp_path, {"server": "https://127.0.0.1:1"}, {"auth-provider": {"name": "oidc"}})
     with pytest.raises(KubeconfigError, match="exec credential plugin, a token or a client certificate"):
         connection_from_kubeconfig(path)
 
@@ -153,18 +159,10 @@ def test_a_missing_context_is_one_line(tmp_path):
 
 def test_a_token_file_becomes_a_bearer_header(tmp_path):
     (tmp_path / "token").write_text("abc.def\n")
-    path = tmp_path / "kubeconfig"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "current-context": "c",
-                "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
-                "clusters": [
-                    {"name": "k", "cluster": {"server": "https://127.0.0.1:1/", "insecure-skip-tls-verify": True}}
-                ],
-                "users": [{"name": "u", "user": {"tokenFile": str(tmp_path / "token")}}],
-            }
-        )
+    path = _one_context(
+        tmp_path,
+        {"server": "https://127.0.0.1:1/", "insecure-skip-tls-verify": True},
+        {"tokenFile": str(tmp_path / "token")},
     )
     conn = connection_from_kubeconfig(path)
     assert conn.server == "https://127.0.0.1:1" and conn.verify is False
@@ -179,16 +177,15 @@ def test_a_token_file_becomes_a_bearer_header(tmp_path):
 
 
 def test_a_proxy_url_is_one_line(tmp_path):
-    path = tmp_path / "kubeconfig"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "current-context": "c",
-                "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
-                "clusters": [{"name": "k", "cluster": {"server": "https://10.0.0.1", "proxy-url": "http://p:3128"}}],
-                "users": [{"name": "u", "user": {}}],
-            }
-        )
-    )
+    path = _one_context(tmp_path, {"server": "https://10.0.0.1", "proxy-url": "http://p:3128"}, {})
     with pytest.raises(KubeconfigError, match="proxy-url"):
+        connection_from_kubeconfig(path)
+
+
+def test_a_broken_kubeconfig_is_one_line(tmp_path):
+    """A missing certificate file is a KubeconfigError naming the file, not a traceback."""
+    path = _one_context(
+        tmp_path, {"server": "https://127.0.0.1:1"}, {"client-certificate": "gone.pem", "client-key": "gone.key"}
+    )
+    with pytest.raises(KubeconfigError, match="gone.pem"):
         connection_from_kubeconfig(path)

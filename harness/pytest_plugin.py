@@ -177,12 +177,17 @@ def mesh(pytestconfig: pytest.Config, request: pytest.FixtureRequest, artifacts_
     if backend != "local":
         from harness.backends import make_remote_backend
 
+        # The backend's progress (one line per plan step, minutes in all) reaches the terminal
+        # and CI's log, not pytest's captured output.
+        capture = pytestconfig.pluginmanager.getplugin("capturemanager")
         try:
-            remote = make_remote_backend(pytestconfig, artifacts_dir)
+            with capture.global_and_fixture_disabled():
+                remote = make_remote_backend(pytestconfig, artifacts_dir)
         except HarnessError as exc:
             _exit(str(exc))
         yield remote
-        remote.stop()
+        with capture.global_and_fixture_disabled():
+            remote.stop()
         return
     from harness.local.mesh import LocalMesh
 

@@ -316,24 +316,33 @@ def cert_archive(files: dict[str, bytes], directory: str, mode: int = 0o444) -> 
     return buf.getvalue()
 
 
-def upstream_command(*, mtls: bool = True) -> list[str]:
-    cmd = [
+def upstream_command(
+    *,
+    cert: str = f"{CERT_DIR}/cert.pem",
+    key: str = f"{CERT_DIR}/key.pem",
+    client_ca: str = f"{CERT_DIR}/client-ca.pem",
+) -> list[str]:
+    """mock_upstream's arguments, in every backend: its ports, its certificate chain and key, and
+    the CA whose client certificates its mutual-TLS port accepts (the container's paths by
+    default; the local mesh passes the run's files)."""
+    return [
         "--listen",
         "0.0.0.0",
         "--http-port",
         str(UPSTREAM_PORTS["http"]),
         "--https-port",
         str(UPSTREAM_PORTS["https"]),
+        "--mtls-port",
+        str(UPSTREAM_PORTS["mtls"]),
+        "--client-ca",
+        client_ca,
         "--control-port",
         str(UPSTREAM_PORTS["control"]),
         "--cert",
-        f"{CERT_DIR}/cert.pem",
+        cert,
         "--key",
-        f"{CERT_DIR}/key.pem",
+        key,
     ]
-    if mtls:
-        cmd += ["--mtls-port", str(UPSTREAM_PORTS["mtls"]), "--client-ca", f"{CERT_DIR}/client-ca.pem"]
-    return cmd
 
 
 @dataclass
@@ -373,7 +382,7 @@ def run_upstream(
     ports = {f"{UPSTREAM_PORTS['control']}/tcp": ("127.0.0.1", None)} if publish_control else None
     container = client.containers.create(
         image,
-        command=upstream_command(mtls=True),
+        command=upstream_command(),
         name=name,
         network=network,
         ports=ports,

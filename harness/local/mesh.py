@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import watchdog
+from harness.backends.upstream_image import UPSTREAM_PORTS, upstream_command
 from harness.errors import HarnessError, HarnessFault
 from harness.istio_binaries import IstioBinaries
 from harness.local import netpol
@@ -45,7 +46,6 @@ from harness.system_packages import find_command
 from harness.upstream_client import UpstreamClient
 from harness.wait import poll
 
-UPSTREAM_PORTS = {"http": 80, "https": 443, "mtls": 8443, "control": 9901}
 REQUIRED_COMMANDS = {
     "ip": "iproute2",
     "iptables": "iptables",
@@ -357,22 +357,11 @@ class LocalMesh:
                     sys.executable,
                     "-m",
                     "mock_upstream",
-                    "--listen",
-                    "0.0.0.0",
-                    "--http-port",
-                    str(UPSTREAM_PORTS["http"]),
-                    "--https-port",
-                    str(UPSTREAM_PORTS["https"]),
-                    "--mtls-port",
-                    str(UPSTREAM_PORTS["mtls"]),
-                    "--client-ca",
-                    str(self.pki.public_ca.cert_path),
-                    "--control-port",
-                    str(UPSTREAM_PORTS["control"]),
-                    "--cert",
-                    str(server.chain_path),
-                    "--key",
-                    str(server.key_path),
+                    *upstream_command(
+                        cert=str(server.chain_path),
+                        key=str(server.key_path),
+                        client_ca=str(self.pki.public_ca.cert_path),
+                    ),
                 ]
             ),
             self.log_dir / "mock_upstream.log",

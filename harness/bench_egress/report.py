@@ -123,40 +123,56 @@ def render_markdown(result: dict) -> str:
         lines.append(
             f"| {name} | {p.hops} | {p.floor} | {p.stage + ' (' + p.mode + ')' if p.stage else '— (no Istio)'} |"
         )
+
+    def table(load: str, caption: str, header: list[str], cells) -> list[str]:
+        """One table of the paths measured at `load`: `cells(row)` gives a path's columns."""
+        out = ["", caption, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        out += [f"| {name} | " + " | ".join(cells(rows[load])) + " |" for name, rows in summary.items() if load in rows]
+        return out
+
     for load in loads:
         title = "as fast as it goes" if load == "max" else f"{load} req/s"
-        lines += [
-            "",
+        lines += table(
+            load,
             f"## Latency at {title} (ms)",
-            "",
-            "| path | req/s | p50 | p90 | p99 | max | p90 ×floor | p90 +ms | p99 +ms | errors |",
-            "|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for name, rows in summary.items():
-            r = rows.get(load)
-            if r is None:
-                continue
-            lines.append(
-                f"| {name} | {_fmt(r['actual_qps'], 0, spread=load == 'max')} | {_fmt(r['p50_ms'])} | {_fmt(r['p90_ms'])} | "
-                f"{_fmt(r['p99_ms'])} | {_fmt(r['max_ms'], 2)} | {_fmt(r['p90_ms_x_floor'], 2)} | "
-                f"{_fmt(r['p90_ms_added'])} | {_fmt(r['p99_ms_added'])} | {r['errors']}/{r['requests']} |"
-            )
-        lines += [
-            "",
+            ["path", "req/s", "p50", "p90", "p99", "max", "p90 ×floor", "p90 +ms", "p99 +ms", "errors"],
+            lambda r, load=load: [
+                _fmt(r["actual_qps"], 0, spread=load == "max"),
+                _fmt(r["p50_ms"]),
+                _fmt(r["p90_ms"]),
+                _fmt(r["p99_ms"]),
+                _fmt(r["max_ms"], 2),
+                _fmt(r["p90_ms_x_floor"], 2),
+                _fmt(r["p90_ms_added"]),
+                _fmt(r["p99_ms_added"]),
+                f"{r['errors']}/{r['requests']}",
+            ],
+        )
+        lines += table(
+            load,
             f"CPU at {title}, CPU-ms per 1000 requests; Envoy memory (RSS, MiB) after the run:",
-            "",
-            "| path | sidecar | gateway | Envoys | upstream | client | total ×floor | sidecar RSS | gateway RSS |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        for name, rows in summary.items():
-            r = rows.get(load)
-            if r is None:
-                continue
-            lines.append(
-                f"| {name} | {_fmt(r['cpu_sidecar'], 0)} | {_fmt(r['cpu_gateway'], 0)} | {_fmt(r['cpu_envoys'], 0)} | "
-                f"{_fmt(r['cpu_upstream'], 0)} | {_fmt(r['cpu_client'], 0)} | {_fmt(r['cpu_total_x_floor'], 2)} | "
-                f"{_fmt(r['rss_sidecar'], 1, spread=False)} | {_fmt(r['rss_gateway'], 1, spread=False)} |"
-            )
+            [
+                "path",
+                "sidecar",
+                "gateway",
+                "Envoys",
+                "upstream",
+                "client",
+                "total ×floor",
+                "sidecar RSS",
+                "gateway RSS",
+            ],
+            lambda r: [
+                _fmt(r["cpu_sidecar"], 0),
+                _fmt(r["cpu_gateway"], 0),
+                _fmt(r["cpu_envoys"], 0),
+                _fmt(r["cpu_upstream"], 0),
+                _fmt(r["cpu_client"], 0),
+                _fmt(r["cpu_total_x_floor"], 2),
+                _fmt(r["rss_sidecar"], 1, spread=False),
+                _fmt(r["rss_gateway"], 1, spread=False),
+            ],
+        )
     max_rows = [(n, rows["max"]) for n, rows in summary.items() if "max" in rows]
     if max_rows:
         lines += ["", "## Max throughput", "", "| path | req/s | ×floor |", "|---|---|---|"]

@@ -26,6 +26,7 @@ from harness.upstream_client import ConnectionRecord, UpstreamClient, UpstreamPo
 from harness.wait import WaitTimeout, poll
 from mock_upstream.content import POLITICS_BYTES, POLITICS_MARKER, politics_page
 from mock_upstream.jsonout import dumps
+from tests.helpers.stand_in import loopback_args
 
 REPO = Path(__file__).resolve().parents[1]
 HOST = "edition.cnn.com"
@@ -66,21 +67,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
 
 
 def server_args(certs: Certs, *extra: str) -> list[str]:
-    return [
-        "--listen",
-        "127.0.0.1",
-        "--http-port",
-        "0",
-        "--https-port",
-        "0",
-        "--control-port",
-        "0",
-        "--cert",
-        str(certs.server.chain_path),
-        "--key",
-        str(certs.server.key_path),
-        *extra,
-    ]
+    return loopback_args(certs.server.chain_path, certs.server.key_path, *extra)
 
 
 MODULE = ("-m", "mock_upstream")

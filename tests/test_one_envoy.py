@@ -30,6 +30,7 @@ from harness.pki import Issued, RunPKI
 from harness.upstream_client import UpstreamClient, UpstreamPorts, parse_ready_line
 from mock_upstream.content import POLITICS_BYTES, POLITICS_MARKER
 from tests.helpers.envoy_process import log_tail, running_envoy
+from tests.helpers.stand_in import loopback_args
 
 pytestmark = pytest.mark.envoy
 
@@ -110,18 +111,7 @@ def stand_in(certs: Certs, workdir: Path):
                 sys.executable,
                 "-m",
                 "mock_upstream",
-                "--listen",
-                LOCALHOST,
-                "--http-port",
-                "0",
-                "--https-port",
-                "0",
-                "--control-port",
-                "0",
-                "--cert",
-                str(certs.server.chain_path),
-                "--key",
-                str(certs.server.key_path),
+                *loopback_args(certs.server.chain_path, certs.server.key_path, listen=LOCALHOST),
             ],
             cwd=REPO,
             stdin=subprocess.DEVNULL,

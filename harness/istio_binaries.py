@@ -46,6 +46,19 @@ def cache_root() -> Path:
     return base / "egress-harness"
 
 
+# Set by `make unit`, which promises no builds (a new machine runs it first, in CI before `make test`).
+NO_BUILDS_ENV = "EGRESS_HARNESS_NO_BUILDS"
+
+
+def refuse_build_if_forbidden(what: str) -> None:
+    """One HarnessError line when a Go build starts where builds are refused (NO_BUILDS_ENV)."""
+    if os.environ.get(NO_BUILDS_ENV):
+        raise HarnessError(
+            f"{what} would be built here, and {NO_BUILDS_ENV} is set (make unit builds nothing): "
+            f"mark the test that needs it `istio` (or `mesh`) so that make test runs it"
+        )
+
+
 @dataclass(frozen=True)
 class IstioBinaries:
     version: str
@@ -98,6 +111,7 @@ def _module_dir(release: IstioRelease) -> Path:
 
 
 def _build(release: IstioRelease, dest: Path) -> None:
+    refuse_build_if_forbidden(f"Istio {release.name}")
     bin_dir = dest / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
     src = _module_dir(release)

@@ -89,6 +89,7 @@ def _claim_artifacts(config: pytest.Config) -> Path:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "istio: needs Istio's binaries (set on every test that requests istio_binaries)")
     # SIGTERM (CI timeouts, `kill`) and SIGHUP (a closed terminal) take Ctrl-C's clean path.
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _as_interrupt)
@@ -102,6 +103,14 @@ def pytest_configure(config: pytest.Config) -> None:
     # junit.xml goes with the rest, unless --junitxml says otherwise.
     if getattr(config.option, "xmlpath", None) is None and hasattr(config.option, "xmlpath"):
         config.option.xmlpath = str(artifacts / "junit.xml")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # A test that needs Istio's binaries may start a build of minutes: `-m "not istio"` (make unit)
+    # leaves it out without each test having to say so. The marker is registered in pytest_configure.
+    for item in items:
+        if "istio_binaries" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.istio)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -100,6 +100,7 @@ def test_an_artifacts_folder_in_use_stops_a_second_run(tmp_path):
 
 
 # 4 ------------------------------------------------------------------------------------------
+@pytest.mark.packages  # iptables: make test installs it; a new machine has none
 def test_commands_in_sbin_are_found_without_sbin_on_path(monkeypatch):
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     assert find_command("iptables") in ("/usr/sbin/iptables", "/sbin/iptables")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import os
-import shutil
 import subprocess
 import uuid
 
@@ -14,6 +13,7 @@ import pytest
 from harness.errors import HarnessError
 from harness.local.netpol import CHAIN, EgressPolicy, Peer, PodInfo, parse_policy, render_rules
 from harness.manifests import render
+from harness.system_packages import find_command
 
 SEED_NAME = "allow-egress-to-istio-system-and-kube-dns"
 
@@ -248,8 +248,8 @@ def throwaway_netns():
     if os.geteuid() != 0:
         pytest.skip("needs root to create a network namespace")
     for tool in ("ip", "iptables-restore"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed (apt-get install iproute2 iptables)")
+        # make test installs them (its tests using this are marked `packages`): a failure, not a skip.
+        assert find_command(tool), f"{tool} is not installed (apt-get install iproute2 iptables)"
     name = f"eh-netpol-test-{uuid.uuid4().hex[:8]}"
     subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True, text=True)
     try:
@@ -258,6 +258,7 @@ def throwaway_netns():
         subprocess.run(["ip", "netns", "delete", name], check=False, capture_output=True)
 
 
+@pytest.mark.packages
 def test_iptables_restore_accepts_the_rendered_rules(seed_policy: dict, throwaway_netns: str):
     dns = _policy(
         {

@@ -57,6 +57,7 @@ def _skip_unless_possible() -> str:
     return python
 
 
+@pytest.mark.packages  # newuidmap (uidmap): make test installs it
 def test_without_subordinate_ids_one_line_names_the_fix():
     python = _skip_unless_possible()
     env = dict(os.environ, PYTHONPATH=f"{REPO}:{sysconfig.get_paths()['purelib']}")

@@ -32,6 +32,7 @@ def test_packages_are_listed_once_and_sorted():
     assert packages_of(needs) == ["iproute2", "iptables"]
 
 
+@pytest.mark.packages
 def test_nothing_is_missing_here_after_make_installed_it():
     """make test ran `harness.system_packages test` first: everything is there now."""
     assert missing(["test"], rootless=False) == []
@@ -59,6 +60,7 @@ def root_only():
         pytest.skip("hiding a command needs a mount namespace of root (make test runs as root in CI)")
 
 
+@pytest.mark.packages  # hides iptables, which must be there to hide
 def test_not_root_gets_the_exact_apt_command(root_only):
     proc = _hidden(["iptables"], [SYSTEM_PYTHON, "-m", "harness.system_packages", "e2e"], as_nobody=True)
     assert proc.returncode == 2, proc.stderr
@@ -66,6 +68,7 @@ def test_not_root_gets_the_exact_apt_command(root_only):
     assert "sudo apt-get install -y iptables" in line and "istio-iptables" in line, line
 
 
+@pytest.mark.packages  # hides iptables, which must be there to hide
 def test_no_apt_get_names_the_debian_packages(root_only):
     proc = _hidden(["iptables", "apt-get"], [SYSTEM_PYTHON, "-m", "harness.system_packages", "e2e"], as_nobody=False)
     assert proc.returncode == 2, proc.stderr
@@ -82,6 +85,7 @@ def newcomer_dir():
     shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.mark.packages  # hides iptables, which must be there to hide
 def test_make_e2e_stops_with_the_line_and_starts_nothing(root_only, newcomer_dir):
     """The whole first command as a non-root newcomer would type it: one line, exit 2, no
     namespace, no virtualenv work, no Istio build."""

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError, HarnessFault
-from harness.istio_binaries import cache_root
+from harness.istio_binaries import cache_root, refuse_build_if_forbidden
 
 # ------------------------------------------------------------------------------------------ pins
 # kind v0.33.0: the newest kind the Go module proxy serves (sigs.k8s.io/kind@v0.33.0); its default
@@ -436,6 +436,7 @@ def download_verified(url: str, dest: Path, sha256: str | None, env_name: str, *
 
 
 def _run_go(argv: list[str], *, cwd: Path, env: dict[str, str], what: str) -> None:
+    refuse_build_if_forbidden(what)
     _say(f"{what}: {' '.join(argv)}")
     proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:

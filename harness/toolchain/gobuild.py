@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.istio_binaries import cache_root
+from harness.istio_binaries import cache_root, refuse_build_if_forbidden
 
 
 def say(msg: str) -> None:
@@ -149,6 +149,7 @@ def _ensure_locked(prog: GoProgram, go: str) -> Path:
     out = program_dir(prog, go)
     if (out / "done.json").exists():
         return out / "bin"
+    refuse_build_if_forbidden(f"{prog.name} {prog.version}")
     log_file = log_path(prog, go)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out, ignore_errors=True)

@@ -4,7 +4,8 @@
   naming the fix, raised before anything starts; the plugin ends the session with it (exit 2).
 - HarnessFault: the harness or its own infrastructure broke while running (a process it started
   died, iptables-restore failed, teardown left something): an error of the harness, reported as
-  such, never as a mesh failure.
+  such, never as a mesh failure. ProcessExited: a process the whole session relies on (the
+  stand-in, istiod) exited; every later test would fail the same way, so the session stops.
 - MeshFailure and its kinds (assertions): the mesh did not do what the scenario expects. A
   HopFailure names the hop (app → sidecar → gateway → upstream); ConfigRejected is a NACK;
   ManifestRejected is Istio refusing a manifest.
@@ -17,6 +18,11 @@ class HarnessError(Exception):
 
 class HarnessFault(Exception):
     """The harness itself (or what it started) failed: not a verdict on the mesh."""
+
+
+class ProcessExited(HarnessFault):
+    """A process the session holds exited (one line: which, its status, its log tail): the
+    plugin reports it once and stops the session."""
 
 
 class MeshFailure(AssertionError):

@@ -1,5 +1,9 @@
 """Convergence on the local mesh: the marker and syncz check of harness/sync.py, with istiod's
-loaded config (/debug/configz) checked first and each proxy's admin API read directly."""
+loaded config (/debug/configz) checked first and each proxy's admin API read directly.
+
+Every read of istiod's debug endpoints is retried until the wait's deadline (a paused or busy
+istiod answers late: harness/local/istiod.py read_debug); istiod silent until then is a
+control-plane HopFailure naming the endpoint, istiod gone a HarnessFault."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from harness.errors import HarnessFault, HopFailure
+from harness.errors import HopFailure, ProcessExited
 from harness.sync import (
     config_differs,
     expected_config,
@@ -25,17 +29,20 @@ if TYPE_CHECKING:
     from harness.local.proxy import IstioProxy
 
 
+DEFAULT_TIMEOUT = 15.0
+
+
 class Convergence:
     def __init__(self, mesh: LocalMesh):
         self.mesh = mesh
         self.generation = 0
         self.last_seconds = 0.0
 
-    def snapshot(self) -> dict:
+    def snapshot(self, timeout: float = DEFAULT_TIMEOUT) -> dict:
         """istiod's sync state before a change: a NACK counts only if it is new, since an earlier
         rejection stays in syncz until the proxy ACKs something newer (the same error again
         still fails, at the deadline, with its message)."""
-        return self._sync_state()
+        return self._sync_state(time.monotonic() + timeout)
 
     def wait(
         self,
@@ -43,7 +50,7 @@ class Convergence:
         present: Sequence[dict] = (),
         absent: Sequence[dict] = (),
         before: dict | None = None,
-        timeout: float = 15.0,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> float:
         """Wait until istiod holds `present` (as the API server stored them) and not `absent`
         (harness/sync.py expected_config says why), then write the marker, and wait until every
@@ -53,25 +60,30 @@ class Convergence:
         self.generation += 1
         gen = self.generation
         started = time.monotonic()
-        self._before = before if before is not None else self._sync_state()
+        deadline = started + timeout
+
+        def left() -> float:
+            return max(0.1, deadline - time.monotonic())
+
+        self._before = before if before is not None else self._sync_state(deadline)
         want, gone = expected_config(list(present), list(absent))
 
         def istiod_differs() -> tuple[set, set]:
-            return config_differs(istiod.configz(), want, gone)
+            return config_differs(istiod.configz(deadline), want, gone)
 
         try:
             poll(
                 f"istiod to load {sorted(want)} (as stored) and drop {sorted(gone)}",
                 istiod_differs,
                 ok=lambda d: not d[0] and not d[1],
-                timeout=timeout,
+                timeout=left(),
                 describe=lambda d: f"still missing {sorted(d[0])}, still present {sorted(d[1])}",
             )
         except WaitTimeout as exc:
             # The API server stored the objects, so istiod cannot refuse them: it is lagging or
             # gone. Its recent complaints go next to the timeout.
             if not istiod.process.alive():
-                raise HarnessFault(f"istiod died: {istiod.process.exit_summary()}") from None
+                raise ProcessExited(istiod.process.exit_line("istiod")) from None
             errors = [
                 line for line in istiod.process.log_tail(400).splitlines() if "\terror\t" in line or "\twarn\t" in line
             ][-5:]
@@ -84,7 +96,7 @@ class Convergence:
             def has_marker(
                 proxy: IstioProxy = proxy,
             ) -> bool:  # bound as a default: ruff B023 cannot see poll() runs it now
-                pending_from_syncz(istiod.syncz(), self._before)
+                pending_from_syncz(istiod.syncz(deadline), self._before)
                 dump = proxy.admin.config_dump("dynamic_active_clusters", name_regex=marker_cluster_regex(gen))
                 return bool(dump.get("configs"))
 
@@ -92,21 +104,21 @@ class Convergence:
                 poll(
                     f"{proxy.spec.namespace}/{proxy.spec.pod_name} to accept config generation {gen} (cluster {cluster})",
                     has_marker,
-                    timeout=max(0.1, timeout - (time.monotonic() - started)),
+                    timeout=left(),
                     interval=0.02,
                 )
             except WaitTimeout as exc:
                 raise HopFailure(CONTROL_PLANE, str(exc)) from None
 
         def unsynced() -> list[str]:
-            return pending_from_syncz(istiod.syncz(), self._before)
+            return pending_from_syncz(istiod.syncz(deadline), self._before)
 
         try:
             poll(
                 "every proxy to ACK every xDS type (istiod /debug/syncz)",
                 unsynced,
                 ok=lambda u: not u,
-                timeout=max(0.1, timeout - (time.monotonic() - started)),
+                timeout=left(),
                 interval=0.02,
                 describe=lambda u: "; ".join(u),
             )
@@ -115,5 +127,5 @@ class Convergence:
         self.last_seconds = time.monotonic() - started
         return self.last_seconds
 
-    def _sync_state(self):
-        return sync_state(self.mesh.running_istiod.syncz())
+    def _sync_state(self, deadline: float):
+        return sync_state(self.mesh.running_istiod.syncz(deadline))

@@ -9,17 +9,19 @@ from the harness's mesh root instead). Flags read in pilot/cmd/pilot-discovery/a
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import yaml
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, HopFailure, ProcessExited
 from harness.local.netns import Netns
 from harness.local.processes import ManagedProcess
 from harness.local.runstate import RunState
 from harness.meshconfig import mesh_config as shared_mesh_config
+from harness.trace import CONTROL_PLANE
 from harness.wait import poll
 
 XDS_PORT = 15010
@@ -27,6 +29,8 @@ SECURE_XDS_PORT = 15012
 # The name in istiod's serving certificate that proxies verify (ISTIOD_SAN), as on a cluster.
 ISTIOD_SAN = "istiod.istio-system.svc"
 DEBUG_PORT = 8080
+# One read of a debug endpoint; a read that times out is tried again until the caller's deadline.
+READ_TIMEOUT = 5.0
 
 # Filters only Istio's own Envoy build has; upstream Envoy would reject the config that uses them.
 _STOCK_ENVOY_FEATURES = {
@@ -157,18 +161,76 @@ class Istiod:
         return self._client
 
     def debug(self, path: str, **params: str):
+        """One read (READ_TIMEOUT); its httpx error as it is (for polls that retry it themselves)."""
         resp = self.client.get(path, params=params)
         resp.raise_for_status()
         return resp.json() if resp.content else None
 
-    def syncz(self) -> list[dict]:
-        return self.debug("/debug/syncz") or []
+    def read(self, path: str, deadline: float | None = None):
+        """A debug endpoint read until `deadline` (time.monotonic()): see read_debug."""
+        if deadline is None:
+            deadline = time.monotonic() + READ_TIMEOUT
+        return read_debug(self.client, path, self.process, deadline=deadline)
 
-    def configz(self) -> list[dict]:
-        return self.debug("/debug/configz") or []
+    def syncz(self, deadline: float | None = None) -> list[dict]:
+        return self.read("/debug/syncz", deadline) or []
+
+    def configz(self, deadline: float | None = None) -> list[dict]:
+        return self.read("/debug/configz", deadline) or []
 
     def stop(self) -> None:
         if self._client is not None:
             self._client.close()
             self._client = None
         self.process.stop(grace=2.0)
+
+
+def read_debug(
+    client: httpx.Client,
+    path: str,
+    process: ManagedProcess,
+    *,
+    deadline: float,
+    attempt_timeout: float = READ_TIMEOUT,
+):
+    """GET one of istiod's debug endpoints, tried again until `deadline` when a read times out,
+    the connection fails or istiod answers 5xx (a paused or busy istiod answers late, a restarting
+    one refuses). Never a raw httpx error: istiod gone is a HarnessFault (its exit and log tail),
+    istiod alive but silent until the deadline a control-plane HopFailure; both one line, naming
+    istiod and the endpoint."""
+    url = f"{str(client.base_url).rstrip('/')}{path}"
+    started = time.monotonic()
+    attempts: list[str] = []
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            resp = client.get(path, timeout=max(0.2, min(attempt_timeout, remaining)))
+            if resp.status_code < 500:
+                resp.raise_for_status()
+                return resp.json() if resp.content else None
+            attempts.append(f"HTTP {resp.status_code}")
+        except httpx.TransportError as exc:
+            attempts.append(type(exc).__name__)
+        if not process.alive():
+            raise ProcessExited(f"{process.exit_line('istiod')} (while the harness read GET {url})")
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+    seen = ", ".join(f"{n}× {a}" if n > 1 else a for a, n in _runs(attempts))
+    raise HopFailure(
+        CONTROL_PLANE,
+        f"istiod (pid {process.pid}, {process.run_state()}) did not answer GET {url} within "
+        f"{time.monotonic() - started:.1f}s ({len(attempts)} attempts: {seen}; each read waits "
+        f"{attempt_timeout:.0f}s): it runs but does not serve, so no proxy's config can be confirmed",
+    )
+
+
+def _runs(items: list[str]) -> list[tuple[str, int]]:
+    """Consecutive repeats folded: [a, a, b] → [(a, 2), (b, 1)]."""
+    out: list[tuple[str, int]] = []
+    for item in items:
+        if out and out[-1][0] == item:
+            out[-1] = (item, out[-1][1] + 1)
+        else:
+            out.append((item, 1))
+    return out

@@ -6,9 +6,14 @@ field `istioctl validate` refuses), a missing command, no root. Then the mesh is
 session and always torn down: after pass, failure, Ctrl-C (SIGINT), SIGTERM and SIGHUP; a SIGKILLed
 run is cleaned up by the mesh's watchdog (root) or by the kernel (rootless: a PID namespace).
 
-Per test: evidence collected while it runs, written under artifacts/evidence/<test>/ if it fails,
-the mesh-wide state added; a row in artifacts/summary.md. A fault of the harness (anything that
-is not a mesh assertion) is reported as a harness error, not as a failure of the mesh.
+Per test: evidence collected while it runs, written under artifacts/evidence/<test>/ if it fails
+(in its cleanup too), the mesh-wide state added; a row in artifacts/summary.md. A fault of the
+harness (anything that is not a mesh assertion) is reported as a harness error, not as a failure
+of the mesh; a HarnessFault reads as its one line (the traceback goes into the evidence). A
+process the session holds that exited (the stand-in, istiod) is said once and stops the session.
+
+Each test counts once in the terminal's totals, as its row in summary.md does: a test that passed
+and then failed its cleanup is one error (or one failure), not "1 passed, 1 error".
 """
 
 from __future__ import annotations
@@ -17,13 +22,14 @@ import fcntl
 import os
 import re
 import signal
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness.errors import HarnessError, HarnessFault, MeshFailure
+from harness.errors import HarnessError, HarnessFault, MeshFailure, ProcessExited
 from harness.evidence import Evidence
 from harness.istio_binaries import IstioBinaries
 from harness.manifests import MODES
@@ -35,6 +41,8 @@ EVIDENCE_KEY = pytest.StashKey[Evidence]()
 _SUMMARY = pytest.StashKey[SummaryWriter]()
 _ARTIFACTS = pytest.StashKey[Path]()
 _LOCK = pytest.StashKey[int]()
+_MESH = pytest.StashKey[Any]()
+_STOPPED = pytest.StashKey[str]()  # why the session stopped early: a process it holds exited
 HARNESS_ERROR = "harness error"
 
 
@@ -216,9 +224,11 @@ def mesh(pytestconfig: pytest.Config, request: pytest.FixtureRequest, artifacts_
     except BaseException:
         local.stop()
         raise
+    pytestconfig.stash[_MESH] = local
     try:
         yield local
     finally:
+        del pytestconfig.stash[_MESH]
         local.stop()
 
 
@@ -244,12 +254,27 @@ def scenario(mesh: Any, evidence: Evidence, mode: str, request: pytest.FixtureRe
     mesh-wide state is collected into the evidence first."""
     sc = Scenario(mesh, evidence, mode)
     yield sc
-    if has_failed(request.node):
-        try:
-            mesh.collect(evidence_dir_for(artifacts_dir, request.node) / "mesh")
-        except Exception as exc:  # noqa: BLE001 - keep the test's own evidence
-            evidence.add_text("mesh-collect-error.txt", repr(exc))
-    sc.delete_all(wait=False)  # the next test's first apply or command waits for it
+    directory = evidence_dir_for(artifacts_dir, request.node)
+    failed = has_failed(request.node)
+    if failed:
+        _collect_mesh(mesh, evidence, directory)
+    try:
+        sc.delete_all(wait=False)  # the next test's first apply or command waits for it
+    except BaseException as exc:
+        # The cleanup's own failure gets evidence too: the `evidence` fixture only sees the
+        # test's setup and call, since the teardown's report comes after every finalizer.
+        if not failed:
+            _collect_mesh(mesh, evidence, directory)
+        evidence.add_text("cleanup-error.txt", "".join(traceback.format_exception(exc)))
+        evidence.write(directory, request.node)
+        raise
+
+
+def _collect_mesh(mesh: Any, evidence: Evidence, directory: Path) -> None:
+    try:
+        mesh.collect(directory / "mesh")
+    except Exception as exc:  # noqa: BLE001 - keep the test's own evidence
+        evidence.add_text("mesh-collect-error.txt", repr(exc))
 
 
 # ---------------------------------------------------------------------------------- reports
@@ -282,30 +307,125 @@ def is_mesh_verdict(exc: BaseException | None) -> bool:
     return exc is None or isinstance(exc, (AssertionError, MeshFailure, pytest.skip.Exception, pytest.xfail.Exception))
 
 
+def _where(item: pytest.Item, excinfo: pytest.ExceptionInfo) -> str:
+    """The test's own line that led to the exception (else where it was raised), relative."""
+    entries = [e for e in excinfo.traceback if Path(e.path) == Path(item.path)] or list(excinfo.traceback)
+    if not entries:
+        return item.nodeid
+    entry = entries[-1]
+    return f"{os.path.relpath(entry.path, item.config.rootpath)}:{entry.lineno + 1}"
+
+
+def _harness_fault_line(item: pytest.Item, report: pytest.TestReport, excinfo: pytest.ExceptionInfo) -> None:
+    """A HarnessFault reads as its one line; its traceback goes into the test's evidence."""
+    exc = excinfo.value
+    ev = item.stash.get(EVIDENCE_KEY, None)
+    if ev is not None:
+        ev.add_text(f"harness-error.{report.when}.txt", "".join(traceback.format_exception(exc)))
+    report.longrepr = f"{_where(item, excinfo)}: {type(exc).__name__}: {exc}"
+
+
+def _session_process_exited(item: pytest.Item, exc: BaseException) -> ProcessExited | None:
+    if isinstance(exc, ProcessExited):
+        return exc
+    mesh = item.config.stash.get(_MESH, None)
+    check = getattr(mesh, "exited_process", None)
+    try:
+        return check() if check is not None else None
+    except Exception:  # noqa: BLE001 - asking must never hide the test's own failure
+        return None
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     report = yield
-    if report.failed and call.excinfo is not None and not is_mesh_verdict(call.excinfo.value):
-        report.harness_error = True
-        report.sections.append(
-            (HARNESS_ERROR, f"{type(call.excinfo.value).__name__} is a fault of the harness, not a failure of the mesh")
-        )
+    if report.failed and call.excinfo is not None:
+        exc = call.excinfo.value
+        exited = _session_process_exited(item, exc)
+        if exited is not None:
+            # Said once, here; every later test would fail the same way: the session stops.
+            report.harness_error = True
+            report.longrepr = f"{_where(item, call.excinfo)}: {type(exited).__name__}: {exited}"
+            if exc is not exited:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                report.longrepr += f"\n  (the test's own {type(exc).__name__}, a consequence: {first[:300]})"
+            item.config.stash[_STOPPED] = str(exited)
+            item.session.shouldstop = (
+                "egress-harness: a process the session holds exited (the HARNESS ERROR above); the session stops"
+            )
+        elif not is_mesh_verdict(exc):
+            report.harness_error = True
+            if isinstance(exc, HarnessFault):
+                _harness_fault_line(item, report, call.excinfo)
+            else:
+                report.sections.append(
+                    (HARNESS_ERROR, f"{type(exc).__name__} is a fault of the harness, not a failure of the mesh")
+                )
     item.stash.setdefault(REPORT_KEY, {})[report.when] = report
     if report.when == "teardown":
         ev = item.stash.get(EVIDENCE_KEY, None)
-        item.config.stash[_SUMMARY].add(item, outcome_of(item), getattr(ev, "observations", {}))
+        outcome = outcome_of(item)
+        item.config.stash[_SUMMARY].add(item, outcome, getattr(ev, "observations", {}))
+        _count_once(item, outcome)
     return report
+
+
+# What each summary.md outcome is called in the terminal's totals.
+CATEGORY = {"passed": "passed", "failed": "failed", "skipped": "skipped", HARNESS_ERROR: "error"}
+
+
+class _NotCounted(pytest.TestReport):
+    """A report shown as usual but left out of the terminal's totals (pytest reads
+    count_towards_summary, a read-only property, when it counts)."""
+
+    @property
+    def count_towards_summary(self) -> bool:
+        return False
+
+
+def _count_once(item: pytest.Item, outcome: str) -> None:
+    """pytest counts reports, not tests: a test whose call passed and whose cleanup failed is
+    "1 passed, 1 error" in the terminal and one row in summary.md. Every report of the item but
+    one in the category of its outcome is shown as usual and left out of the totals."""
+    reports = list(item.stash.get(REPORT_KEY, {}).values())
+    wanted = CATEGORY.get(outcome)
+
+    def category(report: pytest.TestReport) -> str:
+        status = item.config.hook.pytest_report_teststatus(report=report, config=item.config)
+        return status[0] if status else ""
+
+    counted = [r for r in reports if category(r)]
+    keep = next((r for r in counted if category(r) == wanted), None)
+    if keep is None or len(counted) < 2:
+        return
+    for report in counted:
+        if report is not keep and type(report) is pytest.TestReport:
+            report.__class__ = _NotCounted
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
     if getattr(report, "harness_error", False):
         return "error", "E", "HARNESS ERROR"
+    if report.failed and report.when != "call":
+        # A mesh verdict in a fixture (a cleanup's convergence timed out) is a failure of the
+        # mesh, as in summary.md; pytest would call any setup/teardown failure an error.
+        return "failed", "F", "FAILED"
     return None
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    if items:
+        items[0].config.stash[_SUMMARY].deselected += len(items)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     writer = session.config.stash.get(_SUMMARY, None)
     artifacts = session.config.stash.get(_ARTIFACTS, None)
+    stopped = session.config.stash.get(_STOPPED, None)
+    if stopped is not None:
+        session.exitstatus = 3  # a harness error that ended the session, as one while the mesh starts
+        if writer is not None:
+            writer.stopped = stopped
     if writer is None or not writer.rows or artifacts is None:
         return
     try:

@@ -8,9 +8,30 @@ from pathlib import Path
 _ICON = {"passed": "pass", "failed": "**FAIL**", "skipped": "skip", "harness error": "**HARNESS ERROR**"}
 
 
+# The terminal's words and order for the totals ("1 failed, 30 passed, 2 errors"), so that the two agree.
+_TOTALS = (("failed", "failed"), ("passed", "passed"), ("skipped", "skipped"), ("harness error", "error"))
+
+
+def totals_line(counts: dict[str, int], deselected: int = 0) -> str:
+    """The totals as pytest's last line says them: one test, one count, harness errors as errors."""
+    parts = []
+    for outcome, word in _TOTALS:
+        n = counts.get(outcome, 0)
+        if word == "error" and n:
+            parts.append(f"{n} error{'s' if n != 1 else ''}")
+        elif n:
+            parts.append(f"{n} {word}")
+        if word == "skipped" and deselected:
+            parts.append(f"{deselected} deselected")
+    parts += [f"{n} {k}" for k, n in sorted(counts.items()) if k not in dict(_TOTALS) and n]
+    return ", ".join(parts) or "no tests ran"
+
+
 @dataclass
 class SummaryWriter:
     rows: list[tuple[str, str, str, str, dict]] = field(default_factory=list)
+    deselected: int = 0
+    stopped: str | None = None  # the harness fault that stopped the session before every test ran
 
     def add(self, item, outcome: str, observations: dict) -> None:
         module = item.module.__name__.rsplit(".", 1)[-1].removeprefix("test_") if getattr(item, "module", None) else ""
@@ -33,7 +54,13 @@ class SummaryWriter:
         lines = [
             "# egress-harness summary",
             "",
-            ", ".join(f"{n} {k}" for k, n in sorted(counts.items())),
+            totals_line(counts, self.deselected),
+            *(
+                ["", "errors are HARNESS ERRORs: faults of the harness, not failures of the mesh"]
+                if counts.get("harness error")
+                else []
+            ),
+            *(["", f"the session stopped early: {self.stopped}"] if self.stopped else []),
             "",
             "| scenario | test | mode | result | observations |",
             "|---|---|---|---|---|",

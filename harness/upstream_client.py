@@ -14,6 +14,7 @@ Record fields mirror the JSON schema documented in mock_upstream/records.py.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -196,10 +197,22 @@ class _Seen:
 
 
 class UpstreamClient:
-    """Reads and resets the mock upstream's records over its control port."""
+    """Reads and resets the mock upstream's records over its control port.
 
-    def __init__(self, base_url: str, transport: httpx.BaseTransport | None = None, timeout: float = 5.0):
+    check_alive: called before each request and when one fails; it raises
+    (ProcessExited) when the backend knows the stand-in has exited, so that is what a test reports
+    instead of "unreachable"."""
+
+    def __init__(
+        self,
+        base_url: str,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = 5.0,
+        *,
+        check_alive: Callable[[], None] | None = None,
+    ):
         self.base_url = base_url.rstrip("/")
+        self._check_alive = check_alive
         # trust_env=False: a proxy from the environment must never sit between us and the stand-in.
         self._http = httpx.Client(base_url=self.base_url, transport=transport, timeout=timeout, trust_env=False)
 
@@ -213,9 +226,13 @@ class UpstreamClient:
         self.close()
 
     def _call(self, method: str, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        if self._check_alive is not None:
+            self._check_alive()
         try:
             response = self._http.request(method, path, params=params)
         except httpx.HTTPError as exc:
+            if self._check_alive is not None:
+                self._check_alive()  # it died during the request
             raise HarnessError(
                 f"mock upstream control API {self.base_url}{path} unreachable ({type(exc).__name__}: {exc}); "
                 "is the mock upstream running and is its --control-port reachable from here?"

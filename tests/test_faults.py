@@ -12,8 +12,11 @@ and the stand-in's open control API):
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -25,6 +28,7 @@ from harness.errors import HopFailure, ProcessExited
 from harness.local.istiod import read_debug
 from harness.local.processes import ManagedProcess
 from harness.trace import CONTROL_PLANE
+from harness.upstream_client import UpstreamClient
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -168,3 +172,203 @@ def test_istiod_paused_past_the_deadline_is_one_line_naming_it(mesh):
     assert f"istiod (pid {pid}, stopped (SIGSTOP)) did not answer GET http://127.0.0.1:8080/debug/syncz" in message
     assert elapsed < 7.0 + 1.0, f"the deadline is 7 s; it took {elapsed:.1f}s"
     mesh.convergence.wait()  # and the mesh is whole again for the tests after this one
+
+
+# ------------------------------------------------------------------ the plugin's reports
+def _child(tmp_path: Path, source: str, *args: str, timeout: float = 120, env: dict | None = None):
+    (tmp_path / "test_child.py").write_text(source)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:pytest-kind-ng", "-ra", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ, **(env or {})),
+    )
+
+
+def _terminal_totals(out: str) -> str:
+    last = [m.group(1) for m in re.finditer(r"^=+ (.+?) in [\d.]+s(?: \([^)]*\))? =+$", out, re.M)]
+    assert last, out[-3000:]
+    return last[-1]
+
+
+def _said(out: str, words: str) -> list[str]:
+    """The report lines with `words`, but pytest's own one-line index of them (-ra's short summary)."""
+    return [line for line in out.splitlines() if words in line and not line.startswith("HARNESS ERROR ")]
+
+
+def _summary_totals(artifacts: Path) -> str:
+    return (artifacts / "summary.md").read_text().splitlines()[2]
+
+
+_COUNTED = """
+import pytest
+from harness.errors import HarnessFault, HopFailure
+
+@pytest.fixture
+def cleanup_fault():
+    yield
+    raise RuntimeError("the cleanup broke")
+
+@pytest.fixture
+def cleanup_hop():
+    yield
+    raise HopFailure("istiod → proxy", "the cleanup did not converge")
+
+def test_passes():
+    pass
+
+def test_passes_then_cleanup_faults(cleanup_fault):
+    pass
+
+def test_passes_then_cleanup_hop_fails(cleanup_hop):
+    pass
+
+def test_fails():
+    raise HopFailure("app → sidecar", "nothing left the pod")
+
+def test_fails_then_cleanup_faults(cleanup_fault):
+    raise HopFailure("app → sidecar", "nothing left the pod")
+
+def test_harness_fault(evidence):
+    raise HarnessFault("iptables-restore in the hub failed: no luck")
+
+def test_skips():
+    pytest.skip("not here")
+"""
+
+
+def test_terminal_and_summary_count_each_test_once(tmp_path):
+    artifacts = tmp_path / "artifacts"
+    proc = _child(tmp_path, _COUNTED, "--artifacts", str(artifacts))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out[-3000:]
+    assert _terminal_totals(out) == "2 failed, 1 passed, 1 skipped, 3 errors", out[-3000:]
+    assert _summary_totals(artifacts) == "2 failed, 1 passed, 1 skipped, 3 errors"
+
+
+def test_a_harness_fault_reads_as_one_line_with_its_traceback_in_the_evidence(tmp_path):
+    artifacts = tmp_path / "artifacts"
+    proc = _child(tmp_path, _COUNTED, "--artifacts", str(artifacts), "-k", "harness_fault")
+    out = proc.stdout + proc.stderr
+    section = out.split("ERROR at call of test_harness_fault _", 1)[1].split("short test summary", 1)[0]
+    lines = [line for line in section.splitlines() if line.strip() and not line.startswith(("=", "-", "_"))]
+    assert lines == ["test_child.py:31: HarnessFault: iptables-restore in the hub failed: no luck"], out[-3000:]
+    saved = (artifacts / "evidence" / "test_child.py_test_harness_fault" / "harness-error.call.txt").read_text()
+    assert "Traceback" in saved and 'raise HarnessFault("iptables-restore' in saved
+
+
+_CLEANUP = """
+import pytest
+from harness.errors import HopFailure
+
+class FakeMesh:
+    def collect(self, directory):
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "collected.txt").write_text("the mesh's state")
+
+@pytest.fixture(scope="session")
+def mesh():
+    return FakeMesh()
+
+def _fail():
+    raise HopFailure("istiod → proxy", "the cleanup did not converge")
+
+def test_cleanup_fails(scenario):
+    scenario.defer(_fail)
+"""
+
+
+def test_a_failed_cleanup_has_evidence(tmp_path):
+    artifacts = tmp_path / "artifacts"
+    proc = _child(tmp_path, _CLEANUP, "--artifacts", str(artifacts), "-k", "plaintext")
+    out = proc.stdout + proc.stderr
+    assert _terminal_totals(out) == "1 failed, 1 deselected", out[-3000:]
+    assert _summary_totals(artifacts) == "1 failed, 1 deselected"
+    evidence = artifacts / "evidence" / "test_child.py_test_cleanup_fails[plaintext]"
+    assert "the cleanup did not converge" in (evidence / "cleanup-error.txt").read_text()
+    assert (evidence / "mesh" / "collected.txt").read_text() == "the mesh's state"
+
+
+_EXITED = """
+from harness.errors import ProcessExited
+
+def test_first():
+    pass
+
+def test_finds_it_dead():
+    raise ProcessExited("the stand-in (mock_upstream, pid 7) exited with SIGKILL (status -9); last log lines: (none)")
+
+def test_not_run_1():
+    pass
+
+def test_not_run_2():
+    pass
+"""
+
+
+def test_a_process_that_exited_is_said_once_and_stops_the_session(tmp_path):
+    artifacts = tmp_path / "artifacts"
+    proc = _child(tmp_path, _EXITED, "--artifacts", str(artifacts))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 3, out[-3000:]
+    assert len(_said(out, "exited with SIGKILL")) == 1, out[-3000:]
+    assert "not_run" not in out and "Interrupted: egress-harness: a process the session holds exited" in out
+    assert _terminal_totals(out) == "1 passed, 1 error" == _summary_totals(artifacts)
+    assert "the session stopped early: the stand-in (mock_upstream, pid 7)" in (artifacts / "summary.md").read_text()
+
+
+# ------------------------------------------------------------------------ the stand-in
+def test_the_upstream_client_says_the_stand_in_exited_not_unreachable():
+    def check_alive() -> None:
+        raise ProcessExited("the stand-in (mock_upstream, pid 7) exited with SIGKILL (status -9)")
+
+    with socket.create_server(("127.0.0.1", 0)) as unused:
+        port = unused.getsockname()[1]
+    with (
+        UpstreamClient(f"http://127.0.0.1:{port}", check_alive=check_alive) as client,
+        pytest.raises(ProcessExited, match="exited with SIGKILL"),
+    ):
+        client.mark()
+
+
+@pytest.mark.mesh
+@pytest.mark.slow
+def test_a_killed_stand_in_is_said_once_and_the_session_stops(tmp_path):
+    """SIGKILL of the child session's stand-in: the next test (its traffic fails) is one HARNESS
+    ERROR line saying the stand-in exited, with its status; the tests after it do not run, and the
+    mesh is still torn down."""
+    artifacts = tmp_path / "artifacts"
+    pid_file = tmp_path / "stand-in.pid"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-ra",
+            "tests/helpers/kill_stand_in.py",
+            "--artifacts",
+            str(artifacts),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, EH_STAND_IN_PID=str(pid_file)),
+    )
+    out = proc.stdout + proc.stderr
+    pid, run_id = pid_file.read_text().split()
+    said = _said(out, "exited with")
+    assert len(said) == 1, out[-4000:]
+    assert f"the stand-in (mock_upstream, pid {pid}) exited with SIGKILL (status -9); last log lines:" in said[0]
+    assert "test_traffic_after_it_died" in out and "a consequence" in out, out[-4000:]
+    assert "test_reads_it_again" not in out and "test_and_again" not in out, out[-4000:]
+    assert "unreachable" not in out and "Traceback" not in out, out[-4000:]
+    assert proc.returncode == 3, out[-4000:]
+    assert _terminal_totals(out) == "2 passed, 1 error" == _summary_totals(artifacts)
+    assert (artifacts / "junit.xml").exists(), "the session ended the clean way, teardown included"
+    netns = os.listdir("/var/run/netns") if os.path.isdir("/var/run/netns") else []
+    assert not [n for n in netns if n.startswith(f"eh-{run_id}-")], "the child's mesh was torn down"

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from harness import watchdog
 from harness.backends.upstream_image import UPSTREAM_PORTS, upstream_command
-from harness.errors import HarnessError, HarnessFault
+from harness.errors import HarnessError, HarnessFault, ProcessExited
 from harness.istio_binaries import IstioBinaries
 from harness.local import netpol
 from harness.local.apiserver import KubeControlPlane, seed_dir
@@ -375,8 +375,27 @@ class LocalMesh:
             self._upstream_client = UpstreamClient(
                 f"http://{self.upstream_address}:{UPSTREAM_PORTS['control']}",
                 transport=self.upstream_ns.http_transport(),
+                check_alive=self.check_stand_in,
             )
         return self._upstream_client
+
+    def check_stand_in(self) -> None:
+        """ProcessExited, one line with its status and log tail, once the stand-in has exited
+        without the harness stopping it: every later test would find its control API gone."""
+        proc = self.upstream_process
+        if proc is not None and proc.exited_by_itself():
+            raise ProcessExited(proc.exit_line("the stand-in"))
+
+    def exited_process(self) -> ProcessExited | None:
+        """What the plugin asks after a failed test: a process the session holds (the stand-in,
+        istiod) exited, so the failure is the harness's, and the session stops."""
+        try:
+            self.check_stand_in()
+        except ProcessExited as exc:
+            return exc
+        if self.istiod is not None and self.istiod.process.exited_by_itself():
+            return ProcessExited(self.istiod.process.exit_line("istiod"))
+        return None
 
     def _attach_proxy(self, pod: Pod, kind: str, *, start: bool = True) -> IstioProxy:
         """The pod's istio-proxy: its files and certificates, a sidecar's capture rules, and

@@ -199,7 +199,8 @@ class _Seen:
 class UpstreamClient:
     """Reads and resets the mock upstream's records over its control port.
 
-    check_alive: called before each request and when one fails; it raises
+    token: the run's control token (the stand-in's $MOCK_UPSTREAM_CONTROL_TOKEN), sent as a bearer
+    token on every request. check_alive: called before each request and when one fails; it raises
     (ProcessExited) when the backend knows the stand-in has exited, so that is what a test reports
     instead of "unreachable"."""
 
@@ -209,12 +210,19 @@ class UpstreamClient:
         transport: httpx.BaseTransport | None = None,
         timeout: float = 5.0,
         *,
+        token: str | None = None,
         check_alive: Callable[[], None] | None = None,
     ):
         self.base_url = base_url.rstrip("/")
         self._check_alive = check_alive
         # trust_env=False: a proxy from the environment must never sit between us and the stand-in.
-        self._http = httpx.Client(base_url=self.base_url, transport=transport, timeout=timeout, trust_env=False)
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            transport=transport,
+            timeout=timeout,
+            trust_env=False,
+            headers={"Authorization": f"Bearer {token}"} if token else None,
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -237,6 +245,11 @@ class UpstreamClient:
                 f"mock upstream control API {self.base_url}{path} unreachable ({type(exc).__name__}: {exc}); "
                 "is the mock upstream running and is its --control-port reachable from here?"
             ) from exc
+        if response.status_code == 401:
+            raise HarnessError(
+                f"mock upstream control API {method} {path} refused the harness's token (401): "
+                "the stand-in was started with another MOCK_UPSTREAM_CONTROL_TOKEN than its client has"
+            )
         if response.status_code != 200:
             raise HarnessError(
                 f"mock upstream control API {method} {path} answered {response.status_code}: {response.text.strip()}"

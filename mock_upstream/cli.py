@@ -15,6 +15,7 @@ import threading
 from typing import NoReturn
 
 from .content import MIN_POLITICS_BYTES, POLITICS_BYTES
+from .control import TOKEN_ENV
 from .errors import StartupError
 from .jsonout import dumps
 from .server import Config, Server
@@ -28,8 +29,13 @@ GET /politics (200, text/html, a deterministic page) and 404 elsewhere. Every co
 request is recorded; read the records as JSON from the control port (GET /healthz, /records,
 /connections, /requests; POST /reset).
 
+The control API may listen on its own address (--control-listen 127.0.0.1: only the stand-in's own
+network namespace reaches it), and with MOCK_UPSTREAM_CONTROL_TOKEN in the environment it answers
+only requests with `Authorization: Bearer <that token>` (401 otherwise).
+
 When all sockets are bound, one JSON line goes to stdout, e.g.
-  {"ready": true, "http": 80, "https": 443, "mtls": null, "control": 9901, "listen": "0.0.0.0", "pid": 7}
+  {"ready": true, "http": 80, "https": 443, "mtls": null, "control": 9901, "listen": "0.0.0.0",
+   "control_listen": "0.0.0.0", "control_token": false, "pid": 7}
 Port 0 asks the kernel for a free port; the ready line and GET /healthz tell which one it gave.
 """
 
@@ -109,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--control-port", type=_port, default=9901, metavar="PORT", help="plain-HTTP JSON control API (default 9901)"
     )
     p.add_argument(
+        "--control-listen",
+        type=_address,
+        default=None,
+        metavar="ADDR",
+        help="IP address the control API binds (default: --listen's)",
+    )
+    p.add_argument(
         "--cert", required=True, metavar="FILE", help="PEM server certificate, optionally followed by its chain"
     )
     p.add_argument("--key", required=True, metavar="FILE", help="PEM private key of --cert")
@@ -161,6 +174,8 @@ def _config(args: argparse.Namespace) -> Config:
         politics_bytes=args.politics_bytes,
         handshake_timeout=args.handshake_timeout,
         verbose=args.verbose,
+        control_listen=args.control_listen,
+        control_token=os.environ.get(TOKEN_ENV) or None,
     )
 
 
@@ -180,7 +195,14 @@ def main(argv: list[str] | None = None) -> int:
     except StartupError as exc:
         _fail(str(exc), 1)
     server.start()
-    ready = {"ready": True, **server.ports(), "listen": args.listen, "pid": os.getpid()}
+    ready = {
+        "ready": True,
+        **server.ports(),
+        "listen": args.listen,
+        "control_listen": config.control_listen,
+        "control_token": bool(config.control_token),
+        "pid": os.getpid(),
+    }
     try:
         sys.stdout.write(dumps(ready) + "\n")
         sys.stdout.flush()

@@ -179,7 +179,7 @@ class Connection:
         """Answer one request; True if the connection stays open for the next."""
         name = self.listener.name
         if name == "control":
-            response = control.handle(request, self.server.store, self.server.ports())
+            response = control.handle(request, self.server.store, self.server.ports(), self.server.config.control_token)
         elif name == "http":
             response = routes.redirect_to_https(request, self.server.config.redirect_host)
         else:

@@ -11,10 +11,15 @@
 Lists hold records with id > since (all without since), oldest first. `last_id` is the newest id
 handed out when the list was taken: pass it as the next `since` to see only what came after.
 Record fields are described in mock_upstream.records. Errors answer {"error": "..."} with 4xx.
+
+With a token ($MOCK_UPSTREAM_CONTROL_TOKEN, which the harness sets to a random one per run),
+every request must carry `Authorization: Bearer <token>`, or it is answered 401 and does nothing:
+a pod that reaches the control port cannot reset or read the records a test is about to read.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from urllib.parse import parse_qs
 
@@ -32,7 +37,26 @@ def _json(status: int, value: object) -> Response:
     return Response(status, (dumps(value) + "\n").encode("ascii"), JSON)
 
 
-def handle(request: Request, store: RecordStore, ports: dict) -> Response:
+TOKEN_ENV = "MOCK_UPSTREAM_CONTROL_TOKEN"
+
+
+def _digest(text: str) -> bytes:
+    # Compared as digests: the time a mismatch takes says nothing about the token (python3-minimal
+    # has no hmac.compare_digest).
+    return hashlib.sha256(text.encode("utf-8", "replace")).digest()
+
+
+def authorized(request: Request, token: str | None) -> bool:
+    if not token:
+        return True
+    given = request.header("authorization") or ""
+    scheme, _, value = given.partition(" ")
+    return scheme.lower() == "bearer" and _digest(value.strip()) == _digest(token)
+
+
+def handle(request: Request, store: RecordStore, ports: dict, token: str | None = None) -> Response:
+    if not authorized(request, token):
+        return _json(401, {"error": "the control API needs the run's token: Authorization: Bearer <token>"})
     path, _, query = origin_path(request.target).partition("?")
     params = parse_qs(query)
     if path in _LISTS:

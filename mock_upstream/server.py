@@ -39,6 +39,8 @@ class Config:
         politics_bytes: int = 151654,
         handshake_timeout: float = 10.0,
         verbose: bool = False,
+        control_listen: str | None = None,
+        control_token: str | None = None,
     ):
         self.listen = listen
         self.http_port = http_port
@@ -52,6 +54,8 @@ class Config:
         self.politics_bytes = politics_bytes
         self.handshake_timeout = handshake_timeout
         self.verbose = verbose
+        self.control_listen = control_listen or listen  # the control port alone may bind elsewhere
+        self.control_token = control_token or None  # required on every control request when set
 
 
 class Listener:
@@ -111,7 +115,8 @@ class Server:
         try:
             for name, port, ctx, recorded in plan:
                 if port is not None:
-                    self.listeners.append(Listener(name, _bind(name, cfg.listen, port), ctx, recorded))
+                    address = cfg.control_listen if name == "control" else cfg.listen
+                    self.listeners.append(Listener(name, _bind(name, address, port), ctx, recorded))
         except StartupError:
             self._close_listeners()
             raise

@@ -24,7 +24,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness.errors import HopFailure, ProcessExited
+from harness.backend import TEST_EGRESS_SLEEP
+from harness.backends.upstream_image import UPSTREAM_PORTS
+from harness.errors import HarnessError, HopFailure, ProcessExited
 from harness.local.istiod import read_debug
 from harness.local.processes import ManagedProcess
 from harness.trace import CONTROL_PLANE
@@ -372,3 +374,27 @@ def test_a_killed_stand_in_is_said_once_and_the_session_stops(tmp_path):
     assert (artifacts / "junit.xml").exists(), "the session ended the clean way, teardown included"
     netns = os.listdir("/var/run/netns") if os.path.isdir("/var/run/netns") else []
     assert not [n for n in netns if n.startswith(f"eh-{run_id}-")], "the child's mesh was torn down"
+
+
+@pytest.mark.mesh
+def test_no_pod_reaches_the_stand_ins_control_api(mesh):
+    """Before: POST /reset from any pod erased the records a test was about to read."""
+    upstream = mesh.upstream()
+    mark = upstream.mark()
+    sent = mesh.exec(
+        TEST_EGRESS_SLEEP, ["curl", "-sS", "-o", "/dev/null", "--max-time", "5", "http://edition.cnn.com/"]
+    )
+    assert sent.exit_code == 0, sent.stderr
+    [request] = upstream.wait_for_requests(1, since=mark)
+    control = UPSTREAM_PORTS["control"]
+    for url in (f"http://edition.cnn.com:{control}/reset", f"http://{mesh.upstream_address}:{control}/reset"):
+        reset = mesh.exec(TEST_EGRESS_SLEEP, ["curl", "-sS", "-X", "POST", "--max-time", "5", url])
+        assert reset.exit_code != 0, f"a pod reached {url}: {reset.stdout}"
+    assert [r.id for r in upstream.requests(since=mark)] == [request.id], "the records are intact"
+    # And without the run's token the control API answers nothing, even where it listens.
+    with (
+        UpstreamClient(f"http://127.0.0.1:{control}", transport=mesh.upstream_ns.http_transport()) as stranger,
+        pytest.raises(HarnessError, match="refused the harness's token"),
+    ):
+        stranger.reset()
+    assert [r.id for r in upstream.requests(since=mark)] == [request.id]

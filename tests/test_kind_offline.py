@@ -93,6 +93,7 @@ def setup_files(pems, tmp_path_factory) -> list[Path]:
             cert_chain_pem=pems["server_chain"],
             key_pem=pems["server_key"],
             client_ca_pem=pems["public_ca"],
+            control_token="test-token",
         )
     )
     files.append(up)

@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.errors import HarnessError
 from harness.pki import Issued, RunPKI, spiffe_id
 from harness.upstream_client import ConnectionRecord, UpstreamClient, UpstreamPorts, parse_ready_line
 from harness.wait import WaitTimeout, poll
@@ -679,3 +680,43 @@ def test_runs_on_the_modules_of_python3_minimal(certs: Certs, tmp_path: Path) ->
         running.client.close()
         assert stop(running.proc) == 0
     assert running.stderr_path.read_text() == "", "the server hit a module python3-minimal lacks"
+
+
+def test_the_control_api_answers_only_the_runs_token(
+    certs: Certs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With MOCK_UPSTREAM_CONTROL_TOKEN set (the harness sets a random one per run), a control
+    request without that bearer token is refused and does nothing: a pod cannot reset the records."""
+    monkeypatch.setenv("MOCK_UPSTREAM_CONTROL_TOKEN", "the-runs-token")
+    running = start(certs, tmp_path)
+    base = f"http://127.0.0.1:{running.ports.control}"
+    try:
+        assert httpx.get(f"http://127.0.0.1:{running.ports.http}/politics", trust_env=False).status_code == 301
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic the-runs-token"}):
+            for method, path in (("POST", "/reset"), ("GET", "/records"), ("GET", "/healthz")):
+                r = httpx.request(method, base + path, headers=headers, trust_env=False)
+                assert r.status_code == 401, (method, path, headers, r.text)
+                assert "token" in r.json()["error"]
+        with UpstreamClient(base, token="the-runs-token") as control:
+            [request] = control.wait_for_requests(1)
+            assert request.status == 301, "the refused /reset erased nothing"
+            control.reset()
+            assert control.requests() == []
+        with pytest.raises(HarnessError, match="refused the harness's token"):
+            running.client.mark()  # the fixture's client has no token
+    finally:
+        running.client.close()
+        assert stop(running.proc) == 0
+
+
+def test_the_control_api_listens_on_its_own_address(certs: Certs, tmp_path: Path) -> None:
+    running = start(certs, tmp_path, "--control-listen", "127.0.0.2")
+    try:
+        with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
+            probe.connect(("127.0.0.1", running.ports.control))
+        with UpstreamClient(f"http://127.0.0.2:{running.ports.control}") as control:
+            assert control.healthz()["ok"] is True
+        assert httpx.get(f"http://127.0.0.1:{running.ports.http}/", trust_env=False).status_code == 301
+    finally:
+        running.client.close()
+        assert stop(running.proc) == 0

@@ -281,7 +281,9 @@ def test_nothing_the_engine_runs_can_leave_the_machine(engine, upstream):
 
 
 def test_tls_with_sni_verified_by_the_test_ca(engine, upstream, pki):
-    with UpstreamClient(upstream.control_url, transport=engine.netns.http_transport()) as control:
+    with UpstreamClient(
+        upstream.control_url, transport=engine.netns.http_transport(), token=upstream.control_token
+    ) as control:
         mark = control.mark()
         status, body, peer = _tls_get(
             engine.netns, upstream.address, upstream_image.UPSTREAM_PORTS["https"], pki.public_ca.cert_pem
@@ -313,7 +315,9 @@ def test_mutual_tls_port_records_the_client_certificate(engine, upstream, pki):
         "istio-egressgateway",
         uris=["spiffe://cluster.local/ns/istio-system/sa/istio-egressgateway-service-account"],
     )
-    with UpstreamClient(upstream.control_url, transport=engine.netns.http_transport()) as control:
+    with UpstreamClient(
+        upstream.control_url, transport=engine.netns.http_transport(), token=upstream.control_token
+    ) as control:
         mark = control.mark()
         status, _body, _peer = _tls_get(
             engine.netns,
@@ -337,10 +341,18 @@ def test_mutual_tls_port_records_the_client_certificate(engine, upstream, pki):
 
 def test_control_port_answers_on_the_internal_network(engine, upstream):
     assert upstream.control_url == f"http://{upstream.address}:9901"
-    with UpstreamClient(upstream.control_url, transport=engine.netns.http_transport()) as control:
+    with UpstreamClient(
+        upstream.control_url, transport=engine.netns.http_transport(), token=upstream.control_token
+    ) as control:
         health = poll("the stand-in's healthz", control.healthz)
     assert health["ok"] is True
     assert health["ports"] == {"http": 80, "https": 443, "mtls": 8443, "control": 9901}
+    # What else is on the network (a pod on kind's) reaches the port but not the records.
+    with (
+        UpstreamClient(upstream.control_url, transport=engine.netns.http_transport()) as stranger,
+        pytest.raises(HarnessError, match="refused the harness's token"),
+    ):
+        stranger.reset()
 
 
 def test_on_a_kind_like_network_the_control_port_is_published_on_loopback(engine, built, pki):
@@ -364,7 +376,9 @@ def test_on_a_kind_like_network_the_control_port_is_published_on_loopback(engine
         assert running.control_url.startswith("http://127.0.0.1:")
         binding = running.container.attrs["NetworkSettings"]["Ports"]["9901/tcp"]
         assert [b["HostIp"] for b in binding] == ["127.0.0.1"]
-        with UpstreamClient(running.control_url, transport=engine.netns.http_transport()) as control:
+        with UpstreamClient(
+            running.control_url, transport=engine.netns.http_transport(), token=running.control_token
+        ) as control:
             mark = control.mark()
             status, _body, _peer = _tls_get(engine.netns, running.address, 443, pki.public_ca.cert_pem)
             assert status == "HTTP/1.1 200 OK"

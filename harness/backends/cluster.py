@@ -153,6 +153,7 @@ class ClusterBackend(KubeBackend):
         self._started = True  # from here on stop() has something to undo
         self.pki = RunPKI(self.artifacts / "cluster" / f"pki-{self.run_id}")
         server = self.pki.public_ca.issue_server(UPSTREAM_HOST, [UPSTREAM_HOST, "*.cnn.com"])
+        token = secrets.token_urlsafe(24)  # in the run's Secret: a pod of the mesh cannot reset the records
         self.kubectl.run(
             "apply",
             "-f",
@@ -166,6 +167,7 @@ class ClusterBackend(KubeBackend):
                 cert_chain_pem=server.chain_path.read_text(),
                 key_pem=server.key_pem.decode(),
                 client_ca_pem=self.pki.public_ca.cert_pem.decode(),
+                control_token=token,
             ),
         )
         self.kubectl.run(
@@ -183,6 +185,7 @@ class ClusterBackend(KubeBackend):
         pod = self.kubectl.json("get", "pods", "-n", self.run_ns["internet"], "-l", "app=mock-upstream")["items"][0]
         self._upstream_forward = PortForward(self.kubectl, self.run_ns["internet"], pod["metadata"]["name"], 9901)
         self.upstream_control_url = self._upstream_forward.url
+        self.upstream_control_token = token
 
     def point_dns_at_upstream(self) -> None:
         assert self._upstream_address is not None, "start_upstream runs first"

@@ -335,6 +335,7 @@ class KindBackend(KubeBackend):
             labels={"egress-harness/cluster": self.cluster_name},
         )
         self.upstream_control_url = self.upstream_container.control_url
+        self.upstream_control_token = self.upstream_container.control_token
         if self.source_images:
             self._route_pods_via_node()
         poll("the stand-in's control port", self.upstream().healthz, timeout=30)

@@ -238,6 +238,7 @@ class KubeBackend:
         self._api: KubeRest | None = None
         self._upstream_client: UpstreamClient | None = None
         self.upstream_control_url: str | None = None  # set by the subclass once the stand-in runs
+        self.upstream_control_token: str | None = None  # the token its control API requires
         self.timings: dict[str, float] = {}
 
     # ---------------------------------------------------------------- names
@@ -436,7 +437,7 @@ class KubeBackend:
         if self.upstream_control_url is None:
             raise HarnessError("the stand-in is not running yet")
         if self._upstream_client is None:
-            self._upstream_client = UpstreamClient(self.upstream_control_url)
+            self._upstream_client = UpstreamClient(self.upstream_control_url, token=self.upstream_control_token)
         return self._upstream_client
 
     def upstream_trust(self) -> dict[str, dict[str, str]]:

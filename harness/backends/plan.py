@@ -609,13 +609,18 @@ def _kind_steps(n: _KindNames, act: Bind) -> list[Step]:
                     KIND_NETWORK,
                     "-p",
                     "127.0.0.1::9901",
+                    "-e",
+                    f"{upstream_image.CONTROL_TOKEN_ENV}=<the run's random control token>",
                     up_image,
                     *upstream_image.upstream_command(),
                 ],
                 ["docker", "cp", "<run's stand-in cert, key, client CA>", "<container>:/etc/mock-upstream/"],
                 ["docker", "start", upstream_name],
             ],
-            note="its control port is published on 127.0.0.1 only; its certificate is issued by the run's test public CA",
+            note=(
+                "its control port is published on 127.0.0.1 only and answers only the run's token; "
+                "its certificate is issued by the run's test public CA"
+            ),
             run=act(KindBackend.start_upstream),
         ),
         Step(

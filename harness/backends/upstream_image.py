@@ -22,6 +22,7 @@ import io
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -51,6 +52,8 @@ BASE_REPO = "egress-harness/debian-base"
 UPSTREAM_REPO = "egress-harness/mock-upstream"
 SLEEP_REPO = "egress-harness/sleep"
 UPSTREAM_PORTS = {"http": 80, "https": 443, "mtls": 8443, "control": 9901}
+# The stand-in's control API answers only requests carrying this run's token (mock_upstream/control.py).
+CONTROL_TOKEN_ENV = "MOCK_UPSTREAM_CONTROL_TOKEN"
 CERT_DIR = "/etc/mock-upstream"
 # Removed from the rootfs before it is packed: docs and apt's package lists and downloaded .debs.
 _TRIM = (
@@ -321,10 +324,14 @@ def upstream_command(
     cert: str = f"{CERT_DIR}/cert.pem",
     key: str = f"{CERT_DIR}/key.pem",
     client_ca: str = f"{CERT_DIR}/client-ca.pem",
+    control_listen: str | None = None,
 ) -> list[str]:
     """mock_upstream's arguments, in every backend: its ports, its certificate chain and key, and
     the CA whose client certificates its mutual-TLS port accepts (the container's paths by
-    default; the local mesh passes the run's files)."""
+    default; the local mesh passes the run's files). control_listen: the control API's own
+    address (the local mesh: 127.0.0.1, which only the stand-in's namespace reaches; a container
+    keeps 0.0.0.0, where Docker's published port and a port-forward arrive). Every backend also
+    gives it a per-run control token (CONTROL_TOKEN_ENV), which the harness's client sends."""
     return [
         "--listen",
         "0.0.0.0",
@@ -338,6 +345,7 @@ def upstream_command(
         client_ca,
         "--control-port",
         str(UPSTREAM_PORTS["control"]),
+        *(["--control-listen", control_listen] if control_listen else []),
         "--cert",
         cert,
         "--key",
@@ -352,6 +360,7 @@ class UpstreamContainer:
     address: str  # on `network`
     control_url: str  # http://127.0.0.1:<published port> when published, else via `address`
     ports: UpstreamPorts
+    control_token: str  # the run's token its control API requires (CONTROL_TOKEN_ENV)
 
     def remove(self) -> None:
         import docker.errors
@@ -377,15 +386,20 @@ def run_upstream(
     publish_control: bool = True,
     labels: dict[str, str] | None = None,
     timeout: float = 30.0,
+    control_token: str | None = None,
 ) -> UpstreamContainer:
-    """Create the stand-in on `network`, copy its certificates in, start it, wait for its ready line."""
+    """Create the stand-in on `network`, copy its certificates in, start it, wait for its ready line.
+    Its control API requires `control_token` (a new random one by default): whatever else reaches
+    the container's port (a pod on the network) cannot reset or read its records."""
     ports = {f"{UPSTREAM_PORTS['control']}/tcp": ("127.0.0.1", None)} if publish_control else None
+    token = control_token or secrets.token_urlsafe(24)
     container = client.containers.create(
         image,
         command=upstream_command(),
         name=name,
         network=network,
         ports=ports,
+        environment={CONTROL_TOKEN_ENV: token},
         labels={"egress-harness": "mock-upstream", **(labels or {})},
         detach=True,
     )
@@ -420,7 +434,7 @@ def run_upstream(
             control_url = f"http://127.0.0.1:{bindings[0]['HostPort']}"
         else:
             control_url = f"http://{address}:{UPSTREAM_PORTS['control']}"
-        return UpstreamContainer(container, network, address, control_url, ports_seen)
+        return UpstreamContainer(container, network, address, control_url, ports_seen, token)
     except BaseException:
         container.remove(force=True)
         raise

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import watchdog
-from harness.backends.upstream_image import UPSTREAM_PORTS, upstream_command
+from harness.backends.upstream_image import CONTROL_TOKEN_ENV, UPSTREAM_PORTS, upstream_command
 from harness.errors import HarnessError, HarnessFault, ProcessExited
 from harness.istio_binaries import IstioBinaries
 from harness.local import netpol
@@ -113,6 +113,9 @@ class LocalMesh:
         self.istiod: Istiod | None = None
         self.upstream_process: ManagedProcess | None = None
         self.upstream_address = ""
+        # The stand-in's control API listens on 127.0.0.1 of its own namespace (no pod reaches
+        # it) and answers only this run's token.
+        self.upstream_token = secrets.token_urlsafe(24)
         self._upstream_client: UpstreamClient | None = None
         self._watchdog: tuple[subprocess.Popen, int] | None = None
         self._policies: dict[tuple[str, str], netpol.EgressPolicy] = {}
@@ -361,20 +364,22 @@ class LocalMesh:
                         cert=str(server.chain_path),
                         key=str(server.key_path),
                         client_ca=str(self.pki.public_ca.cert_path),
+                        control_listen="127.0.0.1",
                     ),
                 ]
             ),
             self.log_dir / "mock_upstream.log",
             cwd=repo_root,
-            env={"PATH": POD_PATH, "PYTHONPATH": str(repo_root)},
+            env={"PATH": POD_PATH, "PYTHONPATH": str(repo_root), CONTROL_TOKEN_ENV: self.upstream_token},
         )
         self.upstream_process.start(self.state)
 
     def _upstream(self) -> UpstreamClient:
         if self._upstream_client is None:
             self._upstream_client = UpstreamClient(
-                f"http://{self.upstream_address}:{UPSTREAM_PORTS['control']}",
+                f"http://127.0.0.1:{UPSTREAM_PORTS['control']}",
                 transport=self.upstream_ns.http_transport(),
+                token=self.upstream_token,
                 check_alive=self.check_stand_in,
             )
         return self._upstream_client

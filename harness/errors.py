@@ -32,9 +32,14 @@ class MeshFailure(AssertionError):
 class HopFailure(MeshFailure):
     """A traffic assertion failed at a named hop (app → sidecar → gateway → upstream)."""
 
-    def __init__(self, hop: str, message: str):
+    # True: the message says it all and the harness's frames behind it say nothing (istiod did
+    # not answer its debug endpoint): it reads as one line, its traceback goes to the evidence.
+    one_line = False
+
+    def __init__(self, hop: str, message: str, *, one_line: bool = False):
         self.hop = hop
         self.step: str | None = None  # set by Scenario.step when raised inside a named step
+        self.one_line = one_line
         super().__init__(f"[hop: {hop}] {message}")
 
 

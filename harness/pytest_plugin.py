@@ -9,7 +9,8 @@ run is cleaned up by the mesh's watchdog (root) or by the kernel (rootless: a PI
 Per test: evidence collected while it runs, written under artifacts/evidence/<test>/ if it fails
 (in its cleanup too), the mesh-wide state added; a row in artifacts/summary.md. A fault of the
 harness (anything that is not a mesh assertion) is reported as a harness error, not as a failure
-of the mesh; a HarnessFault reads as its one line (the traceback goes into the evidence). A
+of the mesh; a HarnessFault (and a HopFailure made one_line: istiod not answering its debug
+endpoint) reads as its one line, the traceback going into the evidence. A
 process the session holds that exited (the stand-in, istiod) is said once and stops the session.
 
 Each test counts once in the terminal's totals, as its row in summary.md does: a test that passed
@@ -316,12 +317,13 @@ def _where(item: pytest.Item, excinfo: pytest.ExceptionInfo) -> str:
     return f"{os.path.relpath(entry.path, item.config.rootpath)}:{entry.lineno + 1}"
 
 
-def _harness_fault_line(item: pytest.Item, report: pytest.TestReport, excinfo: pytest.ExceptionInfo) -> None:
-    """A HarnessFault reads as its one line; its traceback goes into the test's evidence."""
+def _one_line(item: pytest.Item, report: pytest.TestReport, excinfo: pytest.ExceptionInfo, kind: str) -> None:
+    """The exception reads as its one line at the test's own line; its traceback goes into the
+    test's evidence (<kind>.<when>.txt)."""
     exc = excinfo.value
     ev = item.stash.get(EVIDENCE_KEY, None)
     if ev is not None:
-        ev.add_text(f"harness-error.{report.when}.txt", "".join(traceback.format_exception(exc)))
+        ev.add_text(f"{kind}.{report.when}.txt", "".join(traceback.format_exception(exc)))
     report.longrepr = f"{_where(item, excinfo)}: {type(exc).__name__}: {exc}"
 
 
@@ -353,10 +355,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
             item.session.shouldstop = (
                 "egress-harness: a process the session holds exited (the HARNESS ERROR above); the session stops"
             )
+        elif getattr(exc, "one_line", False):
+            _one_line(item, report, call.excinfo, "failure")
         elif not is_mesh_verdict(exc):
             report.harness_error = True
             if isinstance(exc, HarnessFault):
-                _harness_fault_line(item, report, call.excinfo)
+                _one_line(item, report, call.excinfo, "harness-error")
             else:
                 report.sections.append(
                     (HARNESS_ERROR, f"{type(exc).__name__} is a fault of the harness, not a failure of the mesh")

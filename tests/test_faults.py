@@ -238,6 +238,9 @@ def test_harness_fault(evidence):
 
 def test_skips():
     pytest.skip("not here")
+
+def test_istiod_silent(evidence):
+    raise HopFailure("istiod → proxy", "istiod (pid 1) did not answer GET /debug/syncz", one_line=True)
 """
 
 
@@ -246,8 +249,8 @@ def test_terminal_and_summary_count_each_test_once(tmp_path):
     proc = _child(tmp_path, _COUNTED, "--artifacts", str(artifacts))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out[-3000:]
-    assert _terminal_totals(out) == "2 failed, 1 passed, 1 skipped, 3 errors", out[-3000:]
-    assert _summary_totals(artifacts) == "2 failed, 1 passed, 1 skipped, 3 errors"
+    assert _terminal_totals(out) == "3 failed, 1 passed, 1 skipped, 3 errors", out[-3000:]
+    assert _summary_totals(artifacts) == "3 failed, 1 passed, 1 skipped, 3 errors"
 
 
 def test_a_harness_fault_reads_as_one_line_with_its_traceback_in_the_evidence(tmp_path):
@@ -259,6 +262,18 @@ def test_a_harness_fault_reads_as_one_line_with_its_traceback_in_the_evidence(tm
     assert lines == ["test_child.py:31: HarnessFault: iptables-restore in the hub failed: no luck"], out[-3000:]
     saved = (artifacts / "evidence" / "test_child.py_test_harness_fault" / "harness-error.call.txt").read_text()
     assert "Traceback" in saved and 'raise HarnessFault("iptables-restore' in saved
+
+
+def test_istiod_silent_reads_as_one_line_too(tmp_path):
+    artifacts = tmp_path / "artifacts"
+    proc = _child(tmp_path, _COUNTED, "--artifacts", str(artifacts), "-k", "istiod_silent")
+    out = proc.stdout + proc.stderr
+    section = out.split("_ test_istiod_silent _", 1)[1].split("short test summary", 1)[0]
+    lines = [line for line in section.splitlines() if line.strip() and not line.startswith(("=", "-", "_"))]
+    assert lines == [
+        "test_child.py:37: HopFailure: [hop: istiod → proxy] istiod (pid 1) did not answer GET /debug/syncz"
+    ], out[-3000:]
+    assert (artifacts / "evidence" / "test_child.py_test_istiod_silent" / "failure.call.txt").exists()
 
 
 _CLEANUP = """

@@ -222,6 +222,7 @@ def read_debug(
         f"istiod (pid {process.pid}, {process.run_state()}) did not answer GET {url} within "
         f"{time.monotonic() - started:.1f}s ({len(attempts)} attempts: {seen}; each read waits "
         f"{attempt_timeout:.0f}s): it runs but does not serve, so no proxy's config can be confirmed",
+        one_line=True,
     )
 
 

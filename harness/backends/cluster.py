@@ -30,6 +30,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import yaml
+
 from harness.backends import plan, tools, upstream_image
 from harness.backends.kube import (
     ISTIO_NAMESPACE,
@@ -69,7 +71,37 @@ def kubeconfig_from(option: str | None) -> Path:
         raise HarnessError(
             f"kubeconfig {path} does not exist: pass --kubeconfig with the path of an existing cluster's kubeconfig"
         )
+    problem = kubeconfig_problem(path)
+    if problem:
+        raise HarnessError(f"kubeconfig {path} {problem}: pass --kubeconfig with an existing cluster's kubeconfig")
     return path
+
+
+def kubeconfig_problem(path: Path) -> str | None:
+    """What makes `path` no usable kubeconfig, read before anything else is checked (images,
+    tools); None when its current context names a cluster with a server."""
+    try:
+        config = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        return f"is not YAML{where} ({getattr(exc, 'problem', None) or exc})"
+    if not isinstance(config, dict) or "clusters" not in config:
+        held = {str: "plain text", list: "a list", dict: "a mapping without clusters", type(None): "nothing"}
+        return f"is not a kubeconfig (it holds {held.get(type(config), type(config).__name__)})"
+    current = config.get("current-context")
+    if not current:
+        return "has no current-context"
+    contexts = {c.get("name"): c.get("context") or {} for c in config.get("contexts") or [] if isinstance(c, dict)}
+    if current not in contexts:
+        return f"names current-context {current!r}, which it does not define"
+    clusters = {c.get("name"): c.get("cluster") or {} for c in config.get("clusters") or [] if isinstance(c, dict)}
+    cluster = clusters.get(contexts[current].get("cluster"))
+    if not cluster or not cluster.get("server"):
+        return f"has no server for the cluster of context {current!r}"
+    return None
 
 
 def images_from_env() -> tuple[str, str]:
@@ -113,7 +145,7 @@ class ClusterBackend(KubeBackend):
         except (ValueError, KeyError):
             raise HarnessError(
                 f"cannot reach the cluster of {self.kubectl.kubeconfig}: "
-                f"{version.stderr.strip().splitlines()[-1:] or ['no answer']} (check the kubeconfig)"
+                f"{(version.stderr.strip().splitlines() or ['no answer'])[-1]} (check its server and credentials)"
             ) from None
         server_minor = f"{server['major']}.{server['minor'].rstrip('+')}"
         client = tools.kubectl_version_of(self.kubectl.path)

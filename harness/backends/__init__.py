@@ -1,7 +1,8 @@
 """The Kubernetes backends: kind (a cluster of its own) and cluster (an existing one).
 
-conftest's `mesh` fixture calls make_remote_backend() for --backend kind|cluster. With --dry-run it
-prints the plan (harness/backends/plan.py) and ends the session without touching anything.
+The plugin's `mesh` fixture (harness/pytest_plugin.py) calls make_remote_backend() for --backend
+kind|cluster. With --dry-run it prints the plan (harness/backends/plan.py) and ends the session
+without touching anything.
 """
 
 from __future__ import annotations

@@ -22,23 +22,18 @@ from __future__ import annotations
 
 import functools
 import json
-import re
-import signal
-import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import jinja2
-
 from harness.errors import HarnessError, HopFailure
+from harness.exec_result import ExecResult
 from harness.istioctl_validate import IstioctlValidator
+from harness.kube.kubectl import Kubectl, PortForward
+from harness.kube.templates import render_fixture
+from harness.kube.trust import trust_values
 from harness.kube_rest import KubeRest
-from harness.local.netns import ExecResult
-from harness.manifests import FIXTURES
-from harness.pki import RunPKI
-from harness.pod_table import GATEWAY_SPIFFE, PODS
+from harness.pod_table import PODS
 from harness.sync import (
     ISTIO_KINDS,
     config_differs,
@@ -53,12 +48,10 @@ from harness.trace import CONTROL_PLANE
 from harness.upstream_client import UpstreamClient
 from harness.wait import WaitTimeout, poll
 
-KIND_FIXTURES = FIXTURES / "kind"
 ISTIO_NAMESPACE = "istio-system"
 ENVOY_ADMIN_PORT = 15000
 UPSTREAM_HOST = "edition.cnn.com"
 UPSTREAM_CA_IN_POD = "/etc/egress-harness/ca.pem"
-TRUST_NAMES = {"trust": "edition-cnn-com-ca", "wrong_trust": "untrusted-ca", "client": "edition-cnn-com-client"}
 # Pods of the seed: logical "namespace/name" -> (label selector, application container).
 SEED_PODS = {key: (pod.selector, pod.container) for key, pod in PODS.items()}
 _CORE_MARK = "# egress-harness: edition.cnn.com is the stand-in"
@@ -74,41 +67,6 @@ def pilot_agent_request_args(namespace: str, pod: str, path: str) -> tuple[str, 
     """kubectl arguments for GET `path` of Envoy's admin API, asked through pilot-agent in the pod's
     istio-proxy container (the plan prints the same command)."""
     return ("exec", "-n", namespace, pod, "-c", "istio-proxy", "--", "pilot-agent", "request", "GET", path)
-
-
-def gateway_trust_pems(pki: RunPKI) -> dict[str, str]:
-    """What the gateway's credentialName Secrets hold on Kubernetes (kind and cluster alike): the
-    stand-in's CA, a CA that did not sign it, and a client certificate whose DNS SAN the
-    mutual-origination check names."""
-    untrusted = pki.other_public_ca()
-    client = pki.public_ca.issue_client(
-        "gateway-client",
-        "istio-egressgateway",
-        dns_names=["istio-egressgateway.istio-system.svc.cluster.local"],
-        uris=[GATEWAY_SPIFFE],
-    )
-    return {
-        "public_ca": pki.public_ca.cert_pem.decode(),
-        "untrusted_ca": untrusted.cert_pem.decode(),
-        "client_cert": client.cert_pem.decode(),
-        "client_key": client.key_pem.decode(),
-    }
-
-
-def trust_values() -> dict[str, dict[str, str]]:
-    """`trust` template values on Kubernetes: credentialName secrets in the gateway's namespace."""
-    return {key: {"credential_name": name} for key, name in TRUST_NAMES.items()}
-
-
-@functools.lru_cache(maxsize=1)
-def _env() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(KIND_FIXTURES)), undefined=jinja2.StrictUndefined, keep_trailing_newline=True
-    )
-
-
-def render_fixture(name: str, **values: object) -> str:
-    return _env().get_template(name).render(**values)
 
 
 # ------------------------------------------------------------------------------ CoreDNS
@@ -130,80 +88,6 @@ def remove_hosts_block(corefile: str) -> str:
         if not skipping:
             out.append(line)
     return "".join(out)
-
-
-# ------------------------------------------------------------------------------ kubectl
-@dataclass
-class Kubectl:
-    path: Path
-    kubeconfig: Path
-    log: list[str] = field(default_factory=list)
-
-    def argv(self, *args: str) -> list[str]:
-        return [str(self.path), f"--kubeconfig={self.kubeconfig}", *args]
-
-    def run(self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120.0) -> ExecResult:
-        argv = self.argv(*args)
-        self.log.append(" ".join(args))
-        try:
-            proc = subprocess.run(argv, capture_output=True, text=True, input=input, timeout=timeout)
-        except subprocess.TimeoutExpired as exc:
-            out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-            return ExecResult(tuple(args), 124, out, f"[harness] kubectl {' '.join(args[:3])} killed after {timeout}s")
-        result = ExecResult(tuple(args), proc.returncode, proc.stdout, proc.stderr)
-        if check and not result.ok:
-            raise RuntimeError(
-                f"kubectl {' '.join(args)} failed with exit {proc.returncode}: {proc.stderr.strip()[-500:]}"
-            )
-        return result
-
-    def json(self, *args: str) -> dict:
-        return json.loads(self.run(*args, "-o", "json").stdout)
-
-
-class PortForward:
-    """`kubectl port-forward pod/NAME :PORT` on 127.0.0.1; the local port is read from its output."""
-
-    def __init__(self, kubectl: Kubectl, namespace: str, pod: str, remote_port: int, timeout: float = 20.0):
-        self.proc = subprocess.Popen(
-            kubectl.argv("port-forward", "-n", namespace, f"pod/{pod}", f":{remote_port}", "--address=127.0.0.1"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        self.local_port = 0
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            m = re.search(r"Forwarding from 127\.0\.0\.1:(\d+) ->", line)
-            if m:
-                self.local_port = int(m.group(1))
-                break
-            if not line and self.proc.poll() is not None:
-                break
-        if not self.local_port:
-            err = self.proc.stderr.read() if self.proc.poll() is not None and self.proc.stderr else ""
-            self.close()
-            raise RuntimeError(
-                f"kubectl port-forward to {namespace}/{pod}:{remote_port} did not start: {err.strip()[:300]}"
-            )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.local_port}"
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
 
 
 # ------------------------------------------------------------------------------ the backend

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
 from harness.istio_binaries import cache_root
+from harness.stand_in import CERT_DIR, UPSTREAM_PORTS, upstream_command
 from harness.upstream_client import UpstreamPorts, parse_ready_line
 from harness.wait import poll
 
@@ -50,8 +51,6 @@ BASE_PACKAGES = ("python3-minimal", "curl", "openssl")
 BASE_REPO = "egress-harness/debian-base"
 UPSTREAM_REPO = "egress-harness/mock-upstream"
 SLEEP_REPO = "egress-harness/sleep"
-UPSTREAM_PORTS = {"http": 80, "https": 443, "mtls": 8443, "control": 9901}
-CERT_DIR = "/etc/mock-upstream"
 # Removed from the rootfs before it is packed: docs and apt's package lists and downloaded .debs.
 _TRIM = (
     "usr/share/doc",
@@ -314,35 +313,6 @@ def cert_archive(files: dict[str, bytes], directory: str, mode: int = 0o444) -> 
             info.mtime = int(time.time())
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
-
-
-def upstream_command(
-    *,
-    cert: str = f"{CERT_DIR}/cert.pem",
-    key: str = f"{CERT_DIR}/key.pem",
-    client_ca: str = f"{CERT_DIR}/client-ca.pem",
-) -> list[str]:
-    """mock_upstream's arguments, in every backend: its ports, its certificate chain and key, and
-    the CA whose client certificates its mutual-TLS port accepts (the container's paths by
-    default; the local mesh passes the run's files)."""
-    return [
-        "--listen",
-        "0.0.0.0",
-        "--http-port",
-        str(UPSTREAM_PORTS["http"]),
-        "--https-port",
-        str(UPSTREAM_PORTS["https"]),
-        "--mtls-port",
-        str(UPSTREAM_PORTS["mtls"]),
-        "--client-ca",
-        client_ca,
-        "--control-port",
-        str(UPSTREAM_PORTS["control"]),
-        "--cert",
-        cert,
-        "--key",
-        key,
-    ]
 
 
 @dataclass

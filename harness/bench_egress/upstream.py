@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
-from harness.local.mesh import UPSTREAM_PORTS
 from harness.local.netns import pod_env
 from harness.local.pods import UPSTREAM_HOST
 from harness.local.processes import ManagedProcess
+from harness.stand_in import UPSTREAM_PORTS
 from harness.wait import poll
 
 if TYPE_CHECKING:

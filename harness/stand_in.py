@@ -1,0 +1,38 @@
+"""The stand-in (mock_upstream) as every backend starts it: its ports and its command line, one
+place for both (the local mesh runs it in the internet namespace, kind and a cluster in a container
+or a pod of the image harness/backends/upstream_image.py builds)."""
+
+from __future__ import annotations
+
+UPSTREAM_PORTS = {"http": 80, "https": 443, "mtls": 8443, "control": 9901}
+# Where the image's stand-in finds its certificate, key and client CA.
+CERT_DIR = "/etc/mock-upstream"
+
+
+def upstream_command(
+    *,
+    cert: str = f"{CERT_DIR}/cert.pem",
+    key: str = f"{CERT_DIR}/key.pem",
+    client_ca: str = f"{CERT_DIR}/client-ca.pem",
+) -> list[str]:
+    """mock_upstream's arguments, in every backend: its ports, its certificate chain and key, and
+    the CA whose client certificates its mutual-TLS port accepts (the container's paths by
+    default; the local mesh passes the run's files)."""
+    return [
+        "--listen",
+        "0.0.0.0",
+        "--http-port",
+        str(UPSTREAM_PORTS["http"]),
+        "--https-port",
+        str(UPSTREAM_PORTS["https"]),
+        "--mtls-port",
+        str(UPSTREAM_PORTS["mtls"]),
+        "--client-ca",
+        client_ca,
+        "--control-port",
+        str(UPSTREAM_PORTS["control"]),
+        "--cert",
+        cert,
+        "--key",
+        key,
+    ]

@@ -245,20 +245,26 @@ class KubeBackend:
                 dump = self.pilot_agent_request(pod, f"config_dump?resource=dynamic_active_clusters&name_regex={regex}")
                 return bool(json.loads(dump or "{}").get("configs"))
 
+            try:
+                poll(
+                    f"{pod} to accept config generation {gen} (cluster {cluster})",
+                    has_marker,
+                    timeout=max(1.0, timeout - (time.monotonic() - started)),
+                    interval=0.5,
+                )
+            except WaitTimeout as exc:  # a proxy that never gets the config: the control plane's hop
+                raise HopFailure(CONTROL_PLANE, str(exc)) from None
+        try:
             poll(
-                f"{pod} to accept config generation {gen} (cluster {cluster})",
-                has_marker,
+                "every proxy to ACK every xDS type (istiod /debug/syncz)",
+                lambda: pending_from_syncz(self.syncz(), before),
+                ok=lambda u: not u,
                 timeout=max(1.0, timeout - (time.monotonic() - started)),
                 interval=0.5,
+                describe=lambda u: "; ".join(u),
             )
-        poll(
-            "every proxy to ACK every xDS type (istiod /debug/syncz)",
-            lambda: pending_from_syncz(self.syncz(), before),
-            ok=lambda u: not u,
-            timeout=max(1.0, timeout - (time.monotonic() - started)),
-            interval=0.5,
-            describe=lambda u: "; ".join(u),
-        )
+        except WaitTimeout as exc:
+            raise HopFailure(CONTROL_PLANE, str(exc)) from None
         seconds = time.monotonic() - started
         self.timings["last_convergence"] = seconds
         return seconds

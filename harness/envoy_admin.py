@@ -35,6 +35,17 @@ _ACTIVE_CLUSTER_PLACES = ("static_clusters", "dynamic_active_clusters", "StaticC
 _SIMILAR_STATS_SHOWN = 10
 
 
+def stat_values(body: dict) -> dict[str, int]:
+    """Envoy's `/stats?format=json` as {name: value}: counters and gauges; histograms (which come
+    as {"histograms": ...}) and text readouts (string values) are left out."""
+    values: dict[str, int] = {}
+    for entry in body.get("stats", []):
+        value = entry.get("value")
+        if "name" in entry and isinstance(value, int) and not isinstance(value, bool):
+            values[entry["name"]] = value
+    return values
+
+
 class EnvoyAdminError(RuntimeError):
     """The admin API could not be reached or answered with an error."""
 
@@ -93,14 +104,7 @@ class EnvoyAdmin:
         params = {"format": "json"}
         if filter_regex:
             params["filter"] = filter_regex
-        body = self._get_json("/stats", params)
-        values: dict[str, int] = {}
-        for entry in body.get("stats", []):
-            value = entry.get("value")
-            # Histograms come as {"histograms": ...}; text readouts have string values.
-            if "name" in entry and isinstance(value, int) and not isinstance(value, bool):
-                values[entry["name"]] = value
-        return values
+        return stat_values(self._get_json("/stats", params))
 
     def counter(self, name: str) -> int:
         """The value of the stat `name`; 0 if Envoy has no such stat (yet)."""

@@ -26,6 +26,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from harness import mesh_evidence
+from harness.envoy_admin import stat_values
 from harness.errors import HarnessError, HopFailure
 from harness.exec_result import ExecResult
 from harness.istioctl_validate import IstioctlValidator
@@ -384,13 +386,12 @@ class KubeBackend:
 
     # ---------------------------------------------------------------- evidence
     def collect(self, directory: Path) -> None:
+        """The evidence of every backend (harness/mesh_evidence.py), each proxy read through
+        pilot-agent in its istio-proxy container, plus the pod YAML, events and pods of the cluster."""
         directory.mkdir(parents=True, exist_ok=True)
 
-        def save(name: str, fetch: Callable[[], str]) -> None:
-            try:
-                (directory / name).write_text(fetch())
-            except Exception as exc:  # noqa: BLE001 - one broken source must not hide the others
-                (directory / f"{name}.error").write_text(f"{type(exc).__name__}: {exc}")
+        def save(name: str, fetch: Callable[[], object]) -> None:
+            mesh_evidence.save(directory, name, fetch)
 
         # Functions of the pod, bound with partial: mypy cannot type a lambda with a default argument.
         def pod_yaml(pod: str) -> str:
@@ -401,24 +402,26 @@ class KubeBackend:
             namespace, name, _ = self.pod_name(pod)
             return self.kubectl.run("logs", "-n", namespace, name, "-c", "istio-proxy").stdout
 
+        def admin_json(pod: str, path: str) -> dict:
+            body = json.loads(self.pilot_agent_request(pod, path) or "{}")
+            return stat_values(body) if path.startswith("stats") else body
+
         for pod in SEED_PODS:
-            safe = pod.replace("/", "_")
-            save(f"{safe}.pod.yaml", functools.partial(pod_yaml, pod))
-            save(f"{safe}.config_dump.json", functools.partial(self.pilot_agent_request, pod, "config_dump"))
-            save(f"{safe}.stats.txt", functools.partial(self.pilot_agent_request, pod, "stats"))
-            save(f"{safe}.clusters.txt", functools.partial(self.pilot_agent_request, pod, "clusters"))
-            save(f"{safe}.certs.json", functools.partial(self.pilot_agent_request, pod, "certs"))
-            save(f"{safe}.istio-proxy.log", functools.partial(proxy_log, pod))
+            d = mesh_evidence.save_proxy(
+                directory,
+                pod,
+                {name: functools.partial(admin_json, pod, path) for name, path in mesh_evidence.PROXY_FILES.items()},
+            )
+            mesh_evidence.save(d, "pod.yaml", functools.partial(pod_yaml, pod))
+            mesh_evidence.save(d, "istio-proxy.log", functools.partial(proxy_log, pod))
+        save("istiod-configz.json", lambda: self.istiod_debug(CONFIGZ_EXEC))
         save(
             "istiod.log", lambda: self.kubectl.run("logs", "-n", ISTIO_NAMESPACE, "deploy/istiod", "--tail=2000").stdout
         )
-        save("istiod-syncz.json", lambda: json.dumps(self.syncz(), indent=2))
+        save("istiod-syncz.json", self.syncz)
         save("events.txt", lambda: self.kubectl.run("get", "events", "-A", "--sort-by=.lastTimestamp").stdout)
         save("pods.txt", lambda: self.kubectl.run("get", "pods", "-A", "-o", "wide").stdout)
-        save(
-            "upstream-records.json",
-            lambda: json.dumps([r.__dict__ for r in self.upstream().records()], default=str, indent=2),
-        )
+        save("upstream-records.json", lambda: [r.__dict__ for r in self.upstream().records()])
         save("kubectl-commands.txt", lambda: "\n".join(self.kubectl.log[-500:]))
         if self._api is not None:  # what the one apply path sent (harness/kube_rest.py)
             api = self._api

@@ -87,6 +87,10 @@ class EnvoyAdmin:
     def close(self) -> None:
         self._client.close()
 
+    def get(self, path: str) -> httpx.Response:
+        """GET an admin path as pilot-agent's `request GET` takes it ("stats?format=json")."""
+        return self._client.get("/" + path.lstrip("/"))
+
     def __enter__(self) -> EnvoyAdmin:
         return self
 

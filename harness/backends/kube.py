@@ -26,6 +26,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
+
 from harness import mesh_evidence
 from harness.envoy_admin import stat_values
 from harness.errors import HarnessError, HopFailure
@@ -52,6 +54,7 @@ from harness.wait import WaitTimeout, poll
 
 ISTIO_NAMESPACE = "istio-system"
 ENVOY_ADMIN_PORT = 15000
+ISTIOD_DEBUG_PORT = 15014
 UPSTREAM_HOST = "edition.cnn.com"
 UPSTREAM_CA_IN_POD = "/etc/egress-harness/ca.pem"
 # Pods of the seed: logical "namespace/name" -> (label selector, application container).
@@ -120,6 +123,10 @@ class KubeBackend:
         self.generation = 0
         self._forwards: dict[str, PortForward] = {}
         self._admins: dict[str, object] = {}
+        # The running pod of each logical pod, read once: pods change only when the harness
+        # redeploys one (redeploy() forgets it), and a kubectl process per read cost ~10 s a test.
+        self._pods: dict[str, dict] = {}
+        self._istiod: tuple[PortForward, httpx.Client] | None = None
         self._validator = IstioctlValidator(istioctl)
         self._api: KubeRest | None = None
         self._upstream_client: UpstreamClient | None = None
@@ -148,6 +155,9 @@ class KubeBackend:
         logical_ns = pod.split("/", 1)[0]
         selector, container = SEED_PODS[pod]
         namespace = self.ns(logical_ns)
+        cached = self._pods.get(pod)
+        if cached is not None:
+            return namespace, cached["metadata"]["name"], container
         pods = [
             p
             for p in self.kubectl.json("get", "pods", "-n", namespace, "-l", selector)["items"]
@@ -155,7 +165,13 @@ class KubeBackend:
         ]
         if len(pods) != 1:
             raise HarnessError(f"expected one running pod for {pod} ({namespace}, {selector}), found {len(pods)}")
+        if pods[0]["status"].get("podIP"):
+            self._pods[pod] = pods[0]
         return namespace, pods[0]["metadata"]["name"], container
+
+    def _pod_object(self, pod: str) -> dict:
+        namespace, name, _ = self.pod_name(pod)
+        return self._pods.get(pod) or self.kubectl.json("get", "pod", "-n", namespace, name)
 
     # ---------------------------------------------------------------- manifests
     def validate(self, objs: list[dict]) -> None:
@@ -201,7 +217,7 @@ class KubeBackend:
                 namespace, name, _ = self.pod_name(pod)
             except HarnessError:
                 continue
-            spec = self.kubectl.json("get", "pod", "-n", namespace, name)["spec"]
+            spec = self._pod_object(pod)["spec"]
             names = [c["name"] for c in spec.get("containers", []) + spec.get("initContainers", [])]
             if "istio-proxy" in names:
                 out.append(pod)
@@ -272,6 +288,15 @@ class KubeBackend:
         return seconds
 
     def pilot_agent_request(self, pod: str, path: str) -> str:
+        """GET `path` of the pod's Envoy admin: over the pod's long-lived port-forward (one HTTP
+        request, not a process); through `pilot-agent request` in its istio-proxy container (the
+        plan's command) when the forward cannot be had."""
+        try:
+            response = self.proxy_admin(pod).get(path)
+            if response.status_code == 200:
+                return response.text
+        except (httpx.HTTPError, RuntimeError):
+            pass
         namespace, name, _ = self.pod_name(pod)
         result = self.kubectl.run(*pilot_agent_request_args(namespace, name, path), check=False, timeout=30)
         if not result.ok:
@@ -281,11 +306,47 @@ class KubeBackend:
     def syncz(self) -> list[dict]:
         return self.istiod_debug(SYNCZ_EXEC)
 
+    def _istiod_client(self) -> httpx.Client:
+        """istiod's debug port (15014, what `pilot-discovery request` reads) over a port-forward:
+        the request arrives on the pod's loopback, which istiod's debug handlers admit as local."""
+        if self._istiod is not None and self._istiod[0].alive():
+            return self._istiod[1]
+        self._close_istiod()
+        name = self.kubectl.run(
+            "get",
+            "pods",
+            "-n",
+            ISTIO_NAMESPACE,
+            "-l",
+            "app=istiod",
+            "--field-selector=status.phase=Running",
+            "-o",
+            "jsonpath={.items[0].metadata.name}",
+        ).stdout.strip()
+        fwd = PortForward(self.kubectl, ISTIO_NAMESPACE, name, ISTIOD_DEBUG_PORT)
+        self._istiod = (fwd, httpx.Client(base_url=fwd.url, timeout=10.0, trust_env=False))
+        return self._istiod[1]
+
+    def _close_istiod(self) -> None:
+        if self._istiod is not None:
+            self._istiod[1].close()
+            self._istiod[0].close()
+            self._istiod = None
+
     def istiod_debug(self, exec_args: tuple[str, ...]) -> list[dict]:
-        """A list istiod's debug endpoint returns (syncz, configz), read in its container."""
+        """A list istiod's debug endpoint returns (syncz, configz): over the port-forward to its
+        debug port, or, when that cannot be had, read in its container (the plan's command)."""
+        path = exec_args[-1]
+        try:
+            response = self._istiod_client().get(path)
+            if response.status_code == 200:
+                data = response.json()
+                return data if isinstance(data, list) else []
+        except (httpx.HTTPError, RuntimeError, ValueError):
+            self._close_istiod()
         result = self.kubectl.run(*exec_args, check=False, timeout=30)
         if not result.ok:
-            raise RuntimeError(f"istiod {exec_args[-1]}: {result.stderr.strip()[-300:]}")
+            raise RuntimeError(f"istiod {path}: {result.stderr.strip()[-300:]}")
         data = json.loads(result.stdout or "[]")
         return data if isinstance(data, list) else []
 
@@ -298,8 +359,7 @@ class KubeBackend:
         return ExecResult(tuple(argv), result.exit_code, result.stdout, result.stderr)
 
     def pod_address(self, pod: str) -> str:
-        namespace, name, _ = self.pod_name(pod)
-        return self.kubectl.json("get", "pod", "-n", namespace, name)["status"]["podIP"]
+        return self._pod_object(pod)["status"]["podIP"]
 
     def has_sidecar(self, pod: str) -> bool:
         return pod in self.proxies()
@@ -344,6 +404,7 @@ class KubeBackend:
         if pod not in ("default/sleep", "test-egress/sleep"):
             raise HarnessError(f"only the sleep pods can be redeployed, not {pod!r}")
         namespace = self.ns(pod.split("/", 1)[0])
+        self._pods.pop(pod, None)
         patch = {
             "spec": {
                 "template": {
@@ -364,6 +425,7 @@ class KubeBackend:
             return ("istio-proxy" in names) == sidecar
 
         poll(f"{pod} to run {'with' if sidecar else 'without'} a sidecar", settled, timeout=120, interval=1.0)
+        self._pods.pop(pod, None)
         for key in [k for k in self._forwards if k.startswith(namespace + "/sleep")]:
             self._forwards.pop(key).close()
             self._admins.pop(key, None)
@@ -429,6 +491,7 @@ class KubeBackend:
 
     def close_forwards(self) -> None:
         self.close_api()
+        self._close_istiod()
         for admin in self._admins.values():
             close = getattr(admin, "close", None)
             if close:

@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING
 from harness import manifests
 from harness.backends.kube import (
     CONFIGZ_EXEC,
+    ENVOY_ADMIN_PORT,
     ISTIO_NAMESPACE,
+    ISTIOD_DEBUG_PORT,
     SYNCZ_EXEC,
     UPSTREAM_HOST,
     pilot_agent_request_args,
@@ -161,9 +163,15 @@ def setup_manifests(
 def convergence_cmds(k: list[str], *, configz: bool = True) -> list[list[str]]:
     """How the backend sees that every proxy runs the config (kube.py's wait_converged); configz:
     first, that istiod holds what was applied (the first convergence follows no apply)."""
+    # Each read is one HTTP request over a port-forward the run keeps open (istiod's debug port,
+    # each proxy's admin port); the exec commands below read the same where a forward cannot be had.
     dump = "config_dump?resource=dynamic_active_clusters&name_regex=<marker cluster>"
     agent = pilot_agent_request_args("<ns>", "<pod>", dump)
-    return [*([k + list(CONFIGZ_EXEC)] if configz else []), k + list(agent), k + list(SYNCZ_EXEC)]
+    forwards = [
+        k + ["port-forward", "-n", ISTIO_NAMESPACE, "pod/<istiod>", f":{ISTIOD_DEBUG_PORT}", "--address=127.0.0.1"],
+        k + ["port-forward", "-n", "<ns>", "pod/<pod>", f":{ENVOY_ADMIN_PORT}", "--address=127.0.0.1"],
+    ]
+    return [*forwards, *([k + list(CONFIGZ_EXEC)] if configz else []), k + list(agent), k + list(SYNCZ_EXEC)]
 
 
 def seed_wait_step(k: list[str], ns_default: str, ns_test_egress: str, run: Action | None) -> Step:

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     import docker
     from docker.models.containers import Container
 
+    from harness.pki import CertAuthority, Issued
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 UPSTREAM_CONTEXT = REPO_ROOT / "mock_upstream"
 SUITE = "bookworm"
@@ -51,6 +53,11 @@ BASE_REPO = "egress-harness/debian-base"
 UPSTREAM_REPO = "egress-harness/mock-upstream"
 SLEEP_REPO = "egress-harness/sleep"
 UPSTREAM_PORTS = {"http": 80, "https": 443, "mtls": 8443, "control": 9901}
+# The names on the stand-in's server certificate: exactly the one host the suites reach, not the
+# real site's `*.cnn.com`. A gateway told to verify another CNN name (a DestinationRule whose sni
+# and subjectAltNames say www.cnn.com) then fails verification, as it should against a server
+# that is edition.cnn.com only; a wildcard would have let that wrong name through unnoticed.
+UPSTREAM_CERT_NAMES = ("edition.cnn.com",)
 CERT_DIR = "/etc/mock-upstream"
 # Removed from the rootfs before it is packed: docs and apt's package lists and downloaded .debs.
 _TRIM = (
@@ -314,6 +321,12 @@ def cert_archive(files: dict[str, bytes], directory: str, mode: int = 0o444) -> 
             info.mtime = int(time.time())
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+def issue_upstream_certificate(ca: CertAuthority, file_stem: str = "edition.cnn.com") -> Issued:
+    """The stand-in's server certificate (every backend's, and the benchmark's fortio upstream):
+    issued by the test public CA for exactly UPSTREAM_CERT_NAMES."""
+    return ca.issue_server(file_stem, list(UPSTREAM_CERT_NAMES))
 
 
 def upstream_command(

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import watchdog
-from harness.backends.upstream_image import UPSTREAM_PORTS, upstream_command
+from harness.backends.upstream_image import UPSTREAM_PORTS, issue_upstream_certificate, upstream_command
 from harness.errors import HarnessError, HarnessFault
 from harness.istio_binaries import IstioBinaries
 from harness.local import netpol
@@ -34,7 +34,7 @@ from harness.local.fabric import Fabric
 from harness.local.istiod import ISTIOD_SAN, Istiod, IstiodTLS, mesh_config
 from harness.local.kube_registry import KubeRegistry, istio_crd_file
 from harness.local.netns import ETC_NETNS_DIR, POD_PATH, ExecResult, Netns
-from harness.local.pods import UPSTREAM_HOST, Pod, stage_gateway_trust, write_pod_etc
+from harness.local.pods import Pod, stage_gateway_trust, write_pod_etc
 from harness.local.processes import ManagedProcess
 from harness.local.proxy import IstioProxy, ProxySpec, stage_proxy_binaries
 from harness.local.reaper import start_watchdog
@@ -347,7 +347,7 @@ class LocalMesh:
         self._add_netns(ns)
         ns.create()
         self.fabric.plug(ns, self.upstream_address)
-        server = self.pki.public_ca.issue_server("edition.cnn.com", [UPSTREAM_HOST, "*.cnn.com"])
+        server = issue_upstream_certificate(self.pki.public_ca)
         self.upstream_ns = ns
         repo_root = Path(__file__).resolve().parents[2]
         self.upstream_process = ManagedProcess(

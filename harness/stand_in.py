@@ -4,9 +4,22 @@ or a pod of the image harness/backends/upstream_image.py builds)."""
 
 from __future__ import annotations
 
+from harness.pki import CertAuthority, Issued
+
 UPSTREAM_PORTS = {"http": 80, "https": 443, "mtls": 8443, "control": 9901}
 # Where the image's stand-in finds its certificate, key and client CA.
 CERT_DIR = "/etc/mock-upstream"
+# The names on the stand-in's server certificate: exactly the one host the suites reach, not the
+# real site's `*.cnn.com`. A gateway told to verify another CNN name (a DestinationRule whose sni
+# and subjectAltNames say www.cnn.com) then fails verification, as it should against a server
+# that is edition.cnn.com only; a wildcard would have let that wrong name through unnoticed.
+UPSTREAM_CERT_NAMES = ("edition.cnn.com",)
+
+
+def issue_upstream_certificate(ca: CertAuthority, file_stem: str = "edition.cnn.com") -> Issued:
+    """The stand-in's server certificate (every backend's, and the benchmark's fortio upstream):
+    issued by the test public CA for exactly UPSTREAM_CERT_NAMES."""
+    return ca.issue_server(file_stem, list(UPSTREAM_CERT_NAMES))
 
 
 def upstream_command(

@@ -183,7 +183,7 @@ def upstream(built, pki):
         ipam=docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=NETWORK_SUBNET)]),
         labels={"egress-harness": "test"},
     )
-    server = pki.public_ca.issue_server("edition.cnn.com", ["edition.cnn.com", "*.cnn.com"])
+    server = stand_in.issue_upstream_certificate(pki.public_ca)
     running = None
     try:
         running = upstream_image.run_upstream(

@@ -188,7 +188,7 @@ class ClusterBackend(KubeBackend):
         """The stand-in in the run's own namespace, with a certificate from the run's PKI."""
         self._started = True  # from here on stop() has something to undo
         self.pki = RunPKI(self.artifacts / "cluster" / f"pki-{self.run_id}")
-        server = self.pki.public_ca.issue_server(UPSTREAM_HOST, [UPSTREAM_HOST, "*.cnn.com"])
+        server = stand_in.issue_upstream_certificate(self.pki.public_ca, UPSTREAM_HOST)
         self.kubectl.run(
             "apply",
             "-f",

@@ -342,7 +342,7 @@ class KindBackend(KubeBackend):
         """The stand-in, with a certificate from the run's PKI (made here: it is first needed here)."""
         assert self.upstream_image is not None, "build_images runs first"
         self.pki = RunPKI(self.artifacts / "kind" / f"pki-{self.run_id}")
-        server = self.pki.public_ca.issue_server(UPSTREAM_HOST, [UPSTREAM_HOST, "*.cnn.com"])
+        server = stand_in.issue_upstream_certificate(self.pki.public_ca, UPSTREAM_HOST)
         client = self._engine
         name = upstream_container_name(self.cluster_name)
         stale = [c for c in client.containers.list(all=True, filters={"name": name}) if c.name == name]

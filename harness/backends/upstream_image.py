@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     import docker
     from docker.models.containers import Container
 
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 UPSTREAM_CONTEXT = REPO_ROOT / "mock_upstream"
 SUITE = "bookworm"

@@ -68,8 +68,11 @@ mesh: system-e2e $(STAMP) istio kube-toolchain
 KIND_SOURCE := $(and $(filter kind,$(BACKEND)),$(filter source,$(IMAGES)),$(if $(DRY_RUN),,yes))
 RUNNER := $(if $(KIND_SOURCE),$(PY) -m harness.images.with_engine --istio-version=$(ISTIO_VERSION) --,$(PY) -m harness.rootless)
 
+# A test file or id in PYTEST_ARGS (suites/x.py, suites/x.py::test_y) is what runs, instead of every
+# suite: pytest then refuses an id that matches nothing (exit 4), where `suites` beside it ran all.
+E2E_PATHS = $(if $(filter suites suites/% ./suites/% %.py,$(foreach w,$(PYTEST_ARGS),$(firstword $(subst ::, ,$(w))))),,suites)
 e2e: system-e2e $(STAMP) $(if $(DRY_RUN),,istio $(if $(filter local,$(BACKEND)),kube-toolchain))
-	cd $(ROOT) && EGRESS_HARNESS_IMAGES=$(IMAGES) $(RUNNER) $(PY) -m pytest suites --backend=$(BACKEND) \
+	cd $(ROOT) && EGRESS_HARNESS_IMAGES=$(IMAGES) $(RUNNER) $(PY) -m pytest $(E2E_PATHS) --backend=$(BACKEND) \
 		--istio-version=$(ISTIO_VERSION) --artifacts=$(ART) $(if $(DRY_RUN),--dry-run) $(PYTEST_ARGS)
 
 test: system-test $(STAMP) istio istio-from kube-toolchain fortio
@@ -134,8 +137,10 @@ fidelity: $(STAMP)
 clean-stale: $(STAMP)
 	@cd $(ROOT) && $(PY) -m harness.local.reaper
 
+# Only what the harness wrote, in a folder it made (its marker file): ARTIFACTS=/tmp removes nothing.
 clean:
-	rm -rf $(ART) $(ROOT)/.pytest_cache
+	@cd $(ROOT) && $(PYTHON) -m harness.artifacts clean $(ART)
+	@rm -rf $(ROOT)/.pytest_cache
 
 # Everything the harness built or fetched (Istio and Envoy builds, tools, images): one folder.
 clean-cache:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from harness.envoy_admin import EnvoyAdmin
-from harness.local.netns import ExecResult
+from harness.exec_result import ExecResult
 from harness.pod_table import GATEWAY, GATEWAY_SPIFFE, SLEEP, TEST_EGRESS_SLEEP, sleep_spiffe
 from harness.upstream_client import UpstreamClient
 

@@ -35,6 +35,17 @@ _ACTIVE_CLUSTER_PLACES = ("static_clusters", "dynamic_active_clusters", "StaticC
 _SIMILAR_STATS_SHOWN = 10
 
 
+def stat_values(body: dict) -> dict[str, int]:
+    """Envoy's `/stats?format=json` as {name: value}: counters and gauges; histograms (which come
+    as {"histograms": ...}) and text readouts (string values) are left out."""
+    values: dict[str, int] = {}
+    for entry in body.get("stats", []):
+        value = entry.get("value")
+        if "name" in entry and isinstance(value, int) and not isinstance(value, bool):
+            values[entry["name"]] = value
+    return values
+
+
 class EnvoyAdminError(RuntimeError):
     """The admin API could not be reached or answered with an error."""
 
@@ -76,6 +87,10 @@ class EnvoyAdmin:
     def close(self) -> None:
         self._client.close()
 
+    def get(self, path: str) -> httpx.Response:
+        """GET an admin path as pilot-agent's `request GET` takes it ("stats?format=json")."""
+        return self._client.get("/" + path.lstrip("/"))
+
     def __enter__(self) -> EnvoyAdmin:
         return self
 
@@ -93,14 +108,7 @@ class EnvoyAdmin:
         params = {"format": "json"}
         if filter_regex:
             params["filter"] = filter_regex
-        body = self._get_json("/stats", params)
-        values: dict[str, int] = {}
-        for entry in body.get("stats", []):
-            value = entry.get("value")
-            # Histograms come as {"histograms": ...}; text readouts have string values.
-            if "name" in entry and isinstance(value, int) and not isinstance(value, bool):
-                values[entry["name"]] = value
-        return values
+        return stat_values(self._get_json("/stats", params))
 
     def counter(self, name: str) -> int:
         """The value of the stat `name`; 0 if Envoy has no such stat (yet)."""

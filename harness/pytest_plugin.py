@@ -19,7 +19,6 @@ and then failed its cleanup is one error (or one failure), not "1 passed, 1 erro
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import signal
@@ -30,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from harness import artifacts as _artifacts
 from harness.errors import HarnessError, HarnessFault, MeshFailure, ProcessExited
 from harness.evidence import Evidence
 from harness.istio_binaries import IstioBinaries
@@ -79,19 +79,14 @@ def _as_interrupt(signum: int, frame: object) -> None:
 
 
 def _claim_artifacts(config: pytest.Config) -> Path:
-    """The artifacts folder, writable and this run's alone (a lock held for the session)."""
-    path = Path(config.getoption("--artifacts")).resolve()
+    """The artifacts folder, writable, with room, and this run's alone (harness/artifacts.py)."""
+    from harness import artifacts
+
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        _exit(f"cannot write the artifacts folder {path}: {exc.strerror} (pass ARTIFACTS=DIR, a folder you can write)")
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        _exit(f"the artifacts folder {path} is in use by another run: wait for it, or pass ARTIFACTS=another-folder")
-    os.set_inheritable(fd, False)
+        path, fd = artifacts.claim(Path(config.getoption("--artifacts")))
+    except artifacts.ArtifactsProblem as exc:
+        _exit(str(exc))
+        raise  # not reached
     config.stash[_LOCK] = fd
     return path
 
@@ -365,6 +360,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
                 report.sections.append(
                     (HARNESS_ERROR, f"{type(exc).__name__} is a fault of the harness, not a failure of the mesh")
                 )
+    artifacts_dir = item.config.stash.get(_ARTIFACTS, None)
+    if report.failed and artifacts_dir is not None and _artifacts.is_full(artifacts_dir):
+        # A verdict built on missing lines (an access log that could not be written) is no verdict.
+        report.harness_error = True
+        report.sections.append((HARNESS_ERROR, _artifacts.full_line(artifacts_dir)))
+        item.session.shouldstop = f"egress-harness: {_artifacts.full_line(artifacts_dir)}"
     item.stash.setdefault(REPORT_KEY, {})[report.when] = report
     if report.when == "teardown":
         ev = item.stash.get(EVIDENCE_KEY, None)
@@ -422,9 +423,12 @@ def pytest_deselected(items: list[pytest.Item]) -> None:
         items[0].config.stash[_SUMMARY].deselected += len(items)
 
 
+@pytest.hookimpl(tryfirst=True)  # before junitxml writes its file: the reserve makes room for both
 def pytest_sessionfinish(session: pytest.Session) -> None:
     writer = session.config.stash.get(_SUMMARY, None)
     artifacts = session.config.stash.get(_ARTIFACTS, None)
+    if artifacts is not None:
+        _artifacts.release_reserve(artifacts)
     stopped = session.config.stash.get(_STOPPED, None)
     if stopped is not None:
         session.exitstatus = 3  # a harness error that ended the session, as one while the mesh starts

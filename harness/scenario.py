@@ -42,6 +42,15 @@ class Scenario:
         self.values = stage_values(stage, mode=self.mode, trust=self.backend.upstream_trust(), **values)
         return objs
 
+    def apply_changed(self, stage: str, change: Callable[[list[dict]], object], label: str) -> list[dict]:
+        """Apply `stage` after `change` edited its rendering in place (a deliberately broken mesh),
+        under `label`; `values` are the stage's, so the checks read its ports as for `apply`."""
+        objs = self.render(stage)
+        change(objs)
+        self.apply_objects(objs, label)
+        self.values = stage_values(stage, mode=self.mode, trust=self.backend.upstream_trust())
+        return objs
+
     def apply_objects(self, objs: list[dict], stage: str) -> list[dict]:
         stale = [o for o in self.applied if _key(o) not in {_key(n) for n in objs}]
         if stale:

@@ -3,97 +3,168 @@ through the same checks the suites use, must fail, and name the hop that is brok
 
 from __future__ import annotations
 
-import copy
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import pytest
 
+from harness.backend import GATEWAY
 from harness.checks import http_gateway, origination, passthrough
 from harness.errors import HopFailure
 from harness.evidence import Evidence
+from harness.manifests import MODES
 from harness.scenario import Scenario
+from harness.stats import cluster_counter
 from harness.trace import GATEWAY_UPSTREAM, SIDECAR_GATEWAY
 
 pytestmark = pytest.mark.mesh
 
+ORIGINATION_DR = "originate-tls-for-edition-cnn-com"
+WRONG_SNI = "www.cnn.com"  # a real CNN name, covered by the real site's *.cnn.com but not edition.cnn.com
 
-def _find(objs: list[dict], kind: str) -> dict:
-    return next(o for o in objs if o["kind"] == kind)
+
+def _find(objs: list[dict], kind: str, name: str | None = None) -> dict:
+    return next(o for o in objs if o["kind"] == kind and name in (None, o["metadata"]["name"]))
 
 
-def mesh_route_bypasses_gateway(sc: Scenario) -> list[dict]:
+def mesh_route_bypasses_gateway(objs: list[dict]) -> None:
     """The VirtualService's mesh route sends port 80 straight to edition.cnn.com."""
-    objs = copy.deepcopy(sc.render("http/gateway"))
     vs = _find(objs, "VirtualService")
     vs["spec"]["http"][0]["route"][0]["destination"] = {"host": "edition.cnn.com", "port": {"number": 80}}
-    return objs
 
 
-def wrong_sni_to_gateway(sc: Scenario) -> list[dict]:
+def wrong_sni_to_gateway(objs: list[dict]) -> None:
     """The sidecar's mTLS to the gateway carries SNI wrong.example.com: no gateway filter chain matches."""
-    objs = copy.deepcopy(sc.render("passthrough/gateway"))
-    dr = _find(objs, "DestinationRule")
+    dr = _find(objs, "DestinationRule", "egressgateway-for-cnn")
     dr["spec"]["subsets"][0]["trafficPolicy"]["portLevelSettings"][0]["tls"]["sni"] = "wrong.example.com"
-    return objs
 
 
-def origination_rule_missing(sc: Scenario) -> list[dict]:
-    """The gateway routes to edition.cnn.com:443 but nobody told it to originate TLS."""
-    return sc.render("origination/no-origination")
+def unchanged(objs: list[dict]) -> None:
+    """The stage as it is (origination/no-origination: the gateway routes to edition.cnn.com:443
+    but nobody told it to originate TLS)."""
 
+
+def origination_sni(objs: list[dict]) -> None:
+    """The origination rule sends SNI www.cnn.com; it still verifies the SAN edition.cnn.com, which
+    the stand-in's certificate has: only the SNI the stand-in saw gives it away."""
+    _find(objs, "DestinationRule", ORIGINATION_DR)["spec"]["trafficPolicy"]["portLevelSettings"][0]["tls"]["sni"] = (
+        WRONG_SNI
+    )
+
+
+def origination_sni_and_san(objs: list[dict]) -> None:
+    """The origination rule sends SNI www.cnn.com and verifies that name: the stand-in's certificate
+    names edition.cnn.com only, so the gateway refuses it (with *.cnn.com it would have passed)."""
+    tls = _find(objs, "DestinationRule", ORIGINATION_DR)["spec"]["trafficPolicy"]["portLevelSettings"][0]["tls"]
+    tls["sni"] = WRONG_SNI
+    tls["subjectAltNames"] = [WRONG_SNI]
+
+
+@dataclass(frozen=True)
+class Broken:
+    name: str
+    mode: str
+    stage: str  # the stage whose rendering is broken (its values are the check's)
+    change: Callable[[list[dict]], None]
+    check: Callable[[Scenario], object]
+    hop: str
+    phrase: str  # a phrase of the expected message
+    grows: tuple[str, str] | None = None  # a gateway counter the failed check must have moved
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}-{self.mode}"
+
+
+SNI_SEEN = f"carried SNI edition.cnn.com: SNI ['{WRONG_SNI}']"  # upstream_sni's message
+HANDSHAKE_SNI = f"sni={WRONG_SNI}"  # upstream_handshake's message names the connection's SNI
 
 BROKEN = [
-    # (name, mode, breakage, check, expected hop, a phrase of the expected message)
-    (
-        "mesh-route-bypasses-gateway",
-        "plaintext",
-        mesh_route_bypasses_gateway,
-        http_gateway.check_through_gateway,
-        SIDECAR_GATEWAY,
-        "does not point at the gateway",
+    *(
+        Broken(
+            "mesh-route-bypasses-gateway",
+            m,
+            "http/gateway",
+            mesh_route_bypasses_gateway,
+            http_gateway.check_through_gateway,
+            SIDECAR_GATEWAY,
+            "does not point at the gateway",
+        )
+        for m in ("plaintext", "istio-mutual")
     ),
-    (
-        "mesh-route-bypasses-gateway",
-        "istio-mutual",
-        mesh_route_bypasses_gateway,
-        http_gateway.check_through_gateway,
-        SIDECAR_GATEWAY,
-        "does not point at the gateway",
-    ),
-    (
+    Broken(
         "wrong-sni",
         "istio-mutual",
+        "passthrough/gateway",
         wrong_sni_to_gateway,
         passthrough.check_passthrough,
         SIDECAR_GATEWAY,
         "expected statuses [200]",
     ),
-    (
-        "origination-rule-missing",
-        "plaintext",
-        origination_rule_missing,
-        origination.check_origination,
-        GATEWAY_UPSTREAM,
-        "expected statuses [200]",
+    *(
+        Broken(
+            "origination-rule-missing",
+            m,
+            "origination/no-origination",
+            unchanged,
+            origination.check_origination,
+            GATEWAY_UPSTREAM,
+            "expected statuses [200]",
+        )
+        for m in ("plaintext", "istio-mutual")
     ),
-    (
-        "origination-rule-missing",
-        "istio-mutual",
-        origination_rule_missing,
-        origination.check_origination,
-        GATEWAY_UPSTREAM,
-        "expected statuses [200]",
+    # A wrong SNI on every origination variant, in both modes: the checks must see it at the
+    # gateway → upstream hop, from what the stand-in saw.
+    *(
+        Broken(f"{variant}-wrong-sni", m, stage, origination_sni, check, GATEWAY_UPSTREAM, phrase)
+        for variant, stage, check, phrase in (
+            ("origination", "origination/simple", origination.check_origination, SNI_SEEN),
+            ("mutual-origination", "origination/mutual", origination.check_mutual_origination, SNI_SEEN),
+            ("origination-wrong-ca", "origination/wrong-ca", origination.check_wrong_ca, HANDSHAKE_SNI),
+            (
+                "mutual-origination-without-client-cert",
+                "origination/mutual-without-client-cert",
+                origination.check_mutual_origination_without_client_cert,
+                HANDSHAKE_SNI,
+            ),
+        )
+        for m in MODES
+    ),
+    # The wrong SNI with SANs to match: the gateway's own verification refuses the stand-in (503,
+    # ssl.fail_verify_san), which only the stand-in's narrow certificate makes possible.
+    *(
+        Broken(
+            f"{variant}-wrong-sni-and-san",
+            m,
+            stage,
+            origination_sni_and_san,
+            check,
+            GATEWAY_UPSTREAM,
+            "expected statuses [200] and exit 0, got 503",
+            grows=(f"outbound|{port}||edition.cnn.com", "ssl.fail_verify_san"),
+        )
+        for variant, stage, check, port in (
+            ("origination", "origination/simple", origination.check_origination, 443),
+            ("mutual-origination", "origination/mutual", origination.check_mutual_origination, 8443),
+        )
+        for m in MODES
     ),
 ]
 
 
-@pytest.mark.parametrize("name,mode,breakage,check,hop,phrase", BROKEN, ids=[f"{b[0]}-{b[1]}" for b in BROKEN])
-def test_broken_mesh_is_caught_at_the_right_hop(mesh, name, mode, breakage, check, hop, phrase):
-    sc = Scenario(mesh, Evidence(), mode)
+@pytest.mark.parametrize("broken", BROKEN, ids=[b.id for b in BROKEN])
+def test_broken_mesh_is_caught_at_the_right_hop(mesh, broken: Broken):
+    sc = Scenario(mesh, Evidence(), broken.mode)
     try:
-        sc.apply_objects(breakage(sc), f"broken/{name}")
+        sc.apply_changed(broken.stage, broken.change, f"broken/{broken.name}")
+        admin = mesh.proxy_admin(GATEWAY)
+        before = cluster_counter(admin, *broken.grows) if broken.grows else 0
         with pytest.raises(HopFailure) as failure:
-            check(sc)
-        assert failure.value.hop == hop, f"{name} was blamed on {failure.value.hop}: {failure.value}"
-        assert phrase in str(failure.value)
+            broken.check(sc)
+        assert failure.value.hop == broken.hop, f"{broken.name} was blamed on {failure.value.hop}: {failure.value}"
+        assert broken.phrase in str(failure.value), str(failure.value)
+        if broken.grows:
+            grew = cluster_counter(admin, *broken.grows) - before
+            assert grew > 0, f"the gateway's {broken.grows} did not grow: the failure was not its verification"
     finally:
         sc.delete_all()

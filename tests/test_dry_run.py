@@ -16,16 +16,16 @@ from pathlib import Path
 import pytest
 
 from harness import manifests
-from harness.backends import plan, tools, upstream_image
-from harness.backends.kube import trust_values
+from harness.backends import cluster, kind, kube_steps, steps, tools, upstream_image
 from harness.errors import HarnessError
+from harness.kube.trust import trust_values
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def kind_plan_text(istio_binaries) -> str:
-    return plan.kind_plan(cluster_name="egress-harness", keep_cluster=False, istio_version="1.31").render()
+    return kind.kind_plan(cluster_name="egress-harness", keep_cluster=False, istio_version="1.31").render()
 
 
 def test_plan_has_versions_and_pins(kind_plan_text):
@@ -50,8 +50,8 @@ def test_plan_has_the_exact_commands(kind_plan_text, istio_binaries):
     hub, tag = tools.istio_images("1.31")
     kind = tools.resolve_kind(fetch=False)
     kind_bin = str(kind.path or f"<cache>/tools/kind-{tools.KIND_VERSION}/kind")
-    create = " ".join(plan.kind_create_cmd(kind_bin, "egress-harness", kubeconfig, tools.kind_node_image()))
-    install = " ".join(plan.istioctl_install_cmd(str(istio_binaries.istioctl), kubeconfig, hub, tag))
+    create = " ".join(kube_steps.kind_create_cmd(kind_bin, "egress-harness", kubeconfig, tools.kind_node_image()))
+    install = " ".join(kube_steps.istioctl_install_cmd(str(istio_binaries.istioctl), kubeconfig, hub, tag))
     assert f"$ {create}" in kind_plan_text
     assert f"$ {install}" in kind_plan_text
     for flag in (
@@ -60,7 +60,7 @@ def test_plan_has_the_exact_commands(kind_plan_text, istio_binaries):
         "--set=meshConfig.accessLogFile=/dev/stdout",
         f"--set=hub={hub}",
         f"--set=tag={tag}",
-        "-f " + str(plan.ISTIO_OPERATOR),
+        "-f " + str(kube_steps.ISTIO_OPERATOR),
         "--readiness-timeout=5m",
     ):
         assert flag in install
@@ -88,12 +88,12 @@ def _indented(text: str) -> str:
 
 def test_plan_has_every_manifest(kind_plan_text):
     # The kind config and the IstioOperator, verbatim.
-    assert _indented(plan.KIND_CONFIG.read_text()) in kind_plan_text
-    assert _indented(plan.ISTIO_OPERATOR.read_text()) in kind_plan_text
-    assert _indented(plan.mesh_config_overlay()) in kind_plan_text  # the second -f, from harness/meshconfig.py
+    assert _indented(kube_steps.KIND_CONFIG.read_text()) in kind_plan_text
+    assert _indented(kube_steps.ISTIO_OPERATOR.read_text()) in kind_plan_text
+    assert _indented(kube_steps.mesh_config_overlay()) in kind_plan_text  # the second -f, from harness/meshconfig.py
     assert "REGISTRY_ONLY" in kind_plan_text and "accessLogEncoding: JSON" in kind_plan_text
     # The cluster-side manifests (with placeholders for the run's PEMs).
-    for name, text in plan.setup_manifests(sleep_image=upstream_image.sleep_tag()).items():
+    for name, text in kube_steps.setup_manifests(sleep_image=upstream_image.sleep_tag()).items():
         assert f"Apply {name}" in kind_plan_text
         assert _indented(text) in kind_plan_text, name
     assert "edition.cnn.com:53 {" in kind_plan_text
@@ -106,7 +106,7 @@ def test_plan_has_every_manifest(kind_plan_text):
 
 
 def test_keep_cluster_plan_does_not_delete(istio_binaries):
-    text = plan.kind_plan(cluster_name="mine", keep_cluster=True, istio_version="1.31").render()
+    text = kind.kind_plan(cluster_name="mine", keep_cluster=True, istio_version="1.31").render()
     teardown = text.split("## Teardown", 1)[1]
     assert "delete cluster" not in teardown and "Keep the cluster" in teardown
     assert "--name=mine" in text
@@ -144,15 +144,15 @@ def _cluster_backend(tmp_path, monkeypatch):
 
 
 @pytest.fixture(params=["kind", "kind IMAGES=source", "cluster"])
-def real_and_dry(request, tmp_path, monkeypatch) -> tuple[plan.Plan, plan.Plan]:
+def real_and_dry(request, tmp_path, monkeypatch) -> tuple[steps.Plan, steps.Plan]:
     """A real run's plan (its backend made, not started) and the dry run's, for the same run."""
     if request.param == "cluster":
         backend = _cluster_backend(tmp_path, monkeypatch)
-        dry = plan.cluster_plan(kubeconfig=backend.kubectl.kubeconfig, istio_version="1.31", run_id=backend.run_id)
+        dry = cluster.cluster_plan(kubeconfig=backend.kubectl.kubeconfig, istio_version="1.31", run_id=backend.run_id)
         return backend.make_plan(), dry
     images = "source" if "source" in request.param else "registry"
     real = _kind_backend(tmp_path, monkeypatch, images).make_plan()
-    return real, plan.kind_plan(cluster_name="egress-harness", keep_cluster=False, istio_version="1.31", images=images)
+    return real, kind.kind_plan(cluster_name="egress-harness", keep_cluster=False, istio_version="1.31", images=images)
 
 
 def test_the_dry_run_prints_the_steps_a_real_run_runs(real_and_dry):
@@ -170,15 +170,15 @@ def test_every_setup_step_of_a_real_run_has_an_action(real_and_dry):
     real, _ = real_and_dry
     per_test = next(i for i, s in enumerate(real.steps) if s.title.startswith("Per test:"))
     setup = real.steps[:per_test]
-    assert all((s.run is None) == (s.by == plan.WITH_ENGINE) for s in setup)
+    assert all((s.run is None) == (s.by == kube_steps.WITH_ENGINE) for s in setup)
     assert not [s.title for s in real.steps[per_test:] if s.run is not None], "per-test steps run in the suites"
     timings = [s.timing for s in setup if s.timing]
     if real.backend == "kind":
-        assert all((s.run is None) == (s.by == plan.WITH_ENGINE) for s in real.teardown)
+        assert all((s.run is None) == (s.by == kube_steps.WITH_ENGINE) for s in real.teardown)
         assert timings == ["tools", "cluster", "images", "istio", "cold_start"]
     else:  # ClusterBackend.stop() does its teardown itself, every part even when one fails
         assert timings == ["cold_start"]
-    engine = plan.source_engine_steps() if real.versions.get("images", "").startswith("source") else []
+    engine = kind.source_engine_steps() if real.versions.get("images", "").startswith("source") else []
     assert [s.title for s in setup if s.run is None] == [s.title for s in engine]
 
 
@@ -243,7 +243,7 @@ def test_cluster_start_runs_the_plans_setup_steps_in_order(tmp_path, monkeypatch
 def test_cluster_plan_refusal_hint_and_namespaces(tmp_path, istio_binaries):
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
-    text = plan.cluster_plan(kubeconfig=kubeconfig, istio_version="1.31", run_id="abc123").render()
+    text = cluster.cluster_plan(kubeconfig=kubeconfig, istio_version="1.31", run_id="abc123").render()
     assert "otherwise: istioctl install" in text and "components.egressGateways[0].enabled=true" in text
     assert "name: eh-abc123-default" in text and "name: eh-abc123-test-egress" in text
     assert 'egress-harness/run: "abc123"' in text

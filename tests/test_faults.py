@@ -25,10 +25,10 @@ import httpx
 import pytest
 
 from harness.backend import TEST_EGRESS_SLEEP
-from harness.backends.upstream_image import UPSTREAM_PORTS
 from harness.errors import HarnessError, HopFailure, ProcessExited
 from harness.local.istiod import read_debug
 from harness.local.processes import ManagedProcess
+from harness.stand_in import UPSTREAM_PORTS
 from harness.trace import CONTROL_PLANE
 from harness.upstream_client import UpstreamClient
 

@@ -23,10 +23,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import manifests
-from harness.backends import kube, plan, tools, upstream_image
-from harness.backends.kube import KubeBackend, Kubectl
+from harness import manifests, stand_in
+from harness.backends import kube, kube_steps, tools, upstream_image
+from harness.backends.kube import KubeBackend
 from harness.errors import ConfigRejected, HarnessError, ManifestRejected
+from harness.kube import templates, trust
+from harness.kube.kubectl import Kubectl
 from harness.pki import RunPKI
 from harness.sync import config_differs, expected_config, pending_from_syncz
 
@@ -65,8 +67,8 @@ def install_manifest(istioctl, tmp_path_factory) -> Path:
     """`istioctl manifest generate` with exactly the flags the backend passes to `istioctl install`."""
     hub, tag = tools.istio_images("1.31")
     d = tmp_path_factory.mktemp("install")
-    overlay = plan.write_mesh_config_overlay(d)
-    cmd = plan.istioctl_install_cmd(str(istioctl), Path("/nonexistent/kubeconfig"), hub, tag, overlay)
+    overlay = kube_steps.write_mesh_config_overlay(d)
+    cmd = kube_steps.istioctl_install_cmd(str(istioctl), Path("/nonexistent/kubeconfig"), hub, tag, overlay)
     args = [a for a in cmd[2:] if a != "-y" and not a.startswith(("--kubeconfig", "--readiness-timeout"))]
     proc = subprocess.run([str(istioctl), "manifest", "generate", *args], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -79,17 +81,17 @@ def install_manifest(istioctl, tmp_path_factory) -> Path:
 def setup_files(pems, tmp_path_factory) -> list[Path]:
     d = tmp_path_factory.mktemp("setup")
     files = []
-    for name, text in plan.setup_manifests(sleep_image=upstream_image.sleep_tag(), pems=pems).items():
+    for name, text in kube_steps.setup_manifests(sleep_image=upstream_image.sleep_tag(), pems=pems).items():
         (d / name).write_text(text)
         files.append(d / name)
     up = d / "upstream-in-cluster.yaml"
     up.write_text(
-        kube.render_fixture(
+        templates.render_fixture(
             "upstream-in-cluster.yaml.j2",
             namespace="eh-test-internet",
             run_labels={},
             image="registry.example/mock-upstream:1",
-            args=upstream_image.upstream_command(),
+            args=stand_in.upstream_command(),
             cert_chain_pem=pems["server_chain"],
             key_pem=pems["server_key"],
             client_ca_pem=pems["public_ca"],
@@ -115,7 +117,7 @@ def _messages(output: str) -> list[tuple[str, str, str]]:
 
 @pytest.mark.parametrize("stage,mode", CASES, ids=[f"{s}-{m}" for s, m in CASES])
 def test_scenario_rendering_validates_and_analyzes(stage, mode, istioctl, install_manifest, setup_files, tmp_path):
-    objs = manifests.render(stage, mode=mode, trust=kube.trust_values())
+    objs = manifests.render(stage, mode=mode, trust=trust.trust_values())
     assert objs, "a stage renders at least one object"
     path = tmp_path / "scenario.yaml"
     path.write_text(manifests.to_yaml(objs))
@@ -148,7 +150,7 @@ def test_kind_fixtures_validate_and_analyze(istioctl, install_manifest, setup_fi
         "validate",
         *[a for f in setup_files for a in ("-f", str(f))],
         "-f",
-        str(plan.ISTIO_OPERATOR),
+        str(kube_steps.ISTIO_OPERATOR),
         "-f",
         str(install_manifest.parent / "istio-meshconfig.yaml"),
     )
@@ -211,11 +213,11 @@ def test_install_flags_give_the_egress_gateway_access_logs_and_counters(install_
 
 def _broken(kind: str) -> list[dict]:
     if kind == "enum":
-        objs = manifests.render("origination/simple", mode="plaintext", trust=kube.trust_values())
+        objs = manifests.render("origination/simple", mode="plaintext", trust=trust.trust_values())
         dr = next(o for o in objs if o["metadata"]["name"] == "originate-tls-for-edition-cnn-com")
         dr["spec"]["trafficPolicy"]["portLevelSettings"][0]["tls"]["mode"] = "SIMPEL"
     else:
-        objs = manifests.render("http/gateway", mode="plaintext", trust=kube.trust_values())
+        objs = manifests.render("http/gateway", mode="plaintext", trust=trust.trust_values())
         next(o for o in objs if o["kind"] == "Gateway")["spec"]["servers"][0]["hosts"] = []
     return objs
 
@@ -245,7 +247,7 @@ def test_istioctl_validate_does_not_catch_the_seeds_sni_hosts(istioctl, tmp_path
     """A fact worth knowing: offline validation accepts the seed's `sni_hosts` (it is the API
     server's strict field validation that rejects it), so the suites must not rely on istioctl
     for that one."""
-    objs = manifests.render("passthrough/gateway", mode="plaintext", trust=kube.trust_values())
+    objs = manifests.render("passthrough/gateway", mode="plaintext", trust=trust.trust_values())
     match = next(o for o in objs if o["kind"] == "VirtualService")["spec"]["tls"][0]["match"][0]
     match["sni_hosts"] = match.pop("sniHosts")
     path = tmp_path / "seed-field.yaml"
@@ -254,7 +256,7 @@ def test_istioctl_validate_does_not_catch_the_seeds_sni_hosts(istioctl, tmp_path
 
 
 def test_analyze_catches_a_dangling_reference(istioctl, tmp_path):
-    objs = manifests.render("http/gateway", mode="istio-mutual", trust=kube.trust_values())
+    objs = manifests.render("http/gateway", mode="istio-mutual", trust=trust.trust_values())
     vs = next(o for o in objs if o["kind"] == "VirtualService")
     vs["spec"]["gateways"] = ["no-such-gateway", "mesh"]
     vs["spec"]["http"][1]["match"][0]["gateways"] = ["no-such-gateway"]
@@ -269,13 +271,13 @@ def test_analyze_catches_a_dangling_reference(istioctl, tmp_path):
 def test_trust_values_name_secrets_that_the_backend_creates(pems):
     secrets = {
         d["metadata"]["name"]: d
-        for d in yaml.safe_load_all(plan.setup_manifests(sleep_image="x", pems=pems)["trust-secrets.yaml"])
+        for d in yaml.safe_load_all(kube_steps.setup_manifests(sleep_image="x", pems=pems)["trust-secrets.yaml"])
         if d
     }
     assert all(s["metadata"]["namespace"] == "istio-system" for s in secrets.values())
     names = set()
     for stage, mode in CASES:
-        for o in manifests.render(stage, mode=mode, trust=kube.trust_values()):
+        for o in manifests.render(stage, mode=mode, trust=trust.trust_values()):
             if o["kind"] == "DestinationRule":
                 for pls in o["spec"].get("trafficPolicy", {}).get("portLevelSettings", []):
                     if pls.get("tls", {}).get("credentialName"):
@@ -291,7 +293,7 @@ def test_trust_values_name_secrets_that_the_backend_creates(pems):
 
 
 def test_sleep_pods_carry_curl_openssl_image_and_ca(pems):
-    text = plan.setup_manifests(sleep_image=upstream_image.sleep_tag(), pems=pems)
+    text = kube_steps.setup_manifests(sleep_image=upstream_image.sleep_tag(), pems=pems)
     for name, sidecar in (("sleep-default.yaml", "true"), ("sleep-test-egress.yaml", "false")):
         docs = {d["kind"]: d for d in yaml.safe_load_all(text[name]) if d}
         pod = docs["Deployment"]["spec"]["template"]
@@ -303,7 +305,7 @@ def test_sleep_pods_carry_curl_openssl_image_and_ca(pems):
 
 
 def test_kind_config_keeps_kindnet_for_network_policy():
-    config = yaml.safe_load(plan.KIND_CONFIG.read_text())
+    config = yaml.safe_load(kube_steps.KIND_CONFIG.read_text())
     assert config["apiVersion"] == "kind.x-k8s.io/v1alpha4" and config["kind"] == "Cluster"
     assert not config["networking"].get("disableDefaultCNI")
     assert [n["role"] for n in config["nodes"]] == ["control-plane"]

@@ -170,10 +170,10 @@ def test_a_sigkilled_run_leaves_no_engine_and_no_suites(tmp_path):
 
 
 def test_the_source_plan_names_the_engine_images_and_istio_settings():
-    from harness.backends import plan
+    from harness.backends import kind
     from harness.images.kind_images import STEPS
 
-    text = plan.kind_plan(
+    text = kind.kind_plan(
         cluster_name="egress-harness", keep_cluster=False, istio_version="1.31", images="source"
     ).render()
     assert "ip netns add eh-engine" in text and "ip route get 8.8.8.8" in text
@@ -182,5 +182,5 @@ def test_the_source_plan_names_the_engine_images_and_istio_settings():
     assert "load docker-image --name egress-harness egress-harness/proxyv2:1.31-<key>" in text
     assert "PILOT_ENABLE_METADATA_EXCHANGE" in text and "failCgroupV1: false" in text
     assert "ip netns delete eh-engine" in text
-    registry = plan.kind_plan(cluster_name="egress-harness", keep_cluster=False, istio_version="1.31").render()
+    registry = kind.kind_plan(cluster_name="egress-harness", keep_cluster=False, istio_version="1.31").render()
     assert "eh-engine" not in registry and "kindest/node" in registry

@@ -14,6 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from harness import stand_in
 from harness.pki import RunPKI, spiffe_id, write_istio_cert_dir
 
 HOST = "edition.cnn.com"
@@ -169,6 +170,18 @@ def test_server_certificate_passes_pythons_ssl_verification(pki: RunPKI):
         _handshake(server_ctx, other, HOST)
     with pytest.raises(ssl.SSLCertVerificationError, match="Hostname mismatch"):
         _handshake(server_ctx, trusting, "www.example.com")
+
+
+def test_the_stand_ins_certificate_names_only_edition_cnn_com(pki: RunPKI):
+    """No wildcard: a client verifying another CNN name (a wrong sni with matching SANs) fails."""
+    issued = stand_in.issue_upstream_certificate(pki.public_ca)
+    assert issued.dns_names() == [HOST] and issued.uris() == []
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(str(issued.chain_path), str(issued.key_path))
+    trusting = ssl.create_default_context(cafile=str(pki.public_ca.cert_path))
+    assert ("DNS", HOST) in _handshake(server_ctx, trusting, HOST)["subjectAltName"]
+    with pytest.raises(ssl.SSLCertVerificationError, match="Hostname mismatch"):
+        _handshake(server_ctx, trusting, "www.cnn.com")
 
 
 def test_client_certificate_has_client_auth_and_sans(pki: RunPKI):

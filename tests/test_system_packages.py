@@ -39,11 +39,21 @@ def test_nothing_is_missing_here_after_make_installed_it():
     assert check_go() is None
 
 
-def _hidden(commands: list[str], argv: list[str], *, as_nobody: bool) -> subprocess.CompletedProcess:
-    """Run argv with `commands` hidden behind /dev/null (not executable) in a private mount namespace."""
+def _hidden(
+    commands: list[str], argv: list[str], *, as_nobody: bool, list_netns: bool = False
+) -> subprocess.CompletedProcess:
+    """Run argv with `commands` hidden behind /dev/null (not executable) in a private mount namespace.
+    list_netns: the namespace gets a /var/run/netns of its own (a tmpfs), listed after argv on a
+    last line `netns: …`, so what argv created is told apart from other runs on the machine."""
     mounts = " && ".join(f"mount --bind /dev/null {find_command(c)}" for c in commands)
     user = f"setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups " if as_nobody else ""
-    script = f"{mounts} && exec {user}" + " ".join(f"'{a}'" for a in argv)
+    command = user + " ".join(f"'{a}'" for a in argv)
+    if list_netns:
+        Path("/var/run/netns").mkdir(parents=True, exist_ok=True)
+        script = f"{mounts} && mount -t tmpfs egress-harness-test /var/run/netns && {command}; rc=$?; "
+        script += 'echo "netns: $(ls -A /var/run/netns)"; exit $rc'
+    else:
+        script = f"{mounts} && exec {command}"
     return subprocess.run(
         ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
         cwd=REPO,
@@ -90,18 +100,21 @@ def test_make_e2e_stops_with_the_line_and_starts_nothing(root_only, newcomer_dir
     """The whole first command as a non-root newcomer would type it: one line, exit 2, no
     namespace, no virtualenv work, no Istio build."""
     tmp_path = newcomer_dir
-    netns_before = set(os.listdir("/var/run/netns")) if os.path.isdir("/var/run/netns") else set()
     proc = _hidden(
         ["iptables"],
         ["make", "-s", "-f", str(REPO / "Makefile"), "-C", str(tmp_path), "e2e", f"PYTHON={SYSTEM_PYTHON}"],
         as_nobody=True,
+        list_netns=True,
     )
     assert proc.returncode != 0
     lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
-    assert lines[0].startswith("egress-harness: missing system packages") and "sudo apt-get install" in lines[0], lines
-    assert all(line.startswith("make") for line in lines[1:]), lines  # make's own "Error 2" only
-    netns_after = set(os.listdir("/var/run/netns")) if os.path.isdir("/var/run/netns") else set()
-    assert netns_after <= netns_before
+    [netns] = [line for line in lines if line.startswith("netns:")]
+    output = [line for line in lines if not line.startswith("netns:")]
+    assert output[0].startswith("egress-harness: missing system packages") and "sudo apt-get install" in output[0], (
+        output
+    )
+    assert all(line.startswith("make") for line in output[1:]), output  # make's own "Error 2" only
+    assert netns == "netns: ", "the stopped run created network namespaces"
     assert list(tmp_path.iterdir()) == []
 
 

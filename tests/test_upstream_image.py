@@ -28,6 +28,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness import stand_in
 from harness.backends import upstream_image
 from harness.errors import HarnessError
 from harness.local.netns import Netns
@@ -182,7 +183,7 @@ def upstream(built, pki):
         ipam=docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=NETWORK_SUBNET)]),
         labels={"egress-harness": "test"},
     )
-    server = pki.public_ca.issue_server("edition.cnn.com", ["edition.cnn.com", "*.cnn.com"])
+    server = stand_in.issue_upstream_certificate(pki.public_ca)
     running = None
     try:
         running = upstream_image.run_upstream(
@@ -286,7 +287,7 @@ def test_tls_with_sni_verified_by_the_test_ca(engine, upstream, pki):
     ) as control:
         mark = control.mark()
         status, body, peer = _tls_get(
-            engine.netns, upstream.address, upstream_image.UPSTREAM_PORTS["https"], pki.public_ca.cert_pem
+            engine.netns, upstream.address, stand_in.UPSTREAM_PORTS["https"], pki.public_ca.cert_pem
         )
         assert status == "HTTP/1.1 200 OK", body[:300]
         assert ("DNS", "edition.cnn.com") in peer["subjectAltName"]
@@ -299,7 +300,7 @@ def test_tls_with_sni_verified_by_the_test_ca(engine, upstream, pki):
 def test_a_client_that_trusts_another_ca_is_refused(engine, upstream, pki):
     other = pki.other_public_ca()
     with pytest.raises(ssl.SSLCertVerificationError):
-        _tls_get(engine.netns, upstream.address, upstream_image.UPSTREAM_PORTS["https"], other.cert_pem)
+        _tls_get(engine.netns, upstream.address, stand_in.UPSTREAM_PORTS["https"], other.cert_pem)
 
 
 def test_http_port_redirects_like_the_seed(engine, upstream):
@@ -322,7 +323,7 @@ def test_mutual_tls_port_records_the_client_certificate(engine, upstream, pki):
         status, _body, _peer = _tls_get(
             engine.netns,
             upstream.address,
-            upstream_image.UPSTREAM_PORTS["mtls"],
+            stand_in.UPSTREAM_PORTS["mtls"],
             pki.public_ca.cert_pem,
             client_cert=(client_cert.cert_path, client_cert.key_path),
         )
@@ -334,7 +335,7 @@ def test_mutual_tls_port_records_the_client_certificate(engine, upstream, pki):
         # Without a client certificate the handshake fails, and the stand-in says so.
         mark = control.mark()
         with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
-            _tls_get(engine.netns, upstream.address, upstream_image.UPSTREAM_PORTS["mtls"], pki.public_ca.cert_pem)
+            _tls_get(engine.netns, upstream.address, stand_in.UPSTREAM_PORTS["mtls"], pki.public_ca.cert_pem)
         [conn] = control.wait_for_connections(1, since=mark)
     assert conn.listener == "mtls" and conn.state == "failed" and conn.handshake_error
 

@@ -1,7 +1,8 @@
 """The Kubernetes backends: kind (a cluster of its own) and cluster (an existing one).
 
-conftest's `mesh` fixture calls make_remote_backend() for --backend kind|cluster. With --dry-run it
-prints the plan (harness/backends/plan.py) and ends the session without touching anything.
+The plugin's `mesh` fixture (harness/pytest_plugin.py) calls make_remote_backend() for --backend
+kind|cluster. With --dry-run it prints the plan (harness/backends/plan.py) and ends the session
+without touching anything.
 """
 
 from __future__ import annotations
@@ -53,22 +54,20 @@ def make_remote_backend(pytestconfig, artifacts_dir: Path):
             "--kubeconfig is for BACKEND=cluster; kind writes its own (drop --kubeconfig, or use --backend cluster)"
         )
 
-    from harness.backends import plan as plan_mod
-
     if dry_run:
         if backend == "kind":
-            from harness.backends.kind import images_mode
+            from harness.backends.kind import images_mode, kind_plan
 
-            p = plan_mod.kind_plan(
+            p = kind_plan(
                 cluster_name=cluster_name,
                 keep_cluster=keep,
                 istio_version=istio_version,
                 images=images_mode(running=False),
             )
         else:
-            from harness.backends.cluster import kubeconfig_from
+            from harness.backends.cluster import cluster_plan, kubeconfig_from
 
-            p = plan_mod.cluster_plan(kubeconfig=kubeconfig_from(kubeconfig), istio_version=istio_version)
+            p = cluster_plan(kubeconfig=kubeconfig_from(kubeconfig), istio_version=istio_version)
         text = p.render()
         artifacts_dir.mkdir(parents=True, exist_ok=True)
         (artifacts_dir / f"plan-{backend}.txt").write_text(text)

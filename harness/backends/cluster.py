@@ -13,7 +13,7 @@ all put back at the end:
 Images come from a registry the cluster can pull from: EGRESS_HARNESS_SLEEP_IMAGE and
 EGRESS_HARNESS_UPSTREAM_IMAGE (build them with docs/kind-backend.md, "Images for an existing cluster").
 
-start() runs the setup steps of the plan (plan.cluster_plan(backend=self): the list a dry run
+start() runs the setup steps of the plan (cluster_plan(backend=self): the list a dry run
 prints), one line each, `cluster step N/M: <the plan's title>`: preflight → the stand-in → CoreDNS →
 namespaces, secrets, sleep pods → DNS check in the pods → first convergence. stop() does the
 teardown itself, every part even when one fails, and reports all that failed.
@@ -30,18 +30,24 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.backends import plan, tools, upstream_image
-from harness.backends.kube import (
-    ISTIO_NAMESPACE,
-    UPSTREAM_HOST,
-    KubeBackend,
-    Kubectl,
-    PortForward,
-    add_hosts_block,
-    gateway_trust_pems,
-    render_fixture,
+import yaml
+
+from harness import stand_in
+from harness.backends import tools
+from harness.backends.kube import ISTIO_NAMESPACE, UPSTREAM_HOST, KubeBackend, add_hosts_block
+from harness.backends.kube_steps import (
+    FIRST_CONVERGENCE_TIMEOUT,
+    first_convergence_step,
+    istio_install_hint,
+    per_test_steps,
+    seed_wait_step,
+    setup_manifests,
 )
+from harness.backends.steps import Plan, Step, bind_actions, run_steps
 from harness.errors import HarnessError
+from harness.kube.kubectl import Kubectl, PortForward
+from harness.kube.templates import render_fixture
+from harness.kube.trust import gateway_trust_pems
 from harness.pki import RunPKI
 from harness.wait import poll
 
@@ -69,7 +75,37 @@ def kubeconfig_from(option: str | None) -> Path:
         raise HarnessError(
             f"kubeconfig {path} does not exist: pass --kubeconfig with the path of an existing cluster's kubeconfig"
         )
+    problem = kubeconfig_problem(path)
+    if problem:
+        raise HarnessError(f"kubeconfig {path} {problem}: pass --kubeconfig with an existing cluster's kubeconfig")
     return path
+
+
+def kubeconfig_problem(path: Path) -> str | None:
+    """What makes `path` no usable kubeconfig, read before anything else is checked (images,
+    tools); None when its current context names a cluster with a server."""
+    try:
+        config = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        return f"is not YAML{where} ({getattr(exc, 'problem', None) or exc})"
+    if not isinstance(config, dict) or "clusters" not in config:
+        held = {str: "plain text", list: "a list", dict: "a mapping without clusters", type(None): "nothing"}
+        return f"is not a kubeconfig (it holds {held.get(type(config), type(config).__name__)})"
+    current = config.get("current-context")
+    if not current:
+        return "has no current-context"
+    contexts = {c.get("name"): c.get("context") or {} for c in config.get("contexts") or [] if isinstance(c, dict)}
+    if current not in contexts:
+        return f"names current-context {current!r}, which it does not define"
+    clusters = {c.get("name"): c.get("cluster") or {} for c in config.get("clusters") or [] if isinstance(c, dict)}
+    cluster = clusters.get(contexts[current].get("cluster"))
+    if not cluster or not cluster.get("server"):
+        return f"has no server for the cluster of context {current!r}"
+    return None
 
 
 def images_from_env() -> tuple[str, str]:
@@ -113,7 +149,7 @@ class ClusterBackend(KubeBackend):
         except (ValueError, KeyError):
             raise HarnessError(
                 f"cannot reach the cluster of {self.kubectl.kubeconfig}: "
-                f"{version.stderr.strip().splitlines()[-1:] or ['no answer']} (check the kubeconfig)"
+                f"{(version.stderr.strip().splitlines() or ['no answer'])[-1]} (check its server and credentials)"
             ) from None
         server_minor = f"{server['major']}.{server['minor'].rstrip('+')}"
         client = tools.kubectl_version_of(self.kubectl.path)
@@ -129,30 +165,30 @@ class ClusterBackend(KubeBackend):
             hub, tag = tools.istio_images(self.istio_version)
             raise HarnessError(
                 f"Istio with the egress gateway is not installed in this cluster (found: {have or 'nothing'}); "
-                f"install it with: {plan.istio_install_hint(hub, tag)}"
+                f"install it with: {istio_install_hint(hub, tag)}"
             )
 
-    def make_plan(self) -> plan.Plan:
+    def make_plan(self) -> Plan:
         """This run's plan: the dry run's steps, the setup ones bound to the actions that perform them here."""
-        return plan.cluster_plan(
+        return cluster_plan(
             kubeconfig=self.kubectl.kubeconfig, istio_version=self.istio_version, run_id=self.run_id, backend=self
         )
 
     def start(self) -> None:
         t0 = time.monotonic()
 
-        def timed(step: plan.Step) -> None:
+        def timed(step: Step) -> None:
             if step.timing:
                 self.timings[step.timing] = time.monotonic() - t0
 
-        plan.run_steps("cluster step", self.make_plan().steps, timed)
+        run_steps("cluster step", self.make_plan().steps, timed)
 
     # ---------------------------------------------------------------- the plan's setup steps, after preflight
     def start_upstream(self) -> None:
         """The stand-in in the run's own namespace, with a certificate from the run's PKI."""
         self._started = True  # from here on stop() has something to undo
         self.pki = RunPKI(self.artifacts / "cluster" / f"pki-{self.run_id}")
-        server = self.pki.public_ca.issue_server(UPSTREAM_HOST, [UPSTREAM_HOST, "*.cnn.com"])
+        server = stand_in.issue_upstream_certificate(self.pki.public_ca, UPSTREAM_HOST)
         token = secrets.token_urlsafe(24)  # in the run's Secret: a pod of the mesh cannot reset the records
         self.kubectl.run(
             "apply",
@@ -163,7 +199,7 @@ class ClusterBackend(KubeBackend):
                 namespace=self.run_ns["internet"],
                 run_labels={RUN_LABEL: self.run_id},
                 image=self.upstream_image,
-                args=upstream_image.upstream_command(),
+                args=stand_in.upstream_command(),
                 cert_chain_pem=server.chain_path.read_text(),
                 key_pem=server.key_pem.decode(),
                 client_ca_pem=self.pki.public_ca.cert_pem.decode(),
@@ -199,7 +235,7 @@ class ClusterBackend(KubeBackend):
     def _setup_manifests(self) -> dict[str, str]:
         """Rendered once, for every apply step: the trust PEMs are made here (a new CA each time)."""
         assert self.pki is not None, "start_upstream makes the PKI first"
-        return plan.setup_manifests(
+        return setup_manifests(
             sleep_image=self.sleep_image,
             ns_default=self.run_ns["default"],
             ns_test_egress=self.run_ns["test-egress"],
@@ -277,3 +313,68 @@ class ClusterBackend(KubeBackend):
         self._started = False
         if errors:
             raise RuntimeError("cluster teardown left: " + "; ".join(errors))
+
+
+# ------------------------------------------------------------------------------ the cluster plan
+def cluster_plan(
+    *, kubeconfig: Path | None, istio_version: str, run_id: str = "<run>", backend: ClusterBackend | None = None
+) -> Plan:
+    """The cluster backend's steps, in the order they run. A dry run prints them; given `backend` (a
+    real run), the setup steps carry the actions ClusterBackend.start() runs. The teardown is printed
+    only: stop() does every part of it even when one fails, and reports them all."""
+    kubectl = tools.resolve_kubectl(fetch=False)
+    istioctl = tools.resolve_istioctl(istio_version, fetch=False)
+    hub, tag = tools.istio_images(istio_version)
+    kc = kubeconfig or Path("$KUBECONFIG")
+    kubectl_bin = str(kubectl.path or "kubectl")
+    k = [kubectl_bin, f"--kubeconfig={kc}"]
+    ns = run_namespaces(run_id)
+    labels = {RUN_LABEL: run_id}
+    act = bind_actions(backend)
+    versions = {"Istio (must already be installed)": istio_version, "kubectl": kubectl.version}
+    steps = [
+        Step(
+            "Refuse unless Istio and its egress gateway are installed",
+            [k + ["get", "deployment", "-n", ISTIO_NAMESPACE, "istiod", "istio-egressgateway"]],
+            note=f"otherwise: {istio_install_hint(hub, tag)}",
+            run=act(ClusterBackend.preflight),
+        ),
+        Step(
+            "Run the stand-in in a namespace of its own",
+            [k + ["apply", "-f", "-"]],
+            note=f"namespace {ns['internet']}",
+            run=act(ClusterBackend.start_upstream),
+        ),
+        Step(
+            "CoreDNS hosts entry (restored at the end)",
+            [k + ["apply", "-f", "-"]],
+            add_hosts_block("", "<stand-in Service ClusterIP>", run=run_id),
+            run=act(ClusterBackend.point_dns_at_upstream),
+        ),
+        *(
+            Step(
+                f"Apply {fname}", [k + ["apply", "-f", "-"]], text, run=act(ClusterBackend.apply_setup_manifest, fname)
+            )
+            for fname, text in setup_manifests(
+                sleep_image="$EGRESS_HARNESS_SLEEP_IMAGE",
+                ns_default=ns["default"],
+                ns_test_egress=ns["test-egress"],
+                run_labels=labels,
+            ).items()
+        ),
+        seed_wait_step(k, ns["default"], ns["test-egress"], act(ClusterBackend.wait_for_seed)),
+        first_convergence_step(k, act(ClusterBackend.wait_converged, FIRST_CONVERGENCE_TIMEOUT)),
+        *per_test_steps(
+            str(istioctl.path or "istioctl"), k, f" (namespaces mapped to {ns['default']}, {ns['test-egress']})"
+        ),
+    ]
+    teardown = [
+        Step(
+            "Delete the run's namespaces and secrets, restore CoreDNS and namespace labels",
+            [
+                k + ["delete", "namespace", "-l", f"{RUN_LABEL}={run_id}"],
+                k + ["delete", "secret", "-n", ISTIO_NAMESPACE, "-l", f"{RUN_LABEL}={run_id}"],
+            ],
+        )
+    ]
+    return Plan("cluster", versions, [kubectl, istioctl], steps, teardown)

@@ -9,7 +9,7 @@ Image source (EGRESS_HARNESS_IMAGES, `make e2e BACKEND=kind IMAGES=…`; the run
                       namespace has no route off the machine. CoreDNS then gets no upstream
                       forwarder either: names outside the cluster and the stand-in do not resolve.
 
-start() runs the plan's steps (plan.kind_plan(backend=self): the list a dry run prints), each with
+start() runs the plan's steps (kind_plan(backend=self): the list a dry run prints), each with
 a deadline and one progress line, `kind step N/M: <the plan's title>`: tools → cluster → images →
 load the sleep image → istioctl install → rollouts → the stand-in → CoreDNS → namespaces, secrets,
 sleep pods → DNS check in the pods → first convergence. The steps' methods are below, in that
@@ -29,12 +29,37 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.backends import plan, tools, upstream_image
-from harness.backends.kube import UPSTREAM_HOST, KubeBackend, Kubectl, add_hosts_block, gateway_trust_pems
+from harness import stand_in
+from harness.backends import tools, upstream_image
+from harness.backends.kube import UPSTREAM_HOST, KubeBackend, add_hosts_block
+from harness.backends.kube_steps import (
+    FIRST_CONVERGENCE_TIMEOUT,
+    ISTIO_OPERATOR,
+    KIND_CONFIG,
+    KIND_NETWORK,
+    WITH_ENGINE,
+    first_convergence_step,
+    istioctl_install_cmd,
+    kind_create_cmd,
+    kind_delete_cmd,
+    kind_load_cmd,
+    mesh_config_overlay,
+    package_version,
+    per_test_steps,
+    rollout_cmds,
+    seed_wait_step,
+    setup_manifests,
+    upstream_container_name,
+    write_mesh_config_overlay,
+)
+from harness.backends.steps import Bind, Plan, Step, bind_actions, run_steps
 from harness.errors import HarnessError
+from harness.kube.kubectl import Kubectl
+from harness.kube.trust import gateway_trust_pems
 from harness.pki import RunPKI
 from harness.wait import poll
 
@@ -152,8 +177,8 @@ def preflight() -> None:
         import pytest_kind  # noqa: F401
     except ImportError:
         raise HarnessError("the kind backend needs pytest-kind-ng: pip install -e '.[kind]'") from None
-    if not plan.KIND_CONFIG.exists() or not plan.ISTIO_OPERATOR.exists():
-        raise HarnessError(f"missing {plan.KIND_CONFIG} or {plan.ISTIO_OPERATOR}: restore fixtures/kind/")
+    if not KIND_CONFIG.exists() or not ISTIO_OPERATOR.exists():
+        raise HarnessError(f"missing {KIND_CONFIG} or {ISTIO_OPERATOR}: restore fixtures/kind/")
     if (
         shutil.which("go") is None
         and tools.resolve_kind(fetch=False).path is None
@@ -187,12 +212,12 @@ class KindBackend(KubeBackend):
         self.artifacts = artifacts
         self.images_mode = images_mode()
         self.source_images: KindImages | None = None
-        self._plan: plan.Plan | None = None  # made by start(); stop() runs its teardown
+        self._plan: Plan | None = None  # made by start(); stop() runs its teardown
 
     # ---------------------------------------------------------------- lifecycle
-    def make_plan(self) -> plan.Plan:
+    def make_plan(self) -> Plan:
         """This run's plan: the dry run's steps, each bound to the action that performs it here."""
-        return plan.kind_plan(
+        return kind_plan(
             cluster_name=self.cluster_name,
             keep_cluster=self.keep_cluster,
             istio_version=self.istio_version,
@@ -207,11 +232,11 @@ class KindBackend(KubeBackend):
         self._plan = self.make_plan()
         t0 = time.monotonic()
 
-        def timed(step: plan.Step) -> None:
+        def timed(step: Step) -> None:
             if step.timing:  # cumulative seconds since start, as timings.json reports them
                 self.timings[step.timing] = time.monotonic() - t0
 
-        plan.run_steps("kind step", self._plan.steps, timed)
+        run_steps("kind step", self._plan.steps, timed)
         _say("kind backend ready in " + ", ".join(f"{k} {v:.0f}s" for k, v in self.timings.items()))
         self._write_timings()
 
@@ -219,7 +244,7 @@ class KindBackend(KubeBackend):
         """Tear down what this run started, by the plan's teardown steps; safe after a partial start and twice."""
         try:
             if self._plan is not None:
-                plan.run_steps("kind teardown", self._plan.teardown, keep_going=True)
+                run_steps("kind teardown", self._plan.teardown, keep_going=True)
         finally:
             # The run's own local state, which the plan does not print.
             if self.pki is not None:
@@ -282,7 +307,7 @@ class KindBackend(KubeBackend):
                 "kind export kubeconfig",
             )
         image = self._node_image()
-        config = source_kind_config(self.artifacts / "kind") if self.source_images else plan.KIND_CONFIG
+        config = source_kind_config(self.artifacts / "kind") if self.source_images else KIND_CONFIG
         self.cluster = KindCluster(
             self.cluster_name, kubeconfig=self.kubeconfig, image=image, kind_path=kind_path, kubectl_path=kubectl_path
         )
@@ -296,37 +321,37 @@ class KindBackend(KubeBackend):
     def load_images(self) -> None:
         loads = self.source_images.loads if self.source_images else [upstream_image.sleep_tag()]
         for image in loads:
-            self._kind(plan.kind_load_cmd(str(_bin(self.kind_tool)), self.cluster_name, image))
+            self._kind(kind_load_cmd(str(_bin(self.kind_tool)), self.cluster_name, image))
 
     def install_istio(self) -> None:
-        overlay = plan.write_mesh_config_overlay(self.artifacts / "kind")
+        overlay = write_mesh_config_overlay(self.artifacts / "kind")
         if self.source_images:
             overlay.write_text(source_overlay(overlay.read_text()))
         hub, tag = self._istio_images()
         self._run(
-            plan.istioctl_install_cmd(str(_bin(self.istioctl_tool)), self.kubeconfig.resolve(), hub, tag, overlay),
+            istioctl_install_cmd(str(_bin(self.istioctl_tool)), self.kubeconfig.resolve(), hub, tag, overlay),
             "istioctl install",
             timeout=900,
         )
 
     def wait_for_istio(self) -> None:
-        for cmd in plan.rollout_cmds(str(_bin(self.kubectl_tool)), self.kubeconfig.resolve()):
+        for cmd in rollout_cmds(str(_bin(self.kubectl_tool)), self.kubeconfig.resolve()):
             self._run(cmd, "rollout status", timeout=330)
 
     def start_upstream(self) -> None:
         """The stand-in, with a certificate from the run's PKI (made here: it is first needed here)."""
         assert self.upstream_image is not None, "build_images runs first"
         self.pki = RunPKI(self.artifacts / "kind" / f"pki-{self.run_id}")
-        server = self.pki.public_ca.issue_server(UPSTREAM_HOST, [UPSTREAM_HOST, "*.cnn.com"])
+        server = stand_in.issue_upstream_certificate(self.pki.public_ca, UPSTREAM_HOST)
         client = self._engine
-        name = plan.upstream_container_name(self.cluster_name)
+        name = upstream_container_name(self.cluster_name)
         stale = [c for c in client.containers.list(all=True, filters={"name": name}) if c.name == name]
         for c in stale:
             c.remove(force=True)
         self.upstream_container = upstream_image.run_upstream(
             client,
             self.upstream_image,
-            plan.KIND_NETWORK,
+            KIND_NETWORK,
             name=name,
             cert_chain_pem=server.chain_path.read_bytes(),
             key_pem=server.key_pem,
@@ -347,7 +372,7 @@ class KindBackend(KubeBackend):
 
         assert self.upstream_container is not None and self.docker is not None
         node = self.docker.containers.get(f"{self.cluster_name}-control-plane")
-        node_ip = node.attrs["NetworkSettings"]["Networks"][plan.KIND_NETWORK]["IPAddress"]
+        node_ip = node.attrs["NetworkSettings"]["Networks"][KIND_NETWORK]["IPAddress"]
         self.upstream_container.container.reload()
         pid = self.upstream_container.container.attrs["State"]["Pid"]
         self._run(
@@ -368,7 +393,7 @@ class KindBackend(KubeBackend):
     def _setup_manifests(self) -> dict[str, str]:
         """Rendered once, for every apply step: the trust PEMs are made here (a new CA each time)."""
         assert self.pki is not None, "start_upstream makes the PKI first"
-        return plan.setup_manifests(sleep_image=upstream_image.sleep_tag(), pems=gateway_trust_pems(self.pki))
+        return setup_manifests(sleep_image=upstream_image.sleep_tag(), pems=gateway_trust_pems(self.pki))
 
     def wait_for_seed(self) -> None:
         assert self.upstream_container is not None
@@ -441,3 +466,352 @@ class KindBackend(KubeBackend):
 
 
 __all__ = ["KindBackend", "docker_client", "preflight"]
+
+
+# ------------------------------------------------------------------------------ the kind plan
+def _source_overlay() -> str:
+    return source_overlay(mesh_config_overlay())
+
+
+def source_engine_steps() -> list[Step]:
+    """IMAGES=source: the harness's engine and every image build (harness/images), as they run: by
+    with_engine, before pytest starts, so they have no action in KindBackend."""
+    from harness.images import engine, kind_images
+    from harness.images.kind_images import STEPS, _programs_title
+    from harness.toolchain import programs
+    from harness.toolchain.gobuild import go_mod_text
+
+    k8s = programs.KUBERNETES_PROGRAM
+    return [
+        Step(
+            f"Start the harness's Docker engine in network namespace {engine.NETNS} (no route off the machine)",
+            [
+                ["ip", "netns", "add", engine.NETNS],
+                engine.nsenter(engine.dockerd_argv()),
+                *[engine.nsenter(["ip", "route", "get", a]) for a in engine.PROBE_ADDRESSES],
+            ],
+            note="each `ip route get` must fail (nothing is sent); the runc wrapper is the default runtime only "
+            "when CAP_SYS_RESOURCE is missing from the capability bounding set",
+            by=WITH_ENGINE,
+        ),
+        Step(
+            "images: " + _programs_title(),
+            [
+                ["go", "mod", "tidy"],
+                [
+                    "go",
+                    "build",
+                    "-trimpath",
+                    "-ldflags",
+                    "<version stamps>",
+                    "-o",
+                    f"<cache>/toolchain/{k8s.name}-{k8s.version}-<key>/bin/",
+                    *k8s.packages,
+                ],
+            ],
+            go_mod_text(k8s),
+            note="one wrapper module per program, cached by a content key; the Kubernetes one is shown",
+            by=WITH_ENGINE,
+        ),
+        *[
+            Step(
+                f"images: {STEPS[name]}",
+                [],
+                note="docker build --network=none, tag = hash of its inputs; skipped when the tag exists",
+                by=WITH_ENGINE,
+            )
+            for name in list(STEPS)[1:]
+        ],
+        Step(
+            f"Run pytest inside {engine.NETNS}",
+            [engine.nsenter(["python", "-m", "pytest", "suites", "--backend=kind", "…"])],
+            note=f"DOCKER_HOST={engine.docker_host()} EGRESS_HARNESS_IMAGES=source GOPROXY=off; kind, kubectl, istioctl and "
+            f"port-forwards reach the cluster on that namespace's 127.0.0.1 ({kind_images.__name__})",
+            by=WITH_ENGINE,
+        ),
+    ]
+
+
+@dataclass(frozen=True)
+class _KindNames:
+    """What the kind steps' text names: the values known when the plan is made, placeholders for the rest."""
+
+    cluster_name: str
+    keep_cluster: bool
+    source: bool
+    kubeconfig: Path
+    kind: tools.Tool
+    kubectl: tools.Tool
+    istioctl: tools.Tool
+    hub: str
+    tag: str
+    node_image: str
+
+    @property
+    def kind_bin(self) -> str:
+        return str(self.kind.path or f"<cache>/tools/kind-{tools.KIND_VERSION}/kind")
+
+    @property
+    def kubectl_bin(self) -> str:
+        return str(self.kubectl.path or f"<cache>/tools/kubectl-{tools.KUBECTL_VERSION}/kubectl")
+
+    @property
+    def istioctl_bin(self) -> str:
+        return str(self.istioctl.path or "istioctl")
+
+    @property
+    def k(self) -> list[str]:
+        return [self.kubectl_bin, f"--kubeconfig={self.kubeconfig}"]
+
+
+def kind_plan(
+    *,
+    cluster_name: str,
+    keep_cluster: bool,
+    istio_version: str,
+    kubeconfig: Path | None = None,
+    images: str = "registry",
+    backend: KindBackend | None = None,
+) -> Plan:
+    """The kind backend's steps, in the order they run. A dry run prints them; given `backend` (a real
+    run), the same steps carry the actions KindBackend.start() and stop() run."""
+    source = images == "source"
+    kind, kubectl, istioctl = _kind_tools(istio_version, source)
+    hub, tag, node_image = _kind_images(istio_version, source)
+    names = _KindNames(
+        cluster_name,
+        keep_cluster,
+        source,
+        kubeconfig or Path(".pytest-kind") / cluster_name / "kubeconfig",
+        kind,
+        kubectl,
+        istioctl,
+        hub,
+        tag,
+        node_image,
+    )
+    act = bind_actions(backend)
+    return Plan(
+        "kind",
+        _kind_versions(names, istio_version),
+        [kind, kubectl, istioctl],
+        _kind_steps(names, act),
+        _kind_teardown(names, act),
+    )
+
+
+def _kind_tools(istio_version: str, source: bool) -> tuple[tools.Tool, tools.Tool, tools.Tool]:
+    """kind, kubectl and istioctl as they are now (IMAGES=source: kind and kubectl come with the images)."""
+    if source:
+        from harness.toolchain import programs
+
+        return (
+            tools.Tool("kind", programs.KIND.version, "built by harness/toolchain", None),
+            tools.Tool("kubectl", programs.KUBERNETES, "built by harness/toolchain", None),
+            tools.resolve_istioctl(istio_version, fetch=False),
+        )
+    return (
+        tools.resolve_kind(fetch=False),
+        tools.resolve_kubectl(fetch=False),
+        tools.resolve_istioctl(istio_version, fetch=False),
+    )
+
+
+def _kind_images(istio_version: str, source: bool) -> tuple[str, str, str]:
+    """Istio's hub and tag, and the node image (IMAGES=source: the tags' keys are known once built)."""
+    if source:
+        from harness.images.istio import HUB
+        from harness.toolchain import programs
+
+        return HUB, f"{istio_version}-<key>", f"egress-harness/kind-node:{programs.KUBERNETES}-<key>"
+    hub, tag = tools.istio_images(istio_version)
+    return hub, tag, tools.kind_node_image()
+
+
+def _kind_versions(n: _KindNames, istio_version: str) -> dict[str, str]:
+    versions = {
+        "kind": f"{tools.KIND_VERSION} (NetworkPolicy enforced by kindnet from {tools.KIND_MIN_NETWORK_POLICY})",
+        "node image": n.node_image,
+        "Kubernetes": tools.DEFAULT_KUBERNETES,
+        "kubectl": tools.KUBECTL_VERSION + f" (±1 minor of Kubernetes {tools.DEFAULT_KUBERNETES})",
+        "Istio": f"{istio_version} (istioctl {n.istioctl.version}); images {n.hub}/pilot:{n.tag}, {n.hub}/proxyv2:{n.tag}",
+        "image base": f"Debian {upstream_image.SUITE} {upstream_image.VARIANT} + {', '.join(upstream_image.BASE_PACKAGES)}",
+        "pytest-kind-ng": package_version("pytest-kind-ng"),
+        "docker SDK": package_version("docker"),
+        "images": "source: every image built on this machine" if n.source else "registry: pulled by the Docker engine",
+    }
+    if n.source:
+        versions["kind"] = (
+            f"{tools.KIND_VERSION} (NetworkPolicy enforced by kube-router's firewall: harness/toolchain/programs.py)"
+        )
+        versions["Kubernetes"] = n.kubectl.version
+        versions["kubectl"] = f"{n.kubectl.version} (built with Kubernetes)"
+    return versions
+
+
+def _kind_config_text(source: bool) -> str:
+    if not source:
+        return KIND_CONFIG.read_text()
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return source_kind_config(Path(tmp)).read_text()
+
+
+def _kind_steps(n: _KindNames, act: Bind) -> list[Step]:
+    """Setup: run by KindBackend.start() up to the per-test step (IMAGES=source: after with_engine's)."""
+    from harness.images.istio import image_refs
+
+    k = n.k
+    sleep_image = upstream_image.sleep_tag()
+    up_image = upstream_image.upstream_tag()
+    upstream_name = upstream_container_name(n.cluster_name)
+    steps = source_engine_steps() if n.source else []
+    steps += [
+        Step(
+            "Resolve the tools (fetch into the cache what is missing)",
+            [list(t.fetch) for t in (n.kind, n.kubectl, n.istioctl) if t.path is None and t.fetch],
+            note="first the images with_engine built, named by ensure_all (every one cached by then: nothing is "
+            "rebuilt); kind and kubectl are the ones built with them"
+            if n.source
+            else "",
+            run=act(KindBackend.resolve_tools),
+            timing="tools",
+        ),
+        Step(
+            f"Create (or with --keep-cluster reuse) the kind cluster {n.cluster_name!r}",
+            [kind_create_cmd(n.kind_bin, n.cluster_name, n.kubeconfig, n.node_image)],
+            _kind_config_text(n.source),
+            note="pytest_kind.KindCluster(name, kubeconfig, image, kind_path, kubectl_path).create(config_file) runs this"
+            + (" (kept afterwards)" if n.keep_cluster else ""),
+            run=act(KindBackend.create_cluster),
+            timing="cluster",
+        ),
+        Step(
+            "Build the images on the local Docker engine (no pull; base from debootstrap, cached)",
+            [
+                upstream_image.debootstrap_command(Path("<tmp>/root"), "<apt's Debian mirror>"),
+                ["docker", "import", str(upstream_image.rootfs_tarball_path()), upstream_image.base_tag()],
+                ["docker", "tag", upstream_image.base_tag(), sleep_image],
+                [
+                    "docker",
+                    "build",
+                    "--network=none",
+                    "--build-arg",
+                    f"BASE_IMAGE={upstream_image.base_tag()}",
+                    "-t",
+                    up_image,
+                    "mock_upstream/",
+                ],
+            ],
+            note="through the docker SDK; debootstrap only when the rootfs tarball is not cached",
+            run=act(KindBackend.build_images),
+        ),
+        Step(
+            "Load the sleep image into the cluster" + (" (and Istio's pilot, proxyv2)" if n.source else ""),
+            [
+                kind_load_cmd(n.kind_bin, n.cluster_name, image)
+                for image in ([sleep_image, *image_refs(n.hub, n.tag)] if n.source else [sleep_image])
+            ],
+            run=act(KindBackend.load_images),
+            timing="images",
+        ),
+        Step(
+            "Install Istio with the egress gateway",
+            [istioctl_install_cmd(n.istioctl_bin, n.kubeconfig, n.hub, n.tag)],
+            ISTIO_OPERATOR.read_text() + "---\n" + (_source_overlay() if n.source else mesh_config_overlay()),
+            note="the second -f is written from harness/meshconfig.py at run time (shown after the ---)",
+            run=act(KindBackend.install_istio),
+        ),
+        Step(
+            "Wait for istiod and the egress gateway (deadline 300s each)",
+            rollout_cmds(n.kubectl_bin, n.kubeconfig),
+            run=act(KindBackend.wait_for_istio),
+            timing="istio",
+        ),
+        Step(
+            f"Run the stand-in for {UPSTREAM_HOST} as a container on the {KIND_NETWORK!r} Docker network",
+            [
+                [
+                    "docker",
+                    "create",
+                    "--name",
+                    upstream_name,
+                    "--network",
+                    KIND_NETWORK,
+                    "-p",
+                    "127.0.0.1::9901",
+                    "-e",
+                    f"{stand_in.CONTROL_TOKEN_ENV}=<the run's random control token>",
+                    up_image,
+                    *stand_in.upstream_command(),
+                ],
+                ["docker", "cp", "<run's stand-in cert, key, client CA>", "<container>:/etc/mock-upstream/"],
+                ["docker", "start", upstream_name],
+            ],
+            note=(
+                "its control port is published on 127.0.0.1 only and answers only the run's token; "
+                "its certificate is issued by the run's test public CA"
+            ),
+            run=act(KindBackend.start_upstream),
+        ),
+        Step(
+            f"Cluster DNS: {UPSTREAM_HOST} -> the stand-in (CoreDNS hosts entry)",
+            [
+                k + ["get", "configmap", "coredns", "-n", "kube-system", "-o", "json"],
+                k + ["apply", "-f", "-", "# the coredns ConfigMap with the block below added"],
+                k + ["rollout", "restart", "-n", "kube-system", "deployment/coredns"],
+                k + ["rollout", "status", "-n", "kube-system", "deployment/coredns", "--timeout=120s"],
+            ],
+            add_hosts_block("", "<stand-in address on the kind network>", run=n.cluster_name),
+            note="IMAGES=source: the Corefile's `forward` blocks are removed too (nothing leaves the cluster)"
+            if n.source
+            else "",
+            run=act(KindBackend.point_dns_at_upstream),
+        ),
+        *(
+            Step(f"Apply {fname}", [k + ["apply", "-f", "-"]], text, run=act(KindBackend.apply_setup_manifest, fname))
+            for fname, text in setup_manifests(sleep_image=sleep_image).items()
+        ),
+        seed_wait_step(k, "default", "test-egress", act(KindBackend.wait_for_seed)),
+        first_convergence_step(k, act(KindBackend.wait_converged, FIRST_CONVERGENCE_TIMEOUT)),
+        *per_test_steps(n.istioctl_bin, k),
+    ]
+    return steps
+
+
+def _kind_teardown(n: _KindNames, act: Bind) -> list[Step]:
+    """Run by KindBackend.stop(), but the engine's (IMAGES=source), which with_engine runs."""
+    teardown = [
+        Step(
+            "Stop port-forwards, remove the stand-in container",
+            [["docker", "rm", "-f", upstream_container_name(n.cluster_name)]],
+            run=act(KindBackend.remove_upstream),
+        ),
+        Step(
+            "Keep the cluster (--keep-cluster), with its CoreDNS put back as it was",
+            run=act(KindBackend.release_cluster),
+        )
+        if n.keep_cluster
+        else Step(
+            "Delete the cluster",
+            [kind_delete_cmd(n.kind_bin, n.cluster_name, n.kubeconfig)],
+            run=act(KindBackend.release_cluster),
+        ),
+    ]
+    if n.source:
+        from harness.images import engine
+
+        teardown.append(
+            Step(
+                f"Remove every container and network of the engine, stop dockerd, delete netns {engine.NETNS}",
+                [
+                    ["docker", "rm", "-f", "<every container>"],
+                    ["kill", "-TERM", "<dockerd pid>"],
+                    ["ip", "netns", "delete", engine.NETNS],
+                ],
+                note="always, after pass, failure or Ctrl-C; images stay cached",
+                by=WITH_ENGINE,
+            )
+        )
+    return teardown

@@ -22,23 +22,22 @@ from __future__ import annotations
 
 import functools
 import json
-import re
-import signal
-import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import jinja2
+import httpx
 
+from harness import mesh_evidence
+from harness.envoy_admin import stat_values
 from harness.errors import HarnessError, HopFailure
+from harness.exec_result import ExecResult
 from harness.istioctl_validate import IstioctlValidator
+from harness.kube.kubectl import Kubectl, PortForward
+from harness.kube.templates import render_fixture
+from harness.kube.trust import trust_values
 from harness.kube_rest import KubeRest
-from harness.local.netns import ExecResult
-from harness.manifests import FIXTURES
-from harness.pki import RunPKI
-from harness.pod_table import GATEWAY_SPIFFE, PODS
+from harness.pod_table import PODS
 from harness.sync import (
     ISTIO_KINDS,
     config_differs,
@@ -53,12 +52,11 @@ from harness.trace import CONTROL_PLANE
 from harness.upstream_client import UpstreamClient
 from harness.wait import WaitTimeout, poll
 
-KIND_FIXTURES = FIXTURES / "kind"
 ISTIO_NAMESPACE = "istio-system"
 ENVOY_ADMIN_PORT = 15000
+ISTIOD_DEBUG_PORT = 15014
 UPSTREAM_HOST = "edition.cnn.com"
 UPSTREAM_CA_IN_POD = "/etc/egress-harness/ca.pem"
-TRUST_NAMES = {"trust": "edition-cnn-com-ca", "wrong_trust": "untrusted-ca", "client": "edition-cnn-com-client"}
 # Pods of the seed: logical "namespace/name" -> (label selector, application container).
 SEED_PODS = {key: (pod.selector, pod.container) for key, pod in PODS.items()}
 _CORE_MARK = "# egress-harness: edition.cnn.com is the stand-in"
@@ -74,41 +72,6 @@ def pilot_agent_request_args(namespace: str, pod: str, path: str) -> tuple[str, 
     """kubectl arguments for GET `path` of Envoy's admin API, asked through pilot-agent in the pod's
     istio-proxy container (the plan prints the same command)."""
     return ("exec", "-n", namespace, pod, "-c", "istio-proxy", "--", "pilot-agent", "request", "GET", path)
-
-
-def gateway_trust_pems(pki: RunPKI) -> dict[str, str]:
-    """What the gateway's credentialName Secrets hold on Kubernetes (kind and cluster alike): the
-    stand-in's CA, a CA that did not sign it, and a client certificate whose DNS SAN the
-    mutual-origination check names."""
-    untrusted = pki.other_public_ca()
-    client = pki.public_ca.issue_client(
-        "gateway-client",
-        "istio-egressgateway",
-        dns_names=["istio-egressgateway.istio-system.svc.cluster.local"],
-        uris=[GATEWAY_SPIFFE],
-    )
-    return {
-        "public_ca": pki.public_ca.cert_pem.decode(),
-        "untrusted_ca": untrusted.cert_pem.decode(),
-        "client_cert": client.cert_pem.decode(),
-        "client_key": client.key_pem.decode(),
-    }
-
-
-def trust_values() -> dict[str, dict[str, str]]:
-    """`trust` template values on Kubernetes: credentialName secrets in the gateway's namespace."""
-    return {key: {"credential_name": name} for key, name in TRUST_NAMES.items()}
-
-
-@functools.lru_cache(maxsize=1)
-def _env() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(KIND_FIXTURES)), undefined=jinja2.StrictUndefined, keep_trailing_newline=True
-    )
-
-
-def render_fixture(name: str, **values: object) -> str:
-    return _env().get_template(name).render(**values)
 
 
 # ------------------------------------------------------------------------------ CoreDNS
@@ -130,80 +93,6 @@ def remove_hosts_block(corefile: str) -> str:
         if not skipping:
             out.append(line)
     return "".join(out)
-
-
-# ------------------------------------------------------------------------------ kubectl
-@dataclass
-class Kubectl:
-    path: Path
-    kubeconfig: Path
-    log: list[str] = field(default_factory=list)
-
-    def argv(self, *args: str) -> list[str]:
-        return [str(self.path), f"--kubeconfig={self.kubeconfig}", *args]
-
-    def run(self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120.0) -> ExecResult:
-        argv = self.argv(*args)
-        self.log.append(" ".join(args))
-        try:
-            proc = subprocess.run(argv, capture_output=True, text=True, input=input, timeout=timeout)
-        except subprocess.TimeoutExpired as exc:
-            out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-            return ExecResult(tuple(args), 124, out, f"[harness] kubectl {' '.join(args[:3])} killed after {timeout}s")
-        result = ExecResult(tuple(args), proc.returncode, proc.stdout, proc.stderr)
-        if check and not result.ok:
-            raise RuntimeError(
-                f"kubectl {' '.join(args)} failed with exit {proc.returncode}: {proc.stderr.strip()[-500:]}"
-            )
-        return result
-
-    def json(self, *args: str) -> dict:
-        return json.loads(self.run(*args, "-o", "json").stdout)
-
-
-class PortForward:
-    """`kubectl port-forward pod/NAME :PORT` on 127.0.0.1; the local port is read from its output."""
-
-    def __init__(self, kubectl: Kubectl, namespace: str, pod: str, remote_port: int, timeout: float = 20.0):
-        self.proc = subprocess.Popen(
-            kubectl.argv("port-forward", "-n", namespace, f"pod/{pod}", f":{remote_port}", "--address=127.0.0.1"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        self.local_port = 0
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            m = re.search(r"Forwarding from 127\.0\.0\.1:(\d+) ->", line)
-            if m:
-                self.local_port = int(m.group(1))
-                break
-            if not line and self.proc.poll() is not None:
-                break
-        if not self.local_port:
-            err = self.proc.stderr.read() if self.proc.poll() is not None and self.proc.stderr else ""
-            self.close()
-            raise RuntimeError(
-                f"kubectl port-forward to {namespace}/{pod}:{remote_port} did not start: {err.strip()[:300]}"
-            )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.local_port}"
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
 
 
 # ------------------------------------------------------------------------------ the backend
@@ -234,6 +123,10 @@ class KubeBackend:
         self.generation = 0
         self._forwards: dict[str, PortForward] = {}
         self._admins: dict[str, object] = {}
+        # The running pod of each logical pod, read once: pods change only when the harness
+        # redeploys one (redeploy() forgets it), and a kubectl process per read cost ~10 s a test.
+        self._pods: dict[str, dict] = {}
+        self._istiod: tuple[PortForward, httpx.Client] | None = None
         self._validator = IstioctlValidator(istioctl)
         self._api: KubeRest | None = None
         self._upstream_client: UpstreamClient | None = None
@@ -263,6 +156,9 @@ class KubeBackend:
         logical_ns = pod.split("/", 1)[0]
         selector, container = SEED_PODS[pod]
         namespace = self.ns(logical_ns)
+        cached = self._pods.get(pod)
+        if cached is not None:
+            return namespace, cached["metadata"]["name"], container
         pods = [
             p
             for p in self.kubectl.json("get", "pods", "-n", namespace, "-l", selector)["items"]
@@ -270,7 +166,13 @@ class KubeBackend:
         ]
         if len(pods) != 1:
             raise HarnessError(f"expected one running pod for {pod} ({namespace}, {selector}), found {len(pods)}")
+        if pods[0]["status"].get("podIP"):
+            self._pods[pod] = pods[0]
         return namespace, pods[0]["metadata"]["name"], container
+
+    def _pod_object(self, pod: str) -> dict:
+        namespace, name, _ = self.pod_name(pod)
+        return self._pods.get(pod) or self.kubectl.json("get", "pod", "-n", namespace, name)
 
     # ---------------------------------------------------------------- manifests
     def validate(self, objs: list[dict]) -> None:
@@ -316,7 +218,7 @@ class KubeBackend:
                 namespace, name, _ = self.pod_name(pod)
             except HarnessError:
                 continue
-            spec = self.kubectl.json("get", "pod", "-n", namespace, name)["spec"]
+            spec = self._pod_object(pod)["spec"]
             names = [c["name"] for c in spec.get("containers", []) + spec.get("initContainers", [])]
             if "istio-proxy" in names:
                 out.append(pod)
@@ -362,25 +264,40 @@ class KubeBackend:
                 dump = self.pilot_agent_request(pod, f"config_dump?resource=dynamic_active_clusters&name_regex={regex}")
                 return bool(json.loads(dump or "{}").get("configs"))
 
+            try:
+                poll(
+                    f"{pod} to accept config generation {gen} (cluster {cluster})",
+                    has_marker,
+                    timeout=max(1.0, timeout - (time.monotonic() - started)),
+                    interval=0.5,
+                )
+            except WaitTimeout as exc:  # a proxy that never gets the config: the control plane's hop
+                raise HopFailure(CONTROL_PLANE, str(exc)) from None
+        try:
             poll(
-                f"{pod} to accept config generation {gen} (cluster {cluster})",
-                has_marker,
+                "every proxy to ACK every xDS type (istiod /debug/syncz)",
+                lambda: pending_from_syncz(self.syncz(), before),
+                ok=lambda u: not u,
                 timeout=max(1.0, timeout - (time.monotonic() - started)),
                 interval=0.5,
+                describe=lambda u: "; ".join(u),
             )
-        poll(
-            "every proxy to ACK every xDS type (istiod /debug/syncz)",
-            lambda: pending_from_syncz(self.syncz(), before),
-            ok=lambda u: not u,
-            timeout=max(1.0, timeout - (time.monotonic() - started)),
-            interval=0.5,
-            describe=lambda u: "; ".join(u),
-        )
+        except WaitTimeout as exc:
+            raise HopFailure(CONTROL_PLANE, str(exc)) from None
         seconds = time.monotonic() - started
         self.timings["last_convergence"] = seconds
         return seconds
 
     def pilot_agent_request(self, pod: str, path: str) -> str:
+        """GET `path` of the pod's Envoy admin: over the pod's long-lived port-forward (one HTTP
+        request, not a process); through `pilot-agent request` in its istio-proxy container (the
+        plan's command) when the forward cannot be had."""
+        try:
+            response = self.proxy_admin(pod).get(path)
+            if response.status_code == 200:
+                return response.text
+        except (httpx.HTTPError, RuntimeError):
+            pass
         namespace, name, _ = self.pod_name(pod)
         result = self.kubectl.run(*pilot_agent_request_args(namespace, name, path), check=False, timeout=30)
         if not result.ok:
@@ -390,11 +307,47 @@ class KubeBackend:
     def syncz(self) -> list[dict]:
         return self.istiod_debug(SYNCZ_EXEC)
 
+    def _istiod_client(self) -> httpx.Client:
+        """istiod's debug port (15014, what `pilot-discovery request` reads) over a port-forward:
+        the request arrives on the pod's loopback, which istiod's debug handlers admit as local."""
+        if self._istiod is not None and self._istiod[0].alive():
+            return self._istiod[1]
+        self._close_istiod()
+        name = self.kubectl.run(
+            "get",
+            "pods",
+            "-n",
+            ISTIO_NAMESPACE,
+            "-l",
+            "app=istiod",
+            "--field-selector=status.phase=Running",
+            "-o",
+            "jsonpath={.items[0].metadata.name}",
+        ).stdout.strip()
+        fwd = PortForward(self.kubectl, ISTIO_NAMESPACE, name, ISTIOD_DEBUG_PORT)
+        self._istiod = (fwd, httpx.Client(base_url=fwd.url, timeout=10.0, trust_env=False))
+        return self._istiod[1]
+
+    def _close_istiod(self) -> None:
+        if self._istiod is not None:
+            self._istiod[1].close()
+            self._istiod[0].close()
+            self._istiod = None
+
     def istiod_debug(self, exec_args: tuple[str, ...]) -> list[dict]:
-        """A list istiod's debug endpoint returns (syncz, configz), read in its container."""
+        """A list istiod's debug endpoint returns (syncz, configz): over the port-forward to its
+        debug port, or, when that cannot be had, read in its container (the plan's command)."""
+        path = exec_args[-1]
+        try:
+            response = self._istiod_client().get(path)
+            if response.status_code == 200:
+                data = response.json()
+                return data if isinstance(data, list) else []
+        except (httpx.HTTPError, RuntimeError, ValueError):
+            self._close_istiod()
         result = self.kubectl.run(*exec_args, check=False, timeout=30)
         if not result.ok:
-            raise RuntimeError(f"istiod {exec_args[-1]}: {result.stderr.strip()[-300:]}")
+            raise RuntimeError(f"istiod {path}: {result.stderr.strip()[-300:]}")
         data = json.loads(result.stdout or "[]")
         return data if isinstance(data, list) else []
 
@@ -407,8 +360,7 @@ class KubeBackend:
         return ExecResult(tuple(argv), result.exit_code, result.stdout, result.stderr)
 
     def pod_address(self, pod: str) -> str:
-        namespace, name, _ = self.pod_name(pod)
-        return self.kubectl.json("get", "pod", "-n", namespace, name)["status"]["podIP"]
+        return self._pod_object(pod)["status"]["podIP"]
 
     def has_sidecar(self, pod: str) -> bool:
         return pod in self.proxies()
@@ -453,6 +405,7 @@ class KubeBackend:
         if pod not in ("default/sleep", "test-egress/sleep"):
             raise HarnessError(f"only the sleep pods can be redeployed, not {pod!r}")
         namespace = self.ns(pod.split("/", 1)[0])
+        self._pods.pop(pod, None)
         patch = {
             "spec": {
                 "template": {
@@ -473,6 +426,7 @@ class KubeBackend:
             return ("istio-proxy" in names) == sidecar
 
         poll(f"{pod} to run {'with' if sidecar else 'without'} a sidecar", settled, timeout=120, interval=1.0)
+        self._pods.pop(pod, None)
         for key in [k for k in self._forwards if k.startswith(namespace + "/sleep")]:
             self._forwards.pop(key).close()
             self._admins.pop(key, None)
@@ -495,13 +449,12 @@ class KubeBackend:
 
     # ---------------------------------------------------------------- evidence
     def collect(self, directory: Path) -> None:
+        """The evidence of every backend (harness/mesh_evidence.py), each proxy read through
+        pilot-agent in its istio-proxy container, plus the pod YAML, events and pods of the cluster."""
         directory.mkdir(parents=True, exist_ok=True)
 
-        def save(name: str, fetch: Callable[[], str]) -> None:
-            try:
-                (directory / name).write_text(fetch())
-            except Exception as exc:  # noqa: BLE001 - one broken source must not hide the others
-                (directory / f"{name}.error").write_text(f"{type(exc).__name__}: {exc}")
+        def save(name: str, fetch: Callable[[], object]) -> None:
+            mesh_evidence.save(directory, name, fetch)
 
         # Functions of the pod, bound with partial: mypy cannot type a lambda with a default argument.
         def pod_yaml(pod: str) -> str:
@@ -512,24 +465,26 @@ class KubeBackend:
             namespace, name, _ = self.pod_name(pod)
             return self.kubectl.run("logs", "-n", namespace, name, "-c", "istio-proxy").stdout
 
+        def admin_json(pod: str, path: str) -> dict:
+            body = json.loads(self.pilot_agent_request(pod, path) or "{}")
+            return stat_values(body) if path.startswith("stats") else body
+
         for pod in SEED_PODS:
-            safe = pod.replace("/", "_")
-            save(f"{safe}.pod.yaml", functools.partial(pod_yaml, pod))
-            save(f"{safe}.config_dump.json", functools.partial(self.pilot_agent_request, pod, "config_dump"))
-            save(f"{safe}.stats.txt", functools.partial(self.pilot_agent_request, pod, "stats"))
-            save(f"{safe}.clusters.txt", functools.partial(self.pilot_agent_request, pod, "clusters"))
-            save(f"{safe}.certs.json", functools.partial(self.pilot_agent_request, pod, "certs"))
-            save(f"{safe}.istio-proxy.log", functools.partial(proxy_log, pod))
+            d = mesh_evidence.save_proxy(
+                directory,
+                pod,
+                {name: functools.partial(admin_json, pod, path) for name, path in mesh_evidence.PROXY_FILES.items()},
+            )
+            mesh_evidence.save(d, "pod.yaml", functools.partial(pod_yaml, pod))
+            mesh_evidence.save(d, "istio-proxy.log", functools.partial(proxy_log, pod))
+        save("istiod-configz.json", lambda: self.istiod_debug(CONFIGZ_EXEC))
         save(
             "istiod.log", lambda: self.kubectl.run("logs", "-n", ISTIO_NAMESPACE, "deploy/istiod", "--tail=2000").stdout
         )
-        save("istiod-syncz.json", lambda: json.dumps(self.syncz(), indent=2))
+        save("istiod-syncz.json", self.syncz)
         save("events.txt", lambda: self.kubectl.run("get", "events", "-A", "--sort-by=.lastTimestamp").stdout)
         save("pods.txt", lambda: self.kubectl.run("get", "pods", "-A", "-o", "wide").stdout)
-        save(
-            "upstream-records.json",
-            lambda: json.dumps([r.__dict__ for r in self.upstream().records()], default=str, indent=2),
-        )
+        save("upstream-records.json", lambda: [r.__dict__ for r in self.upstream().records()])
         save("kubectl-commands.txt", lambda: "\n".join(self.kubectl.log[-500:]))
         if self._api is not None:  # what the one apply path sent (harness/kube_rest.py)
             api = self._api
@@ -537,6 +492,7 @@ class KubeBackend:
 
     def close_forwards(self) -> None:
         self.close_api()
+        self._close_istiod()
         for admin in self._admins.values():
             close = getattr(admin, "close", None)
             if close:

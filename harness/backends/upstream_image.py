@@ -35,12 +35,14 @@ from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
 from harness.istio_binaries import cache_root
+from harness.stand_in import CERT_DIR, CONTROL_TOKEN_ENV, UPSTREAM_PORTS, upstream_command
 from harness.upstream_client import UpstreamPorts, parse_ready_line
 from harness.wait import poll
 
 if TYPE_CHECKING:
     import docker
     from docker.models.containers import Container
+
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 UPSTREAM_CONTEXT = REPO_ROOT / "mock_upstream"
@@ -51,10 +53,6 @@ BASE_PACKAGES = ("python3-minimal", "curl", "openssl")
 BASE_REPO = "egress-harness/debian-base"
 UPSTREAM_REPO = "egress-harness/mock-upstream"
 SLEEP_REPO = "egress-harness/sleep"
-UPSTREAM_PORTS = {"http": 80, "https": 443, "mtls": 8443, "control": 9901}
-# The stand-in's control API answers only requests carrying this run's token (mock_upstream/control.py).
-CONTROL_TOKEN_ENV = "MOCK_UPSTREAM_CONTROL_TOKEN"
-CERT_DIR = "/etc/mock-upstream"
 # Removed from the rootfs before it is packed: docs and apt's package lists and downloaded .debs.
 _TRIM = (
     "usr/share/doc",
@@ -317,40 +315,6 @@ def cert_archive(files: dict[str, bytes], directory: str, mode: int = 0o444) -> 
             info.mtime = int(time.time())
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
-
-
-def upstream_command(
-    *,
-    cert: str = f"{CERT_DIR}/cert.pem",
-    key: str = f"{CERT_DIR}/key.pem",
-    client_ca: str = f"{CERT_DIR}/client-ca.pem",
-    control_listen: str | None = None,
-) -> list[str]:
-    """mock_upstream's arguments, in every backend: its ports, its certificate chain and key, and
-    the CA whose client certificates its mutual-TLS port accepts (the container's paths by
-    default; the local mesh passes the run's files). control_listen: the control API's own
-    address (the local mesh: 127.0.0.1, which only the stand-in's namespace reaches; a container
-    keeps 0.0.0.0, where Docker's published port and a port-forward arrive). Every backend also
-    gives it a per-run control token (CONTROL_TOKEN_ENV), which the harness's client sends."""
-    return [
-        "--listen",
-        "0.0.0.0",
-        "--http-port",
-        str(UPSTREAM_PORTS["http"]),
-        "--https-port",
-        str(UPSTREAM_PORTS["https"]),
-        "--mtls-port",
-        str(UPSTREAM_PORTS["mtls"]),
-        "--client-ca",
-        client_ca,
-        "--control-port",
-        str(UPSTREAM_PORTS["control"]),
-        *(["--control-listen", control_listen] if control_listen else []),
-        "--cert",
-        cert,
-        "--key",
-        key,
-    ]
 
 
 @dataclass

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
-from harness.local.mesh import UPSTREAM_PORTS
 from harness.local.netns import pod_env
 from harness.local.pods import UPSTREAM_HOST
 from harness.local.processes import ManagedProcess
+from harness.stand_in import UPSTREAM_PORTS, issue_upstream_certificate
 from harness.wait import poll
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ class FortioUpstream:
         mesh = self.mesh
         assert mesh.pki is not None and mesh.upstream_process is not None
         mesh.upstream_process.stop(grace=1.0)  # frees ports 80 and 443
-        cert = mesh.pki.public_ca.issue_server("fortio-upstream", [UPSTREAM_HOST, "*.cnn.com"])
+        cert = issue_upstream_certificate(mesh.pki.public_ca, "fortio-upstream")
         common = [
             "-loglevel",
             "Warning",

@@ -6,7 +6,8 @@ import time
 from functools import partial
 
 from harness.backend import GATEWAY, TEST_EGRESS_SLEEP
-from harness.checks.passthrough import HTTPS_URL, check_passthrough
+from harness.checks.hop_checks import client_saw_certificate, direct_from, statuses, verify
+from harness.checks.passthrough import HOST, HTTPS_URL, STAND_IN_ISSUER, check_passthrough
 from harness.curl_result import curl_command
 from harness.scenario import Scenario
 from harness.trace import APP_UPSTREAM
@@ -15,16 +16,16 @@ CONNECT_TIMEOUT = 2
 
 
 def check_direct_before_policy(sc: Scenario) -> None:
-    """test-egress/sleep has no sidecar: it reaches the stand-in directly."""
+    """test-egress/sleep has no sidecar: it reaches the stand-in directly, over its own TLS (SNI
+    edition.cnn.com, the stand-in's certificate)."""
     t = sc.trace(TEST_EGRESS_SLEEP, "curl-before-policy")
-    t.run(curl_command(HTTPS_URL, extra=["--connect-timeout", str(CONNECT_TIMEOUT)]))
-    t.expect_statuses([200])
-    reqs = t.wait_upstream_requests(1)
-    pod_ip = sc.backend.pod_address(TEST_EGRESS_SLEEP)
-    t.expect(
-        reqs and reqs[0].peer_address == pod_ip,
-        APP_UPSTREAM,
-        f"expected a direct request from {pod_ip}; saw {[r.summary() for r in reqs]}",
+    t.run(curl_command(HTTPS_URL, extra=["-v", "--connect-timeout", str(CONNECT_TIMEOUT)]))
+    t.wait_upstream_requests(1)
+    verify(
+        t,
+        statuses([200]),
+        direct_from(TEST_EGRESS_SLEEP, "https", sni=HOST, hop=APP_UPSTREAM),
+        client_saw_certificate(HOST, STAND_IN_ISSUER),
     )
 
 

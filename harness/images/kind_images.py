@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from harness.errors import HarnessError
 from harness.images.docker_build import say
 
-# The steps of ensure_all, in order, with what each makes: the plan (harness/backends/plan.py)
+# The steps of ensure_all, in order, with what each makes: the kind plan (harness/backends/kind.py)
 # prints these same titles.
 STEPS = {
     "programs": "Go programs from the module proxy (harness/toolchain): ",

@@ -24,7 +24,8 @@ What runs, and where:
   by `make clean-cache`), and later runs start etcd from a copy of it. The seed holds no keys:
   certificates are the run's own and etcd stores none.
 - The harness, kubectl and the user reach the API server through a loopback forwarder on the host
-  (127.0.0.1:<ephemeral> → istiod's namespace 127.0.0.1:6443), the kubeconfig the run writes.
+  (127.0.0.1:<ephemeral> → istiod's namespace 127.0.0.1:6443, loopback_forwarder.py), the
+  kubeconfig the run writes.
 
 Flags: `kube-apiserver --help` and `etcd --help` of the pinned builds; the minimum set follows
 kubeadm's static-pod manifest for kube-apiserver (cmd/kubeadm/app/phases/controlplane/manifests.go).
@@ -36,9 +37,7 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import ssl
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +46,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from harness.errors import HarnessError
+from harness.local.loopback_forwarder import LoopbackForwarder
 from harness.local.netns import POD_PATH, Netns
 from harness.local.processes import ManagedProcess
 from harness.local.runstate import RunState
@@ -88,76 +88,6 @@ def kubeconfig_text(server: str, ca: Path, cert: Path, key: Path, name: str = "e
         },
         indent=2,
     )
-
-
-class LoopbackForwarder:
-    """127.0.0.1:<listen_port> of the host (or of `listen_in`) → `netns` 127.0.0.1:`port`, byte for
-    byte (TLS passes through). Threads of the harness process: they end with it, so nothing
-    outlives the run."""
-
-    def __init__(self, netns: Netns, port: int, *, listen_in: Netns | None = None, listen_port: int = 0):
-        self.netns = netns
-        self.port = port
-        self._listener = listen_in.socket() if listen_in else socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind(("127.0.0.1", listen_port))
-        self._listener.listen(64)
-        self.local_port = self._listener.getsockname()[1]
-        self._stopping = threading.Event()
-        self._conns: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._accept, name=f"apiserver-forward:{self.local_port}", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = self.netns.socket()
-                upstream.connect(("127.0.0.1", self.port))
-            except OSError:
-                client.close()
-                continue
-            for s in (client, upstream):
-                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self._lock:
-                self._conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def stop(self) -> None:
-        self._stopping.set()
-        try:
-            self._listener.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self._listener.close()
-        with self._lock:
-            for s in self._conns:
-                try:
-                    s.close()
-                except OSError:
-                    pass
-            self._conns.clear()
 
 
 @dataclass
@@ -312,6 +242,9 @@ class KubeControlPlane:
                     f"--tls-private-key-file={c.path('apiserver.key')}",
                     f"--client-ca-file={c.ca.cert_path}",
                     "--authorization-mode=AlwaysAllow",
+                    # Said, not implied: AlwaysAllow turns anonymous requests off today, but a
+                    # request without a client certificate must stay a 401 whatever the mode.
+                    "--anonymous-auth=false",
                     f"--service-cluster-ip-range={SERVICE_CIDR}",
                     "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                     f"--service-account-key-file={c.path('sa.pub')}",

@@ -1,68 +1,42 @@
-"""Mesh-wide evidence of the local backend, written for a failed test."""
+"""Mesh-wide evidence of the local backend, written for a failed test, in the layout of every
+backend (harness/mesh_evidence.py), plus what only the local mesh has (the hub's iptables rules)."""
 
 from __future__ import annotations
 
-import json
 import shutil
-import traceback
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from harness.mesh_evidence import save, save_proxy
 
 if TYPE_CHECKING:
     from harness.local.mesh import LocalMesh
 
 
-def _save(directory: Path, name: str, fetch: Callable[[], Any]) -> None:
-    path = directory / name
-    try:
-        value = fetch()
-    except Exception:  # noqa: BLE001 - one broken source must not hide the others
-        path.with_name(path.name + ".error.txt").write_text(traceback.format_exc())
-        return
-    if isinstance(value, (dict, list)):
-        path.write_text(json.dumps(value, indent=2, default=str))
-    else:
-        path.write_text(str(value))
-
-
-def edition_report(admin) -> str:
-    """What this proxy has for edition.cnn.com: its listeners, and its clusters with their
-    endpoints (the first thing to read when traffic does not show up where it should)."""
-    from harness.envoy_admin import cluster_names, listener_names
-
-    dump = admin.config_dump()
-    lines = ["listeners:"]
-    lines += [f"  {n}" for n in listener_names(dump)]
-    lines.append("clusters mentioning edition.cnn.com or the egress gateway:")
-    lines += [f"  {n}" for n in cluster_names(dump) if "edition.cnn.com" in n or "egressgateway" in n]
-    routes = [r for r in json.dumps(dump).split('"') if "edition.cnn.com" in r]
-    lines.append(f"strings mentioning edition.cnn.com in the config: {len(routes)}")
-    return "\n".join(lines) + "\n"
-
-
 def collect_local(mesh: LocalMesh, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for proxy in mesh.proxies():
-        pod = f"{proxy.spec.namespace}.{proxy.spec.pod_name}"
-        d = directory / pod
-        d.mkdir(exist_ok=True)
         admin = proxy.admin
-        _save(d, "config_dump.json", partial(admin.config_dump, include_eds=True))
-        _save(d, "stats.json", partial(admin.stats, ""))
-        _save(d, "clusters.json", admin.clusters_json)
-        _save(d, "certs.json", admin.certs)
-        _save(d, "edition.cnn.com-report.txt", partial(edition_report, admin))
+        d = save_proxy(
+            directory,
+            f"{proxy.spec.namespace}/{proxy.spec.pod_name}",
+            {
+                "config_dump.json": partial(admin.config_dump, include_eds=True),
+                "stats.json": partial(admin.stats, ""),
+                "clusters.json": admin.clusters_json,
+                "certs.json": admin.certs,
+            },
+        )
         if proxy.log_path.exists():
             shutil.copyfile(proxy.log_path, d / "istio-proxy.log")
     if mesh.istiod is not None:
-        _save(directory, "istiod-syncz.json", mesh.istiod.syncz)
-        _save(directory, "istiod-configz.json", mesh.istiod.configz)
-    _save(directory, "upstream-records.json", lambda: mesh.upstream()._call("GET", "/records"))
-    _save(directory, "manifests-applied.json", lambda: sorted(mesh.manifests.applied))
+        save(directory, "istiod-syncz.json", mesh.istiod.syncz)
+        save(directory, "istiod-configz.json", mesh.istiod.configz)
+    save(directory, "upstream-records.json", lambda: mesh.upstream()._call("GET", "/records"))
+    save(directory, "manifests-applied.json", lambda: sorted(mesh.manifests.applied))
     # What istiod reads, as the API server holds it (Secrets by name only: they carry keys).
-    _save(
+    save(
         directory,
         "api-objects.yaml",
         lambda: (
@@ -76,7 +50,7 @@ def collect_local(mesh: LocalMesh, directory: Path) -> None:
             ).stdout
         ),
     )
-    _save(directory, "api-secrets.txt", lambda: mesh.registry.kubectl.run("get", "secrets", "-A").stdout)
+    save(directory, "api-secrets.txt", lambda: mesh.registry.kubectl.run("get", "secrets", "-A").stdout)
     for log in mesh.log_dir.glob("*.log"):
         if not log.name.endswith("istio-proxy.log"):
             shutil.copyfile(log, directory / log.name)

@@ -25,10 +25,11 @@ from pathlib import Path
 import httpx
 import yaml
 
-from harness.backends.kube import Kubectl
 from harness.errors import HarnessError, HarnessFault, ManifestRejected
 from harness.istio_binaries import IstioBinaries
 from harness.istioctl_validate import IstioctlValidator
+from harness.kube.kubectl import Kubectl
+from harness.kube.trust import trust_secrets_yaml, trust_values
 from harness.kube_rest import FIELD_MANAGER, KubeRest
 from harness.local.apiserver import KUBELET_PORT, NODE_ADDRESS, KubeControlPlane
 from harness.sync import ISTIO_KINDS
@@ -208,10 +209,7 @@ class KubeRegistry:
     def create_trust_secrets(self, pems: dict[str, str]) -> dict:
         """The credentialName Secrets in istio-system (the kind and cluster backends' fixture,
         fixtures/kind/trust-secrets.yaml.j2), and the `trust` values that name them."""
-        from harness.backends.kube import trust_values
-        from harness.backends.plan import setup_manifests
-
-        text = setup_manifests(sleep_image="unused", pems=pems)["trust-secrets.yaml"]
+        text = trust_secrets_yaml(pems)
         # Server-side apply over REST, like the other objects the harness itself keeps: a kubectl
         # process would cost more than the three writes.
         for secret in yaml.safe_load_all(text):

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import watchdog
-from harness.backends.upstream_image import CONTROL_TOKEN_ENV, UPSTREAM_PORTS, upstream_command
 from harness.errors import HarnessError, HarnessFault, ProcessExited
+from harness.exec_result import ExecResult
 from harness.istio_binaries import IstioBinaries
 from harness.local import netpol
 from harness.local.apiserver import KubeControlPlane, seed_dir
@@ -33,14 +33,15 @@ from harness.local.convergence import Convergence
 from harness.local.fabric import Fabric
 from harness.local.istiod import ISTIOD_SAN, Istiod, IstiodTLS, mesh_config
 from harness.local.kube_registry import KubeRegistry, istio_crd_file
-from harness.local.netns import ETC_NETNS_DIR, POD_PATH, ExecResult, Netns
-from harness.local.pods import UPSTREAM_HOST, Pod, stage_gateway_trust, write_pod_etc
+from harness.local.netns import ETC_NETNS_DIR, POD_PATH, Netns
+from harness.local.pods import Pod, stage_gateway_trust, write_pod_etc
 from harness.local.processes import ManagedProcess
 from harness.local.proxy import IstioProxy, ProxySpec, stage_proxy_binaries
 from harness.local.reaper import start_watchdog
 from harness.local.runstate import STATE_ROOT, RunState, reap_stale_runs
 from harness.pki import RunPKI
 from harness.pod_table import GATEWAY_POD, NAMESPACES, PODS, PodSpec
+from harness.stand_in import CONTROL_TOKEN_ENV, UPSTREAM_PORTS, issue_upstream_certificate, upstream_command
 from harness.sync import ISTIO_KINDS
 from harness.system_packages import find_command
 from harness.upstream_client import UpstreamClient
@@ -350,7 +351,7 @@ class LocalMesh:
         self._add_netns(ns)
         ns.create()
         self.fabric.plug(ns, self.upstream_address)
-        server = self.pki.public_ca.issue_server("edition.cnn.com", [UPSTREAM_HOST, "*.cnn.com"])
+        server = issue_upstream_certificate(self.pki.public_ca)
         self.upstream_ns = ns
         repo_root = Path(__file__).resolve().parents[2]
         self.upstream_process = ManagedProcess(

@@ -14,7 +14,6 @@ import shutil
 import socket
 import subprocess
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpcore
@@ -22,6 +21,7 @@ import httpx
 from httpcore._backends.sync import SyncStream
 
 from harness.errors import HarnessError, HarnessFault
+from harness.exec_result import ExecResult
 from harness.system_packages import host_path
 
 NETNS_DIR = Path("/var/run/netns")
@@ -44,18 +44,6 @@ def pod_env(hostname: str, **extra: str) -> dict[str, str]:
 def host_env() -> dict[str, str]:
     """For the host's own commands (ip, iptables-restore): a PATH with sbin, nothing else."""
     return {"PATH": host_path(), "LC_ALL": "C"}
-
-
-@dataclass(frozen=True)
-class ExecResult:
-    argv: tuple[str, ...]
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0
 
 
 def run_host(argv: list[str], *, check: bool = True, timeout: float = 30.0, input: str | None = None) -> ExecResult:

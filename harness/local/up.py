@@ -1,21 +1,25 @@
 """`make mesh` (`python -m harness.local.up`): start the local mesh, print how to look inside it, and
-keep it until Ctrl-C (or SIGTERM), then tear it down like a test run does.
+keep it until Ctrl-C (or SIGTERM, or SIGHUP: a closed terminal), then tear it down like a test run does.
 
 Why: a user debugging a scenario wants their usual tools against the live mesh: the mesh's real
 kube-apiserver (apiserver.py) answers `kubectl get vs -A`, `kubectl apply -f`, and the printed
 KUBECONFIG line is all they need. Teardown is the mesh's own (LocalMesh.stop, and its watchdog
-after SIGKILL), so nothing is left either way.
+after SIGKILL), so nothing is left either way. `--artifacts DIR` is claimed as a test run claims
+it (harness/artifacts.py): a folder in use by another run is refused, not overwritten.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import tempfile
 import threading
 from pathlib import Path
 
+from harness.artifacts import ArtifactsProblem
+from harness.artifacts import claim as claim_artifacts
 from harness.errors import HarnessError
 from harness.istio_binaries import ensure_istio
 from harness.versions import DEFAULT_ISTIO_VERSION
@@ -29,9 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     from harness.local.mesh import LocalMesh
 
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
+    lock_fd = None
     try:
+        if args.artifacts is not None:
+            args.artifacts, lock_fd = claim_artifacts(args.artifacts)
         binaries = ensure_istio(args.istio_version)
         with tempfile.TemporaryDirectory(prefix="egress-mesh-") as tmp:
             mesh = LocalMesh(binaries, args.artifacts or Path(tmp))
@@ -52,9 +59,12 @@ def main(argv: list[str] | None = None) -> int:
                 stop.wait()
             finally:
                 mesh.stop()
-    except HarnessError as exc:
+    except (HarnessError, ArtifactsProblem) as exc:
         print(f"egress-harness: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if lock_fd is not None:
+            os.close(lock_fd)
     print("torn down")
     return 0
 

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
 from harness.istio_binaries import IstioBinaries
-from harness.local.apiserver import API_PORT, LoopbackForwarder
+from harness.local.apiserver import API_PORT
 from harness.local.istiod import ISTIOD_SAN, Istiod, IstiodTLS, mesh_config
+from harness.local.loopback_forwarder import LoopbackForwarder
 from harness.local.proxy import IstioProxy, ProxySpec, stage_proxy_binaries
 from harness.pod_table import PodSpec
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.istio_binaries import cache_root, refuse_build_if_forbidden
+from harness.system_packages import GO_MINIMUM
 
 
 def say(msg: str) -> None:
@@ -65,7 +66,8 @@ def toolchain_dir() -> Path:
 def go_binary() -> str:
     go = shutil.which("go")
     if go is None:
-        raise HarnessError("Go is needed to build the kind images' programs from the module proxy: install Go (≥ 1.24)")
+        need = ".".join(map(str, GO_MINIMUM))
+        raise HarnessError(f"Go is needed to build the harness's programs from the module proxy: install Go >= {need}")
     return go
 
 

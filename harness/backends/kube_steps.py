@@ -1,0 +1,210 @@
+"""What the kind and cluster plans share: the command builders, the setup manifests, and the steps
+that wait for istiod and the proxies (harness/backends/kind.py and cluster.py make their plans of
+these; harness/backends/plan.py prints them)."""
+
+from __future__ import annotations
+
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from harness import manifests
+from harness.backends.kube import (
+    CONFIGZ_EXEC,
+    ENVOY_ADMIN_PORT,
+    ISTIO_NAMESPACE,
+    ISTIOD_DEBUG_PORT,
+    SYNCZ_EXEC,
+    UPSTREAM_HOST,
+    pilot_agent_request_args,
+)
+from harness.backends.steps import Action, Step
+from harness.kube.templates import KIND_FIXTURES, render_fixture
+from harness.kube.trust import PEM, trust_secrets_yaml, trust_values
+from harness.kube_rest import KUBECTL_APPLY_EQUIVALENT
+
+if TYPE_CHECKING:  # imported where the steps are made: kind.py and cluster.py import this module
+    pass
+
+
+KIND_CONFIG = KIND_FIXTURES / "cluster.yaml"
+ISTIO_OPERATOR = KIND_FIXTURES / "istio-operator.yaml"
+KIND_NETWORK = "kind"  # kind's fixed Docker network (KIND_EXPERIMENTAL_DOCKER_NETWORK overrides it)
+READINESS_TIMEOUT = "5m"
+FIRST_CONVERGENCE_TIMEOUT = 120  # seconds
+WITH_ENGINE = "harness/images/with_engine.py, outside pytest"
+
+
+# ------------------------------------------------------------------------------ command builders
+def kind_create_cmd(kind: str, name: str, kubeconfig: Path, image: str) -> list[str]:
+    # The argv pytest-kind's KindCluster.create(config_file=…) runs (it reuses a cluster of that name).
+    return [
+        kind,
+        "create",
+        "cluster",
+        f"--name={name}",
+        f"--kubeconfig={kubeconfig}",
+        f"--image={image}",
+        "--config",
+        str(KIND_CONFIG),
+    ]
+
+
+def kind_delete_cmd(kind: str, name: str, kubeconfig: Path) -> list[str]:
+    return [kind, "delete", "cluster", f"--name={name}", f"--kubeconfig={kubeconfig}"]
+
+
+def kind_load_cmd(kind: str, name: str, image: str) -> list[str]:
+    return [kind, "load", "docker-image", "--name", name, image]
+
+
+def upstream_container_name(cluster_name: str) -> str:
+    return f"egress-harness-upstream-{cluster_name}"
+
+
+def mesh_config_overlay() -> str:
+    """harness/meshconfig.py's mesh config as an IstioOperator overlay (the second -f of install)."""
+    import yaml
+
+    from harness.meshconfig import mesh_config
+
+    return "# Generated from harness/meshconfig.py: the mesh config every backend installs.\n" + yaml.safe_dump(
+        {"apiVersion": "install.istio.io/v1alpha1", "kind": "IstioOperator", "spec": {"meshConfig": mesh_config()}},
+        sort_keys=False,
+    )
+
+
+def write_mesh_config_overlay(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "istio-meshconfig.yaml"
+    path.write_text(mesh_config_overlay())
+    return path
+
+
+def istioctl_install_cmd(
+    istioctl: str, kubeconfig: Path, hub: str, tag: str, overlay: Path | str = "<artifacts>/kind/istio-meshconfig.yaml"
+) -> list[str]:
+    return [
+        istioctl,
+        "install",
+        f"--kubeconfig={kubeconfig}",
+        "-y",
+        "-f",
+        str(ISTIO_OPERATOR),
+        "-f",
+        str(overlay),
+        f"--set=hub={hub}",
+        f"--set=tag={tag}",
+        # Also in the files; repeated so the command alone says what matters.
+        "--set=components.egressGateways[0].name=istio-egressgateway",
+        "--set=components.egressGateways[0].enabled=true",
+        "--set=meshConfig.accessLogFile=/dev/stdout",
+        f"--readiness-timeout={READINESS_TIMEOUT}",
+    ]
+
+
+def istio_install_hint(hub: str, tag: str) -> str:
+    """The command a cluster without Istio needs (the cluster backend's refusal names it)."""
+    return " ".join(
+        istioctl_install_cmd(
+            "istioctl", Path("$KUBECONFIG"), hub, tag, "<python -m harness.backends.plan --mesh-config-overlay>"
+        )
+    )
+
+
+def rollout_cmds(kubectl: str, kubeconfig: Path) -> list[list[str]]:
+    k = [kubectl, f"--kubeconfig={kubeconfig}"]
+    return [
+        k + ["rollout", "status", "-n", ISTIO_NAMESPACE, "deployment/istiod", "--timeout=300s"],
+        k + ["rollout", "status", "-n", ISTIO_NAMESPACE, "deployment/istio-egressgateway", "--timeout=300s"],
+    ]
+
+
+def package_version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def scenario_manifests() -> list[tuple[str, str, str]]:
+    """(stage, mode, YAML) of every scenario rendering, with Kubernetes' trust values."""
+    return [
+        (stage, mode, manifests.to_yaml(manifests.render(stage, mode=mode, trust=trust_values())))
+        for stage in manifests.stages()
+        for mode in manifests.MODES
+    ]
+
+
+def setup_manifests(
+    *,
+    sleep_image: str,
+    ns_default: str = "default",
+    ns_test_egress: str = "test-egress",
+    run_labels: dict[str, str] | None = None,
+    pems: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """The cluster-side manifests the backends apply before the suites run, by file name."""
+    ca = (pems or {}).get("public_ca", PEM.format("test public CA that signs the stand-in"))
+    return {
+        "namespaces.yaml": render_fixture(
+            "namespaces.yaml.j2", ns_default=ns_default, ns_test_egress=ns_test_egress, run_labels=run_labels or {}
+        ),
+        "trust-secrets.yaml": trust_secrets_yaml(pems, run_labels),
+        "sleep-default.yaml": render_fixture(
+            "sleep.yaml.j2", namespace=ns_default, image=sleep_image, sidecar=True, upstream_ca_pem=ca
+        ),
+        "sleep-test-egress.yaml": render_fixture(
+            "sleep.yaml.j2", namespace=ns_test_egress, image=sleep_image, sidecar=False, upstream_ca_pem=ca
+        ),
+    }
+
+
+def convergence_cmds(k: list[str], *, configz: bool = True) -> list[list[str]]:
+    """How the backend sees that every proxy runs the config (kube.py's wait_converged); configz:
+    first, that istiod holds what was applied (the first convergence follows no apply)."""
+    # Each read is one HTTP request over a port-forward the run keeps open (istiod's debug port,
+    # each proxy's admin port); the exec commands below read the same where a forward cannot be had.
+    dump = "config_dump?resource=dynamic_active_clusters&name_regex=<marker cluster>"
+    agent = pilot_agent_request_args("<ns>", "<pod>", dump)
+    forwards = [
+        k + ["port-forward", "-n", ISTIO_NAMESPACE, "pod/<istiod>", f":{ISTIOD_DEBUG_PORT}", "--address=127.0.0.1"],
+        k + ["port-forward", "-n", "<ns>", "pod/<pod>", f":{ENVOY_ADMIN_PORT}", "--address=127.0.0.1"],
+    ]
+    return [*forwards, *([k + list(CONFIGZ_EXEC)] if configz else []), k + list(agent), k + list(SYNCZ_EXEC)]
+
+
+def seed_wait_step(k: list[str], ns_default: str, ns_test_egress: str, run: Action | None) -> Step:
+    return Step(
+        f"Wait for the sleep pods, and for {UPSTREAM_HOST} to resolve to the stand-in in them",
+        [
+            k + ["rollout", "status", "-n", ns_default, "deployment/sleep", "--timeout=180s"],
+            k + ["rollout", "status", "-n", ns_test_egress, "deployment/sleep", "--timeout=180s"],
+            k + ["exec", "-n", ns_test_egress, "deploy/sleep", "-c", "sleep", "--", "getent", "hosts", UPSTREAM_HOST],
+        ],
+        run=run,
+    )
+
+
+def first_convergence_step(k: list[str], run: Action | None) -> Step:
+    """The last setup step: setup's time until here is the backend's cold start."""
+    return Step(
+        "First convergence: a new marker ServiceEntry (server-side apply over REST), until every proxy has "
+        f"its cluster and istiod sees every xDS type ACKed (deadline {FIRST_CONVERGENCE_TIMEOUT}s)",
+        [k + list(KUBECTL_APPLY_EQUIVALENT), *convergence_cmds(k, configz=False)],
+        run=run,
+        timing="cold_start",
+    )
+
+
+def per_test_steps(istioctl_bin: str, k: list[str], namespaces: str = "") -> list[Step]:
+    """What the suites do per test (printed, with no action: setup ends before it), then the scenarios."""
+    return [
+        Step(
+            "Per test: validate (istioctl validate -f -), server-side apply (one PATCH per object over REST, "
+            "harness/kube_rest.py; the kubectl equivalent below), wait until every proxy has the config",
+            [[istioctl_bin, "validate", "-f", "-"], k + list(KUBECTL_APPLY_EQUIVALENT), *convergence_cmds(k)],
+            note="the scenario manifests below, one stage × mTLS mode at a time",
+        ),
+        *(Step(f"Scenario {stage} [{mode}]{namespaces}", [], text) for stage, mode, text in scenario_manifests()),
+    ]

@@ -1,0 +1,55 @@
+"""The gateway's credentialName Secrets on Kubernetes (the local mesh, kind and a cluster alike):
+the stand-in's CA, a CA that did not sign it, and the gateway's client certificate; and the `trust`
+values the scenario templates name them by."""
+
+from __future__ import annotations
+
+from harness.kube.templates import render_fixture
+from harness.pki import RunPKI
+from harness.pod_table import GATEWAY_SPIFFE
+
+GATEWAY_NAMESPACE = "istio-system"
+TRUST_NAMES = {"trust": "edition-cnn-com-ca", "wrong_trust": "untrusted-ca", "client": "edition-cnn-com-client"}
+# What a dry-run plan shows where a PEM is made at run time.
+PEM = "<PEM: {} (made at run time)>"
+
+
+def gateway_trust_pems(pki: RunPKI) -> dict[str, str]:
+    """What the gateway's credentialName Secrets hold on Kubernetes (kind and cluster alike): the
+    stand-in's CA, a CA that did not sign it, and a client certificate whose DNS SAN the
+    mutual-origination check names."""
+    untrusted = pki.other_public_ca()
+    client = pki.public_ca.issue_client(
+        "gateway-client",
+        "istio-egressgateway",
+        dns_names=["istio-egressgateway.istio-system.svc.cluster.local"],
+        uris=[GATEWAY_SPIFFE],
+    )
+    return {
+        "public_ca": pki.public_ca.cert_pem.decode(),
+        "untrusted_ca": untrusted.cert_pem.decode(),
+        "client_cert": client.cert_pem.decode(),
+        "client_key": client.key_pem.decode(),
+    }
+
+
+def trust_values() -> dict[str, dict[str, str]]:
+    """`trust` template values on Kubernetes: credentialName secrets in the gateway's namespace."""
+    return {key: {"credential_name": name} for key, name in TRUST_NAMES.items()}
+
+
+def trust_secrets_yaml(pems: dict[str, str] | None = None, run_labels: dict[str, str] | None = None) -> str:
+    """The three Secrets (fixtures/kind/trust-secrets.yaml.j2), in the gateway's namespace."""
+    pems = pems or {}
+    return render_fixture(
+        "trust-secrets.yaml.j2",
+        gateway_namespace=GATEWAY_NAMESPACE,
+        run_labels=run_labels or {},
+        trust_name=TRUST_NAMES["trust"],
+        wrong_trust_name=TRUST_NAMES["wrong_trust"],
+        client_name=TRUST_NAMES["client"],
+        public_ca_pem=pems.get("public_ca", PEM.format("test public CA that signs the stand-in")),
+        untrusted_ca_pem=pems.get("untrusted_ca", PEM.format("a CA that signed nothing here")),
+        client_cert_pem=pems.get("client_cert", PEM.format("the gateway's client certificate")),
+        client_key_pem=pems.get("client_key", PEM.format("its key")),
+    )

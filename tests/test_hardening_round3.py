@@ -19,6 +19,7 @@ from harness import artifacts
 from harness.artifacts import ArtifactsProblem, claim
 from harness.backends.cluster import kubeconfig_from
 from harness.errors import HarnessError
+from tests.helpers.mount_namespace import in_private_mounts
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,14 +59,7 @@ def test_a_full_artifacts_disk_is_one_line_before_anything_starts(root_only, tmp
         f"mount -t tmpfs -o size=256k egress-harness-test {folder} && "
         f"exec {sys.executable} -m pytest -p no:cacheprovider -p no:pytest-kind-ng {_trivial_tests(tmp_path)} -q --artifacts={folder}/a"
     )
-    proc = subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-    )
+    proc = in_private_mounts(script)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     out = proc.stdout + proc.stderr
     assert "is full" in out and "KiB free" in out and "ARTIFACTS=" in out, out
@@ -100,14 +94,7 @@ def test_a_disk_that_fills_mid_run_is_a_harness_error_and_the_reports_are_writte
         f"{{ {sys.executable} -m pytest -p no:cacheprovider -p no:pytest-kind-ng {tests} -q --artifacts={folder}/a; "
         f"ls {folder}/a; }}"
     )
-    proc = subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-    )
+    proc = in_private_mounts(script)
     out = proc.stdout + proc.stderr
     assert "HARNESS ERROR" in out and "is full" in out, out
     assert "Interrupted: egress-harness: the artifacts folder" in out and "passed" not in out, out

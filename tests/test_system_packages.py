@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.system_packages import TARGETS, Need, check_go, find_command, missing, packages_of
+from tests.helpers.mount_namespace import in_private_mounts
 
 REPO = Path(__file__).resolve().parents[1]
 NOBODY = 65534
@@ -54,14 +55,7 @@ def _hidden(
         script += 'echo "netns: $(ls -A /var/run/netns)"; exit $rc'
     else:
         script = f"{mounts} && exec {command}"
-    return subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-    )
+    return in_private_mounts(script)
 
 
 @pytest.fixture

@@ -50,8 +50,19 @@ def test_plan_has_the_exact_commands(kind_plan_text, istio_binaries):
     hub, tag = tools.istio_images("1.31")
     kind = tools.resolve_kind(fetch=False)
     kind_bin = str(kind.path or f"<cache>/tools/kind-{tools.KIND_VERSION}/kind")
-    create = " ".join(kube_steps.kind_create_cmd(kind_bin, "egress-harness", kubeconfig, tools.kind_node_image()))
-    install = " ".join(kube_steps.istioctl_install_cmd(str(istio_binaries.istioctl), kubeconfig, hub, tag))
+    # Written out literally: built with the function under test, the expectation could not fail.
+    fixtures = REPO / "fixtures" / "kind"
+    create = (
+        f"{kind_bin} create cluster --name=egress-harness --kubeconfig={kubeconfig} "
+        f"--image={tools.kind_node_image()} --config {fixtures / 'cluster.yaml'}"
+    )
+    install = (
+        f"{istio_binaries.istioctl} install --kubeconfig={kubeconfig} -y -f {fixtures / 'istio-operator.yaml'} "
+        f"-f <artifacts>/kind/istio-meshconfig.yaml --set=hub={hub} --set=tag={tag} "
+        "--set=components.egressGateways[0].name=istio-egressgateway "
+        "--set=components.egressGateways[0].enabled=true --set=meshConfig.accessLogFile=/dev/stdout "
+        "--readiness-timeout=5m"
+    )
     assert f"$ {create}" in kind_plan_text
     assert f"$ {install}" in kind_plan_text
     for flag in (

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.console import say as _say
 from harness.errors import HarnessError
 from harness.versions import (
     DEFAULT_ISTIO_VERSION,
@@ -72,10 +73,6 @@ class IstioBinaries:
 
     def describe(self) -> str:
         return f"Istio {self.version} ({self.provenance}) with Envoy {self.envoy_version}"
-
-
-def _say(msg: str) -> None:
-    print(f"[egress-harness] {msg}", file=sys.stderr, flush=True)
 
 
 def _go() -> str:

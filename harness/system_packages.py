@@ -27,6 +27,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.console import say as _say
+
 # Where Debian puts administrative commands; a non-root login PATH has none of these.
 SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 # Where a Go toolchain is usually installed besides PATH (the official tarball's place first).
@@ -123,10 +125,6 @@ def _venv_missing(python: str) -> list[Need]:
 
 def packages_of(needs: list[Need]) -> list[str]:
     return sorted({n.package for n in needs})
-
-
-def _say(msg: str) -> None:
-    print(f"[egress-harness] {msg}", file=sys.stderr, flush=True)
 
 
 def _lists_fresh() -> bool:

@@ -25,7 +25,6 @@ import functools
 import json
 import os
 import secrets
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -60,10 +59,6 @@ def run_namespaces(run_id: str) -> dict[str, str]:
         "test-egress": f"eh-{run_id}-test-egress",
         "internet": f"eh-{run_id}-internet",
     }
-
-
-def _say(msg: str) -> None:
-    print(f"[egress-harness] {msg}", file=sys.stderr, flush=True)
 
 
 def kubeconfig_from(option: str | None) -> Path:

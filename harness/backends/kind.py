@@ -27,7 +27,6 @@ import os
 import secrets
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +56,7 @@ from harness.backends.kube_steps import (
     write_mesh_config_overlay,
 )
 from harness.backends.steps import Bind, Plan, Step, bind_actions, run_steps
+from harness.console import say as _say
 from harness.errors import HarnessError
 from harness.kube.kubectl import Kubectl
 from harness.kube.trust import gateway_trust_pems
@@ -68,10 +68,6 @@ if TYPE_CHECKING:  # both are imported when a kind run starts (preflight says ho
     from pytest_kind import KindCluster
 
     from harness.images.kind_images import KindImages
-
-
-def _say(msg: str) -> None:
-    print(f"[egress-harness] {msg}", file=sys.stderr, flush=True)
 
 
 def _bin(tool: tools.Tool | None) -> Path:

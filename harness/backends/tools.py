@@ -37,6 +37,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.console import say as _say
 from harness.errors import HarnessError, HarnessFault
 from harness.istio_binaries import cache_root, refuse_build_if_forbidden
 
@@ -103,10 +104,6 @@ func main() {
 \t}
 }
 """
-
-
-def _say(msg: str) -> None:
-    print(f"[egress-harness] {msg}", file=sys.stderr, flush=True)
 
 
 def os_arch() -> tuple[str, str]:

@@ -25,7 +25,6 @@ import re
 import secrets
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 import time
@@ -33,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.console import say as _say
 from harness.errors import HarnessError
 from harness.istio_binaries import cache_root
 from harness.stand_in import CERT_DIR, CONTROL_TOKEN_ENV, UPSTREAM_PORTS, upstream_command
@@ -65,10 +65,6 @@ _TRIM = (
     "var/cache/apt/srcpkgcache.bin",
     "var/log",
 )
-
-
-def _say(msg: str) -> None:
-    print(f"[egress-harness] {msg}", file=sys.stderr, flush=True)
 
 
 # ------------------------------------------------------------------------------ Debian mirror

@@ -10,22 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.console import say
 from harness.errors import HarnessError
 from harness.istio_binaries import cache_root
 
 if TYPE_CHECKING:
     import docker
-
-
-def say(msg: str) -> None:
-    print(f"[egress-harness] {msg}", file=sys.stderr, flush=True)
 
 
 def log_dir() -> Path:

@@ -30,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 
+from harness.console import say
 from harness.errors import HarnessError
 from harness.istio_binaries import cache_root
 
@@ -42,10 +43,6 @@ WRAPPER = Path(__file__).with_name("runc_wrapper.py")
 CAP_SYS_RESOURCE = 24
 # An address outside every range the engine uses: `ip route get` to it must fail in the namespace.
 PROBE_ADDRESSES = ("192.0.2.1", "8.8.8.8")
-
-
-def say(msg: str) -> None:
-    print(f"[egress-harness] {msg}", file=sys.stderr, flush=True)
 
 
 def data_root() -> Path:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import watchdog
+from harness.console import say as _say_to_stderr
 from harness.errors import HarnessError, HarnessFault, ProcessExited
 from harness.exec_result import ExecResult
 from harness.istio_binaries import IstioBinaries
@@ -73,10 +74,6 @@ def _remove_if_empty(directory: Path) -> None:
         directory.rmdir()
     except OSError:
         pass
-
-
-def _say_to_stderr(line: str) -> None:
-    print(f"[egress-harness] {line}", file=sys.stderr, flush=True)
 
 
 def preflight() -> None:

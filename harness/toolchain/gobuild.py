@@ -18,19 +18,15 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.console import say
 from harness.errors import HarnessError
 from harness.istio_binaries import cache_root, refuse_build_if_forbidden
 from harness.system_packages import GO_MINIMUM
-
-
-def say(msg: str) -> None:
-    print(f"[egress-harness] {msg}", file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)

@@ -99,8 +99,15 @@ diff-config: $(STAMP)
 	@# exit 1 means "they differ" (as diff(1)); only bad input (2) fails the target
 	@$(PY) -m harness.config_diff "$(A)" "$(B)" || test $$? -eq 1
 
+# gofmt from the Go the builds use (on PATH, or the official tarball's place): the node's pod-streams
+# must be formatted as Go formats it. (go vet would need the Kubernetes modules first: minutes on a
+# new machine, before make test has fetched them.)
+GOFMT = $(firstword $(wildcard $(dir $(shell command -v go 2>/dev/null))gofmt /usr/local/go/bin/gofmt) gofmt)
 lint: $(STAMP)
 	cd $(ROOT) && $(PY) -m ruff check . && $(PY) -m ruff format --check . && $(PY) -m mypy
+	@command -v $(GOFMT) >/dev/null || { echo "gofmt not found: install Go >= 1.25 (the official tarball into /usr/local/go)"; exit 1; }
+	@cd $(ROOT) && unformatted="$$($(GOFMT) -l harness/local/pod_streams)" && test -z "$$unformatted" \
+		|| { echo "gofmt: not formatted: $$unformatted (run gofmt -w on it)"; exit 1; }
 
 format: $(STAMP)
 	cd $(ROOT) && $(PY) -m ruff check --fix . && $(PY) -m ruff format .

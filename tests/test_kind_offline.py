@@ -539,3 +539,18 @@ def test_istiod_must_hold_what_was_stored_before_the_marker():
     )
     # No resourceVersion known (an object the harness did not store itself): any version will do.
     assert config_differs(stale, {("VirtualService", "default", "cnn"): None}, set()) == (set(), set())
+
+
+def test_a_kind_backend_is_whole_after_init_and_says_when_tools_are_missing(tmp_path):
+    """Every field exists once constructed (the tools are attached by the plan's step, not by a
+    constructor call inside it); using kubectl before that step is a harness fault that says so."""
+    from harness.backends.kind import KindBackend
+    from harness.errors import HarnessFault
+
+    backend = KindBackend(cluster_name="whole", keep_cluster=False, istio_version="1.31", artifacts=tmp_path)
+    assert backend.timings == {} and backend.generation == 0 and backend.artifacts == tmp_path
+    assert backend.ns("default") == "default" and backend.upstream_control_url is None
+    with pytest.raises(HarnessFault, match="before its tools were resolved"):
+        backend.kubectl  # noqa: B018 - the property is what is tested
+    backend.attach_tools(Kubectl(Path("/bin/true"), tmp_path / "kubeconfig"), Path("/bin/true"))
+    assert backend.kubectl.kubeconfig == tmp_path / "kubeconfig"

@@ -204,8 +204,8 @@ class KindBackend(KubeBackend):
         self.kubectl_tool: tools.Tool | None = None
         self.istioctl_tool: tools.Tool | None = None
         self.kubeconfig = Path(".pytest-kind") / cluster_name / "kubeconfig"
-        # kubectl is only known after tools are resolved; KubeBackend's fields are set by resolve_tools.
-        self.artifacts = artifacts
+        # Whole from here on; kubectl and istioctl are attached by the plan's tools step.
+        super().__init__(artifacts=artifacts)
         self.images_mode = images_mode()
         self.source_images: KindImages | None = None
         self._plan: Plan | None = None  # made by start(); stop() runs its teardown
@@ -278,10 +278,8 @@ class KindBackend(KubeBackend):
         tools.check_kind_version(self.kind_tool.version, self.kind_tool.origin)
         self.kubectl_tool = tools.resolve_kubectl(fetch=True)
         self.istioctl_tool = tools.resolve_istioctl(self.istio_version, fetch=True)
-        super().__init__(
-            kubectl=Kubectl(self.kubectl_tool.fetched_path(), self.kubeconfig.resolve()),
-            istioctl=self.istioctl_tool.fetched_path(),
-            artifacts=self.artifacts,
+        self.attach_tools(
+            Kubectl(self.kubectl_tool.fetched_path(), self.kubeconfig.resolve()), self.istioctl_tool.fetched_path()
         )
 
     def create_cluster(self) -> None:

@@ -30,7 +30,7 @@ import httpx
 
 from harness import mesh_evidence
 from harness.envoy_admin import stat_values
-from harness.errors import HarnessError, HopFailure
+from harness.errors import HarnessError, HarnessFault, HopFailure
 from harness.exec_result import ExecResult
 from harness.istioctl_validate import IstioctlValidator
 from harness.kube.kubectl import Kubectl, PortForward
@@ -104,13 +104,15 @@ class KubeBackend:
     def __init__(
         self,
         *,
-        kubectl: Kubectl,
-        istioctl: Path,
         artifacts: Path,
+        kubectl: Kubectl | None = None,
+        istioctl: Path | None = None,
         namespaces: dict[str, str] | None = None,
         convergence_timeout: float = 60.0,
     ):
-        self.kubectl = kubectl
+        # Known when the tools are resolved: at once for the cluster backend, by the kind plan's
+        # tools step for kind (attach_tools); until then the backend is whole but has no kubectl.
+        self._kubectl = kubectl
         self.istioctl = istioctl
         self.artifacts = artifacts
         self.namespaces = {
@@ -127,12 +129,24 @@ class KubeBackend:
         # redeploys one (redeploy() forgets it), and a kubectl process per read cost ~10 s a test.
         self._pods: dict[str, dict] = {}
         self._istiod: tuple[PortForward, httpx.Client] | None = None
-        self._validator = IstioctlValidator(istioctl)
+        self._validator = IstioctlValidator(istioctl) if istioctl is not None else None
         self._api: KubeRest | None = None
         self._upstream_client: UpstreamClient | None = None
         self.upstream_control_url: str | None = None  # set by the subclass once the stand-in runs
         self.upstream_control_token: str | None = None  # the token its control API requires
         self.timings: dict[str, float] = {}
+
+    def attach_tools(self, kubectl: Kubectl, istioctl: Path) -> None:
+        """The resolved kubectl and istioctl (the kind plan's tools step calls this)."""
+        self._kubectl = kubectl
+        self.istioctl = istioctl
+        self._validator = IstioctlValidator(istioctl)
+
+    @property
+    def kubectl(self) -> Kubectl:
+        if self._kubectl is None:
+            raise HarnessFault(f"the {self.name} backend used kubectl before its tools were resolved")
+        return self._kubectl
 
     # ---------------------------------------------------------------- names
     def ns(self, logical: str) -> str:
@@ -176,6 +190,8 @@ class KubeBackend:
 
     # ---------------------------------------------------------------- manifests
     def validate(self, objs: list[dict]) -> None:
+        if self._validator is None:
+            raise HarnessFault(f"the {self.name} backend validated manifests before istioctl was resolved")
         self._validator.validate(objs)
 
     @property

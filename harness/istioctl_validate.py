@@ -4,6 +4,7 @@ Istio refuses fails before it reaches istiod (which, reading files, would only l
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 from pathlib import Path
 
@@ -12,20 +13,28 @@ import yaml
 from harness.errors import HarnessError, ManifestRejected
 from harness.sync import ISTIO_KINDS
 
+# Objects istioctl accepted, by (istioctl, the object's digest), for the whole process: the session's
+# check of every rendering at start validates each object once, and the applies of the same
+# renderings later find them here instead of starting istioctl again.
+_ACCEPTED: set[tuple[str, str]] = set()
+
+
+def _digest(obj: dict) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
 
 class IstioctlValidator:
     def __init__(self, istioctl: Path):
         self.istioctl = istioctl
-        self._valid: set[str] = set()  # scenarios apply the same renderings again and again
+        self.runs = 0  # istioctl processes started (a test reads it)
 
     def validate(self, objs: list[dict]) -> None:
-        istio = [o for o in objs if o.get("kind") in ISTIO_KINDS]
-        if not istio:
+        tool = str(self.istioctl)
+        pending = [o for o in objs if o.get("kind") in ISTIO_KINDS and (tool, _digest(o)) not in _ACCEPTED]
+        if not pending:
             return
-        text = yaml.safe_dump_all(istio, sort_keys=False)
-        digest = hashlib.sha256(text.encode()).hexdigest()
-        if digest in self._valid:
-            return
+        text = yaml.safe_dump_all(pending, sort_keys=False)
+        self.runs += 1
         try:
             proc = subprocess.run(
                 [str(self.istioctl), "validate", "-f", "-"], input=text, capture_output=True, text=True, timeout=60
@@ -41,4 +50,4 @@ class IstioctlValidator:
                 if line.strip() and not line.startswith("Error:")
             )
             raise ManifestRejected(f"istio rejected the manifests: {details}")
-        self._valid.add(digest)
+        _ACCEPTED.update((tool, _digest(o)) for o in pending)

@@ -2,7 +2,10 @@
 
 The local mesh creates them from it (a network namespace each, a proxy where `proxy` says), the
 Kubernetes backends find them by its labels and exec into its container, and the suites name
-them by key ("namespace/name"). Adding a pod is one row here (plus its manifest on Kubernetes).
+them by key ("namespace/name"). On Kubernetes, a row with a `workload` is a Deployment the
+backends apply (fixtures/kind/workload.yaml.j2, harness/kube/workloads.py): its manifest, its
+namespace, its rollout wait and its redeploy all come from the row. Adding a pod is one row here,
+on every backend.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ class PodSpec:
     proxy: str | None  # "router" (a gateway), "sidecar", or None (no istio-proxy at start)
     container: str  # the container the suites' commands run in, on Kubernetes
     labels: dict[str, str] = field(default_factory=dict)
+    # The Deployment the Kubernetes backends apply for it; None for a pod Istio installs (the gateway).
+    workload: str | None = None
 
     @property
     def key(self) -> str:
@@ -40,8 +45,8 @@ GATEWAY_POD = PodSpec(
     "istio-proxy",
     {"app": "istio-egressgateway", "istio": "egressgateway"},
 )
-SLEEP_POD = PodSpec("default", "sleep", "sleep", "sidecar", "sleep", {"app": "sleep"})
-TEST_EGRESS_SLEEP_POD = PodSpec("test-egress", "sleep", "sleep", None, "sleep", {"app": "sleep"})
+SLEEP_POD = PodSpec("default", "sleep", "sleep", "sidecar", "sleep", {"app": "sleep"}, workload="sleep")
+TEST_EGRESS_SLEEP_POD = PodSpec("test-egress", "sleep", "sleep", None, "sleep", {"app": "sleep"}, workload="sleep")
 
 PODS: dict[str, PodSpec] = {p.key: p for p in (GATEWAY_POD, SLEEP_POD, TEST_EGRESS_SLEEP_POD)}
 NAMESPACES = ("istio-system", "default", "test-egress", "kube-system")

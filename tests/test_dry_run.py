@@ -357,3 +357,39 @@ def test_nightly_workflow_runs_the_kind_suites_and_uploads_artifacts():
     upload = next(s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/upload-artifact"))
     assert upload["if"] == "always()"
     assert job["timeout-minutes"] <= 90
+
+
+def test_a_pod_is_one_row_on_the_kubernetes_backends(tmp_path, monkeypatch, istio_binaries):
+    """A row added to (a copy of) harness/pod_table.py is all it takes: its namespace, manifest and
+    rollout appear in the kind and the cluster plans, and the backend finds and can redeploy it."""
+    from harness import pod_table
+    from harness.backends.kube import KubeBackend
+    from harness.kube.kubectl import Kubectl
+
+    row = pod_table.PodSpec(
+        "payments", "client", "payments-client", "sidecar", "app", {"app": "payments-client"}, workload="client"
+    )
+    monkeypatch.setattr(pod_table, "PODS", {**pod_table.PODS, row.key: row})
+
+    kind_text = kind.kind_plan(cluster_name="egress-harness", keep_cluster=False, istio_version="1.31").render()
+    assert "Apply client-payments.yaml" in kind_text
+    assert "rollout status -n payments deployment/client --timeout=180s" in kind_text
+    for needle in ("name: client", "serviceAccountName: payments-client", "- name: app", 'app: "payments-client"'):
+        assert needle in kind_text, needle
+    namespaces = kind_text.split("Apply namespaces.yaml", 1)[1].split("--->8---", 1)[0]
+    assert "name: payments" in namespaces and namespaces.count("istio-injection: enabled") == 2, namespaces
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
+    cluster_text = cluster.cluster_plan(kubeconfig=kubeconfig, istio_version="1.31", run_id="abc123").render()
+    assert "Apply client-payments.yaml" in cluster_text and "name: eh-abc123-payments" in cluster_text
+    assert "rollout status -n eh-abc123-payments deployment/client" in cluster_text
+
+    no_pods = tmp_path / "kubectl"  # a kubectl that lists no pods: the lookup, not a cluster, is tested
+    no_pods.write_text("#!/bin/sh\necho '{\"items\": []}'\n")
+    no_pods.chmod(0o755)
+    backend = KubeBackend(artifacts=tmp_path, kubectl=Kubectl(no_pods, kubeconfig))
+    with pytest.raises(HarnessError, match="expected one running pod for payments/client"):
+        backend.pod_name("payments/client")  # found in the table, so looked for by its labels
+    with pytest.raises(HarnessError, match=r"only the pods the backend deploys \(.*payments/client\)"):
+        backend.redeploy(pod_table.GATEWAY, sidecar=True)

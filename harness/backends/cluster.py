@@ -44,6 +44,7 @@ from harness.backends.kube_steps import (
 )
 from harness.backends.steps import Plan, Step, bind_actions, run_steps
 from harness.errors import HarnessError
+from harness.kube import workloads
 from harness.kube.kubectl import Kubectl, PortForward
 from harness.kube.templates import render_fixture
 from harness.kube.trust import gateway_trust_pems
@@ -54,11 +55,9 @@ RUN_LABEL = "egress-harness/run"
 
 
 def run_namespaces(run_id: str) -> dict[str, str]:
-    return {
-        "default": f"eh-{run_id}-default",
-        "test-egress": f"eh-{run_id}-test-egress",
-        "internet": f"eh-{run_id}-internet",
-    }
+    """The run's own namespaces: one per namespace of the deployed pods (harness/pod_table.py), and
+    the stand-in's "internet"."""
+    return {ns: f"eh-{run_id}-{ns}" for ns in [*workloads.workload_namespaces(), "internet"]}
 
 
 def kubeconfig_from(option: str | None) -> Path:
@@ -133,7 +132,7 @@ class ClusterBackend(KubeBackend):
             kubectl=Kubectl(kubectl.fetched_path(), kubeconfig),
             istioctl=istioctl.fetched_path(),
             artifacts=artifacts,
-            namespaces={"default": self.run_ns["default"], "test-egress": self.run_ns["test-egress"]},
+            namespaces={ns: self.run_ns[ns] for ns in workloads.workload_namespaces()},
         )
 
     def preflight(self) -> None:
@@ -232,21 +231,19 @@ class ClusterBackend(KubeBackend):
         assert self.pki is not None, "start_upstream makes the PKI first"
         return setup_manifests(
             sleep_image=self.sleep_image,
-            ns_default=self.run_ns["default"],
-            ns_test_egress=self.run_ns["test-egress"],
+            namespaces=self.run_ns,
             run_labels={RUN_LABEL: self.run_id},
             pems=gateway_trust_pems(self.pki),
         )
 
     def wait_for_seed(self) -> None:
-        for logical in ("default", "test-egress"):
-            self.kubectl.run(
-                "rollout", "status", "-n", self.ns(logical), "deployment/sleep", "--timeout=180s", timeout=190
-            )
+        for ns, target in workloads.rollouts(self.run_ns):
+            self.kubectl.run("rollout", "status", "-n", ns, target, "--timeout=180s", timeout=190)
         address = self._upstream_address
+        dns = workloads.dns_check_pod().key
         poll(
-            f"{UPSTREAM_HOST} to resolve to the stand-in ({address}) in the sleep pods",
-            lambda: self.exec("test-egress/sleep", ["getent", "hosts", UPSTREAM_HOST]).stdout.split()[:1],
+            f"{UPSTREAM_HOST} to resolve to the stand-in ({address}) in {dns}",
+            lambda: self.exec(dns, ["getent", "hosts", UPSTREAM_HOST]).stdout.split()[:1],
             ok=lambda got: got == [address],
             timeout=90,
             interval=1.0,
@@ -351,13 +348,10 @@ def cluster_plan(
                 f"Apply {fname}", [k + ["apply", "-f", "-"]], text, run=act(ClusterBackend.apply_setup_manifest, fname)
             )
             for fname, text in setup_manifests(
-                sleep_image="$EGRESS_HARNESS_SLEEP_IMAGE",
-                ns_default=ns["default"],
-                ns_test_egress=ns["test-egress"],
-                run_labels=labels,
+                sleep_image="$EGRESS_HARNESS_SLEEP_IMAGE", namespaces=ns, run_labels=labels
             ).items()
         ),
-        seed_wait_step(k, ns["default"], ns["test-egress"], act(ClusterBackend.wait_for_seed)),
+        seed_wait_step(k, ns, act(ClusterBackend.wait_for_seed)),
         first_convergence_step(k, act(ClusterBackend.wait_converged, FIRST_CONVERGENCE_TIMEOUT)),
         *per_test_steps(
             str(istioctl.path or "istioctl"), k, f" (namespaces mapped to {ns['default']}, {ns['test-egress']})"

@@ -58,6 +58,7 @@ from harness.backends.kube_steps import (
 from harness.backends.steps import Bind, Plan, Step, bind_actions, run_steps
 from harness.console import say as _say
 from harness.errors import HarnessError
+from harness.kube import workloads
 from harness.kube.kubectl import Kubectl
 from harness.kube.trust import gateway_trust_pems
 from harness.pki import RunPKI
@@ -391,15 +392,16 @@ class KindBackend(KubeBackend):
 
     def wait_for_seed(self) -> None:
         assert self.upstream_container is not None
-        for ns in ("default", "test-egress"):
-            self.kubectl.run("rollout", "status", "-n", ns, "deployment/sleep", "--timeout=180s", timeout=190)
+        for ns, target in workloads.rollouts({}):
+            self.kubectl.run("rollout", "status", "-n", ns, target, "--timeout=180s", timeout=190)
         want = self.upstream_container.address
+        dns = workloads.dns_check_pod().key
 
         def resolved() -> str:
-            return self.exec("test-egress/sleep", ["getent", "hosts", UPSTREAM_HOST]).stdout.split()[:1][0]
+            return self.exec(dns, ["getent", "hosts", UPSTREAM_HOST]).stdout.split()[:1][0]
 
         poll(
-            f"{UPSTREAM_HOST} to resolve to the stand-in ({want}) in the sleep pods",
+            f"{UPSTREAM_HOST} to resolve to the stand-in ({want}) in {dns}",
             resolved,
             ok=lambda got: got == want,
             timeout=90,
@@ -767,7 +769,7 @@ def _kind_steps(n: _KindNames, act: Bind) -> list[Step]:
             Step(f"Apply {fname}", [k + ["apply", "-f", "-"]], text, run=act(KindBackend.apply_setup_manifest, fname))
             for fname, text in setup_manifests(sleep_image=sleep_image).items()
         ),
-        seed_wait_step(k, "default", "test-egress", act(KindBackend.wait_for_seed)),
+        seed_wait_step(k, {}, act(KindBackend.wait_for_seed)),
         first_convergence_step(k, act(KindBackend.wait_converged, FIRST_CONVERGENCE_TIMEOUT)),
         *per_test_steps(n.istioctl_bin, k),
     ]

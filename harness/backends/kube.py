@@ -28,16 +28,16 @@ from pathlib import Path
 
 import httpx
 
-from harness import mesh_evidence
+from harness import mesh_evidence, pod_table
 from harness.envoy_admin import stat_values
 from harness.errors import HarnessError, HarnessFault, HopFailure
 from harness.exec_result import ExecResult
 from harness.istioctl_validate import IstioctlValidator
+from harness.kube import workloads
 from harness.kube.kubectl import Kubectl, PortForward
 from harness.kube.templates import render_fixture
 from harness.kube.trust import trust_values
 from harness.kube_rest import KubeRest
-from harness.pod_table import PODS
 from harness.sync import (
     ISTIO_KINDS,
     config_differs,
@@ -57,8 +57,6 @@ ENVOY_ADMIN_PORT = 15000
 ISTIOD_DEBUG_PORT = 15014
 UPSTREAM_HOST = "edition.cnn.com"
 UPSTREAM_CA_IN_POD = "/etc/egress-harness/ca.pem"
-# Pods of the seed: logical "namespace/name" -> (label selector, application container).
-SEED_PODS = {key: (pod.selector, pod.container) for key, pod in PODS.items()}
 _CORE_MARK = "# egress-harness: edition.cnn.com is the stand-in"
 
 
@@ -165,10 +163,11 @@ class KubeBackend:
     def pod_name(self, pod: str) -> tuple[str, str, str]:
         """(namespace, pod name, application container) of a logical "namespace/name" (the one
         running, ready pod of its Deployment)."""
-        if pod not in SEED_PODS:
-            raise HarnessError(f"no pod {pod!r} on this backend (pods: {', '.join(SEED_PODS)})")
+        spec = pod_table.PODS.get(pod)  # read now: the table is the one list of pods
+        if spec is None:
+            raise HarnessError(f"no pod {pod!r} on this backend (pods: {', '.join(pod_table.PODS)})")
         logical_ns = pod.split("/", 1)[0]
-        selector, container = SEED_PODS[pod]
+        selector, container = spec.selector, spec.container
         namespace = self.ns(logical_ns)
         cached = self._pods.get(pod)
         if cached is not None:
@@ -229,7 +228,7 @@ class KubeBackend:
     def proxies(self) -> list[str]:
         """Logical pods that run an istio-proxy now."""
         out = []
-        for pod in SEED_PODS:
+        for pod in pod_table.PODS:
             try:
                 namespace, name, _ = self.pod_name(pod)
             except HarnessError:
@@ -418,8 +417,11 @@ class KubeBackend:
     def redeploy(self, pod: str, *, sidecar: bool) -> None:
         """A new pod of the Deployment, with or without a sidecar; waits until it is ready (and,
         with a sidecar, has the current config)."""
-        if pod not in ("default/sleep", "test-egress/sleep"):
-            raise HarnessError(f"only the sleep pods can be redeployed, not {pod!r}")
+        spec = workloads.redeployable(pod)
+        if spec is None or spec.workload is None:
+            names = ", ".join(p.key for p in workloads.deployed_pods())
+            raise HarnessError(f"only the pods the backend deploys ({names}) can be redeployed, not {pod!r}")
+        workload = spec.workload
         namespace = self.ns(pod.split("/", 1)[0])
         self._pods.pop(pod, None)
         patch = {
@@ -432,8 +434,8 @@ class KubeBackend:
                 }
             }
         }
-        self.kubectl.run("patch", "deployment", "sleep", "-n", namespace, "--type=merge", "-p", json.dumps(patch))
-        self.kubectl.run("rollout", "status", "deployment/sleep", "-n", namespace, "--timeout=180s", timeout=200)
+        self.kubectl.run("patch", "deployment", workload, "-n", namespace, "--type=merge", "-p", json.dumps(patch))
+        self.kubectl.run("rollout", "status", f"deployment/{workload}", "-n", namespace, "--timeout=180s", timeout=200)
 
         def settled() -> bool:
             _, name, _ = self.pod_name(pod)
@@ -443,7 +445,7 @@ class KubeBackend:
 
         poll(f"{pod} to run {'with' if sidecar else 'without'} a sidecar", settled, timeout=120, interval=1.0)
         self._pods.pop(pod, None)
-        for key in [k for k in self._forwards if k.startswith(namespace + "/sleep")]:
+        for key in [k for k in self._forwards if k.startswith(f"{namespace}/{workload}")]:
             self._forwards.pop(key).close()
             self._admins.pop(key, None)
         if sidecar:
@@ -485,7 +487,7 @@ class KubeBackend:
             body = json.loads(self.pilot_agent_request(pod, path) or "{}")
             return stat_values(body) if path.startswith("stats") else body
 
-        for pod in SEED_PODS:
+        for pod in pod_table.PODS:
             d = mesh_evidence.save_proxy(
                 directory,
                 pod,

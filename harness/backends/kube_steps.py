@@ -4,6 +4,7 @@ these; harness/backends/plan.py prints them)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,7 +20,8 @@ from harness.backends.kube import (
     pilot_agent_request_args,
 )
 from harness.backends.steps import Action, Step
-from harness.kube.templates import KIND_FIXTURES, render_fixture
+from harness.kube import workloads
+from harness.kube.templates import KIND_FIXTURES
 from harness.kube.trust import PEM, trust_secrets_yaml, trust_values
 from harness.kube_rest import KUBECTL_APPLY_EQUIVALENT
 
@@ -139,24 +141,19 @@ def scenario_manifests() -> list[tuple[str, str, str]]:
 def setup_manifests(
     *,
     sleep_image: str,
-    ns_default: str = "default",
-    ns_test_egress: str = "test-egress",
+    namespaces: Mapping[str, str] | None = None,
     run_labels: dict[str, str] | None = None,
     pems: dict[str, str] | None = None,
 ) -> dict[str, str]:
-    """The cluster-side manifests the backends apply before the suites run, by file name."""
+    """The cluster-side manifests the backends apply before the suites run, by file name: the
+    deployed pods' namespaces (logical → actual by `namespaces`), the trust Secrets, and one
+    manifest per deployed pod of harness/pod_table.py (harness/kube/workloads.py)."""
     ca = (pems or {}).get("public_ca", PEM.format("test public CA that signs the stand-in"))
+    names = namespaces or {}
     return {
-        "namespaces.yaml": render_fixture(
-            "namespaces.yaml.j2", ns_default=ns_default, ns_test_egress=ns_test_egress, run_labels=run_labels or {}
-        ),
+        "namespaces.yaml": workloads.namespaces_manifest(names, run_labels or {}),
         "trust-secrets.yaml": trust_secrets_yaml(pems, run_labels),
-        "sleep-default.yaml": render_fixture(
-            "sleep.yaml.j2", namespace=ns_default, image=sleep_image, sidecar=True, upstream_ca_pem=ca
-        ),
-        "sleep-test-egress.yaml": render_fixture(
-            "sleep.yaml.j2", namespace=ns_test_egress, image=sleep_image, sidecar=False, upstream_ca_pem=ca
-        ),
+        **workloads.workload_manifests(sleep_image, names, ca),
     }
 
 
@@ -174,13 +171,30 @@ def convergence_cmds(k: list[str], *, configz: bool = True) -> list[list[str]]:
     return [*forwards, *([k + list(CONFIGZ_EXEC)] if configz else []), k + list(agent), k + list(SYNCZ_EXEC)]
 
 
-def seed_wait_step(k: list[str], ns_default: str, ns_test_egress: str, run: Action | None) -> Step:
+def seed_wait_step(k: list[str], namespaces: Mapping[str, str], run: Action | None) -> Step:
+    """Every deployed pod's rollout, then the stand-in's name looked up in one of them."""
+    dns = workloads.dns_check_pod()
+    dns_ns = namespaces.get(dns.namespace, dns.namespace)
     return Step(
-        f"Wait for the sleep pods, and for {UPSTREAM_HOST} to resolve to the stand-in in them",
+        f"Wait for the deployed pods, and for {UPSTREAM_HOST} to resolve to the stand-in in them",
         [
-            k + ["rollout", "status", "-n", ns_default, "deployment/sleep", "--timeout=180s"],
-            k + ["rollout", "status", "-n", ns_test_egress, "deployment/sleep", "--timeout=180s"],
-            k + ["exec", "-n", ns_test_egress, "deploy/sleep", "-c", "sleep", "--", "getent", "hosts", UPSTREAM_HOST],
+            *(
+                k + ["rollout", "status", "-n", ns, target, "--timeout=180s"]
+                for ns, target in workloads.rollouts(namespaces)
+            ),
+            k
+            + [
+                "exec",
+                "-n",
+                dns_ns,
+                f"deploy/{dns.workload}",
+                "-c",
+                dns.container,
+                "--",
+                "getent",
+                "hosts",
+                UPSTREAM_HOST,
+            ],
         ],
         run=run,
     )

@@ -29,8 +29,9 @@ from pathlib import Path
 import httpx
 
 from harness import mesh_evidence, pod_table
+from harness.converge import converge
 from harness.envoy_admin import stat_values
-from harness.errors import HarnessError, HarnessFault, HopFailure
+from harness.errors import HarnessError, HarnessFault
 from harness.exec_result import ExecResult
 from harness.istioctl_validate import IstioctlValidator
 from harness.kube import workloads
@@ -40,17 +41,10 @@ from harness.kube.trust import trust_values
 from harness.kube_rest import KubeRest
 from harness.sync import (
     ISTIO_KINDS,
-    config_differs,
-    expected_config,
-    marker_cluster,
-    marker_cluster_regex,
-    marker_service_entry,
-    pending_from_syncz,
     sync_state,
 )
-from harness.trace import CONTROL_PLANE
 from harness.upstream_client import UpstreamClient
-from harness.wait import WaitTimeout, poll
+from harness.wait import poll
 
 ISTIO_NAMESPACE = "istio-system"
 ENVOY_ADMIN_PORT = 15000
@@ -247,61 +241,42 @@ class KubeBackend:
         absent: list[dict] | None = None,
         before: dict | None = None,
     ) -> float:
-        """Wait until istiod holds `present` as stored and not `absent` (harness/sync.py
-        expected_config says why), then apply a new marker ServiceEntry and wait until every
-        proxy has its cluster and istiod sees every xDS type ACKed; returns the seconds it took."""
-        timeout = timeout or self.convergence_timeout
+        """harness/converge.py's wait, this backend as its target; the seconds it took."""
         self.generation += 1
-        gen = self.generation
-        started = time.monotonic()
-        if before is None:
-            before = sync_state(self.syncz())
-        want, gone = expected_config(present or [], absent or [])
-        if want or gone:
-            try:
-                poll(
-                    f"istiod to load {sorted(want)} (as stored) and drop {sorted(gone)}",
-                    lambda: config_differs(self.istiod_debug(CONFIGZ_EXEC), want, gone),
-                    ok=lambda d: not d[0] and not d[1],
-                    timeout=timeout,
-                    interval=0.5,
-                    describe=lambda d: f"still missing {sorted(d[0])}, still present {sorted(d[1])}",
-                )
-            except WaitTimeout as exc:  # stored by the API server, so not refused: istiod lags
-                raise HopFailure(CONTROL_PLANE, str(exc)) from None
-        self.api.apply([marker_service_entry(gen)])
-        cluster = marker_cluster(gen)
-        regex = marker_cluster_regex(gen)
-        for pod in self.proxies():
-
-            def has_marker(pod=pod) -> bool:
-                pending_from_syncz(self.syncz(), before)
-                dump = self.pilot_agent_request(pod, f"config_dump?resource=dynamic_active_clusters&name_regex={regex}")
-                return bool(json.loads(dump or "{}").get("configs"))
-
-            try:
-                poll(
-                    f"{pod} to accept config generation {gen} (cluster {cluster})",
-                    has_marker,
-                    timeout=max(1.0, timeout - (time.monotonic() - started)),
-                    interval=0.5,
-                )
-            except WaitTimeout as exc:  # a proxy that never gets the config: the control plane's hop
-                raise HopFailure(CONTROL_PLANE, str(exc)) from None
-        try:
-            poll(
-                "every proxy to ACK every xDS type (istiod /debug/syncz)",
-                lambda: pending_from_syncz(self.syncz(), before),
-                ok=lambda u: not u,
-                timeout=max(1.0, timeout - (time.monotonic() - started)),
-                interval=0.5,
-                describe=lambda u: "; ".join(u),
-            )
-        except WaitTimeout as exc:
-            raise HopFailure(CONTROL_PLANE, str(exc)) from None
-        seconds = time.monotonic() - started
+        seconds = converge(
+            self,
+            self.generation,
+            present=present or [],
+            absent=absent or [],
+            before=before,
+            timeout=timeout or self.convergence_timeout,
+        )
         self.timings["last_convergence"] = seconds
         return seconds
+
+    # ------------------------------------------------ ConvergenceTarget (harness/converge.py)
+    poll_interval = 0.5  # a read over a port-forward (or, as a fallback, a kubectl exec)
+
+    def configz(self, deadline: float | None = None) -> list[dict]:
+        return self.istiod_debug(CONFIGZ_EXEC)
+
+    def apply_marker(self, marker: dict) -> None:
+        self.api.apply([marker])
+
+    def proxy_names(self) -> list[str]:
+        return self.proxies()
+
+    def has_cluster(self, proxy: str, name_regex: str) -> bool:
+        dump = self.pilot_agent_request(proxy, f"config_dump?resource=dynamic_active_clusters&name_regex={name_regex}")
+        return bool(json.loads(dump or "{}").get("configs"))
+
+    def istiod_exited(self) -> None:
+        """Kubernetes restarts a dead istiod: a wait that outlasts it reads as the control plane's."""
+
+    def istiod_complaints(self) -> str:
+        result = self.kubectl.run("logs", "-n", ISTIO_NAMESPACE, "deploy/istiod", "--tail=400", check=False, timeout=30)
+        lines = [line for line in result.stdout.splitlines() if "\terror\t" in line or "\twarn\t" in line]
+        return " | ".join(lines[-5:])
 
     def pilot_agent_request(self, pod: str, path: str) -> str:
         """GET `path` of the pod's Envoy admin: over the pod's long-lived port-forward (one HTTP
@@ -319,7 +294,7 @@ class KubeBackend:
             raise RuntimeError(f"pilot-agent request GET {path} in {pod}: {result.stderr.strip()[-300:]}")
         return result.stdout
 
-    def syncz(self) -> list[dict]:
+    def syncz(self, deadline: float | None = None) -> list[dict]:
         return self.istiod_debug(SYNCZ_EXEC)
 
     def _istiod_client(self) -> httpx.Client:

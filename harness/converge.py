@@ -1,0 +1,129 @@
+"""One convergence wait for every backend: after an apply or delete, until every proxy runs the
+config (harness/sync.py says what each signal means).
+
+1. istiod holds `present` as the API server stored them (by resourceVersion) and not `absent`
+   (`/debug/configz`);
+2. a new marker ServiceEntry is applied, and every proxy gets its cluster (so its config contains
+   the change);
+3. istiod's `/debug/syncz` shows every xDS type ACKed by every proxy (a NACK newer than `before`
+   fails at once with Envoy's message).
+
+Every timeout is a control-plane `HopFailure` (`istiod → proxy`): the objects were stored, so
+istiod cannot refuse them, and a proxy that never takes the marker is the mesh's fault. A dead
+istiod is the target's to say (`istiod_exited`), as a harness fault. Each backend implements the
+small `ConvergenceTarget` interface: the local mesh reads istiod and the admin APIs directly, kind
+and a cluster over port-forwards.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+from harness.errors import HopFailure
+from harness.sync import (
+    config_differs,
+    expected_config,
+    marker_cluster,
+    marker_cluster_regex,
+    marker_service_entry,
+    pending_from_syncz,
+    sync_state,
+)
+from harness.trace import CONTROL_PLANE
+from harness.wait import WaitTimeout, poll
+
+
+class ConvergenceTarget(Protocol):
+    # How often to poll: a local read costs a millisecond, one over a port-forward more.
+    poll_interval: float
+
+    def configz(self, deadline: float) -> list[dict]: ...
+
+    def syncz(self, deadline: float) -> list[dict]: ...
+
+    def apply_marker(self, marker: dict) -> None: ...
+
+    def proxy_names(self) -> list[str]: ...
+
+    def has_cluster(self, proxy: str, name_regex: str) -> bool: ...
+
+    def istiod_exited(self) -> None:
+        """Raise the harness fault that says istiod died, if it did."""
+
+    def istiod_complaints(self) -> str:
+        """istiod's recent errors and warnings, for a timeout's message ("" when unknown)."""
+
+
+def snapshot(target: ConvergenceTarget, timeout: float) -> dict:
+    """istiod's sync state before a change: a NACK counts only if it is newer than this."""
+    return sync_state(target.syncz(time.monotonic() + timeout))
+
+
+def converge(
+    target: ConvergenceTarget,
+    generation: int,
+    *,
+    present: Sequence[dict] = (),
+    absent: Sequence[dict] = (),
+    before: dict | None = None,
+    timeout: float,
+) -> float:
+    """Wait for the three signals above; the seconds it took."""
+    started = time.monotonic()
+    deadline = started + timeout
+
+    def left() -> float:
+        return max(0.1, deadline - time.monotonic())
+
+    if before is None:
+        before = sync_state(target.syncz(deadline))
+    want, gone = expected_config(list(present), list(absent))
+    if want or gone:
+        try:
+            poll(
+                f"istiod to load {sorted(want)} (as stored) and drop {sorted(gone)}",
+                lambda: config_differs(target.configz(deadline), want, gone),
+                ok=lambda d: not d[0] and not d[1],
+                timeout=left(),
+                interval=target.poll_interval,
+                describe=lambda d: f"still missing {sorted(d[0])}, still present {sorted(d[1])}",
+            )
+        except WaitTimeout as exc:
+            target.istiod_exited()
+            complaints = target.istiod_complaints()
+            raise HopFailure(CONTROL_PLANE, f"{exc}; istiod's recent errors: {complaints or 'none'}") from None
+
+    target.apply_marker(marker_service_entry(generation))
+    cluster, regex = marker_cluster(generation), marker_cluster_regex(generation)
+    for proxy in target.proxy_names():
+
+        def has_marker(proxy: str = proxy) -> bool:  # bound as a default: poll() runs it now
+            pending_from_syncz(target.syncz(deadline), before)  # a new NACK fails at once
+            return target.has_cluster(proxy, regex)
+
+        try:
+            poll(
+                f"{proxy} to accept config generation {generation} (cluster {cluster})",
+                has_marker,
+                timeout=left(),
+                interval=target.poll_interval,
+            )
+        except WaitTimeout as exc:
+            target.istiod_exited()
+            raise HopFailure(CONTROL_PLANE, str(exc)) from None
+
+    try:
+        poll(
+            "every proxy to ACK every xDS type (istiod /debug/syncz)",
+            lambda: pending_from_syncz(target.syncz(deadline), before),
+            ok=lambda u: not u,
+            timeout=left(),
+            interval=target.poll_interval,
+            describe=lambda u: "; ".join(u),
+        )
+    except WaitTimeout as exc:
+        target.istiod_exited()
+        raise HopFailure(CONTROL_PLANE, str(exc)) from None
+    return time.monotonic() - started

@@ -26,11 +26,10 @@ import yaml
 from harness import manifests, stand_in
 from harness.backends import kube, kube_steps, tools, upstream_image
 from harness.backends.kube import KubeBackend
-from harness.errors import ConfigRejected, HarnessError, ManifestRejected
+from harness.errors import HarnessError, ManifestRejected
 from harness.kube import templates, trust
 from harness.kube.kubectl import Kubectl
 from harness.pki import RunPKI
-from harness.sync import config_differs, expected_config, pending_from_syncz
 
 CASES = [(stage, mode) for stage in manifests.STAGES for mode in manifests.MODES]
 # Analyzer messages that are expected, each with the reason. Anything else fails the test.
@@ -455,7 +454,7 @@ def test_rootfs_cache_key_names_suite_and_packages():
     assert upstream_image.rootfs_key("trixie", ("curl",)) != key
 
 
-def test_access_log_lines_and_syncz():
+def test_access_log_lines():
     import json
 
     from harness.meshconfig import ACCESS_LOG_FIELDS
@@ -471,17 +470,6 @@ def test_access_log_lines_and_syncz():
         ]
     )
     assert kube.access_log_lines(log) == [entry]
-    ok = [
-        {
-            "proxy": "sleep.default",
-            "resources": {"type.googleapis.com/envoy.config.cluster.v3.Cluster": {"sent": "a", "acked": "a"}},
-        }
-    ]
-    assert pending_from_syncz(ok) == []
-    busy = [{"proxy": "gw", "resources": {"t.Listener": {"sent": "b", "acked": "a"}}}]
-    assert pending_from_syncz(busy) == ["gw Listener sent=b acked=a"]
-    with pytest.raises(ConfigRejected, match="Envoy rejected Cluster"):
-        pending_from_syncz([{"proxy": "gw", "resources": {"x.Cluster": {"last_error": "bad cert"}}}])
 
 
 def test_namespace_mapping_of_the_cluster_backend(tmp_path):
@@ -519,26 +507,6 @@ def test_backends_implement_the_backend_interface():
             theirs = inspect.signature(getattr(cls, name))
             ours = inspect.signature(getattr(Backend, name))
             assert set(ours.parameters) <= set(theirs.parameters), f"{cls.__name__}.{name}{theirs} vs {ours}"
-
-
-def test_istiod_must_hold_what_was_stored_before_the_marker():
-    """The same name at an older resourceVersion (a previous test's object, deleted and created
-    again) is still missing; a deleted object istiod still holds is still present."""
-    vs = {"kind": "VirtualService", "metadata": {"namespace": "default", "name": "cnn", "resourceVersion": "576"}}
-    old_dr = {"kind": "DestinationRule", "metadata": {"namespace": "default", "name": "old"}}
-    want, gone = expected_config([vs], [old_dr, vs])
-    assert want == {("VirtualService", "default", "cnn"): "576"}
-    assert gone == {("DestinationRule", "default", "old")}  # re-applied objects are wanted, not gone
-    stale = [dict(vs, metadata=dict(vs["metadata"], resourceVersion="540")), old_dr]
-    assert config_differs(stale, want, gone) == ({("VirtualService", "default", "cnn")}, gone)
-    assert config_differs([vs], want, gone) == (set(), set())
-    # istiod wrote the object's status since (a ServiceEntry's addresses): newer is as good.
-    assert config_differs([dict(vs, metadata=dict(vs["metadata"], resourceVersion="590"))], want, gone) == (
-        set(),
-        set(),
-    )
-    # No resourceVersion known (an object the harness did not store itself): any version will do.
-    assert config_differs(stale, {("VirtualService", "default", "cnn"): None}, set()) == (set(), set())
 
 
 def test_a_kind_backend_is_whole_after_init_and_says_when_tools_are_missing(tmp_path):

@@ -2,9 +2,10 @@
 
 istiod reads Istio config from the CRDs on the local mesh's real API server (apiserver.py), and
 Services, Pods and EndpointSlices from it, as on a cluster. (`config_dir` adds `--configDir`, a
-file source, for experiments; the mesh does not use it.) Plaintext
-ADS on 15010 only: no CA server, no secure gRPC port, no webhook port (workload certificates come
-from the harness's mesh root instead). Flags read in pilot/cmd/pilot-discovery/app/cmd.go.
+file source, for experiments; the mesh does not use it.) The proxies' xDS is mutual TLS on 15012
+with istiod's serving certificate from the harness's mesh root (IstiodTLS; plaintext ADS on 15010
+when no TLS is given); no CA server and no webhook port: workload certificates come from that root
+too. Flags read in pilot/cmd/pilot-discovery/app/cmd.go.
 """
 
 from __future__ import annotations

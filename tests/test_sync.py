@@ -1,0 +1,43 @@
+"""harness/sync.py: what the convergence wait reads in istiod's syncz and configz (parsing only:
+tests/test_converge.py and the suites run it on a real mesh)."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.errors import ConfigRejected
+from harness.sync import config_differs, expected_config, pending_from_syncz
+
+
+def test_syncz_pending_and_rejected():
+    ok = [
+        {
+            "proxy": "sleep.default",
+            "resources": {"type.googleapis.com/envoy.config.cluster.v3.Cluster": {"sent": "a", "acked": "a"}},
+        }
+    ]
+    assert pending_from_syncz(ok) == []
+    busy = [{"proxy": "gw", "resources": {"t.Listener": {"sent": "b", "acked": "a"}}}]
+    assert pending_from_syncz(busy) == ["gw Listener sent=b acked=a"]
+    with pytest.raises(ConfigRejected, match="Envoy rejected Cluster"):
+        pending_from_syncz([{"proxy": "gw", "resources": {"x.Cluster": {"last_error": "bad cert"}}}])
+
+
+def test_istiod_must_hold_what_was_stored_before_the_marker():
+    """The same name at an older resourceVersion (a previous test's object, deleted and created
+    again) is still missing; a deleted object istiod still holds is still present."""
+    vs = {"kind": "VirtualService", "metadata": {"namespace": "default", "name": "cnn", "resourceVersion": "576"}}
+    old_dr = {"kind": "DestinationRule", "metadata": {"namespace": "default", "name": "old"}}
+    want, gone = expected_config([vs], [old_dr, vs])
+    assert want == {("VirtualService", "default", "cnn"): "576"}
+    assert gone == {("DestinationRule", "default", "old")}  # re-applied objects are wanted, not gone
+    stale = [dict(vs, metadata=dict(vs["metadata"], resourceVersion="540")), old_dr]
+    assert config_differs(stale, want, gone) == ({("VirtualService", "default", "cnn")}, gone)
+    assert config_differs([vs], want, gone) == (set(), set())
+    # istiod wrote the object's status since (a ServiceEntry's addresses): newer is as good.
+    assert config_differs([dict(vs, metadata=dict(vs["metadata"], resourceVersion="590"))], want, gone) == (
+        set(),
+        set(),
+    )
+    # No resourceVersion known (an object the harness did not store itself): any version will do.
+    assert config_differs(stale, {("VirtualService", "default", "cnn"): None}, set()) == (set(), set())

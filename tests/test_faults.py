@@ -253,12 +253,17 @@ def test_terminal_and_summary_count_each_test_once(tmp_path):
     assert _summary_totals(artifacts) == "3 failed, 1 passed, 1 skipped, 3 errors"
 
 
+def _report_lines(out: str, header: str) -> list[str]:
+    """The lines of one test's report in pytest's output, without its rulers and headings."""
+    section = out.split(header, 1)[1].split("short test summary", 1)[0]
+    return [line for line in section.splitlines() if line.strip() and not line.startswith(("=", "-", "_"))]
+
+
 def test_a_harness_fault_reads_as_one_line_with_its_traceback_in_the_evidence(tmp_path):
     artifacts = tmp_path / "artifacts"
     proc = _child(tmp_path, _COUNTED, "--artifacts", str(artifacts), "-k", "harness_fault")
     out = proc.stdout + proc.stderr
-    section = out.split("ERROR at call of test_harness_fault _", 1)[1].split("short test summary", 1)[0]
-    lines = [line for line in section.splitlines() if line.strip() and not line.startswith(("=", "-", "_"))]
+    lines = _report_lines(out, "ERROR at call of test_harness_fault _")
     assert lines == ["test_child.py:31: HarnessFault: iptables-restore in the hub failed: no luck"], out[-3000:]
     saved = (artifacts / "evidence" / "test_child.py_test_harness_fault" / "harness-error.call.txt").read_text()
     assert "Traceback" in saved and 'raise HarnessFault("iptables-restore' in saved
@@ -268,8 +273,7 @@ def test_istiod_silent_reads_as_one_line_too(tmp_path):
     artifacts = tmp_path / "artifacts"
     proc = _child(tmp_path, _COUNTED, "--artifacts", str(artifacts), "-k", "istiod_silent")
     out = proc.stdout + proc.stderr
-    section = out.split("_ test_istiod_silent _", 1)[1].split("short test summary", 1)[0]
-    lines = [line for line in section.splitlines() if line.strip() and not line.startswith(("=", "-", "_"))]
+    lines = _report_lines(out, "_ test_istiod_silent _")
     assert lines == [
         "test_child.py:37: HopFailure: [hop: istiod → proxy] istiod (pid 1) did not answer GET /debug/syncz"
     ], out[-3000:]

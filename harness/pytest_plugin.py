@@ -188,7 +188,7 @@ def mesh(pytestconfig: pytest.Config, request: pytest.FixtureRequest, artifacts_
     except HarnessError as exc:
         _exit(str(exc))
     if backend != "local":
-        from harness.backends import make_remote_backend
+        from harness.backends.remote import make_remote_backend
 
         # The backend's progress (one line per plan step, minutes in all) reaches the terminal
         # and CI's log, not pytest's captured output.

@@ -306,7 +306,7 @@ def test_dry_run_through_pytest_touches_nothing(tmp_path, istio_binaries):
 
 
 def test_bad_input_is_one_line_before_anything_starts(tmp_path):
-    from harness.backends import make_remote_backend
+    from harness.backends.remote import make_remote_backend
 
     class Config:
         def __init__(self, **opts):

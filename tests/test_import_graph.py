@@ -53,8 +53,11 @@ def import_graph(root: Path = HARNESS) -> dict[str, set[str]]:
                 targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
             for target in targets:
                 resolved = resolve(target) if target.startswith("harness") else None
-                if resolved and resolved != name:
-                    graph[name].add(resolved)
+                # Importing a.b.c runs a/__init__ and a/b/__init__ first: those are edges too.
+                while resolved:
+                    if resolved in modules and resolved != name and not name.startswith(resolved + "."):
+                        graph[name].add(resolved)
+                    resolved = resolved.rsplit(".", 1)[0] if "." in resolved else None
     return graph
 
 
@@ -104,6 +107,21 @@ def test_the_cycle_finder_finds_a_function_level_cycle(tmp_path):
     graph = import_graph(pkg)
     assert graph["harness.sub.b"] == {"harness.a"} and graph["harness.c"] == set()
     assert cycles(graph) == [["harness.a", "harness.sub.b"]]
+
+
+def test_importing_a_submodule_imports_its_package_first(tmp_path):
+    """Python runs a package's __init__ before any module of it: a package whose __init__ imports
+    kind.py is in a cycle with whatever kind.py imports that comes back into the package."""
+    pkg = tmp_path / "harness"
+    (pkg / "backends").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "backends" / "__init__.py").write_text("def make():\n    from harness.backends import kind\n")
+    (pkg / "backends" / "kind.py").write_text("from harness import images\n")
+    (pkg / "backends" / "tools.py").write_text("")
+    (pkg / "images.py").write_text("from harness.backends import tools\n")
+    graph = import_graph(pkg)
+    assert graph["harness.images"] == {"harness.backends.tools", "harness.backends"}
+    assert cycles(graph) == [["harness.backends", "harness.backends.kind", "harness.images"]]
 
 
 def test_no_import_cycle_in_the_harness():

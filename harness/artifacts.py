@@ -21,6 +21,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from harness.errors import HarnessError  # standard library only, as this module
+
 MARKER = ".egress-harness"
 LOCK = ".lock"
 RESERVE = ".reserve"
@@ -50,7 +52,7 @@ KNOWN_NAMES = (
 )
 
 
-class ArtifactsProblem(Exception):
+class ArtifactsProblem(HarnessError):
     """One line: what is wrong with the artifacts folder and what to do."""
 
 

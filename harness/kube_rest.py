@@ -163,11 +163,48 @@ def connection_from_kubeconfig(path: Path, context: str | None = None) -> KubeCo
         raise KubeconfigError(f"{where}: {type(exc).__name__}: {exc}: fix the kubeconfig or pass another") from None
 
 
+def _load(path: Path) -> dict:
+    """The kubeconfig as a mapping with clusters; KubeconfigError saying what it is instead."""
+    try:
+        config = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise KubeconfigError(f"cannot be read ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark is not None else ""
+        raise KubeconfigError(f"is not YAML{line} ({getattr(exc, 'problem', None) or exc})") from None
+    if not isinstance(config, dict) or "clusters" not in config:
+        held = {str: "plain text", list: "a list", dict: "a mapping without clusters", type(None): "nothing"}
+        raise KubeconfigError(f"is not a kubeconfig (it holds {held.get(type(config), type(config).__name__)})")
+    return config
+
+
+def kubeconfig_problem(path: Path) -> str | None:
+    """What makes `path` no usable kubeconfig, read without contacting anything or running its
+    credential plugins (the cluster backend checks this before anything else); None when its
+    current context names a cluster with a server."""
+    try:
+        config = _load(path)
+    except KubeconfigError as exc:
+        return str(exc)
+    current = config.get("current-context")
+    if not current:
+        return "has no current-context"
+    contexts = {c.get("name"): c.get("context") or {} for c in config.get("contexts") or [] if isinstance(c, dict)}
+    if current not in contexts:
+        return f"names current-context {current!r}, which it does not define"
+    clusters = {c.get("name"): c.get("cluster") or {} for c in config.get("clusters") or [] if isinstance(c, dict)}
+    cluster = clusters.get(contexts[current].get("cluster"))
+    if not cluster or not cluster.get("server"):
+        return f"has no server for the cluster of context {current!r}"
+    return None
+
+
 def _connection(path: Path, context: str | None, where: str) -> KubeConnection:
     try:
-        config = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise KubeconfigError(f"cannot read {where}: {exc}") from None
+        config = _load(path)
+    except KubeconfigError as exc:
+        raise KubeconfigError(f"{where} {exc}: fix it or pass another") from None
     base = path.parent
     name = context or config.get("current-context")
 

@@ -29,9 +29,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
-
-from harness import stand_in
+from harness import kube_rest, stand_in
 from harness.backends import tools
 from harness.backends.kube import ISTIO_NAMESPACE, UPSTREAM_HOST, KubeBackend, add_hosts_block
 from harness.backends.kube_steps import (
@@ -69,37 +67,10 @@ def kubeconfig_from(option: str | None) -> Path:
         raise HarnessError(
             f"kubeconfig {path} does not exist: pass --kubeconfig with the path of an existing cluster's kubeconfig"
         )
-    problem = kubeconfig_problem(path)
+    problem = kube_rest.kubeconfig_problem(path)
     if problem:
         raise HarnessError(f"kubeconfig {path} {problem}: pass --kubeconfig with an existing cluster's kubeconfig")
     return path
-
-
-def kubeconfig_problem(path: Path) -> str | None:
-    """What makes `path` no usable kubeconfig, read before anything else is checked (images,
-    tools); None when its current context names a cluster with a server."""
-    try:
-        config = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        return f"cannot be read ({exc.strerror})"
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        return f"is not YAML{where} ({getattr(exc, 'problem', None) or exc})"
-    if not isinstance(config, dict) or "clusters" not in config:
-        held = {str: "plain text", list: "a list", dict: "a mapping without clusters", type(None): "nothing"}
-        return f"is not a kubeconfig (it holds {held.get(type(config), type(config).__name__)})"
-    current = config.get("current-context")
-    if not current:
-        return "has no current-context"
-    contexts = {c.get("name"): c.get("context") or {} for c in config.get("contexts") or [] if isinstance(c, dict)}
-    if current not in contexts:
-        return f"names current-context {current!r}, which it does not define"
-    clusters = {c.get("name"): c.get("cluster") or {} for c in config.get("clusters") or [] if isinstance(c, dict)}
-    cluster = clusters.get(contexts[current].get("cluster"))
-    if not cluster or not cluster.get("server"):
-        return f"has no server for the cluster of context {current!r}"
-    return None
 
 
 def images_from_env() -> tuple[str, str]:

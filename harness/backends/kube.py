@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 
 from harness import mesh_evidence, pod_table
-from harness.converge import converge
+from harness.converge import converge, snapshot
 from harness.envoy_admin import stat_values
 from harness.errors import HarnessError, HarnessFault
 from harness.exec_result import ExecResult
@@ -41,7 +41,6 @@ from harness.kube.trust import trust_values
 from harness.kube_rest import KubeRest
 from harness.sync import (
     ISTIO_KINDS,
-    sync_state,
 )
 from harness.upstream_client import UpstreamClient
 from harness.wait import poll
@@ -204,7 +203,7 @@ class KubeBackend:
         self.validate(objs)
         istio = any(o.get("kind") in ISTIO_KINDS for o in objs)
         # istiod's sync state before the change: a NACK of it must be new against this.
-        before = sync_state(self.syncz()) if istio else None
+        before = snapshot(self, self.convergence_timeout) if istio else None
         stored = self.api.apply(self.map_objects(objs))
         if istio:
             self.wait_converged(present=[o for o in stored if o.get("kind") in ISTIO_KINDS], before=before)
@@ -213,7 +212,7 @@ class KubeBackend:
         # A cluster always waits: a later command cannot tell a pending change from a settled one.
         mapped = self.map_objects(objs)
         istio = any(o.get("kind") in ISTIO_KINDS for o in objs)
-        before = sync_state(self.syncz()) if istio else None
+        before = snapshot(self, self.convergence_timeout) if istio else None
         self.api.delete(mapped)
         if istio:
             self.wait_converged(absent=[o for o in mapped if o.get("kind") in ISTIO_KINDS], before=before)
@@ -392,11 +391,10 @@ class KubeBackend:
     def redeploy(self, pod: str, *, sidecar: bool) -> None:
         """A new pod of the Deployment, with or without a sidecar; waits until it is ready (and,
         with a sidecar, has the current config)."""
-        spec = workloads.redeployable(pod)
-        if spec is None or spec.workload is None:
+        workload = workloads.redeployable(pod)
+        if workload is None:
             names = ", ".join(p.key for p in workloads.deployed_pods())
             raise HarnessError(f"only the pods the backend deploys ({names}) can be redeployed, not {pod!r}")
-        workload = spec.workload
         namespace = self.ns(pod.split("/", 1)[0])
         self._pods.pop(pod, None)
         patch = {

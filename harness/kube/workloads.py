@@ -61,10 +61,10 @@ def rollouts(namespaces: Mapping[str, str]) -> list[tuple[str, str]]:
     return [(namespaces.get(pod.namespace, pod.namespace), f"deployment/{pod.workload}") for pod in deployed_pods()]
 
 
-def redeployable(key: str) -> PodSpec | None:
-    """The table's row for `key` when the backends deploy it (and so can redeploy it)."""
+def redeployable(key: str) -> str | None:
+    """The Deployment of the table's row `key` when the backends deploy it (and so can redeploy it)."""
     pod = pod_table.PODS.get(key)
-    return pod if pod is not None and pod.workload else None
+    return pod.workload if pod is not None else None
 
 
 def dns_check_pod() -> PodSpec:

@@ -18,7 +18,6 @@ import tempfile
 import threading
 from pathlib import Path
 
-from harness.artifacts import ArtifactsProblem
 from harness.artifacts import claim as claim_artifacts
 from harness.errors import HarnessError
 from harness.istio_binaries import ensure_istio
@@ -59,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
                 stop.wait()
             finally:
                 mesh.stop()
-    except (HarnessError, ArtifactsProblem) as exc:
+    except HarnessError as exc:  # an artifacts problem too
         print(f"egress-harness: error: {exc}", file=sys.stderr)
         return 2
     finally:

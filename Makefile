@@ -70,10 +70,13 @@ RUNNER := $(if $(KIND_SOURCE),$(PY) -m harness.images.with_engine --istio-versio
 
 # A test file or id in PYTEST_ARGS (suites/x.py, suites/x.py::test_y) is what runs, instead of every
 # suite: pytest then refuses an id that matches nothing (exit 4), where `suites` beside it ran all.
-E2E_PATHS = $(if $(filter suites suites/% ./suites/% %.py,$(foreach w,$(PYTEST_ARGS),$(firstword $(subst ::, ,$(w))))),,suites)
+# SPEC=path/to/egress.yaml runs that egress spec's expectations instead of the seed's suites.
+SPEC ?=
+SPEC_ARGS = $(if $(SPEC),--egress-spec="$(abspath $(SPEC))")
+E2E_PATHS = $(if $(filter suites suites/% ./suites/% %.py,$(foreach w,$(PYTEST_ARGS),$(firstword $(subst ::, ,$(w))))),,$(if $(SPEC),suites/test_egress_spec.py,suites))
 e2e: system-e2e $(STAMP) $(if $(DRY_RUN),,istio $(if $(filter local,$(BACKEND)),kube-toolchain))
 	cd $(ROOT) && EGRESS_HARNESS_IMAGES=$(IMAGES) $(RUNNER) $(PY) -m pytest $(E2E_PATHS) --backend=$(BACKEND) \
-		--istio-version=$(ISTIO_VERSION) --artifacts=$(ART) $(if $(DRY_RUN),--dry-run) $(PYTEST_ARGS)
+		--istio-version=$(ISTIO_VERSION) --artifacts=$(ART) $(if $(DRY_RUN),--dry-run) $(SPEC_ARGS) $(PYTEST_ARGS)
 
 test: system-test $(STAMP) istio istio-from kube-toolchain fortio
 	$(PYTEST) tests suites --istio-version=$(ISTIO_VERSION) --artifacts=$(ART)/test $(PYTEST_ARGS)

@@ -5,8 +5,9 @@
 - REGISTRY_ONLY outbound traffic, as the seed assumes ("by default, Istio-enabled applications
   cannot access URLs outside the cluster"): only what a ServiceEntry declares leaves the mesh, so
   TLS sent to a port declared HTTP is refused (the seed's curl exit 35) instead of passed through.
-- `proxyStatsMatcher` keeps the `cluster.outbound|…|edition.cnn.com` counters, which Istio's
-  bootstrap hides by default (the counters the seed reads on the gateway).
+- `proxyStatsMatcher` keeps every `cluster.outbound|…` counter, which Istio's bootstrap hides by
+  default: the seed's edition.cnn.com counters on the gateway and a team's hosts' alike (no host
+  is a constant of the mesh config).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ ACCESS_LOG_FIELDS = {
     "upstream_peer_uri_san": "%UPSTREAM_PEER_URI_SAN%",
 }
 
-STATS_INCLUSION_REGEXPS = [r".*edition\.cnn\.com.*"]
+STATS_INCLUSION_REGEXPS = [r"cluster\.outbound\|.*"]
 
 
 def access_log_format() -> str:

@@ -49,7 +49,21 @@ SLEEP_POD = PodSpec("default", "sleep", "sleep", "sidecar", "sleep", {"app": "sl
 TEST_EGRESS_SLEEP_POD = PodSpec("test-egress", "sleep", "sleep", None, "sleep", {"app": "sleep"}, workload="sleep")
 
 PODS: dict[str, PodSpec] = {p.key: p for p in (GATEWAY_POD, SLEEP_POD, TEST_EGRESS_SLEEP_POD)}
-NAMESPACES = ("istio-system", "default", "test-egress", "kube-system")
+# Namespaces every mesh has, whatever pods the table holds.
+BASE_NAMESPACES = ("istio-system", "kube-system")
+
+
+def use(pods: list[PodSpec]) -> None:
+    """Run `pods` instead of the seed's (a team's egress spec, harness/spec/): in place, so every
+    module holding PODS reads the new table. The gateway stays: the mesh's egress gateway."""
+    PODS.clear()
+    PODS.update({p.key: p for p in (GATEWAY_POD, *pods)})
+
+
+def namespaces() -> list[str]:
+    """Every namespace the mesh needs: its own and each pod's."""
+    return list(dict.fromkeys([*BASE_NAMESPACES, *(p.namespace for p in PODS.values())]))
+
 
 GATEWAY = GATEWAY_POD.key
 SLEEP = SLEEP_POD.key

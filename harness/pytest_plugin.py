@@ -35,7 +35,11 @@ from harness.evidence import Evidence
 from harness.istio_binaries import IstioBinaries
 from harness.manifests import MODES
 from harness.scenario import Scenario
+from harness.spec import pytest_spec
 from harness.summary import SummaryWriter
+
+# An egress spec's hooks and fixtures (--egress-spec), loaded with this plugin.
+pytest_plugins = ("harness.spec.pytest_spec",)
 
 REPORT_KEY = pytest.StashKey[dict]()
 EVIDENCE_KEY = pytest.StashKey[Evidence]()
@@ -58,6 +62,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--istio-version", default=None, help="Istio version (default: the pinned one)")
     group.addoption("--artifacts", default="artifacts", help="folder for junit.xml, summary.md, evidence and mesh logs")
     group.addoption("--dry-run", action="store_true", help="print the plan of the kind/cluster backend and exit")
+    group.addoption(
+        "--egress-spec",
+        default=None,
+        metavar="FILE",
+        help="test your own egress: run the expectations of this spec (suites/test_egress_spec.py; README)",
+    )
     # pytest-kind-ng (the [kind] extra) defines these too when its plugin is loaded.
     for flag, kwargs in (
         ("--keep-cluster", {"action": "store_true", "help": "kind: reuse and keep the cluster"}),
@@ -102,6 +112,9 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     if config.getoption("--dry-run") and config.getoption("--backend") == "local":
         _exit("a dry run prints the plan of BACKEND=kind or BACKEND=cluster; the local mesh has none: drop DRY_RUN")
+    refused = pytest_spec.configure(config)  # a bad spec: one line, before anything is claimed
+    if refused:
+        _exit(refused)
     artifacts = _claim_artifacts(config)
     config.stash[_ARTIFACTS] = artifacts
     # junit.xml goes with the rest, unless --junitxml says otherwise.
@@ -185,6 +198,8 @@ def mesh(pytestconfig: pytest.Config, request: pytest.FixtureRequest, artifacts_
 
             preflight()  # no root, a missing command → one line, nothing created
         _check_fixtures(dry_run, request)  # a broken fixture stops the run before anything starts
+        if not dry_run and pytest_spec.SPEC_KEY in pytestconfig.stash:
+            pytest_spec.validate_manifests(pytestconfig, request.getfixturevalue("istio_binaries").istioctl)
     except HarnessError as exc:
         _exit(str(exc))
     if backend != "local":
@@ -264,6 +279,15 @@ def scenario(mesh: Any, evidence: Evidence, mode: str, request: pytest.FixtureRe
         evidence.add_text("cleanup-error.txt", "".join(traceback.format_exception(exc)))
         evidence.write(directory, request.node)
         raise
+
+
+@pytest.fixture
+def spec_mesh(spec_applied: Any, evidence: Evidence, request: pytest.FixtureRequest, artifacts_dir: Path):
+    """The mesh with the egress spec applied (harness/spec/pytest_spec.py); a failed expectation
+    gets the mesh-wide evidence, as a suite test's scenario does."""
+    yield spec_applied
+    if has_failed(request.node):
+        _collect_mesh(spec_applied, evidence, evidence_dir_for(artifacts_dir, request.node))
 
 
 def _collect_mesh(mesh: Any, evidence: Evidence, directory: Path) -> None:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness import stand_in
+from harness import sites, stand_in
 from harness.backends import tools, upstream_image
 from harness.backends.kube import UPSTREAM_HOST, KubeBackend, add_hosts_block
 from harness.backends.kube_steps import (
@@ -337,7 +337,9 @@ class KindBackend(KubeBackend):
         """The stand-in, with a certificate from the run's PKI (made here: it is first needed here)."""
         assert self.upstream_image is not None, "build_images runs first"
         self.pki = RunPKI(self.artifacts / "kind" / f"pki-{self.run_id}")
-        server = stand_in.issue_upstream_certificate(self.pki.public_ca, UPSTREAM_HOST)
+        issued = stand_in.site_certificates(self.pki.public_ca)  # the first is presented without SNI
+        server = issued[0][1]
+        site_files, site_certs = stand_in.container_site_files(issued)
         client = self._engine
         name = upstream_container_name(self.cluster_name)
         stale = [c for c in client.containers.list(all=True, filters={"name": name}) if c.name == name]
@@ -353,6 +355,8 @@ class KindBackend(KubeBackend):
             client_ca_pem=self.pki.public_ca.cert_pem,
             publish_control=True,
             labels={"egress-harness/cluster": self.cluster_name},
+            site_files=site_files,
+            site_certs=site_certs,
         )
         self.upstream_control_url = self.upstream_container.control_url
         self.upstream_control_token = self.upstream_container.control_token
@@ -398,10 +402,11 @@ class KindBackend(KubeBackend):
         dns = workloads.dns_check_pod().key
 
         def resolved() -> str:
-            return self.exec(dns, ["getent", "hosts", UPSTREAM_HOST]).stdout.split()[:1][0]
+            return self.exec(dns, ["getent", "hosts", name]).stdout.split()[:1][0]
 
+        name = sites.resolved_names()[0]
         poll(
-            f"{UPSTREAM_HOST} to resolve to the stand-in ({want}) in {dns}",
+            f"{name} to resolve to the stand-in ({want}) in {dns}",
             resolved,
             ok=lambda got: got == want,
             timeout=90,

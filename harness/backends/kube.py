@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from harness import mesh_evidence, pod_table
+from harness import mesh_evidence, pod_table, sites
 from harness.converge import converge, snapshot
 from harness.envoy_admin import stat_values
 from harness.errors import HarnessError, HarnessFault
@@ -50,7 +50,7 @@ ENVOY_ADMIN_PORT = 15000
 ISTIOD_DEBUG_PORT = 15014
 UPSTREAM_HOST = "edition.cnn.com"
 UPSTREAM_CA_IN_POD = "/etc/egress-harness/ca.pem"
-_CORE_MARK = "# egress-harness: edition.cnn.com is the stand-in"
+_CORE_MARK = "# egress-harness: "  # a block's first line; its last is "# egress-harness: end (run)"
 
 
 # istiod's debug endpoints, read in its own container (the plan prints the same commands).
@@ -66,16 +66,18 @@ def pilot_agent_request_args(namespace: str, pod: str, path: str) -> tuple[str, 
 
 
 # ------------------------------------------------------------------------------ CoreDNS
-def add_hosts_block(corefile: str, address: str, run: str, host: str = UPSTREAM_HOST) -> str:
-    """The Corefile with a server block that answers `host` with `address` (replacing an earlier one)."""
-    block = render_fixture("coredns-hosts.corefile.j2", host=host, address=address, run=run)
+def add_hosts_block(corefile: str, address: str, run: str, hosts: list[str] | None = None) -> str:
+    """The Corefile with a server block per name of the sites table (harness/sites.py; or `hosts`)
+    answering it with `address` (replacing an earlier block)."""
+    names = hosts if hosts is not None else sites.resolved_names()
+    block = render_fixture("coredns-hosts.corefile.j2", hosts=names, address=address, run=run)
     return remove_hosts_block(corefile).rstrip("\n") + "\n" + block
 
 
 def remove_hosts_block(corefile: str) -> str:
     out, skipping = [], False
     for line in corefile.splitlines(keepends=True):
-        if line.startswith(_CORE_MARK):
+        if line.startswith(_CORE_MARK) and not line.startswith(f"{_CORE_MARK}end"):
             skipping = True
             continue
         if skipping and line.startswith("# egress-harness: end"):

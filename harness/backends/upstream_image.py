@@ -347,15 +347,18 @@ def run_upstream(
     labels: dict[str, str] | None = None,
     timeout: float = 30.0,
     control_token: str | None = None,
+    site_files: dict[str, bytes] | None = None,
+    site_certs: list[tuple[str, str, str]] | None = None,
 ) -> UpstreamContainer:
     """Create the stand-in on `network`, copy its certificates in, start it, wait for its ready line.
     Its control API requires `control_token` (a new random one by default): whatever else reaches
-    the container's port (a pod on the network) cannot reset or read its records."""
+    the container's port (a pod on the network) cannot reset or read its records. site_files and
+    site_certs: the other sites' certificates (stand_in.container_site_files), chosen by SNI."""
     ports = {f"{UPSTREAM_PORTS['control']}/tcp": ("127.0.0.1", None)} if publish_control else None
     token = control_token or secrets.token_urlsafe(24)
     container = client.containers.create(
         image,
-        command=upstream_command(),
+        command=upstream_command(site_certs=site_certs or []),
         name=name,
         network=network,
         ports=ports,
@@ -367,7 +370,10 @@ def run_upstream(
         parent, leaf = CERT_DIR.rsplit("/", 1)
         container.put_archive(
             parent or "/",
-            cert_archive({"cert.pem": cert_chain_pem, "key.pem": key_pem, "client-ca.pem": client_ca_pem}, leaf),
+            cert_archive(
+                {"cert.pem": cert_chain_pem, "key.pem": key_pem, "client-ca.pem": client_ca_pem, **(site_files or {})},
+                leaf,
+            ),
         )
         container.start()
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import watchdog
+from harness import sites, watchdog
 from harness.console import say as _say_to_stderr
 from harness.errors import HarnessError, HarnessFault, ProcessExited
 from harness.exec_result import ExecResult
@@ -41,8 +41,8 @@ from harness.local.proxy import IstioProxy, ProxySpec, stage_proxy_binaries
 from harness.local.reaper import start_watchdog
 from harness.local.runstate import STATE_ROOT, RunState, reap_stale_runs
 from harness.pki import RunPKI
-from harness.pod_table import GATEWAY_POD, NAMESPACES, PODS, PodSpec
-from harness.stand_in import CONTROL_TOKEN_ENV, UPSTREAM_PORTS, issue_upstream_certificate, upstream_command
+from harness.pod_table import GATEWAY_POD, PODS, PodSpec, namespaces
+from harness.stand_in import CONTROL_TOKEN_ENV, UPSTREAM_PORTS, site_certificates, upstream_command
 from harness.sync import ISTIO_KINDS
 from harness.system_packages import find_command
 from harness.upstream_client import UpstreamClient
@@ -151,7 +151,7 @@ class LocalMesh:
         self._add_netns(self.fabric.hub)
         self.fabric.create()
         self.upstream_address = self.fabric.allocate(internet=True)
-        for ns in NAMESPACES:
+        for ns in namespaces():
             self.namespace_labels[ns] = {}
 
         istiod_pod = self._make_pod(ISTIOD_POD)
@@ -240,7 +240,9 @@ class LocalMesh:
         ns.create()
         address = self.fabric.allocate()
         ep = self.fabric.plug(ns, address)
-        write_pod_etc(ns, spec.name, address, self.upstream_address, self.pki.public_ca.cert_pem)
+        write_pod_etc(
+            ns, spec.name, address, self.upstream_address, self.pki.public_ca.cert_pem, sites.resolved_names()
+        )
         pod = Pod(spec.namespace, spec.name, dict(spec.labels), spec.service_account, ns, address, ep.hub_ifname)
         self.pods[pod.key] = pod
         return pod
@@ -348,7 +350,8 @@ class LocalMesh:
         self._add_netns(ns)
         ns.create()
         self.fabric.plug(ns, self.upstream_address)
-        server = issue_upstream_certificate(self.pki.public_ca)
+        # A certificate per site; the first (the seed's edition.cnn.com) is presented without SNI.
+        (_, server), *others = site_certificates(self.pki.public_ca)
         self.upstream_ns = ns
         repo_root = Path(__file__).resolve().parents[2]
         self.upstream_process = ManagedProcess(
@@ -363,6 +366,7 @@ class LocalMesh:
                         key=str(server.key_path),
                         client_ca=str(self.pki.public_ca.cert_path),
                         control_listen="127.0.0.1",
+                        site_certs=[(site.name, str(c.chain_path), str(c.key_path)) for site, c in others],
                     ),
                 ]
             ),

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from harness.local.proxy import IstioProxy
     from harness.pki import RunPKI
 
-UPSTREAM_HOST = "edition.cnn.com"
+UPSTREAM_HOST = "edition.cnn.com"  # the seed's site (harness/sites.py), the benchmark's upstream
 PROXY_UID = 1337
 
 
@@ -35,13 +35,17 @@ class Pod:
         return f"{self.namespace}/{self.name}"
 
 
-def write_pod_etc(ns: Netns, name: str, address: str, upstream_address: str, public_ca_pem: bytes) -> None:
+def write_pod_etc(
+    ns: Netns, name: str, address: str, upstream_address: str, public_ca_pem: bytes, upstream_names: list[str]
+) -> None:
     """/etc/netns/<ns>/ files, bind-mounted over /etc by `ip netns exec`:
-    - hosts: edition.cnn.com is the stand-in, as cluster DNS would say on kind;
+    - hosts: every name of the sites table (edition.cnn.com for the seed) is the stand-in, as
+      cluster DNS would say on kind;
     - resolv.conf: a nameserver that answers nothing, so no lookup leaves the pod;
     - ssl/: the test "public" CA in the system trust store, as a real public CA is for real pods,
       so the seed's plain `curl https://edition.cnn.com/...` verifies the stand-in."""
-    ns.write_etc("hosts", f"127.0.0.1 localhost\n{address} {name}\n{upstream_address} {UPSTREAM_HOST}\n")
+    hosts = "".join(f"{upstream_address} {n}\n" for n in upstream_names)
+    ns.write_etc("hosts", f"127.0.0.1 localhost\n{address} {name}\n{hosts}")
     ns.write_etc("resolv.conf", "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
     ssl_dir = ns.etc_dir / "ssl"
     (ssl_dir / "certs").mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,92 @@
+"""pytest wiring of an egress spec (`pytest --egress-spec FILE suites/test_egress_spec.py`, which
+`make e2e SPEC=FILE` runs): read and checked at configure time, before anything starts (a bad spec
+is one line naming the file and line); its pods and hosts put into the tables every backend reads;
+its manifests validated by the real istioctl, then applied once for the session; one test per
+expectation, named by it.
+
+Without --egress-spec, suites/test_egress_spec.py is not collected: the seed's suites run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SPEC_KEY = pytest.StashKey[Any]()
+MANIFESTS_KEY = pytest.StashKey[list]()
+SPEC_SUITE = "test_egress_spec.py"
+
+
+def configure(config: pytest.Config) -> str | None:
+    """Read the spec given by --egress-spec and install its world; the refusal line, if any."""
+    from harness.spec import world
+    from harness.spec.load import SpecError, load_spec
+    from harness.spec.manifests import read_manifests
+
+    path = config.getoption("--egress-spec")
+    if not path:
+        return None
+    try:
+        spec = load_spec(path)
+        manifests = read_manifests(spec)
+    except SpecError as exc:
+        return str(exc)
+    config.stash[SPEC_KEY] = spec
+    config.stash[MANIFESTS_KEY] = manifests
+    world.install(spec)
+    return None
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    if collection_path.name == SPEC_SUITE and SPEC_KEY not in config.stash:
+        return True
+    return None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "expectation" not in metafunc.fixturenames:
+        return
+    spec = metafunc.config.stash.get(SPEC_KEY, None)
+    if spec is None:
+        raise pytest.UsageError(
+            f"{metafunc.definition.nodeid} runs an egress spec: pass --egress-spec FILE (make e2e SPEC=FILE)"
+        )
+    metafunc.parametrize("expectation", spec.expectations, ids=[e.id for e in spec.expectations])
+
+
+def validate_manifests(config: pytest.Config, istioctl: Path) -> None:
+    """The spec's Istio objects through the real `istioctl validate`, before the mesh starts."""
+    from harness.istioctl_validate import IstioctlValidator
+    from harness.spec.manifests import validate
+
+    manifests = config.stash.get(MANIFESTS_KEY, None)
+    if manifests:
+        validate(manifests, IstioctlValidator(istioctl))
+
+
+@pytest.fixture(scope="session")
+def egress_spec(pytestconfig: pytest.Config) -> Any:
+    return pytestconfig.stash[SPEC_KEY]
+
+
+@pytest.fixture(scope="session")
+def spec_applied(mesh: Any, egress_spec: Any, pytestconfig: pytest.Config) -> Iterator[Any]:
+    """The spec's Secrets, Namespace labels and manifests on the mesh, for the whole session (the
+    apply waits until every proxy runs them); deleted at its end."""
+    from harness.spec.manifests import applied_objects, namespace_labels, secret_objects
+
+    manifests = pytestconfig.stash[MANIFESTS_KEY]
+    secrets = secret_objects(egress_spec, mesh.pki)
+    objs = applied_objects(manifests)
+    for namespace, labels in namespace_labels(manifests).items():
+        mesh.label_namespace(namespace, labels)
+    if secrets:
+        mesh.apply(secrets)
+    mesh.apply(objs)
+    yield mesh
+    mesh.delete(objs)
+    if secrets:
+        mesh.delete(secrets)

@@ -177,13 +177,10 @@ class Connection:
 
     def _respond(self, stream: socket.socket, request: Request) -> bool:
         """Answer one request; True if the connection stays open for the next."""
-        name = self.listener.name
-        if name == "control":
+        if self.listener.name == "control":
             response = control.handle(request, self.server.store, self.server.ports(), self.server.config.control_token)
-        elif name == "http":
-            response = routes.redirect_to_https(request, self.server.config.redirect_host)
         else:
-            response = routes.site(request, self.server.config.politics_bytes)
+            response = self._site_response(request)
         keep_alive = request.keep_alive
         with_body = request.method != "HEAD"
         record = self._record_request(request, response, with_body)
@@ -192,6 +189,16 @@ class Connection:
             self.server.store.update(record, responded_at=now())
             self.server.log(f"{self.label}: {request.method} {request.target} -> {response.status}")
         return keep_alive
+
+    def _site_response(self, request: Request) -> Response:
+        """edition.cnn.com's answer (by listener), or a declared site's (the same on every listener)."""
+        config = self.server.config
+        host = routes.declared_host(request, config.redirect_host)
+        if host is not None:
+            return routes.declared_site(request, host)
+        if self.listener.name == "http":
+            return routes.redirect_to_https(request, config.redirect_host)
+        return routes.site(request, config.politics_bytes)
 
     def _record_request(self, request: Request, response: Response, with_body: bool) -> dict | None:
         if self.record is None:

@@ -1,4 +1,5 @@
-"""One accepted connection: TLS handshake if the listener has one, then HTTP/1.x requests in turn.
+"""One accepted connection: TLS handshake if the listener has one, then HTTP/1.x requests in turn
+(or, on a tcp listener, an echo of every byte).
 
 Runs in its own thread with blocking sockets. Threads rather than asyncio for two reasons:
 python3-minimal (the container's interpreter) has no asyncio, and asyncio's TLS hides the SSL
@@ -73,6 +74,8 @@ class Connection:
                 "error": None,
                 "requests": 0,
             }
+            if listener.name == "tcp":
+                self.record["bytes_received"] = 0
             server.store.add(self.record)
         self.label = f"{listener.name} {peer[0]}:{peer[1]}"
 
@@ -84,6 +87,9 @@ class Connection:
         self.server.track(self.sock)
         try:
             context = self.listener.tls_context
+            if self.listener.name == "tcp":
+                self._echo()
+                return
             stream = self._handshake(context) if context else self.sock
             if stream is not None:
                 self._serve(stream)
@@ -145,6 +151,22 @@ class Connection:
         self._note(**info)
         self.server.log(f"{self.label}: TLS {info['tls_version']} sni={info['sni']} alpn={info['alpn']}")
         return tls
+
+    def _echo(self) -> None:
+        """A tcp listener: send back every byte as it arrives, until the client closes its side."""
+        received = 0
+        try:
+            while True:
+                data = self.sock.recv(READ_CHUNK)
+                if not data:
+                    break
+                received += len(data)
+                # Counted before the echo: the bytes arrived even if sending them back fails.
+                self._note(bytes_received=received)
+                self.sock.sendall(data)
+        except OSError as exc:
+            self._note(error=describe_error(exc))
+        self.server.log(f"{self.label}: closed after {received} bytes")
 
     def _serve(self, stream: socket.socket) -> None:
         # typeshed (stdlib/socket.pyi) types makefile("rb", buffering=N) for N > 1 as IOBase;

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import re
 import signal
 import sys
 import threading
@@ -18,24 +19,35 @@ from .content import MIN_POLITICS_BYTES, POLITICS_BYTES
 from .control import TOKEN_ENV
 from .errors import StartupError
 from .jsonout import dumps
-from .server import Config, Server
+from .server import EXTRA_PROTOS, Config, Server
+from .tls import SiteCert
 
 PROG = "mock_upstream"
 
 DESCRIPTION = """\
-Stand-in for edition.cnn.com in egress tests. The plain-HTTP port answers every request with
-301 to https://<redirect-host><path>; the TLS port (and the optional mutual-TLS port) serves
-GET /politics (200, text/html, a deterministic page) and 404 elsewhere. Every connection and
-request is recorded; read the records as JSON from the control port (GET /healthz, /records,
-/connections, /requests; POST /reset).
+Stand-in for edition.cnn.com in egress tests, and for any other host a test declares. For
+edition.cnn.com (a Host header naming --redirect-host, an IP address or nothing) the plain-HTTP
+port answers every request with 301 to https://<redirect-host><path>, and the TLS port (and the
+optional mutual-TLS port) serves GET /politics (200, text/html, a deterministic page) and 404
+elsewhere. Any other Host gets the same answers on every listener, plain or TLS: GET /status/NNN
+answers NNN (200-599), any other path 200 with the text "mock_upstream: <host> <path>".
+Every connection and request is recorded; read the records as JSON from the control port (GET
+/healthz, /records, /connections, /requests; POST /reset).
+
+Every TLS listener presents --cert, or the --site-cert whose NAME matches the client's SNI: an
+exact name first, then a wildcard *.example.net for one more label (a.example.net, not
+a.b.example.net nor example.net). --port adds listeners: http, https and mtls answer like the
+ones above (the records' listener is the PROTO, their local_port tells them apart); tcp echoes
+every byte it receives until the client closes, and records how many (bytes_received).
 
 The control API may listen on its own address (--control-listen 127.0.0.1: only the stand-in's own
 network namespace reaches it), and with MOCK_UPSTREAM_CONTROL_TOKEN in the environment it answers
 only requests with `Authorization: Bearer <that token>` (401 otherwise).
 
 When all sockets are bound, one JSON line goes to stdout, e.g.
-  {"ready": true, "http": 80, "https": 443, "mtls": null, "control": 9901, "listen": "0.0.0.0",
-   "control_listen": "0.0.0.0", "control_token": false, "pid": 7}
+  {"ready": true, "http": 80, "https": 443, "mtls": null, "control": 9901,
+   "extra": [{"proto": "https", "port": 9443}, {"proto": "tcp", "port": 9000}],
+   "listen": "0.0.0.0", "control_listen": "0.0.0.0", "control_token": false, "pid": 7}
 Port 0 asks the kernel for a free port; the ready line and GET /healthz tell which one it gave.
 """
 
@@ -76,6 +88,36 @@ def _seconds(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
     return value
+
+
+# A DNS label: letters, digits and inner hyphens, at most 63 characters.
+_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def _dns_name(text: str) -> str:
+    """A host name or a one-label wildcard (`*.example.net`), lower-cased; ArgumentTypeError if not."""
+    name = text.lower()
+    labels = name[2:].split(".") if name.startswith("*.") else name.split(".")
+    if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        raise argparse.ArgumentTypeError(f"not a DNS name or *.wildcard: {text!r}")
+    return name
+
+
+def _site_cert(text: str) -> SiteCert:
+    name, equals, files = text.partition("=")
+    cert, comma, key = files.partition(",")
+    if not equals or not comma or not cert or not key or "," in key:
+        raise argparse.ArgumentTypeError(f"expected NAME=CERT,KEY (e.g. api.example.net=api.pem,api.key), got {text!r}")
+    return SiteCert(_dns_name(name), cert, key)
+
+
+def _extra_port(text: str) -> tuple[str, int]:
+    proto, colon, port = text.partition(":")
+    if not colon or proto not in EXTRA_PROTOS:
+        raise argparse.ArgumentTypeError(
+            f"expected PROTO:PORT with PROTO one of {', '.join(EXTRA_PROTOS)}, got {text!r}"
+        )
+    return proto, _port(port)
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -126,13 +168,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--key", required=True, metavar="FILE", help="PEM private key of --cert")
     p.add_argument(
-        "--client-ca", metavar="FILE", help="PEM CA(s) that must have signed the client certificate on --mtls-port"
+        "--client-ca",
+        metavar="FILE",
+        help="PEM CA(s) that must have signed the client certificate on the mutual-TLS listeners",
     )
     p.add_argument(
         "--redirect-host",
         default="edition.cnn.com",
         metavar="HOST",
-        help="host name in the 301 location (default edition.cnn.com)",
+        help="host served as edition.cnn.com, and named in the 301 location (default edition.cnn.com)",
     )
     p.add_argument(
         "--politics-bytes",
@@ -148,15 +192,66 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="give up on a TLS client that has not finished its handshake (default 10)",
     )
+    p.add_argument(
+        "--site-cert",
+        type=_site_cert,
+        action="append",
+        default=[],
+        metavar="NAME=CERT,KEY",
+        help="PEM chain and key presented when SNI is NAME (a DNS name or *.example.net) on every TLS listener; repeatable",
+    )
+    p.add_argument(
+        "--port",
+        type=_extra_port,
+        action="append",
+        default=[],
+        dest="extra_ports",
+        metavar="PROTO:PORT",
+        help="one more listener: http, https, mtls (needs --client-ca) or tcp (echo); repeatable",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log connections and requests to stderr")
     return p
+
+
+def _check_extra_ports(args: argparse.Namespace) -> None:
+    """Each --port its own port; 0 (the kernel picks) may repeat, since every 0 gets another."""
+    fixed = {
+        "--http-port": args.http_port,
+        "--https-port": args.https_port,
+        "--mtls-port": args.mtls_port,
+        "--control-port": args.control_port,
+    }
+    seen: set[int] = set()
+    for proto, port in args.extra_ports:
+        if port == 0:
+            continue
+        if port in seen:
+            raise StartupError(f"--port {proto}:{port}: port {port} is given twice (each listener needs its own)")
+        for flag, fixed_port in fixed.items():
+            if port == fixed_port:
+                raise StartupError(f"--port {proto}:{port}: port {port} is already {flag}'s (choose another)")
+        seen.add(port)
+    if args.client_ca is None and any(proto == "mtls" for proto, _ in args.extra_ports):
+        raise StartupError("--port mtls:PORT needs --client-ca FILE (the CA that signs accepted client certificates)")
+
+
+def _check_site_certs(args: argparse.Namespace) -> None:
+    names = [site.name for site in args.site_cert]
+    for name in names:
+        if names.count(name) > 1:
+            raise StartupError(f"--site-cert {name} is given twice (one certificate per name)")
 
 
 def _config(args: argparse.Namespace) -> Config:
     if args.mtls_port is not None and args.client_ca is None:
         raise StartupError("--mtls-port needs --client-ca FILE (the CA that signs accepted client certificates)")
-    if args.client_ca is not None and args.mtls_port is None:
-        raise StartupError("--client-ca is only used by the mutual-TLS listener; add --mtls-port PORT")
+    _check_extra_ports(args)
+    _check_site_certs(args)
+    extra_mtls = any(proto == "mtls" for proto, _ in args.extra_ports)
+    if args.client_ca is not None and args.mtls_port is None and not extra_mtls:
+        raise StartupError(
+            "--client-ca is only used by the mutual-TLS listeners; add --mtls-port PORT or --port mtls:PORT"
+        )
     if args.politics_bytes < MIN_POLITICS_BYTES:
         raise StartupError(f"--politics-bytes must be at least {MIN_POLITICS_BYTES}, got {args.politics_bytes}")
     if not args.redirect_host or any(c in args.redirect_host for c in "/ \r\n"):
@@ -176,6 +271,8 @@ def _config(args: argparse.Namespace) -> Config:
         verbose=args.verbose,
         control_listen=args.control_listen,
         control_token=os.environ.get(TOKEN_ENV) or None,
+        site_certs=args.site_cert,
+        extra_ports=args.extra_ports,
     )
 
 

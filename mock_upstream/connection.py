@@ -1,4 +1,5 @@
-"""One accepted connection: TLS handshake if the listener has one, then HTTP/1.x requests in turn.
+"""One accepted connection: TLS handshake if the listener has one, then HTTP/1.x requests in turn
+(or, on a tcp listener, an echo of every byte).
 
 Runs in its own thread with blocking sockets. Threads rather than asyncio for two reasons:
 python3-minimal (the container's interpreter) has no asyncio, and asyncio's TLS hides the SSL
@@ -73,6 +74,8 @@ class Connection:
                 "error": None,
                 "requests": 0,
             }
+            if listener.name == "tcp":
+                self.record["bytes_received"] = 0
             server.store.add(self.record)
         self.label = f"{listener.name} {peer[0]}:{peer[1]}"
 
@@ -84,6 +87,9 @@ class Connection:
         self.server.track(self.sock)
         try:
             context = self.listener.tls_context
+            if self.listener.name == "tcp":
+                self._echo()
+                return
             stream = self._handshake(context) if context else self.sock
             if stream is not None:
                 self._serve(stream)
@@ -146,6 +152,22 @@ class Connection:
         self.server.log(f"{self.label}: TLS {info['tls_version']} sni={info['sni']} alpn={info['alpn']}")
         return tls
 
+    def _echo(self) -> None:
+        """A tcp listener: send back every byte as it arrives, until the client closes its side."""
+        received = 0
+        try:
+            while True:
+                data = self.sock.recv(READ_CHUNK)
+                if not data:
+                    break
+                received += len(data)
+                # Counted before the echo: the bytes arrived even if sending them back fails.
+                self._note(bytes_received=received)
+                self.sock.sendall(data)
+        except OSError as exc:
+            self._note(error=describe_error(exc))
+        self.server.log(f"{self.label}: closed after {received} bytes")
+
     def _serve(self, stream: socket.socket) -> None:
         # typeshed (stdlib/socket.pyi) types makefile("rb", buffering=N) for N > 1 as IOBase;
         # CPython's socket.makefile returns io.BufferedReader for it.
@@ -177,13 +199,10 @@ class Connection:
 
     def _respond(self, stream: socket.socket, request: Request) -> bool:
         """Answer one request; True if the connection stays open for the next."""
-        name = self.listener.name
-        if name == "control":
+        if self.listener.name == "control":
             response = control.handle(request, self.server.store, self.server.ports(), self.server.config.control_token)
-        elif name == "http":
-            response = routes.redirect_to_https(request, self.server.config.redirect_host)
         else:
-            response = routes.site(request, self.server.config.politics_bytes)
+            response = self._site_response(request)
         keep_alive = request.keep_alive
         with_body = request.method != "HEAD"
         record = self._record_request(request, response, with_body)
@@ -192,6 +211,16 @@ class Connection:
             self.server.store.update(record, responded_at=now())
             self.server.log(f"{self.label}: {request.method} {request.target} -> {response.status}")
         return keep_alive
+
+    def _site_response(self, request: Request) -> Response:
+        """edition.cnn.com's answer (by listener), or a declared site's (the same on every listener)."""
+        config = self.server.config
+        host = routes.declared_host(request, config.redirect_host)
+        if host is not None:
+            return routes.declared_site(request, host)
+        if self.listener.name == "http":
+            return routes.redirect_to_https(request, config.redirect_host)
+        return routes.site(request, config.politics_bytes)
 
     def _record_request(self, request: Request, response: Response, with_body: bool) -> dict | None:
         if self.record is None:

@@ -1,8 +1,9 @@
 """The control API (plain HTTP, JSON) that suites use to read what the stand-in saw.
 
     GET  /healthz                {"ok": true, "pid": 123, "ports": {"http": 80, "https": 443,
-                                  "mtls": 8443 | null, "control": 9901}, "last_id": 42,
-                                  "connections": 3, "requests": 5}
+                                  "mtls": 8443 | null, "control": 9901,
+                                  "extra": [{"proto": "tcp", "port": 9000}, ...]},
+                                  "last_id": 42, "connections": 3, "requests": 5}
     GET  /records[?since=N]      {"last_id": 42, "records": [<connection or request record>, ...]}
     GET  /connections[?since=N]  {"last_id": 42, "records": [<connection record>, ...]}
     GET  /requests[?since=N]     {"last_id": 42, "records": [<request record>, ...]}

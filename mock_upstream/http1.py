@@ -14,18 +14,36 @@ MAX_HEADERS = 200
 MAX_HEADER_BYTES = 262144
 READ_CHUNK = 65536
 
+# The stand-in's own statuses, and the common ones a declared site's /status/NNN is asked for;
+# others go out as "Unknown" (clients read the code, not the phrase).
 REASONS = {
     100: "Continue",
     200: "OK",
+    201: "Created",
+    202: "Accepted",
+    204: "No Content",
     301: "Moved Permanently",
+    302: "Found",
+    304: "Not Modified",
+    307: "Temporary Redirect",
+    308: "Permanent Redirect",
     400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    408: "Request Timeout",
     411: "Length Required",
     413: "Content Too Large",
     414: "URI Too Long",
+    418: "I'm a teapot",
+    429: "Too Many Requests",
     431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
     501: "Not Implemented",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
     505: "HTTP Version Not Supported",
 }
 
@@ -200,7 +218,8 @@ class Response:
         lines = [f"HTTP/1.1 {self.status} {REASONS.get(self.status, 'Unknown')}", f"date: {http_date()}"]
         if self.content_type:
             lines.append(f"content-type: {self.content_type}")
-        lines.append(f"content-length: {len(self.body)}")
+        if self.status != 204:  # a 204 carries no Content-Length (RFC 9110 8.6)
+            lines.append(f"content-length: {len(self.body)}")
         lines += [f"{name}: {value}" for name, value in self.headers]
         if not keep_alive:
             lines.append("connection: close")

@@ -11,7 +11,9 @@ Connection record (`kind: "connection"`), added when the TCP connection is accep
 as it goes (a record's fields can change after it was first served; its id does not):
 
     id, kind               int, "connection"
-    listener               "http" | "https" | "mtls"
+    listener               "http" | "https" | "mtls" | "tcp": what the listener speaks; an extra
+                           listener (--port PROTO:PORT) has its PROTO's name, so local_port is
+                           what tells two listeners of one name apart
     state                  "handshaking" (TLS not done yet) | "open" | "closed" | "failed"
                            (failed: the TLS handshake did not complete)
     opened_at, closed_at   float, float | null
@@ -30,8 +32,10 @@ as it goes (a record's fields can change after it was first served; its id does 
     error                  str | null: a protocol error after the handshake (TLS bytes on the
                            plain listener, an HTTP/2 preface, a malformed request)
     requests               int: requests served on this connection so far
+    bytes_received         int, tcp listeners only: bytes read (and echoed back) so far
 
-Only the mTLS listener asks for a client certificate, so client_cert_* stay empty elsewhere.
+Only the mTLS listeners ask for a client certificate, so client_cert_* stay empty elsewhere. A tcp
+connection has no TLS and no requests: its record is opened, counts bytes and is closed.
 
 Request record (`kind: "request"`), added once the request is read and its response chosen, before
 the response is written, so a client that has its response can always find the record:

@@ -1,4 +1,5 @@
-"""The listeners (http, https, optional mtls, control), their accept loops, and shutdown."""
+"""The listeners (http, https, optional mtls, control, and extra ones from --port), their accept
+loops, and shutdown."""
 
 from __future__ import annotations
 
@@ -14,12 +15,15 @@ import time
 from .connection import Connection
 from .errors import StartupError
 from .records import RecordStore
-from .tls import server_context
+from .tls import SiteCert, server_context
 
 # Backlog for 200+ clients connecting at once; the kernel caps it at net.core.somaxconn.
 _BACKLOG = 1024
 
-_PORT_FLAGS = {"http": "--http-port", "https": "--https-port", "mtls": "--mtls-port", "control": "--control-port"}
+FIXED_LISTENERS = ("http", "https", "mtls", "control")
+# What an extra listener (--port PROTO:PORT) may speak; http, https and mtls answer like the fixed
+# listeners of that name, tcp echoes.
+EXTRA_PROTOS = ("http", "https", "mtls", "tcp")
 
 
 class Config:
@@ -41,6 +45,8 @@ class Config:
         verbose: bool = False,
         control_listen: str | None = None,
         control_token: str | None = None,
+        site_certs: list[SiteCert] | None = None,
+        extra_ports: list[tuple[str, int]] | None = None,
     ):
         self.listen = listen
         self.http_port = http_port
@@ -56,14 +62,27 @@ class Config:
         self.verbose = verbose
         self.control_listen = control_listen or listen  # the control port alone may bind elsewhere
         self.control_token = control_token or None  # required on every control request when set
+        self.site_certs = list(site_certs or [])  # chosen by SNI on every TLS listener
+        self.extra_ports = list(extra_ports or [])  # (proto, port) in the order given
+
+    def needs_mtls(self) -> bool:
+        return self.mtls_port is not None or any(proto == "mtls" for proto, _ in self.extra_ports)
 
 
 class Listener:
-    def __init__(self, name: str, sock: socket.socket, tls_context: ssl.SSLContext | None, recorded: bool):
-        self.name = name
+    def __init__(
+        self,
+        name: str,
+        sock: socket.socket,
+        tls_context: ssl.SSLContext | None,
+        recorded: bool,
+        extra: bool = False,
+    ):
+        self.name = name  # what it speaks: an extra listener has the name of its PROTO
         self.sock = sock
         self.tls_context = tls_context
         self.recorded = recorded  # the control listener's own traffic is not recorded
+        self.extra = extra  # from --port; ports() lists these apart from the fixed ones
         self.port = sock.getsockname()[1]
 
 
@@ -71,14 +90,13 @@ def _hostport(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
-def _bind(name: str, address: str, port: int) -> socket.socket:
+def _bind(flag: str, address: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
     try:
         # create_server sets SO_REUSEADDR: a restart need not wait out TIME_WAIT, and a port with
         # a live listener still refuses the bind.
         return socket.create_server((address, port), family=family, backlog=_BACKLOG)
     except OSError as exc:
-        flag = _PORT_FLAGS[name]
         if exc.errno == errno.EADDRINUSE:
             reason, hint = "address already in use", f"choose another {flag}"
         elif exc.errno == errno.EACCES:
@@ -104,31 +122,43 @@ class Server:
     def bind(self) -> None:
         """Load certificates, then bind every listener; StartupError (and nothing bound) on failure."""
         cfg = self.config
-        https_ctx = server_context(cfg.cert, cfg.key)
-        mtls_ctx = server_context(cfg.cert, cfg.key, cfg.client_ca) if cfg.mtls_port is not None else None
-        plan = [
-            ("http", cfg.http_port, None, True),
-            ("https", cfg.https_port, https_ctx, True),
-            ("mtls", cfg.mtls_port, mtls_ctx, True),
-            ("control", cfg.control_port, None, False),
+        contexts = {
+            "https": server_context(cfg.cert, cfg.key, sites=cfg.site_certs),
+            "mtls": server_context(cfg.cert, cfg.key, cfg.client_ca, cfg.site_certs) if cfg.needs_mtls() else None,
+        }
+        # (name, port, the flag that asked for it, extra)
+        plan: list[tuple[str, int | None, str, bool]] = [
+            ("http", cfg.http_port, "--http-port", False),
+            ("https", cfg.https_port, "--https-port", False),
+            ("mtls", cfg.mtls_port, "--mtls-port", False),
+            ("control", cfg.control_port, "--control-port", False),
         ]
+        plan += [(proto, port, f"--port {proto}:{port}", True) for proto, port in cfg.extra_ports]
         try:
-            for name, port, ctx, recorded in plan:
+            for name, port, flag, extra in plan:
                 if port is not None:
                     address = cfg.control_listen if name == "control" else cfg.listen
-                    self.listeners.append(Listener(name, _bind(name, address, port), ctx, recorded))
+                    sock = _bind(flag, address, port)
+                    self.listeners.append(Listener(name, sock, contexts.get(name), name != "control", extra))
         except StartupError:
             self._close_listeners()
             raise
 
     def ports(self) -> dict:
-        bound = {listener.name: listener.port for listener in self.listeners}
-        return {name: bound.get(name) for name in ("http", "https", "mtls", "control")}
+        """The ready line's and GET /healthz's ports: the fixed listeners by name (null when off),
+        then the extra ones in the order given."""
+        bound = {listener.name: listener.port for listener in self.listeners if not listener.extra}
+        ports: dict = {name: bound.get(name) for name in FIXED_LISTENERS}
+        ports["extra"] = [{"proto": item.name, "port": item.port} for item in self.listeners if item.extra]
+        return ports
 
     def start(self) -> None:
         for listener in self.listeners:
             threading.Thread(
-                target=self._accept_loop, args=(listener,), name=f"accept-{listener.name}", daemon=True
+                target=self._accept_loop,
+                args=(listener,),
+                name=f"accept-{listener.name}-{listener.port}",
+                daemon=True,
             ).start()
 
     def _accept_loop(self, listener: Listener) -> None:

@@ -1,9 +1,11 @@
-"""TLS contexts for the https and mtls listeners, and what a handshake tells about the client."""
+"""TLS contexts for the https and mtls listeners (a certificate per SNI name), and what a handshake
+tells about the client."""
 
 from __future__ import annotations
 
 import re
 import ssl
+from collections.abc import Sequence
 from typing import Any
 
 from .errors import StartupError
@@ -38,20 +40,17 @@ def _ssl_reason(exc: BaseException) -> str:
     return getattr(exc, "reason", None) or describe_error(exc)
 
 
-def server_context(cert: str, key: str, client_ca: str | None = None) -> ssl.SSLContext:
-    """A server context presenting `cert` (a leaf, or a leaf followed by its chain).
-
-    With client_ca, the client must present a certificate signed by it.
-    """
-    _read_pem("--cert", cert, b"-----BEGIN CERTIFICATE-----", "certificate")
-    _read_pem("--key", key, b"PRIVATE KEY-----", "private key")
+def _context(cert: str, key: str, client_ca: str | None, cert_flag: str, key_flag: str) -> ssl.SSLContext:
+    """One certificate's context; the flags name where cert and key came from in error messages."""
+    _read_pem(cert_flag, cert, b"-----BEGIN CERTIFICATE-----", "certificate")
+    _read_pem(key_flag, key, b"PRIVATE KEY-----", "private key")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
         ctx.load_cert_chain(cert, key)
     except ssl.SSLError as exc:
         if "KEY_VALUES_MISMATCH" in str(exc):
-            raise StartupError(f"--key {key} is not the key of the certificate in --cert {cert}") from None
-        raise StartupError(f"cannot load --cert {cert} with --key {key}: {_ssl_reason(exc)}") from None
+            raise StartupError(f"{key_flag} {key} is not the key of the certificate in {cert_flag} {cert}") from None
+        raise StartupError(f"cannot load {cert_flag} {cert} with {key_flag} {key}: {_ssl_reason(exc)}") from None
     ctx.set_alpn_protocols(ALPN_PROTOCOLS)
     if client_ca is not None:
         _read_pem("--client-ca", client_ca, b"-----BEGIN CERTIFICATE-----", "CA certificate")
@@ -60,8 +59,78 @@ def server_context(cert: str, key: str, client_ca: str | None = None) -> ssl.SSL
         except ssl.SSLError as exc:
             raise StartupError(f"cannot load --client-ca {client_ca}: {_ssl_reason(exc)}") from None
         ctx.verify_mode = ssl.CERT_REQUIRED
-    ctx.sni_callback = _remember_sni
     return ctx
+
+
+class SiteCert:
+    """One --site-cert: a DNS name or a one-label wildcard (`*.example.net`), a chain and its key."""
+
+    def __init__(self, name: str, cert: str, key: str):
+        self.name = name
+        self.cert = cert
+        self.key = key
+
+
+def server_context(cert: str, key: str, client_ca: str | None = None, sites: Sequence[SiteCert] = ()) -> ssl.SSLContext:
+    """A server context presenting `cert` (a leaf, or a leaf followed by its chain).
+
+    With client_ca, the client must present a certificate signed by it. With sites, a client whose
+    SNI names one of them gets that site's certificate instead (see SiteChooser).
+    """
+    default = _context(cert, key, client_ca, "--cert", "--key")
+    chooser = SiteChooser(default)
+    for site in sites:
+        flag = f"--site-cert {site.name}"
+        # The listener's settings again: after the switch OpenSSL keeps the verify mode it had but
+        # takes ALPN and the trusted client CAs from the site's context.
+        chooser.add(site.name, _context(site.cert, site.key, client_ca, flag, flag))
+    for ctx in chooser.contexts():
+        ctx.sni_callback = chooser.callback
+    return default
+
+
+class SiteChooser:
+    """Picks a listener's server certificate by the SNI the client sent.
+
+    An exact name first, then a wildcard for the name's first label (`*.example.net` covers
+    `a.example.net`, not `a.b.example.net` nor `example.net`, as a certificate's wildcard does);
+    no match, or no SNI, keeps the default (--cert).
+    """
+
+    def __init__(self, default: ssl.SSLContext):
+        self.default = default
+        self._exact: dict[str, ssl.SSLContext] = {}
+        self._wildcard: dict[str, ssl.SSLContext] = {}  # keyed by the suffix after "*."
+
+    def add(self, name: str, ctx: ssl.SSLContext) -> None:
+        name = name.lower()
+        if name.startswith("*."):
+            self._wildcard[name[2:]] = ctx
+        else:
+            self._exact[name] = ctx
+
+    def contexts(self) -> list[ssl.SSLContext]:
+        return [self.default, *self._exact.values(), *self._wildcard.values()]
+
+    def pick(self, server_name: str | None) -> ssl.SSLContext:
+        if not server_name:
+            return self.default
+        name = server_name.lower()  # the ssl module hands IDNs over as A-labels, so ASCII
+        exact = self._exact.get(name)
+        if exact is not None:
+            return exact
+        first, _, rest = name.partition(".")
+        if first and rest:
+            return self._wildcard.get(rest, self.default)
+        return self.default
+
+    def callback(self, sslsock: ssl.SSLSocket | ssl.SSLObject, server_name: str | None, ctx: ssl.SSLContext) -> None:
+        _remember_sni(sslsock, server_name, ctx)
+        chosen = self.pick(server_name)
+        if chosen is not ctx:
+            # OpenSSL asks for the certificate after this callback, from the context set here.
+            sslsock.context = chosen
+        return None
 
 
 _SNI_ATTR = "mock_upstream_sni"

@@ -33,7 +33,7 @@ SYSTEM = cd $(ROOT) && $(PYTHON) -m harness.system_packages
 # The mesh runs as root, or in a user namespace of its own (harness.rootless) otherwise.
 PYTEST = cd $(ROOT) && $(PY) -m harness.rootless $(PY) -m pytest
 
-.PHONY: e2e test unit lint format istio istio-from kube-toolchain mesh fortio upgrade diff-config bench-mesh bench-egress clean-stale clean clean-cache system-e2e system-test system-kind kind-images kind-clean-images fidelity
+.PHONY: e2e test unit lint format istio istio-from kube-toolchain mesh fortio upgrade diff-config bench-mesh bench-spec bench-egress clean-stale clean clean-cache system-e2e system-test system-kind kind-images kind-clean-images fidelity
 
 $(STAMP): $(ROOT)/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -117,6 +117,13 @@ format: $(STAMP)
 
 bench-mesh: system-e2e $(STAMP) istio kube-toolchain
 	cd $(ROOT) && $(PY) -m harness.rootless $(PY) -m harness.bench --istio-version=$(ISTIO_VERSION) --runs 5
+
+# A generated egress spec of HOSTS hosts × 4 expectations on the local mesh: wall time, setup and
+# time per expectation, into $(ARTIFACTS)/bench-spec.
+HOSTS ?= 50
+bench-spec: system-e2e $(STAMP) istio kube-toolchain
+	cd $(ROOT) && $(PY) -m harness.rootless $(PY) -m harness.spec.bench --hosts $(HOSTS) \
+		--istio-version=$(ISTIO_VERSION) --out $(ART)/bench-spec
 
 # The egress benchmark (issue 12): every egress path under fortio load, into $(ARTIFACTS)/bench.
 # REPEATS=3 for medians with their spread (about 3× as long); BENCH_ARGS for the rest (--help).

@@ -38,9 +38,6 @@ from harness.scenario import Scenario
 from harness.spec import pytest_spec
 from harness.summary import SummaryWriter
 
-# An egress spec's hooks and fixtures (--egress-spec), loaded with this plugin.
-pytest_plugins = ("harness.spec.pytest_spec",)
-
 REPORT_KEY = pytest.StashKey[dict]()
 EVIDENCE_KEY = pytest.StashKey[Evidence]()
 _SUMMARY = pytest.StashKey[SummaryWriter]()
@@ -51,7 +48,9 @@ _STOPPED = pytest.StashKey[str]()  # why the session stopped early: a process it
 HARNESS_ERROR = "harness error"
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    # An egress spec's hooks and fixtures (--egress-spec) come with this plugin.
+    pluginmanager.register(pytest_spec, "egress_harness_spec")
     group = parser.getgroup("egress-harness")
     group.addoption(
         "--backend",

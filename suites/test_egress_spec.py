@@ -6,6 +6,6 @@ from __future__ import annotations
 from harness.spec import checks
 
 
-def test_expectation(spec_mesh, expectation, evidence):
+def test_expectation(spec_mesh, egress_expectation, evidence):
     """The expectation's client command from its source, checked clause by clause, hop by hop."""
-    checks.run(spec_mesh, evidence, expectation)
+    checks.run(spec_mesh, evidence, egress_expectation)

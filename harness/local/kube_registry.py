@@ -39,7 +39,8 @@ CRD_FILE = "manifests/charts/base/files/crd-all.gen.yaml"
 CRD_NAME = "crd-all.gen.yaml"
 NODE_NAME = "egress-harness-local"
 # What the suites apply on the local mesh; anything else is refused before it reaches the server.
-OTHER_KINDS = {"NetworkPolicy"}
+# A Secret: a credentialName an egress spec maps to the test PKI (istiod serves it to the gateway).
+OTHER_KINDS = {"NetworkPolicy", "Secret"}
 
 
 def istio_crd_file(binaries: IstioBinaries) -> Path:
@@ -339,7 +340,7 @@ class KubeRegistry:
             if o.get("kind") not in ISTIO_KINDS | OTHER_KINDS:
                 raise HarnessError(
                     f"the local mesh cannot apply kind {o.get('kind')!r} "
-                    f"({meta.get('name')}); it applies Istio config and NetworkPolicy"
+                    f"({meta.get('name')}); it applies Istio config, NetworkPolicy and Secrets"
                 )
             if not meta.get("namespace"):
                 raise HarnessError(f"{o.get('kind')} {meta.get('name')!r} has no metadata.namespace: set it")

@@ -431,6 +431,9 @@ class LocalMesh:
     # ---------------------------------------------------------------- manifests
     def apply(self, objs: list[dict]) -> None:
         self.manifests.validate(objs)
+        secrets = [o for o in objs if o["kind"] == "Secret"]
+        if secrets:  # before the config naming them: istiod finds them when a proxy asks over SDS
+            self.registry.write_all(secrets)
         policies = [o for o in objs if o["kind"] == "NetworkPolicy"]
         for o in policies:
             policy = netpol.parse_policy(o)
@@ -458,6 +461,9 @@ class LocalMesh:
         if policies:
             self.registry.remove_all(policies)
             self._sync_policies()
+        secrets = [o for o in objs if o.get("kind") == "Secret"]
+        if secrets:
+            self.registry.remove_all(secrets)
         istio = [o for o in objs if o.get("kind") in ISTIO_KINDS]
         if istio:
             before = self.convergence.snapshot()

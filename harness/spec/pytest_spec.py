@@ -47,14 +47,14 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "expectation" not in metafunc.fixturenames:
+    if "egress_expectation" not in metafunc.fixturenames:
         return
     spec = metafunc.config.stash.get(SPEC_KEY, None)
     if spec is None:
         raise pytest.UsageError(
             f"{metafunc.definition.nodeid} runs an egress spec: pass --egress-spec FILE (make e2e SPEC=FILE)"
         )
-    metafunc.parametrize("expectation", spec.expectations, ids=[e.id for e in spec.expectations])
+    metafunc.parametrize("egress_expectation", spec.expectations, ids=[e.id for e in spec.expectations])
 
 
 def validate_manifests(config: pytest.Config, istioctl: Path) -> None:

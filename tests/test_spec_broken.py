@@ -6,12 +6,11 @@ back from its JUnit file, as CI would read it."""
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+
+from tests.helpers.spec_runs import run_spec
 
 pytestmark = [pytest.mark.mesh, pytest.mark.slow]
 
@@ -37,41 +36,6 @@ def broken_copy(tmp_path: Path, file: str, old: str, new: str | None) -> Path:
         text = text.replace(old, new)
     target.write_text(text)
     return copy / "egress.yaml"
-
-
-def run_spec(tmp_path: Path, spec: Path, istio_version: str) -> dict[str, str | None]:
-    """Each expectation's id → None (passed) or its failure's first line."""
-    artifacts = tmp_path / "artifacts"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "suites/test_egress_spec.py",
-            f"--egress-spec={spec}",
-            f"--artifacts={artifacts}",
-            f"--istio-version={istio_version}",
-            "-p",
-            "no:cacheprovider",
-            "-q",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    junit = artifacts / "junit.xml"
-    assert junit.exists(), proc.stdout[-3000:] + proc.stderr[-2000:]
-    results: dict[str, str | None] = {}
-    for case in ET.parse(junit).iter("testcase"):
-        name = case.get("name", "")
-        expectation = name[name.index("[") + 1 : -1]
-        problem = case.find("failure")
-        if problem is None:
-            problem = case.find("error")
-        results[expectation] = None if problem is None else (problem.get("message") or "").splitlines()[0]
-    assert results, proc.stdout[-3000:]
-    return results
 
 
 def red(results: dict[str, str | None]) -> dict[str, str]:

@@ -95,7 +95,8 @@ istio-from: $(STAMP)
 # every phase passed. Report in $(ARTIFACTS)/upgrade/.
 upgrade: system-e2e $(STAMP) istio-from
 	@cd $(ROOT) && $(PY) -m harness.istio_binaries --istio-version $(TO)
-	cd $(ROOT) && $(PY) -m harness.rootless $(PY) -m harness.upgrade --from $(FROM) --to $(TO) --artifacts $(ART) $(UPGRADE_ARGS)
+	cd $(ROOT) && $(PY) -m harness.rootless $(PY) -m harness.upgrade --from $(FROM) --to $(TO) --artifacts $(ART) \
+		$(if $(SPEC),--spec "$(abspath $(SPEC))") $(UPGRADE_ARGS)
 
 diff-config: $(STAMP)
 	@test -n "$(A)" -a -n "$(B)" || { echo "usage: make diff-config A=<config_dump.json or folder> B=<...>"; exit 2; }

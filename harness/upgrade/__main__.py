@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-canary", action="store_true", help="skip the canary (revision) flow")
     p.add_argument("--rate", type=float, default=20.0, help="continuous traffic, requests per second")
     p.add_argument("--window", type=float, default=10.0, help="seconds of traffic per transition at least")
+    p.add_argument("--spec", type=Path, default=None, help="an egress spec: its expectations in every phase (README)")
     a = p.parse_args(argv)
     select = a.select or (SMOKE_CASES if a.smoke else None)
     # SIGTERM (CI timeouts, `kill`) takes the Ctrl-C path: the mesh and the traffic sender are torn down.
@@ -35,7 +36,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run = UpgradeRun(
             UpgradeOptions(
-                a.frm, a.to, a.artifacts.resolve(), select=select, canary=not a.no_canary, rate=a.rate, window=a.window
+                a.frm,
+                a.to,
+                a.artifacts.resolve(),
+                select=select,
+                canary=not a.no_canary,
+                rate=a.rate,
+                window=a.window,
+                spec=a.spec.resolve() if a.spec else None,
             )
         )
         report = run.run()

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.config_diff import diff_paths
+from harness.config_diff import DEFAULT_HOSTS, diff_paths
 from harness.errors import HarnessError
 from harness.istio_binaries import ensure_istio
 from harness.manifests import MODES, render
@@ -30,7 +30,7 @@ from harness.upgrade import snapshot
 from harness.upgrade.precheck import run_istioctl_checks
 from harness.upgrade.report import UpgradeReport
 from harness.upgrade.suites_runner import collect_cases, run_phase
-from harness.upgrade.traffic import ContinuousTraffic
+from harness.upgrade.traffic import SEED_TARGETS, ContinuousTraffic
 
 GATEWAY = "istio-system/istio-egressgateway"
 SLEEP = "default/sleep"
@@ -62,6 +62,7 @@ class UpgradeOptions:
     istioctl_checks: bool = True
     precheck: bool = True  # istioctl x precheck (15 s here: it does not finish without a real cluster)
     say: Callable[[str], None] = field(default=lambda m: print(f"[upgrade] {m}", file=sys.stderr, flush=True))
+    spec: Path | None = None  # an egress spec: its expectations in every phase (harness/spec/upgrade.py)
 
 
 def traffic_manifests(trust: dict) -> list[dict]:
@@ -100,9 +101,16 @@ class UpgradeRun:
         self.opts = opts
         self.out = opts.artifacts / "upgrade"
         self.report = UpgradeReport(opts.from_version, opts.to_version)
-        self.cases = collect_cases(opts.select)
-        if not self.cases:
-            raise HarnessError(f"no suite case matches {opts.select}: see the test names in suites/")
+        self.spec = None
+        if opts.spec is not None:
+            from harness.spec.upgrade import SpecUpgrade
+
+            self.spec = SpecUpgrade(opts.spec)  # a bad spec: one line, nothing started
+            self.cases = []
+        else:
+            self.cases = collect_cases(opts.select)
+            if not self.cases:
+                raise HarnessError(f"no suite case matches {opts.select}: see the test names in suites/")
         self.revision = opts.revision or opts.to_version.replace(".", "-")
         self._phase_index: dict[str, int] = {}
 
@@ -120,6 +128,8 @@ class UpgradeRun:
         if self.frm.pilot_discovery == self.to.pilot_discovery:
             raise HarnessError("FROM and TO resolve to the same binaries: pick two different builds")
         self.report.builds = {self.opts.from_version: self.frm.describe(), self.opts.to_version: self.to.describe()}
+        if self.spec is not None:
+            self.spec.validate(self.to.istioctl)
         try:
             self._in_place()
             if self.opts.canary:
@@ -142,10 +152,12 @@ class UpgradeRun:
         mesh = LocalMesh(self.frm, self.out / "in-place")
         try:
             mesh.start()
+            if self.spec is not None:
+                self.spec.apply(mesh)
             self._versions(mesh, "start")
             self._suites(mesh, "before")
             self.say("snapshot before")
-            snapshot.take(mesh, self.out / "snapshots" / "before", self.opts.snapshot_stages, self.opts.modes)
+            self._snapshot(mesh, "before")
 
             if self.opts.istioctl_checks:
                 self.report.checks = run_istioctl_checks(
@@ -159,7 +171,7 @@ class UpgradeRun:
             self._suites(mesh, "control-plane")
             # Istiod is TO, the proxies still FROM: what changes here comes from the control plane.
             self.say("snapshot control-plane")
-            snapshot.take(mesh, self.out / "snapshots" / "control-plane", self.opts.snapshot_stages, self.opts.modes)
+            self._snapshot(mesh, "control-plane")
 
             self._transition(mesh, "gateway", lambda: mesh.restart_proxy(GATEWAY, self.to), restarts_proxy=True)
             sidecars = [k for k, p in mesh.pods.items() if p.proxy is not None and p.proxy.spec.kind == "sidecar"]
@@ -174,14 +186,17 @@ class UpgradeRun:
             self._versions(mesh, "data-plane")
             self._suites(mesh, "data-plane")
             self.say("snapshot after")
-            snapshot.take(mesh, self.out / "snapshots" / "after", self.opts.snapshot_stages, self.opts.modes)
+            self._snapshot(mesh, "after")
         finally:
             mesh.stop()
         snaps = self.out / "snapshots"
+        hosts = self.spec.diff_hosts() if self.spec is not None else DEFAULT_HOSTS
         for name in sorted(p.name for p in (snaps / "before").iterdir()):
-            self.report.diff[name] = diff_paths(snaps / "before" / name, snaps / "after" / name)
+            self.report.diff[name] = diff_paths(snaps / "before" / name, snaps / "after" / name, hosts=hosts)
             # Attribution: a change already there with TO's istiod and FROM's proxies is istiod's doing.
-            by_istiod = {c.line() for c in diff_paths(snaps / "before" / name, snaps / "control-plane" / name)}
+            by_istiod = {
+                c.line() for c in diff_paths(snaps / "before" / name, snaps / "control-plane" / name, hosts=hosts)
+            }
             self.report.diff_origin[name] = [
                 "istiod" if c.line() in by_istiod else "proxy" for c in self.report.diff[name]
             ]
@@ -196,6 +211,8 @@ class UpgradeRun:
         rev = None
         try:
             mesh.start()
+            if self.spec is not None:
+                self.spec.apply(mesh)
             holder = {}
 
             def install() -> None:
@@ -210,12 +227,12 @@ class UpgradeRun:
                 lambda: mesh.restart_proxy(GATEWAY, self.to, labels=label, istiod=installed.istiod),
                 restarts_proxy=True,
             )
-            self._transition(
-                mesh,
-                f"canary: sleep → {self.revision}",
-                lambda: mesh.restart_proxy(SLEEP, self.to, labels=label, istiod=installed.istiod),
-                restarts_proxy=True,
-            )
+            for source in self.spec.sidecar_sources() if self.spec is not None else [SLEEP]:
+
+                def move(source: str = source) -> None:
+                    mesh.restart_proxy(source, self.to, labels=label, istiod=installed.istiod)
+
+                self._transition(mesh, f"canary: {source if self.spec is not None else 'sleep'} → {self.revision}", move, restarts_proxy=True)
             self._transition(
                 mesh,
                 f"canary: istiod {self.opts.from_version} removed",
@@ -231,8 +248,19 @@ class UpgradeRun:
             mesh.stop()
 
     # ---------------------------------------------------------------- steps
+    def _snapshot(self, mesh, phase: str) -> None:
+        self.say(f"snapshot {phase}")
+        if self.spec is not None:
+            snapshot.take_as_is(mesh, self.out / "snapshots" / phase)
+        else:
+            snapshot.take(mesh, self.out / "snapshots" / phase, self.opts.snapshot_stages, self.opts.modes)
+
     def _suites(self, mesh, phase: str) -> None:
         self._phase_index[phase] = len(self._phase_index)
+        if self.spec is not None:
+            self.say(f"phase {phase}: {len(self.spec.spec.expectations)} expectations of {self.opts.spec}")
+            self.report.results += self.spec.run_phase(mesh, phase, self.out / "evidence", self.say)
+            return
         alter = None
         sab = self.opts.sabotage
         if sab and sab.from_phase in self._phase_index:
@@ -244,11 +272,20 @@ class UpgradeRun:
         )
 
     def _transition(self, mesh, name: str, change: Callable[[], object], *, restarts_proxy: bool = False) -> None:
-        objs = traffic_manifests(mesh.upstream_trust())
-        mesh.apply(objs)
+        # The seed's traffic needs its paths applied for the transition; a spec's stay applied.
+        objs = traffic_manifests(mesh.upstream_trust()) if self.spec is None else []
+        if objs:
+            mesh.apply(objs)
         self.say(f"transition {name} under traffic ({self.opts.rate:g} req/s)")
+        pod, targets = self.spec.traffic_targets() if self.spec is not None else (SLEEP, SEED_TARGETS)
         traffic = ContinuousTraffic(
-            mesh, _slug(name), self.out / "traffic", rate=self.opts.rate, min_window=self.opts.window
+            mesh,
+            _slug(name),
+            self.out / "traffic",
+            rate=self.opts.rate,
+            min_window=self.opts.window,
+            pod=pod,
+            targets=targets,
         )
         try:
             with traffic:
@@ -262,7 +299,8 @@ class UpgradeRun:
                 traffic.figures.held_to_threshold = not restarts_proxy
                 self.report.traffic.append(traffic.figures)
                 self.say(f"  {traffic.figures.line()}")
-            mesh.delete(objs)
+            if objs:
+                mesh.delete(objs)
 
     def _versions(self, mesh, phase: str) -> None:
         from harness.local.upgrade_ops import proxy_versions

@@ -40,3 +40,14 @@ def take(mesh, directory: Path, stages=SNAPSHOT_STAGES, modes=MODES) -> list[str
             finally:
                 sc.delete_all(wait=True)
     return names
+
+
+def take_as_is(mesh, directory: Path, name: str = "spec") -> list[str]:
+    """Every proxy's config and stats with what is applied now (an egress spec's manifests, which
+    stay for the whole run), in the same layout as take()."""
+    for proxy in mesh.proxies():
+        d = directory / name / f"{proxy.spec.namespace}.{proxy.spec.pod_name}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "config_dump.json").write_text(json.dumps(proxy.admin.config_dump(), indent=1))
+        (d / "stats.json").write_text(json.dumps(proxy.admin.stats(""), indent=1))
+    return [name]

@@ -34,8 +34,31 @@ if TYPE_CHECKING:
     from harness.local.processes import ManagedProcess
 
 HOST = "edition.cnn.com"
-KINDS = ("http", "passthrough")
 REQUEST_TIMEOUT = 3.0
+
+
+@dataclass(frozen=True)
+class Target:
+    """One kind of request the sender alternates: its name, its URL and the status that is success."""
+
+    kind: str
+    url: str
+    status: int
+
+    def arg(self) -> str:
+        return f"{self.kind}={self.url}={self.status}"
+
+    @classmethod
+    def parse(cls, text: str) -> Target:
+        kind, url, status = text.rsplit("=", 2) if text.count("=") >= 2 else ("", "", "")
+        if not kind or not url.startswith(("http://", "https://")) or not status.isdigit():
+            raise ValueError(f"--target {text!r}: NAME=http(s)://host[:port]/path=STATUS")
+        return cls(kind, url, int(status))
+
+
+# The seed's paths through the gateway; an egress spec's upgrade sends its own (harness/spec/upgrade.py).
+SEED_TARGETS = (Target("http", f"http://{HOST}/politics", 301), Target("passthrough", f"https://{HOST}/politics", 200))
+KINDS = tuple(t.kind for t in SEED_TARGETS)
 
 
 # ---------------------------------------------------------------- the sender, inside the pod
@@ -61,18 +84,20 @@ def _http_request(host: str, port: int, path: str, wrap: ssl.SSLContext | None) 
         return int(parts[1])
 
 
-def _one(kind: str, tls: ssl.SSLContext) -> tuple[bool, str]:
+def _one(target: Target, tls: ssl.SSLContext) -> tuple[bool, str]:
+    from urllib.parse import urlsplit
+
+    url = urlsplit(target.url)
+    secure = url.scheme == "https"
     try:
-        if kind == "http":
-            status = _http_request(HOST, 80, "/politics", None)
-            return status == 301, str(status)
-        status = _http_request(HOST, 443, "/politics", tls)
-        return status == 200, str(status)
+        path = url.path or "/"
+        status = _http_request(url.hostname or "", url.port or (443 if secure else 80), path, tls if secure else None)
+        return status == target.status, str(status)
     except (OSError, ssl.SSLError) as exc:
         return False, f"{type(exc).__name__}: {exc}"[:160]
 
 
-def send(rate: float, max_seconds: float, out: Path) -> int:
+def send(rate: float, max_seconds: float, out: Path, targets: tuple[Target, ...] = SEED_TARGETS) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -81,11 +106,11 @@ def send(rate: float, max_seconds: float, out: Path) -> int:
     t0 = time.monotonic()
     with open(out, "a", buffering=1) as sink, ThreadPoolExecutor(max_workers=int(rate * REQUEST_TIMEOUT) + 2) as pool:
 
-        def job(i: int, kind: str, started: float) -> None:
-            ok, detail = _one(kind, tls)
+        def job(i: int, target: Target, started: float) -> None:
+            ok, detail = _one(target, tls)
             rec = {
                 "i": i,
-                "kind": kind,
+                "kind": target.kind,
                 "t": round(started - t0, 4),
                 "done": round(time.monotonic() - t0, 4),
                 "ok": ok,
@@ -100,7 +125,7 @@ def send(rate: float, max_seconds: float, out: Path) -> int:
             delay = due - time.monotonic()
             if delay > 0 and stop.wait(delay):  # fixed rate: the next send is due at t0 + i/rate
                 break
-            pool.submit(job, i, KINDS[i % len(KINDS)], time.monotonic())
+            pool.submit(job, i, targets[i % len(targets)], time.monotonic())
             i += 1
     return 0
 
@@ -112,11 +137,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=20.0, help="requests per second, HTTP and passthrough alternately")
     p.add_argument("--max-seconds", type=float, default=300.0, help="stop after this long even if nobody says so")
     p.add_argument("--out", type=Path, required=True, help="JSON lines, one per request")
+    p.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        help="NAME=URL=STATUS, sent in turn (repeatable; default: the seed's http and passthrough paths)",
+    )
     a = p.parse_args(argv)
+    try:
+        targets = tuple(Target.parse(t) for t in a.target) or SEED_TARGETS
+    except ValueError as exc:
+        print(f"egress-harness: error: {exc}", file=sys.stderr)
+        return 2
     if not 0 < a.rate <= 200 or not 0 < a.max_seconds <= 3600:
         print("egress-harness: error: --rate must be in (0, 200] and --max-seconds in (0, 3600]", file=sys.stderr)
         return 2
-    return send(a.rate, a.max_seconds, a.out)
+    return send(a.rate, a.max_seconds, a.out, targets)
 
 
 # ---------------------------------------------------------------- the harness side
@@ -158,12 +194,14 @@ class TrafficFigures:
         )
 
 
-def figures(transition: str, records: list[dict], rate: float, seconds: float) -> TrafficFigures:
+def figures(
+    transition: str, records: list[dict], rate: float, seconds: float, kinds: tuple[str, ...] = KINDS
+) -> TrafficFigures:
     """Sent, failed, and the longest gap between successful requests, from the first success
     (the baseline awaited before the transition) to the last request sent."""
     end = max((r["t"] for r in records), default=0.0)
     by_kind: dict[str, KindFigures] = {}
-    for kind in KINDS:
+    for kind in kinds:
         recs = sorted((r for r in records if r["kind"] == kind), key=lambda r: r["t"])
         errors: dict[str, int] = {}
         for r in recs:
@@ -208,6 +246,7 @@ class ContinuousTraffic:
         max_seconds: float = 180.0,
         pod: str = "default/sleep",
         min_window: float = 10.0,
+        targets: tuple[Target, ...] = SEED_TARGETS,
     ):
         self.mesh = mesh
         self.transition = transition
@@ -215,6 +254,8 @@ class ContinuousTraffic:
         self.max_seconds = max_seconds
         self.min_window = min_window
         self.pod = pod
+        self.targets = targets
+        self.kinds = tuple(t.kind for t in targets)
         self.out = out_dir / f"traffic-{transition}.jsonl"
         self.process: ManagedProcess | None = None
         self.figures: TrafficFigures | None = None
@@ -241,6 +282,7 @@ class ContinuousTraffic:
                     str(self.max_seconds),
                     "--out",
                     str(self.out),
+                    *(a for t in self.targets for a in ("--target", t.arg())),
                 ]
             ),
             self.out.with_suffix(".log"),
@@ -253,7 +295,7 @@ class ContinuousTraffic:
         try:
             poll(
                 f"continuous traffic ({self.transition}) to get its first answers of each kind through the gateway",
-                lambda: {r["kind"] for r in self.records() if r["ok"]} >= set(KINDS),
+                lambda: {r["kind"] for r in self.records() if r["ok"]} >= set(self.kinds),
                 timeout=15,
                 describe=lambda _: self._tail(),
             )
@@ -269,7 +311,7 @@ class ContinuousTraffic:
         after = max((r["i"] for r in self.records()), default=-1)
 
         def fresh_ok() -> dict[str, int]:
-            counts = {k: 0 for k in KINDS}
+            counts = {k: 0 for k in self.kinds}
             for r in self.records():
                 if r["i"] > after and r["ok"]:
                     counts[r["kind"]] += 1
@@ -314,7 +356,7 @@ class ContinuousTraffic:
         seconds = time.monotonic() - self._started
         if self.process is not None:
             self.process.stop(grace=REQUEST_TIMEOUT + 2)  # SIGTERM: in-flight requests finish first
-        self.figures = figures(self.transition, self.records(), self.rate, seconds)
+        self.figures = figures(self.transition, self.records(), self.rate, seconds, self.kinds)
 
 
 if __name__ == "__main__":

@@ -232,7 +232,12 @@ class UpgradeRun:
                 def move(source: str = source) -> None:
                     mesh.restart_proxy(source, self.to, labels=label, istiod=installed.istiod)
 
-                self._transition(mesh, f"canary: {source if self.spec is not None else 'sleep'} → {self.revision}", move, restarts_proxy=True)
+                self._transition(
+                    mesh,
+                    f"canary: {source if self.spec is not None else 'sleep'} → {self.revision}",
+                    move,
+                    restarts_proxy=True,
+                )
             self._transition(
                 mesh,
                 f"canary: istiod {self.opts.from_version} removed",

@@ -126,3 +126,35 @@ def test_traffic_figures_longest_gap_and_counts():
     assert f.longest_gap_s == pytest.approx(1.05)  # last success at i=19 (0.95 s), next at i=40 (2.0 s)
     assert f.by_kind["http"].errors == {"ConnectionRefusedError": 10}
     assert figures("none", [], 20.0, 1.0).sent == 0
+
+
+@pytest.mark.mesh
+@pytest.mark.slow
+def test_upgrade_of_your_own_egress(tmp_path, to_version):
+    """`make upgrade SPEC=examples/payments/egress.yaml`: the spec's six expectations pass in every
+    phase, the continuous traffic runs the spec's own gateway paths, and the config diff is of its
+    hosts. A child process: the spec's pods and hosts replace the seed's tables for that process."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = root / "examples" / "payments" / "egress.yaml"
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.upgrade", "--from", FROM, "--to", to_version, "--spec", str(spec)]
+        + ["--window", "3", "--artifacts", str(tmp_path)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((tmp_path / "upgrade" / "report.json").read_text())
+    cases = report["results"]
+    phases = {c["phase"] for c in cases}
+    assert phases == {"before", "control-plane", "data-plane", "canary"}, phases
+    assert len(cases) == 4 * 6 and all(c["outcome"] == "passed" for c in cases), cases
+    md = (tmp_path / "upgrade" / "report.md").read_text()
+    assert "https-api.pay.example ok/sent" in md and "http-legacy.partner.example ok/sent" in md, md[-2000:]
+    assert "edition.cnn.com" not in (tmp_path / "upgrade" / "config-diff.txt").read_text()

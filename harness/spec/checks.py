@@ -23,7 +23,7 @@ from harness.pod_table import GATEWAY, GATEWAY_SPIFFE, PODS
 from harness.spec.model import Expectation
 from harness.spec.preflight import ACCESS_LOG, Gaps, counters_clause
 from harness.trace import APP_SIDECAR, APP_UPSTREAM, GATEWAY_UPSTREAM, SIDECAR_GATEWAY, SIDECAR_UPSTREAM, Trace
-from harness.upstream_client import ConnectionRecord
+from harness.upstream_client import ConnectionRecord, RequestRecord
 from harness.wait import WaitTimeout, poll
 
 # What a tcp:// expectation sends; the stand-in's tcp listener echoes it back.
@@ -123,48 +123,54 @@ def _stand_in_checks(ex: Exchange, gaps: Gaps) -> list[Check]:
 # ---------------------------------------------------------------------------------- evidence
 
 
-def _log(ex: Exchange, pod: str, n: int = 1, timeout: float = 5.0) -> list[AccessLogEntry]:
+def _log(ex: Exchange, pod: str, timeout: float = 5.0) -> list[AccessLogEntry]:
+    """The pod's access-log lines about this exchange's host (by :authority or SNI), since the
+    mark. By host, not only by the mark: a TCP line is written when its connection closes, so the
+    previous exchange's line can arrive after this one's mark."""
     if pod != GATEWAY and not ex.source_has_sidecar():
         return []
-    return ex.t.wait_log(pod, n, timeout=timeout)
+    host = ex.e.target.host
+    return [x for x in ex.t.wait_log(pod, 1, timeout=timeout, where=lambda x: _about(x, host)) if _about(x, host)]
 
 
 def _gateway_lines(ex: Exchange, timeout: float = 5.0) -> list[AccessLogEntry]:
-    """The gateway's lines for this exchange's host (by :authority or SNI)."""
-    host = ex.e.target.host
-    return [
-        line
-        for line in ex.t.wait_log(GATEWAY, 1, timeout=timeout, where=lambda x: _about(x, host))
-        if _about(line, host)
-    ]
+    return _log(ex, GATEWAY, timeout)
 
 
 def _about(line: AccessLogEntry, host: str) -> bool:
     return (line.authority or "").split(":")[0] == host or line.sni == host
 
 
-def _connections(ex: Exchange, *, wait: bool = True) -> list[ConnectionRecord]:
-    """What reached the stand-in since the mark (settled handshakes); waits for one when asked."""
+Arrival = ConnectionRecord | RequestRecord
 
-    def settled() -> list[ConnectionRecord]:
-        return ex.t.upstream_connections()
+
+def _arrivals(ex: Exchange, *, wait: bool = True) -> list[Arrival]:
+    """What reached the stand-in since the mark: each request (it may ride a connection a proxy
+    opened earlier and keeps pooled), and each connection that carried no request of them (TLS,
+    TCP, a failed handshake). Both kinds carry the peer, the SNI, TLS and the client certificate.
+    Waits (bounded) for one, with settled handshakes, when asked."""
+
+    def seen() -> list[Arrival]:
+        requests = ex.t.upstream_requests()
+        carried = {r.connection_id for r in requests}
+        return [*requests, *(c for c in ex.t.upstream_connections() if c.id not in carried)]
 
     if not wait:
-        return settled()
+        return seen()
     try:
         return poll(
-            "a settled connection at the stand-in",
-            settled,
-            ok=lambda cs: bool(cs) and all(c.state != "handshaking" for c in cs),
+            "a request or a settled connection at the stand-in",
+            seen,
+            ok=lambda xs: bool(xs) and all(getattr(x, "state", "") != "handshaking" for x in xs),
             timeout=5.0,
         )
     except WaitTimeout:
-        return settled()
+        return seen()
 
 
-def _from(ex: Exchange, pod: str) -> list[ConnectionRecord]:
+def _from(ex: Exchange, pod: str) -> list[Arrival]:
     address = ex.t.backend.pod_address(pod)
-    return [c for c in _connections(ex) if c.peer_address == address]
+    return [x for x in _arrivals(ex) if x.peer_address == address]
 
 
 def _source_identity(ex: Exchange) -> str:
@@ -364,7 +370,7 @@ def refused(ex: Exchange, *, logs: bool = True) -> Check:
 
     def test(t: Trace) -> str | None:
         r = t.result
-        reached = _connections(ex, wait=False)
+        reached = _arrivals(ex, wait=False)
         if not logs:
             if reached:
                 t.fail(

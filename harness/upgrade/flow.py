@@ -156,7 +156,6 @@ class UpgradeRun:
                 self.spec.apply(mesh)
             self._versions(mesh, "start")
             self._suites(mesh, "before")
-            self.say("snapshot before")
             self._snapshot(mesh, "before")
 
             if self.opts.istioctl_checks:
@@ -170,7 +169,6 @@ class UpgradeRun:
             self._versions(mesh, "control-plane")
             self._suites(mesh, "control-plane")
             # Istiod is TO, the proxies still FROM: what changes here comes from the control plane.
-            self.say("snapshot control-plane")
             self._snapshot(mesh, "control-plane")
 
             self._transition(mesh, "gateway", lambda: mesh.restart_proxy(GATEWAY, self.to), restarts_proxy=True)
@@ -185,7 +183,6 @@ class UpgradeRun:
             mesh.binaries = upgrade_ops.stage_binaries(mesh, self.to)
             self._versions(mesh, "data-plane")
             self._suites(mesh, "data-plane")
-            self.say("snapshot after")
             self._snapshot(mesh, "after")
         finally:
             mesh.stop()

@@ -126,17 +126,21 @@ class UpgradeReport:
         failures = self.failures()
         if failures:
             out += ["", "Failures:"] + [f"- {r.phase} `{r.case}` [{r.mode}]: {r.message[:300]}" for r in failures]
+        # The kinds of request the traffic alternated: the seed's http and passthrough, or a spec's paths.
+        names = list(dict.fromkeys(k for t in self.traffic for k in t.by_kind)) or ["http", "passthrough"]
         out += [
             "",
-            f"## Traffic continuity (default/sleep → gateway, HTTP and passthrough; Istio's upgrade "
-            f"test accepts {ISTIO_UPGRADE_SUCCESS_THRESHOLD:.0f} %)",
+            f"## Traffic continuity (requests through the gateway during each transition: {', '.join(names)}; "
+            f"Istio's upgrade test accepts {ISTIO_UPGRADE_SUCCESS_THRESHOLD:.0f} %)",
             "",
-            "| transition | seconds | sent | failed | success | longest gap | http ok/sent | passthrough ok/sent | errors | held to 95 % |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| transition | seconds | sent | failed | success | longest gap | "
+            + " | ".join(f"{n} ok/sent" for n in names)
+            + " | errors | held to 95 % |",
+            "|---|---|---|---|---|---|" + "---|" * len(names) + "---|---|",
         ]
         for t in self.traffic:
-            h, p2 = t.by_kind.get("http"), t.by_kind.get("passthrough")
-            kinds = " | ".join(f"{k.sent - k.failed}/{k.sent}" if k else "–" for k in (h, p2))
+            found = [t.by_kind.get(n) for n in names]
+            kinds = " | ".join(f"{k.sent - k.failed}/{k.sent}" if k else "–" for k in found)
             errors: dict[str, int] = {}
             for k in t.by_kind.values():
                 for e, n in k.errors.items():

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from harness import sites, stand_in
 from harness.backends import tools, upstream_image
-from harness.backends.kube import UPSTREAM_HOST, KubeBackend, add_hosts_block
+from harness.backends.kube import KubeBackend, add_hosts_block
 from harness.backends.kube_steps import (
     FIRST_CONVERGENCE_TIMEOUT,
     ISTIO_OPERATOR,
@@ -731,7 +731,7 @@ def _kind_steps(n: _KindNames, act: Bind) -> list[Step]:
             timing="istio",
         ),
         Step(
-            f"Run the stand-in for {UPSTREAM_HOST} as a container on the {KIND_NETWORK!r} Docker network",
+            f"Run the stand-in for {_names()} as a container on the {KIND_NETWORK!r} Docker network",
             [
                 [
                     "docker",
@@ -757,7 +757,7 @@ def _kind_steps(n: _KindNames, act: Bind) -> list[Step]:
             run=act(KindBackend.start_upstream),
         ),
         Step(
-            f"Cluster DNS: {UPSTREAM_HOST} -> the stand-in (CoreDNS hosts entry)",
+            f"Cluster DNS: {_names()} -> the stand-in (CoreDNS hosts entries)",
             [
                 k + ["get", "configmap", "coredns", "-n", "kube-system", "-o", "json"],
                 k + ["apply", "-f", "-", "# the coredns ConfigMap with the block below added"],
@@ -816,3 +816,9 @@ def _kind_teardown(n: _KindNames, act: Bind) -> list[Step]:
             )
         )
     return teardown
+
+
+def _names() -> str:
+    """The stand-in's names (harness/sites.py) as the plan prints them."""
+    names = sites.resolved_names()
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")

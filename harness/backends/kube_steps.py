@@ -9,14 +9,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness import manifests
+from harness import manifests, sites
 from harness.backends.kube import (
     CONFIGZ_EXEC,
     ENVOY_ADMIN_PORT,
     ISTIO_NAMESPACE,
     ISTIOD_DEBUG_PORT,
     SYNCZ_EXEC,
-    UPSTREAM_HOST,
     pilot_agent_request_args,
 )
 from harness.backends.steps import Action, Step
@@ -176,7 +175,7 @@ def seed_wait_step(k: list[str], namespaces: Mapping[str, str], run: Action | No
     dns = workloads.dns_check_pod()
     dns_ns = namespaces.get(dns.namespace, dns.namespace)
     return Step(
-        f"Wait for the deployed pods, and for {UPSTREAM_HOST} to resolve to the stand-in in them",
+        f"Wait for the deployed pods, and for {sites.resolved_names()[0]} to resolve to the stand-in in them",
         [
             *(
                 k + ["rollout", "status", "-n", ns, target, "--timeout=180s"]
@@ -193,7 +192,7 @@ def seed_wait_step(k: list[str], namespaces: Mapping[str, str], run: Action | No
                 "--",
                 "getent",
                 "hosts",
-                UPSTREAM_HOST,
+                sites.resolved_names()[0],
             ],
         ],
         run=run,

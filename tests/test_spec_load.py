@@ -140,3 +140,15 @@ def test_a_manifest_without_namespace_lands_in_default(tmp_path):
 def test_a_missing_spec_file_says_which(tmp_path):
     with pytest.raises(SpecError, match="cannot read the egress spec"):
         load_spec(tmp_path / "nope.yaml")
+
+
+def test_a_manifest_istio_rejects_names_its_file_and_line(tmp_path, istio_binaries):
+    from harness.istioctl_validate import IstioctlValidator
+    from harness.spec.manifests import validate
+
+    good = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: a, namespace: x}\nspec: {hosts: [a.example], ports: [{number: 443, name: tls, protocol: TLS}], resolution: DNS}\n"
+    bad = good.replace("name: a,", "name: b,").replace("resolution: DNS", "resolution: SOMETIMES")
+    spec = load_spec(write(tmp_path, GOOD + "manifests: [m.yaml]\n", {"m.yaml": good + "---\n" + bad}))
+    with pytest.raises(SpecError) as info:
+        validate(read_manifests(spec), IstioctlValidator(istio_binaries.istioctl))
+    assert str(info.value).startswith(f"{tmp_path / 'm.yaml'}:6: ServiceEntry x/b: "), info.value

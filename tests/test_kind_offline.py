@@ -206,7 +206,9 @@ def test_install_flags_give_the_egress_gateway_access_logs_and_counters(install_
         assert mesh[key] == want[key], key
     for key, value in want["defaultConfig"].items():
         assert mesh["defaultConfig"][key] == value, key
-    assert mesh["defaultConfig"]["proxyStatsMatcher"]["inclusionRegexps"] == [r"cluster\.outbound\|.*"]
+    assert mesh["defaultConfig"]["proxyStatsMatcher"]["inclusionRegexps"] == [
+        r"cluster\.outbound\|\d+\|[^|]*\|(edition\.cnn\.com);?\..*"
+    ]
     assert mesh["outboundTrafficPolicy"] == {"mode": "REGISTRY_ONLY"}
 
 

@@ -5,17 +5,35 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from harness import sites
 from harness.meshconfig import mesh_config
 from harness.spec.load import load_spec
 from harness.spec.preflight import ACCESS_LOG, counters_clause, mesh_gaps, our_fields_are_enough
+from harness.spec.world import spec_sites
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "payments" / "egress.yaml"
 
 
-def test_the_harness_own_mesh_config_has_no_gaps():
+@pytest.fixture
+def spec_sites_installed():
+    """The example's hosts in the sites table, as `--egress-spec` installs them; the seed's after."""
+    before = list(sites.SITES)
+    sites.use(spec_sites(load_spec(EXAMPLE)))
+    yield
+    sites.use(before)
+
+
+def test_the_harness_own_mesh_config_has_no_gaps(spec_sites_installed):
     assert our_fields_are_enough()
     gaps = mesh_gaps(mesh_config(), load_spec(EXAMPLE))
     assert gaps.lines == [] and gaps.unverifiable == set()
+
+
+def test_the_seed_mesh_config_keeps_no_counter_of_the_spec_hosts():
+    gaps = mesh_gaps(mesh_config(), load_spec(EXAMPLE))
+    assert counters_clause("api.pay.example") in gaps.unverifiable and ACCESS_LOG not in gaps.unverifiable
 
 
 def test_istio_defaults_leave_out_the_logs_and_every_counter():
@@ -42,7 +60,7 @@ def test_text_logs_and_a_format_without_the_fields_are_gaps():
     assert "lacks upstream_cluster" in thin.lines[0] and ACCESS_LOG in thin.unverifiable
 
 
-def test_a_prefix_that_keeps_one_host_keeps_only_that_one():
+def test_a_prefix_that_keeps_one_host_keeps_only_that_one(spec_sites_installed):
     matcher = {"inclusionPrefixes": ["cluster.outbound|443||api.pay.example"]}
     gaps = mesh_gaps({**mesh_config(), "defaultConfig": {"proxyStatsMatcher": matcher}}, load_spec(EXAMPLE))
     assert counters_clause("api.pay.example") not in gaps.unverifiable

@@ -140,19 +140,18 @@ def start(certs: Certs, tmp: Path, *extra: str, python_args: tuple[str, ...] = M
     return Upstream(proc, ports, client, stderr_path, ready)
 
 
-@pytest.fixture(scope="module")
-def upstream(certs: Certs, tmp_path_factory: pytest.TempPathFactory) -> Upstream:
-    running = start(
-        certs,
-        tmp_path_factory.mktemp("upstream"),
-        "--mtls-port",
-        "0",
-        "--client-ca",
-        str(certs.pki.public_ca.cert_path),
-    )
+def serving(certs: Certs, directory: Path, *extra: str):
+    """A stand-in with an mtls port (and `extra` arguments) while the caller's fixture lasts;
+    it must exit 0 when stopped."""
+    running = start(certs, directory, "--mtls-port", "0", "--client-ca", str(certs.pki.public_ca.cert_path), *extra)
     yield running
     running.client.close()
     assert stop(running.proc) == 0, running.stderr_path.read_text()
+
+
+@pytest.fixture(scope="module")
+def upstream(certs: Certs, tmp_path_factory: pytest.TempPathFactory) -> Upstream:
+    yield from serving(certs, tmp_path_factory.mktemp("upstream"))
 
 
 def client_context(ca: Path, cert: Issued | None = None, alpn: list[str] | None = None) -> ssl.SSLContext:
@@ -425,19 +424,7 @@ def sites(certs: Certs, tmp_path_factory: pytest.TempPathFactory) -> Upstream:
     """A stand-in with every --site-cert of `certs`, an mtls port, and one extra listener of
     each kind (ephemeral ports: 0 may repeat, each gets a port of its own)."""
     extra_ports = [arg for proto in EXTRA_PROTOS for arg in ("--port", f"{proto}:0")]
-    running = start(
-        certs,
-        tmp_path_factory.mktemp("sites"),
-        "--mtls-port",
-        "0",
-        "--client-ca",
-        str(certs.pki.public_ca.cert_path),
-        *site_cert_args(certs),
-        *extra_ports,
-    )
-    yield running
-    running.client.close()
-    assert stop(running.proc) == 0, running.stderr_path.read_text()
+    yield from serving(certs, tmp_path_factory.mktemp("sites"), *site_cert_args(certs), *extra_ports)
 
 
 def extra_port(upstream: Upstream, proto: str) -> int:

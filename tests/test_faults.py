@@ -70,8 +70,8 @@ class _DebugServer:
                 if not chunk:
                     break
                 data += chunk
+            self.answered += 1  # before the answer: the client may read it and the test look at once
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n[]")
-            self.answered += 1
             conn.close()
 
     def close(self) -> None:

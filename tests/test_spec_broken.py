@@ -44,7 +44,7 @@ def red(results: dict[str, str | None]) -> dict[str, str]:
 
 def test_the_example_passes_whole(tmp_path, istio_binaries, istio_version):
     results = run_spec(tmp_path, EXAMPLE / "egress.yaml", istio_version)
-    assert len(results) == 6 and red(results) == {}, results
+    assert len(results) == 7 and red(results) == {}, results
 
 
 @pytest.mark.parametrize(

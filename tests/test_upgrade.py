@@ -131,7 +131,7 @@ def test_traffic_figures_longest_gap_and_counts():
 @pytest.mark.mesh
 @pytest.mark.slow
 def test_upgrade_of_your_own_egress(tmp_path, to_version):
-    """`make upgrade SPEC=examples/payments/egress.yaml`: the spec's six expectations pass in every
+    """`make upgrade SPEC=examples/payments/egress.yaml`: the spec's seven expectations pass in every
     phase, the continuous traffic runs the spec's own gateway paths, and the config diff is of its
     hosts. A child process: the spec's pods and hosts replace the seed's tables for that process."""
     import json
@@ -154,7 +154,7 @@ def test_upgrade_of_your_own_egress(tmp_path, to_version):
     cases = report["results"]
     phases = {c["phase"] for c in cases}
     assert phases == {"before", "control-plane", "data-plane", "canary"}, phases
-    assert len(cases) == 4 * 6 and all(c["outcome"] == "passed" for c in cases), cases
+    assert len(cases) == 4 * 7 and all(c["outcome"] == "passed" for c in cases), cases
     md = (tmp_path / "upgrade" / "report.md").read_text()
     assert "https-api.pay.example ok/sent" in md and "http-legacy.partner.example ok/sent" in md, md[-2000:]
     assert "edition.cnn.com" not in (tmp_path / "upgrade" / "config-diff.txt").read_text()

@@ -347,7 +347,7 @@ def test_control_port_answers_on_the_internal_network(engine, upstream):
     ) as control:
         health = poll("the stand-in's healthz", control.healthz)
     assert health["ok"] is True
-    assert health["ports"] == {"http": 80, "https": 443, "mtls": 8443, "control": 9901}
+    assert health["ports"] == {"http": 80, "https": 443, "mtls": 8443, "control": 9901, "extra": []}
     # What else is on the network (a pod on kind's) reaches the port but not the records.
     with (
         UpstreamClient(upstream.control_url, transport=engine.netns.http_transport()) as stranger,

@@ -49,7 +49,8 @@ def client_command(e: Expectation) -> list[str]:
             "-c",
             f"printf '{TCP_PROBE}\\n' | curl -sS --max-time {TCP_SECONDS:g} telnet://{e.target.host}:{e.target.port}",
         ]
-    return curl_command(str(e.target), follow=False, max_time=10)
+    # A NetworkPolicy's refusal is a connection that never opens: 3 s shows it (the SYN is dropped).
+    return curl_command(str(e.target), follow=False, max_time=3 if e.refused == "network-policy" else 10)
 
 
 @dataclass

@@ -10,6 +10,8 @@ from harness import sites
 from harness.pki import CertAuthority, Issued
 
 UPSTREAM_PORTS = {"http": 80, "https": 443, "mtls": 8443, "control": 9901}
+# The fixed listeners that serve traffic, by port: a site needs no extra listener for these.
+FIXED_LISTENERS = {port: proto for proto, port in UPSTREAM_PORTS.items() if proto != "control"}
 # The stand-in's control API answers only requests carrying this run's token (mock_upstream/control.py).
 CONTROL_TOKEN_ENV = "MOCK_UPSTREAM_CONTROL_TOKEN"
 # Where the image's stand-in finds its certificate, key and client CA.

@@ -11,7 +11,7 @@ route, then what the host saw), so the first red one is the first hop that went 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from harness.access_log import AccessLogEntry
 from harness.backend import Backend
@@ -60,12 +60,17 @@ class Exchange:
 
     e: Expectation
     t: Trace
-    counters_before: dict[str, int]
+    counters_before: dict[str, int] = field(default_factory=dict)
 
     @property
     def sender(self) -> str:
         """The pod whose proxy sends the exchange to the host."""
-        return GATEWAY if self.e.via == "gateway" else self.e.source
+        return sender_of(self.e)
+
+    @property
+    def last_hop(self) -> str:
+        """The hop into the host: the gateway's, or the source's own on a direct exchange."""
+        return GATEWAY_UPSTREAM if self.e.via == "gateway" else SIDECAR_UPSTREAM
 
     def source_has_sidecar(self) -> bool:
         return self.t.backend.has_sidecar(self.e.source)
@@ -76,14 +81,17 @@ def run(backend: Backend, evidence: Evidence, e: Expectation, gaps: Gaps | None 
     mesh's config cannot show); HopFailure at the first that does not hold."""
     gaps = gaps or Gaps()
     t = Trace(backend, evidence, e.source, "client").begin()
-    sender = GATEWAY if e.via == "gateway" else e.source
-    ex = Exchange(e, t, _counters(sender, e, backend) if e.counters else {})
+    ex = Exchange(e, t, _counters(sender_of(e), e, backend) if e.counters else {})
     t.run(client_command(e), timeout=30)
     evidence.observe(expectation=e.id, spec_line=str(e.where))
     checks, skipped = checks_for(ex, gaps)
     if skipped:
         evidence.observe(not_verified=skipped)
     verify(t, *checks)
+
+
+def sender_of(e: Expectation) -> str:
+    return GATEWAY if e.via == "gateway" else e.source
 
 
 def checks_for(ex: Exchange, gaps: Gaps) -> tuple[list[Check], list[str]]:
@@ -309,7 +317,7 @@ def hop_mtls(ex: Exchange, wanted: bool) -> Check:
 def tls_by(ex: Exchange, who: str) -> Check:
     """Who opened the TLS the host saw: the application (its proxies pass it through as TCP), the
     source's sidecar, or the gateway (its access log shows its own upstream TLS)."""
-    hop = GATEWAY_UPSTREAM if ex.e.via == "gateway" or who == "gateway" else SIDECAR_UPSTREAM
+    hop = GATEWAY_UPSTREAM if who == "gateway" else ex.last_hop
 
     def test(t: Trace) -> str | None:
         sender = GATEWAY if who == "gateway" else ex.sender
@@ -340,7 +348,7 @@ def sni(ex: Exchange, name: str) -> Check:
             None if seen and all(s == name for s in seen) else f"the stand-in saw SNI {seen or None} from {ex.sender}"
         )
 
-    hop = GATEWAY_UPSTREAM if ex.e.via == "gateway" else SIDECAR_UPSTREAM
+    hop = ex.last_hop
     return Check(f"the host saw SNI {name}", hop, test)
 
 
@@ -353,7 +361,7 @@ def client_certificate(ex: Exchange, wanted: bool) -> Check:
         ok = all(s is not None for s in subjects) if wanted else all(s is None for s in subjects)
         return None if ok else f"client certificate(s) the stand-in saw: {subjects}"
 
-    hop = GATEWAY_UPSTREAM if ex.e.via == "gateway" else SIDECAR_UPSTREAM
+    hop = ex.last_hop
     return Check(f"the host {'saw' if wanted else 'saw no'} client certificate", hop, test)
 
 
@@ -375,7 +383,7 @@ def counters_grew(ex: Exchange) -> Check:
         t.evidence.observe(counter_delta=grown)
         return None if grown > 0 else f"no outbound|…|{ex.e.host.name} counter grew on {pod}"
 
-    hop = GATEWAY_UPSTREAM if ex.e.via == "gateway" else SIDECAR_UPSTREAM
+    hop = ex.last_hop
     return Check(f"{pod}'s counters for {ex.e.host.name} grew", hop, test)
 
 

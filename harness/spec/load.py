@@ -33,6 +33,7 @@ from harness.spec.model import (
     Target,
     Where,
 )
+from harness.stand_in import FIXED_LISTENERS, UPSTREAM_PORTS
 
 TOP_KEYS = ("hosts", "manifests", "secrets", "sources", "gateways", "expect")
 HOST_KEYS = ("ports", "names", "certificate", "client_certificate")
@@ -54,8 +55,6 @@ EXPECT_KEYS = (
 _DNS_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 _DNS_NAME = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})+$")
 _K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-# The stand-in's fixed listeners (harness/stand_in.py): a host may use them only as that protocol.
-_FIXED_PORTS = {80: "http", 443: "https", 8443: "mtls"}
 
 
 class SpecError(HarnessError):
@@ -180,10 +179,10 @@ def _hosts(doc: _Doc, value: Any) -> list[Host]:
         for port, proto in _mapping(
             doc, (*path, "ports"), body.get("ports"), f"{name}'s `ports:` (e.g. {{443: HTTPS}})"
         ).items():
-            if not isinstance(port, int) or not 0 < port < 65536 or port == 9901:
+            if not isinstance(port, int) or not 0 < port < 65536 or port == UPSTREAM_PORTS["control"]:
                 raise doc.fail(
                     (*path, "ports", port),
-                    f"port {port!r} of {name} is not a port number (9901 is the stand-in's control port)",
+                    f"port {port!r} of {name} is not a port number ({UPSTREAM_PORTS['control']} is the stand-in's control port)",
                 )
             if proto not in PROTOCOLS:
                 raise doc.fail(
@@ -212,7 +211,7 @@ def _hosts(doc: _Doc, value: Any) -> list[Host]:
         host = Host(name, ports, tuple(names), tuple(certificate), client_cert == "required", doc.where(path))
         for port in ports:
             proto = host.stand_in_protocol(port)
-            fixed = _FIXED_PORTS.get(port)
+            fixed = FIXED_LISTENERS.get(port)  # a fixed listener serves only its own protocol
             other = used.get(port)
             if fixed and fixed != proto:
                 owner = f"the stand-in's fixed {fixed} port"

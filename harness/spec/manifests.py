@@ -131,3 +131,14 @@ def secret_objects(spec: Spec, pki: RunPKI) -> list[dict]:
             }
         )
     return out
+
+
+def apply_spec(mesh, spec: Spec, manifests: list[Manifest]) -> list[list[dict]]:
+    """The spec on `mesh`: Namespace labels, then its Secrets (before the config naming them), then
+    its manifests, each apply returning once every proxy runs them. Returns what to delete, in order."""
+    for namespace, labels in namespace_labels(manifests).items():
+        mesh.label_namespace(namespace, labels)
+    applied = [objs for objs in (secret_objects(spec, mesh.pki), applied_objects(manifests)) if objs]
+    for objs in applied:
+        mesh.apply(objs)
+    return applied[::-1]

@@ -95,7 +95,7 @@ def egress_spec(pytestconfig: pytest.Config) -> Any:
 def spec_applied(mesh: Any, egress_spec: Any, pytestconfig: pytest.Config) -> Iterator[Any]:
     """The spec's Secrets, Namespace labels and manifests on the mesh, for the whole session (the
     apply waits until every proxy runs them); deleted at its end."""
-    from harness.spec.manifests import applied_objects, namespace_labels, secret_objects
+    from harness.spec.manifests import apply_spec
 
     manifests = pytestconfig.stash[MANIFESTS_KEY]
     gaps = mesh_config_gaps(mesh, egress_spec)
@@ -105,14 +105,7 @@ def spec_applied(mesh: Any, egress_spec: Any, pytestconfig: pytest.Config) -> It
         with capture.global_and_fixture_disabled():
             for line in gaps.lines:
                 print(f"egress-harness: cannot verify on this cluster: {line}", flush=True)
-    secrets = secret_objects(egress_spec, mesh.pki)
-    objs = applied_objects(manifests)
-    for namespace, labels in namespace_labels(manifests).items():
-        mesh.label_namespace(namespace, labels)
-    if secrets:
-        mesh.apply(secrets)
-    mesh.apply(objs)
+    applied = apply_spec(mesh, egress_spec, manifests)
     yield mesh
-    mesh.delete(objs)
-    if secrets:
-        mesh.delete(secrets)
+    for objs in applied:
+        mesh.delete(objs)

@@ -13,17 +13,17 @@ upgrade flow (harness/upgrade/flow.py) does differently with a spec.
 
 from __future__ import annotations
 
+import functools
 import time
-import traceback
 from pathlib import Path
 
-from harness.errors import HarnessError, HopFailure
+from harness.errors import HarnessError
 from harness.evidence import Evidence
 from harness.spec import checks, world
 from harness.spec.load import load_spec
-from harness.spec.manifests import Manifest, applied_objects, namespace_labels, read_manifests, secret_objects
+from harness.spec.manifests import Manifest, apply_spec, read_manifests
 from harness.spec.model import Spec
-from harness.upgrade.suites_runner import CaseResult
+from harness.upgrade.suites_runner import CaseResult, judge, write_failure
 from harness.upgrade.traffic import Target
 
 MODE = "spec"  # the CaseResult mode of an expectation: the spec's manifests choose the hop's TLS
@@ -47,12 +47,7 @@ class SpecUpgrade:
         validate(self.manifests, IstioctlValidator(istioctl))
 
     def apply(self, mesh) -> None:
-        for namespace, labels in namespace_labels(self.manifests).items():
-            mesh.label_namespace(namespace, labels)
-        secrets = secret_objects(self.spec, mesh.pki)
-        if secrets:
-            mesh.apply(secrets)
-        mesh.apply(applied_objects(self.manifests))
+        apply_spec(mesh, self.spec, self.manifests)  # for the mesh's life: the upgrade runs under it
 
     def traffic_targets(self) -> tuple[str, tuple[Target, ...]]:
         """(source pod, targets) of the continuous traffic."""
@@ -84,22 +79,13 @@ class SpecUpgrade:
             evidence = Evidence()
             started = time.monotonic()
             result = CaseResult(phase, e.id, MODE, "passed")
-            try:
-                checks.run(mesh, evidence, e)
-            except HopFailure as exc:
-                result.outcome, result.hop, result.message = "failed", exc.hop, str(exc).splitlines()[0]
-            except AssertionError as exc:
-                result.outcome, result.message = "failed", (str(exc).splitlines() or ["AssertionError"])[0]
-            except Exception as exc:  # noqa: BLE001 - an error in one expectation is its failure
-                result.outcome, result.message = "failed", f"{type(exc).__name__}: {exc}".splitlines()[0]
-                evidence.add_text("traceback.txt", traceback.format_exc())
+            judge(result, functools.partial(checks.run, mesh, evidence, e), evidence)
             if result.outcome == "failed":
-                where = evidence_root / phase / "".join(c if c.isalnum() or c in ".-" else "_" for c in e.id)
-                try:
-                    mesh.collect(where / "mesh")
-                except Exception as exc:  # noqa: BLE001 - keep the expectation's own evidence
-                    evidence.add_text("mesh-collect-error.txt", repr(exc))
-                evidence.write(where)
+                write_failure(
+                    mesh,
+                    evidence,
+                    evidence_root / phase / "".join(c if c.isalnum() or c in ".-" else "_" for c in e.id),
+                )
             result.seconds = round(time.monotonic() - started, 2)
             say(f"  {phase}: {e.id} {result.outcome}" + (f" [hop: {result.hop}]" if result.hop else ""))
             results.append(result)

@@ -7,11 +7,10 @@ from __future__ import annotations
 from harness import pod_table, sites
 from harness.pod_table import PodSpec
 from harness.spec.model import Spec
+from harness.stand_in import FIXED_LISTENERS
 
 # The container the spec's commands run in on Kubernetes (the sleep image: curl, openssl, sh).
 SOURCE_CONTAINER = "app"
-# The stand-in's fixed listeners (harness/stand_in.py) need no extra port.
-_FIXED = {80: "http", 443: "https", 8443: "mtls"}
 
 
 def source_pods(spec: Spec) -> list[PodSpec]:
@@ -33,7 +32,7 @@ def spec_sites(spec: Spec) -> list[sites.Site]:
     out = []
     for host in spec.hosts:
         ports = {p: host.stand_in_protocol(p) for p in host.ports}
-        extra = {p: proto for p, proto in ports.items() if _FIXED.get(p) != proto}
+        extra = {p: proto for p, proto in ports.items() if FIXED_LISTENERS.get(p) != proto}
         out.append(sites.Site(host.name, host.names, host.certificate, extra))
     return out
 

@@ -30,21 +30,15 @@ def take(mesh, directory: Path, stages=SNAPSHOT_STAGES, modes=MODES) -> list[str
             sc = Scenario(mesh, Evidence(), mode)
             try:
                 sc.apply(stage)
-                name = snapshot_name(stage, mode)
-                for proxy in mesh.proxies():
-                    d = directory / name / f"{proxy.spec.namespace}.{proxy.spec.pod_name}"
-                    d.mkdir(parents=True, exist_ok=True)
-                    (d / "config_dump.json").write_text(json.dumps(proxy.admin.config_dump(), indent=1))
-                    (d / "stats.json").write_text(json.dumps(proxy.admin.stats(""), indent=1))
-                names.append(name)
+                names += take_as_is(mesh, directory, snapshot_name(stage, mode))
             finally:
                 sc.delete_all(wait=True)
     return names
 
 
 def take_as_is(mesh, directory: Path, name: str = "spec") -> list[str]:
-    """Every proxy's config and stats with what is applied now (an egress spec's manifests, which
-    stay for the whole run), in the same layout as take()."""
+    """Every proxy's config and stats with what is applied now, as `<directory>/<name>/<proxy>/`
+    (take() calls it per scenario; an egress spec's manifests stay for the whole run)."""
     for proxy in mesh.proxies():
         d = directory / name / f"{proxy.spec.namespace}.{proxy.spec.pod_name}"
         d.mkdir(parents=True, exist_ok=True)

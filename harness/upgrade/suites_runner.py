@@ -92,6 +92,29 @@ class PhaseScenario(Scenario):
         return self._alter(objs) if self._alter else objs
 
 
+def judge(result: CaseResult, call: Callable[[], object], evidence: Evidence) -> None:
+    """Run `call` and set `result` from how it ended: a HopFailure gives the hop, any other error
+    is the case's failure too (the phase goes on), with its traceback in the evidence."""
+    try:
+        call()
+    except HopFailure as exc:
+        result.outcome, result.hop, result.message = "failed", exc.hop, str(exc).splitlines()[0]
+    except AssertionError as exc:
+        result.outcome, result.message = "failed", (str(exc).splitlines() or ["AssertionError"])[0]
+    except Exception as exc:  # noqa: BLE001 - an error in a case is its failure, the phase goes on
+        result.outcome, result.message = "failed", f"{type(exc).__name__}: {exc}".splitlines()[0]
+        evidence.add_text("traceback.txt", traceback.format_exc())
+
+
+def write_failure(mesh, evidence: Evidence, where: Path) -> None:
+    """A failed case's evidence: its own and the mesh-wide state, under `where`."""
+    try:
+        mesh.collect(where / "mesh")
+    except Exception as exc:  # noqa: BLE001 - keep the case's own evidence
+        evidence.add_text("mesh-collect-error.txt", repr(exc))
+    evidence.write(where)
+
+
 def run_case(
     mesh,
     phase: str,
@@ -106,22 +129,11 @@ def run_case(
     result = CaseResult(phase, case.id, mode, "passed")
     kwargs = {"scenario": sc, "mode": mode, **dict(case.params)}
     wanted = inspect.signature(case.func).parameters
-    try:
-        case.func(**{k: v for k, v in kwargs.items() if k in wanted})
-    except HopFailure as exc:
-        result.outcome, result.hop, result.message = "failed", exc.hop, str(exc).splitlines()[0]
-    except AssertionError as exc:
-        result.outcome, result.message = "failed", (str(exc).splitlines() or ["AssertionError"])[0]
-    except Exception as exc:  # noqa: BLE001 - an error in a case is its failure, the phase goes on
-        result.outcome, result.message = "failed", f"{type(exc).__name__}: {exc}".splitlines()[0]
-        evidence.add_text("traceback.txt", traceback.format_exc())
+    judge(result, lambda: case.func(**{k: v for k, v in kwargs.items() if k in wanted}), evidence)
     if result.outcome == "failed":
-        where = evidence_root / phase / f"{case.id}[{mode}]".replace("/", "_").replace("::", "__")
-        try:
-            mesh.collect(where / "mesh")
-        except Exception as exc:  # noqa: BLE001 - keep the case's own evidence
-            evidence.add_text("mesh-collect-error.txt", repr(exc))
-        evidence.write(where)
+        write_failure(
+            mesh, evidence, evidence_root / phase / f"{case.id}[{mode}]".replace("/", "_").replace("::", "__")
+        )
     try:
         sc.delete_all(wait=True)
     except Exception as exc:  # noqa: BLE001

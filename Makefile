@@ -52,6 +52,7 @@ system-kind:
 
 istio: $(STAMP)
 	@cd $(ROOT) && $(PY) -m harness.istio_binaries --istio-version $(ISTIO_VERSION)
+	@cd $(ROOT) && $(PY) -m harness.gateway_api >/dev/null
 
 # The local mesh's etcd, kube-apiserver, kubectl and pod-streams, built from the Go module proxy once (cached
 # per version under ~/.cache/egress-harness/toolchain, shared with the kind images' build).

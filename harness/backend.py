@@ -49,6 +49,10 @@ class Backend(Protocol):
         """Template values that make the gateway trust (or present to) the stand-in: file paths
         on the local mesh, credentialName secrets on Kubernetes."""
 
+    def deployed_gateway(self, namespace: str, gateway: str) -> str:
+        """The pod ("namespace/name") of the gateway istiod deployed for the Gateway API Gateway
+        `namespace/gateway`; a HarnessError when it runs none."""
+
     def label_namespace(self, namespace: str, labels: dict[str, str | None]) -> None: ...
 
     def redeploy(self, pod: str, *, sidecar: bool) -> None: ...

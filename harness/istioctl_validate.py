@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from harness.errors import HarnessError, ManifestRejected
-from harness.sync import ISTIO_KINDS
+from harness.sync import is_istio_config
 
 # Objects istioctl accepted, by (istioctl, the object's digest), for the whole process: the session's
 # check of every rendering at start validates each object once, and the applies of the same
@@ -30,7 +30,7 @@ class IstioctlValidator:
 
     def validate(self, objs: list[dict]) -> None:
         tool = str(self.istioctl)
-        pending = [o for o in objs if o.get("kind") in ISTIO_KINDS and (tool, _digest(o)) not in _ACCEPTED]
+        pending = [o for o in objs if is_istio_config(o) and (tool, _digest(o)) not in _ACCEPTED]
         if not pending:
             return
         text = yaml.safe_dump_all(pending, sort_keys=False)

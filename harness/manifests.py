@@ -28,6 +28,15 @@ GATEWAY_ROUTE = (
     "http-gateway/destinationrule.yaml.j2",
     "http-gateway/virtualservice.yaml.j2",
 )
+# The same in the Gateway API (istio.io's "Gateway API" tab): a Gateway istiod deploys a gateway
+# for, the mesh leg and the gateway leg as HTTPRoutes, the hop's DestinationRule.
+GATEWAY_API_ROUTE = (
+    "gateway-api/http-gateway/gateway.yaml.j2",
+    "gateway-api/http-gateway/destinationrule.yaml.j2",
+    "gateway-api/http-gateway/httproutes.yaml.j2",
+)
+ROUTE_TOKEN = "gateway_route"
+APIS = ("istio", "gateway-api")
 
 
 @dataclass(frozen=True)
@@ -38,28 +47,73 @@ class Mode:
     name: str
     gateway_port: int
     hop_tls: bool
+    # Which API routes through the gateway: "istio" (Gateway, VirtualService) or "gateway-api".
+    api: str = "istio"
+
+    @property
+    def hop(self) -> str:
+        """The hop's mode alone (istio-mutual | plaintext): what the templates branch on."""
+        return self.name.removeprefix("gateway-api-")
 
     def __str__(self) -> str:
         return self.name
 
 
-MODE_VALUES = {m.name: m for m in (Mode("istio-mutual", 443, True), Mode("plaintext", 80, False))}
-MODES = tuple(MODE_VALUES)  # the names, as test ids
+MODE_VALUES = {
+    m.name: m
+    for m in (
+        Mode("istio-mutual", 443, True),
+        Mode("plaintext", 80, False),
+        Mode("gateway-api-istio-mutual", 443, True, "gateway-api"),
+        Mode("gateway-api-plaintext", 80, False, "gateway-api"),
+    )
+}
+MODES = ("istio-mutual", "plaintext")  # the Istio API's: every suite test runs in both (test ids)
+GATEWAY_API_MODES = ("gateway-api-istio-mutual", "gateway-api-plaintext")  # sections with a Gateway API form
+ALL_MODES = MODES + GATEWAY_API_MODES
 
 
 def mode_of(mode: str | Mode) -> Mode:
     if isinstance(mode, Mode):
         return mode
     if mode not in MODE_VALUES:
-        raise HarnessError(f"unknown mTLS mode {mode!r}: use one of {', '.join(MODES)}")
+        raise HarnessError(f"unknown mTLS mode {mode!r}: use one of {', '.join(ALL_MODES)}")
     return MODE_VALUES[mode]
 
 
 @dataclass(frozen=True)
 class Stage:
+    """`templates` as stages.yaml lists them (the route token unexpanded); `gateway_api` the
+    stage's own Gateway API list when the two APIs differ by more than the route (None: the
+    same list, the token expanding per API; () : the stage has no Gateway API form)."""
+
     name: str
-    templates: tuple[str, ...]
+    raw: tuple[str, ...]
     values: tuple[tuple[str, object], ...] = ()
+    gateway_api: tuple[str, ...] | None = None
+
+    def templates_for(self, api: str = "istio") -> tuple[str, ...]:
+        if api == "gateway-api":
+            if self.gateway_api == ():
+                raise HarnessError(
+                    f"stage {self.name!r} has no Gateway API form (give it a `gateway-api:` list in fixtures/stages.yaml)"
+                )
+            raw = self.gateway_api if self.gateway_api is not None else self.raw
+            route = GATEWAY_API_ROUTE
+        else:
+            raw, route = self.raw, GATEWAY_ROUTE
+        out: list[str] = []
+        for t in raw:
+            out += route if t == ROUTE_TOKEN else [t]
+        return tuple(out)
+
+    @property
+    def templates(self) -> tuple[str, ...]:
+        """The Istio API's templates."""
+        return self.templates_for("istio")
+
+    def has_api(self, api: str) -> bool:
+        return api == "istio" or self.gateway_api != ()
 
 
 PLACEHOLDER_TRUST = {
@@ -110,20 +164,28 @@ class FixtureSet:
         for name, spec in data.items():
             if (
                 not isinstance(spec, dict)
-                or set(spec) - {"templates", "values"}
+                or set(spec) - {"templates", "values", "gateway-api"}
                 or not isinstance(spec.get("templates"), list)
             ):
-                raise HarnessError(f"{path}: stage {name!r} needs a templates list (and optional values), got {spec!r}")
-            templates: list[str] = []
-            for t in spec["templates"]:
-                templates += GATEWAY_ROUTE if t == "gateway_route" else [t]
-            for t in templates:
-                if not (self.root / t).is_file():
-                    raise HarnessError(f"{path}: stage {name!r} names {t}, which is not in {self.root}")
-            values = spec.get("values") or {}
-            if not isinstance(values, dict):
+                raise HarnessError(
+                    f"{path}: stage {name!r} needs a templates list (and optional values, gateway-api), got {spec!r}"
+                )
+            gateway_api = spec.get("gateway-api", None)
+            if gateway_api is not None and not isinstance(gateway_api, list):
+                raise HarnessError(f"{path}: stage {name!r}: gateway-api must be a list of templates ([] for none)")
+            stage = Stage(
+                name,
+                tuple(spec["templates"]),
+                tuple(sorted((spec.get("values") or {}).items())) if isinstance(spec.get("values") or {}, dict) else (),
+                None if gateway_api is None else tuple(gateway_api),
+            )
+            if not isinstance(spec.get("values") or {}, dict):
                 raise HarnessError(f"{path}: stage {name!r}: values must be a mapping")
-            stages[name] = Stage(name, tuple(templates), tuple(sorted(values.items())))
+            for api in APIS:
+                for t in stage.templates_for(api) if stage.has_api(api) else ():
+                    if not (self.root / t).is_file():
+                        raise HarnessError(f"{path}: stage {name!r} names {t}, which is not in {self.root}")
+            stages[name] = stage
         return stages
 
     def stage(self, name: str) -> Stage:
@@ -137,7 +199,8 @@ class FixtureSet:
         m = mode_of(mode)
         trust = trust or {}
         values: dict[str, object] = {
-            "mode": m.name,
+            "mode": m.hop,
+            "api": m.api,
             "namespace": "default",
             "via_header": VIA_HEADER,
             "gateway_port": m.gateway_port,
@@ -161,8 +224,11 @@ class FixtureSet:
         return json.loads(self._rendered[key])
 
     def _render(self, stage: Stage, values: dict) -> list[dict]:
+        return self._render_templates(stage.templates_for(str(values.get("api", "istio"))), values)
+
+    def _render_templates(self, templates: tuple[str, ...], values: dict) -> list[dict]:
         objs: list[dict] = []
-        for template in stage.templates:
+        for template in templates:
             try:
                 text = self.env.get_template(template).render(**values)
             except jinja2.TemplateError as exc:
@@ -200,10 +266,13 @@ class FixtureSet:
         """(stage, mode, template, object) for every stage × mode."""
         out = []
         for stage in self.stages.values():
-            for mode in MODES:
+            for mode in ALL_MODES:
+                m = mode_of(mode)
+                if not stage.has_api(m.api):
+                    continue
                 values = self.values(stage.name, mode=mode, trust=trust or PLACEHOLDER_TRUST)
-                for template in stage.templates:
-                    for obj in self._render(Stage(stage.name, (template,)), values):
+                for template in stage.templates_for(m.api):
+                    for obj in self._render_templates((template,), values):
                         out.append((stage.name, mode, template, obj))
         return out
 

@@ -33,7 +33,7 @@ from harness import artifacts as _artifacts
 from harness.errors import HarnessError, HarnessFault, MeshFailure, ProcessExited
 from harness.evidence import Evidence
 from harness.istio_binaries import IstioBinaries
-from harness.manifests import MODES
+from harness.manifests import GATEWAY_API_MODES, MODES
 from harness.scenario import Scenario
 from harness.spec import pytest_spec
 from harness.summary import SummaryWriter
@@ -103,6 +103,7 @@ def _claim_artifacts(config: pytest.Config) -> Path:
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "istio: needs Istio's binaries (set on every test that requests istio_binaries)")
+    config.addinivalue_line("markers", "gateway_api: the test's section has a Gateway API form (runs in its modes too)")
     # SIGTERM (CI timeouts, `kill`) and SIGHUP (a closed terminal) take Ctrl-C's clean path.
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _as_interrupt)
@@ -252,10 +253,27 @@ def evidence(request: pytest.FixtureRequest, artifacts_dir: Path) -> Iterator[Ev
         ev.write(evidence_dir_for(artifacts_dir, request.node), request.node)
 
 
-@pytest.fixture(params=MODES)
-def mode(request: pytest.FixtureRequest) -> str:
-    """The sidecar → gateway hop: istio-mutual or plaintext (the words appear in test ids)."""
-    return request.param
+# The backends the Gateway API modes run on (the local mesh runs istiod's deployed gateways
+# with its node agent; kind and an existing cluster with their own controllers: not yet wired).
+GATEWAY_API_BACKENDS = ("local",)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`mode`: the sidecar → gateway hop (istio-mutual, plaintext), and for a test marked
+    `gateway_api` (its section has a Gateway API form) the same two hops in the Gateway API
+    (gateway-api-istio-mutual, gateway-api-plaintext). The words appear in test ids."""
+    if "mode" not in metafunc.fixturenames:
+        return
+    for marker in metafunc.definition.iter_markers("parametrize"):
+        names = marker.args[0] if marker.args else marker.kwargs.get("argnames", "")
+        if "mode" in ([n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)):
+            return  # the test gives its own modes
+    modes = list(MODES)
+    if metafunc.definition.get_closest_marker("gateway_api") and (
+        metafunc.config.getoption("--backend", "local") in GATEWAY_API_BACKENDS
+    ):
+        modes += GATEWAY_API_MODES
+    metafunc.parametrize("mode", modes)
 
 
 @pytest.fixture

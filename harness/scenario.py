@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+from harness import gateway_api
+from harness.backend import GATEWAY
 from harness.errors import HopFailure
 from harness.manifests import Mode, mode_of, render, stage_values, to_yaml
 from harness.trace import Trace
@@ -103,13 +105,33 @@ class Scenario:
         if errors:
             raise errors[0]
 
+    @property
+    def gateway(self) -> str:
+        """The egress gateway's pod in this mode: istio-egressgateway (Istio API), or the pod
+        istiod deployed for the Gateway API Gateway the stage applied."""
+        if self.mode.api == "istio":
+            return GATEWAY
+        return self.backend.deployed_gateway(self.values.get("namespace", "default"), gateway_api.SEED_GATEWAY)
+
     def trace(self, source: str, label: str, counters: list[tuple[str, str]] | tuple = ()) -> Trace:
-        return Trace(self.backend, self.evidence, source, label, list(counters)).begin()
+        if self.mode.api == "istio":
+            return Trace(self.backend, self.evidence, source, label, list(counters)).begin()
+        namespace = str(self.values.get("namespace", "default"))
+        return Trace(
+            self.backend,
+            self.evidence,
+            source,
+            label,
+            list(counters),
+            gateway=self.gateway,
+            gateway_spiffe=gateway_api.deployed_spiffe(namespace, gateway_api.SEED_GATEWAY),
+            gateway_route=("", gateway_api.deployed_service_host(namespace, gateway_api.SEED_GATEWAY)),
+        ).begin()
 
 
 def stage_values_for_mode(mode: Mode) -> dict:
     """Before any stage: the mode's own values."""
-    return {"mode": mode.name, "gateway_port": mode.gateway_port, "hop_tls": mode.hop_tls}
+    return {"mode": mode.hop, "api": mode.api, "gateway_port": mode.gateway_port, "hop_tls": mode.hop_tls}
 
 
 def _key(obj: dict) -> tuple:

@@ -31,13 +31,31 @@ ISTIO_KINDS = {
     "Telemetry",
 }
 
+
+def is_istio_config(obj: dict) -> bool:
+    """An Istio API object (networking/security/telemetry.istio.io): a Gateway API `Gateway`
+    shares the kind name, so the group decides."""
+    api_version = str(obj.get("apiVersion") or "")
+    return obj.get("kind") in ISTIO_KINDS and api_version.split("/", 1)[0].endswith("istio.io")
+
+
+def is_mesh_config(obj: dict) -> bool:
+    """What istiod turns into proxy config: Istio's APIs and the Gateway API."""
+    from harness.gateway_api import is_gateway_api
+
+    return is_istio_config(obj) or is_gateway_api(obj)
+
+
 SyncState = dict[tuple[str, str], tuple[str | None, str | None]]
-ConfigKey = tuple[str, str, str]  # kind, namespace, name
+ConfigKey = tuple[str, str, str]  # group/kind, namespace, name
 
 
 def config_key(obj: dict) -> ConfigKey:
+    """An object's identity in istiod's store: a Gateway API Gateway and an Istio Gateway may
+    share namespace and name, so the kind is qualified by its group."""
     meta = obj.get("metadata") or {}
-    return obj.get("kind", ""), meta.get("namespace", ""), meta.get("name", "")
+    group = str(obj.get("apiVersion") or "").rsplit("/", 1)[0] if "/" in str(obj.get("apiVersion") or "") else ""
+    return f"{group}/{obj.get('kind', '')}", meta.get("namespace", ""), meta.get("name", "")
 
 
 def expected_config(present: list[dict], absent: list[dict]) -> tuple[dict[ConfigKey, str | None], set[ConfigKey]]:

@@ -14,7 +14,7 @@ from functools import partial
 from typing import Any, NoReturn
 
 from harness.access_log import AccessLogEntry, parse_lines
-from harness.backend import GATEWAY, Backend
+from harness.backend import GATEWAY, GATEWAY_SPIFFE, Backend
 from harness.curl_result import CurlResult
 from harness.errors import HarnessFault, HopFailure
 from harness.evidence import Evidence
@@ -37,11 +37,21 @@ class Trace:
     source: str
     label: str
     counters: list[tuple[str, str]] = field(default_factory=list)  # (cluster, stat) on the gateway
+    # The egress gateway's pod: the Istio API's istio-egressgateway, or the pod istiod deployed
+    # for a Gateway API Gateway (Scenario.gateway).
+    gateway: str = GATEWAY
+    gateway_spiffe: str = GATEWAY_SPIFFE
+    # The sidecar's route to the gateway: (subset, Service host) of its cluster.
+    gateway_route: tuple[str, str] = ("cnn", "istio-egressgateway.istio-system.svc.cluster.local")
     _result: CurlResult | None = field(default=None, init=False)
     _upstream_mark: int = 0
     _log_marks: dict[str, int] = field(default_factory=dict)
     _counter_before: dict[tuple[str, str], int] = field(default_factory=dict)
     via_gateway: list[RequestRecord] = field(default_factory=list)  # set by the via_gateway check
+
+    def gateway_cluster(self, port: int) -> str:
+        subset, host = self.gateway_route
+        return f"outbound|{port}|{subset}|{host}"
 
     # -------------------------------------------------------------- capture
     def begin(self) -> Trace:
@@ -49,12 +59,12 @@ class Trace:
         for pod in self._proxied_pods():
             self._log_marks[pod] = len(self.backend.access_log(pod))
         if self.counters:
-            admin = self.backend.proxy_admin(GATEWAY)
+            admin = self.backend.proxy_admin(self.gateway)
             self._counter_before = {c: cluster_counter(admin, *c) for c in self.counters}
         return self
 
     def _proxied_pods(self) -> list[str]:
-        return [GATEWAY, self.source] if self.backend.has_sidecar(self.source) else [GATEWAY]
+        return [self.gateway, self.source] if self.backend.has_sidecar(self.source) else [self.gateway]
 
     def run(self, argv: list[str], timeout: float = 30.0) -> CurlResult:
         res = self.backend.exec(self.source, argv, timeout=timeout)
@@ -119,7 +129,7 @@ class Trace:
             return self.upstream_requests()
 
     def counter_delta(self, counter: tuple[str, str]) -> int:
-        return cluster_counter(self.backend.proxy_admin(GATEWAY), *counter) - self._counter_before.get(counter, 0)
+        return cluster_counter(self.backend.proxy_admin(self.gateway), *counter) - self._counter_before.get(counter, 0)
 
     def wait_counter_delta(self, counter: tuple[str, str], at_least: int, timeout: float = 5.0) -> int:
         try:
@@ -157,7 +167,7 @@ class Trace:
         """The first hop that does not show the request, for a client-side surprise."""
         if self.source in self._log_marks and not self.wait_log(self.source, 1, timeout=1.0):
             return APP_SIDECAR
-        gateway_lines = self.wait_log(GATEWAY, 1, timeout=0.5)
+        gateway_lines = self.wait_log(self.gateway, 1, timeout=0.5)
         if not gateway_lines:
             return SIDECAR_GATEWAY if self.source in self._log_marks else APP_UPSTREAM
         if all(e.upstream_cluster is None for e in gateway_lines):
@@ -180,10 +190,10 @@ class Trace:
                 f"the sidecar sent to {sorted({e.upstream_cluster for e in wrong}, key=str)}, not to the gateway "
                 f"({sidecar_cluster_prefix}…): the mesh route does not point at the gateway",
             )
-        gw = self.wait_log(GATEWAY, count)
+        gw = self.wait_log(self.gateway, count)
         self.expect(len(gw) >= count, SIDECAR_GATEWAY, f"the gateway logged {len(gw)} of {count} request(s)")
         reqs = [r for r in self.wait_upstream_requests(count) if r.listener == listener]
-        gateway_ip = self.backend.pod_address(GATEWAY)
+        gateway_ip = self.backend.pod_address(self.gateway)
         from_gw = [r for r in reqs if r.peer_address == gateway_ip]
         self.expect(
             len(from_gw) == count,

@@ -1,6 +1,9 @@
-"""Seed §1: HTTP to edition.cnn.com routed sidecar → egress gateway → edition.cnn.com."""
+"""Seed §1: HTTP to edition.cnn.com routed sidecar → egress gateway → edition.cnn.com, in the
+Istio API and (tests marked gateway_api) the Gateway API."""
 
 from __future__ import annotations
+
+import pytest
 
 from harness.checks import http_gateway as checks
 
@@ -11,6 +14,7 @@ def test_serviceentry_only_goes_direct(scenario, mode):
     checks.check_direct(scenario)
 
 
+@pytest.mark.gateway_api
 def test_http_through_gateway(scenario, mode):
     """Steps 3–6: port 80 goes through the gateway (access log, counters, header, the hop's TLS
     per mode); port 443 still goes direct."""
@@ -18,6 +22,7 @@ def test_http_through_gateway(scenario, mode):
     checks.check_through_gateway(scenario)
 
 
+@pytest.mark.gateway_api
 def test_gateway_counter_counts_each_request(scenario, mode):
     """The gateway's outbound|80||edition.cnn.com counter grows by exactly the requests sent."""
     scenario.apply("http/gateway")

@@ -6,7 +6,14 @@ from __future__ import annotations
 import pytest
 
 from harness.errors import ConfigRejected
-from harness.sync import config_differs, expected_config, pending_from_syncz
+from harness.sync import (
+    config_differs,
+    config_key,
+    expected_config,
+    is_istio_config,
+    is_mesh_config,
+    pending_from_syncz,
+)
 
 
 def test_syncz_pending_and_rejected():
@@ -26,13 +33,22 @@ def test_syncz_pending_and_rejected():
 def test_istiod_must_hold_what_was_stored_before_the_marker():
     """The same name at an older resourceVersion (a previous test's object, deleted and created
     again) is still missing; a deleted object istiod still holds is still present."""
-    vs = {"kind": "VirtualService", "metadata": {"namespace": "default", "name": "cnn", "resourceVersion": "576"}}
-    old_dr = {"kind": "DestinationRule", "metadata": {"namespace": "default", "name": "old"}}
+    vs = {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"namespace": "default", "name": "cnn", "resourceVersion": "576"},
+    }
+    old_dr = {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "DestinationRule",
+        "metadata": {"namespace": "default", "name": "old"},
+    }
     want, gone = expected_config([vs], [old_dr, vs])
-    assert want == {("VirtualService", "default", "cnn"): "576"}
-    assert gone == {("DestinationRule", "default", "old")}  # re-applied objects are wanted, not gone
+    VS, DR = "networking.istio.io/VirtualService", "networking.istio.io/DestinationRule"
+    assert want == {(VS, "default", "cnn"): "576"}
+    assert gone == {(DR, "default", "old")}  # re-applied objects are wanted, not gone
     stale = [dict(vs, metadata=dict(vs["metadata"], resourceVersion="540")), old_dr]
-    assert config_differs(stale, want, gone) == ({("VirtualService", "default", "cnn")}, gone)
+    assert config_differs(stale, want, gone) == ({(VS, "default", "cnn")}, gone)
     assert config_differs([vs], want, gone) == (set(), set())
     # istiod wrote the object's status since (a ServiceEntry's addresses): newer is as good.
     assert config_differs([dict(vs, metadata=dict(vs["metadata"], resourceVersion="590"))], want, gone) == (
@@ -40,4 +56,22 @@ def test_istiod_must_hold_what_was_stored_before_the_marker():
         set(),
     )
     # No resourceVersion known (an object the harness did not store itself): any version will do.
-    assert config_differs(stale, {("VirtualService", "default", "cnn"): None}, set()) == (set(), set())
+    assert config_differs(stale, {(VS, "default", "cnn"): None}, set()) == (set(), set())
+
+
+def test_a_gateway_api_gateway_is_not_an_istio_gateway():
+    """Same kind name, namespace and name; the group tells them apart in istiod's store."""
+    istio = {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "Gateway",
+        "metadata": {"namespace": "default", "name": "g"},
+    }
+    k8s = {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "Gateway",
+        "metadata": {"namespace": "default", "name": "g"},
+    }
+    assert config_key(istio) != config_key(k8s)
+    assert is_istio_config(istio) and not is_istio_config(k8s)
+    assert is_mesh_config(k8s) and is_mesh_config(istio)
+    assert not is_mesh_config({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}})

@@ -39,9 +39,7 @@ from harness.kube.kubectl import Kubectl, PortForward
 from harness.kube.templates import render_fixture
 from harness.kube.trust import trust_values
 from harness.kube_rest import KubeRest
-from harness.sync import (
-    ISTIO_KINDS,
-)
+from harness.sync import is_mesh_config
 from harness.upstream_client import UpstreamClient
 from harness.wait import poll
 
@@ -203,21 +201,21 @@ class KubeBackend:
 
     def apply(self, objs: list[dict]) -> None:
         self.validate(objs)
-        istio = any(o.get("kind") in ISTIO_KINDS for o in objs)
+        istio = any(is_mesh_config(o) for o in objs)
         # istiod's sync state before the change: a NACK of it must be new against this.
         before = snapshot(self, self.convergence_timeout) if istio else None
         stored = self.api.apply(self.map_objects(objs))
         if istio:
-            self.wait_converged(present=[o for o in stored if o.get("kind") in ISTIO_KINDS], before=before)
+            self.wait_converged(present=[o for o in stored if is_mesh_config(o)], before=before)
 
     def delete(self, objs: list[dict], *, wait: bool = True) -> None:
         # A cluster always waits: a later command cannot tell a pending change from a settled one.
         mapped = self.map_objects(objs)
-        istio = any(o.get("kind") in ISTIO_KINDS for o in objs)
+        istio = any(is_mesh_config(o) for o in objs)
         before = snapshot(self, self.convergence_timeout) if istio else None
         self.api.delete(mapped)
         if istio:
-            self.wait_converged(absent=[o for o in mapped if o.get("kind") in ISTIO_KINDS], before=before)
+            self.wait_converged(absent=[o for o in mapped if is_mesh_config(o)], before=before)
 
     # ---------------------------------------------------------------- convergence
     def proxies(self) -> list[str]:
@@ -349,6 +347,27 @@ class KubeBackend:
             "exec", "-n", namespace, name, "-c", container, "--", *argv, check=False, timeout=timeout
         )
         return ExecResult(tuple(argv), result.exit_code, result.stdout, result.stderr)
+
+    def deployed_gateway(self, namespace: str, gateway: str) -> str:
+        """The running pod istiod's deployment controller made for the Gateway (found by the
+        label it sets)."""
+        from harness.gateway_api import GATEWAY_NAME_LABEL
+
+        pods = (
+            self.kubectl.json(
+                "get",
+                "pods",
+                "-n",
+                namespace,
+                "-l",
+                f"{GATEWAY_NAME_LABEL}={gateway}",
+                "--field-selector=status.phase=Running",
+            ).get("items")
+            or []
+        )
+        if not pods:
+            raise HarnessError(f"no deployed gateway for Gateway {namespace}/{gateway} runs (apply the Gateway first)")
+        return f"{namespace}/{pods[0]['metadata']['name']}"
 
     def pod_address(self, pod: str) -> str:
         return self._pod_object(pod)["status"]["podIP"]

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from harness.backend import GATEWAY, GATEWAY_SPIFFE, SLEEP, sleep_spiffe
+from harness.backend import SLEEP, sleep_spiffe
 from harness.stats import seed_name
 from harness.trace import APP_UPSTREAM, GATEWAY_UPSTREAM, SIDECAR_GATEWAY, SIDECAR_UPSTREAM, Trace
 from harness.wait import WaitTimeout, poll
@@ -51,9 +51,9 @@ def statuses(expected: list[int], *, exit_code: int = 0) -> Check:
 def via_gateway(listener: str, gateway_port: int, *, count: int = 1, sidecar_entry=None) -> Check:
     """Each of `count` requests to the stand-in's `listener` went sidecar → gateway (on
     `gateway_port`) → stand-in; checked hop by hop by Trace.expect_through_gateway."""
-    prefix = gateway_cluster(gateway_port)
 
     def test(t: Trace) -> str | None:
+        prefix = t.gateway_cluster(gateway_port)
         kwargs = {"sidecar_entry": sidecar_entry} if sidecar_entry else {}
         t.via_gateway = t.expect_through_gateway(
             listener=listener, count=count, sidecar_cluster_prefix=prefix, **kwargs
@@ -67,11 +67,11 @@ def reached_gateway(gateway_port: int, *, path: str = "/politics") -> Check:
     """The request for `path` went sidecar → gateway, whatever came back: the sidecar sent it to
     the gateway's cluster and the gateway logged it (a 503 is then the gateway's, not the
     sidecar's)."""
-    prefix = gateway_cluster(gateway_port)
 
     def test(t: Trace) -> str | None:
+        prefix = t.gateway_cluster(gateway_port)
         side = t.wait_log(t.source, 1, where=lambda e: e.path == path)
-        gw = t.wait_log(GATEWAY, 1, where=lambda e: e.path == path)
+        gw = t.wait_log(t.gateway, 1, where=lambda e: e.path == path)
         if side and (side[-1].upstream_cluster or "").startswith(prefix) and gw:
             return None
         return f"sidecar: {[e.summary() for e in side]}; gateway: {[e.summary() for e in gw]}"
@@ -146,7 +146,7 @@ def gateway_originated(cluster: str, status: int, *, path: str = "/politics") ->
     would pass the gateway as TCP, with no HTTP line and no upstream TLS of the gateway's)."""
 
     def test(t: Trace) -> str | None:
-        gw = t.wait_log(GATEWAY, 1, where=lambda e: e.path == path)
+        gw = t.wait_log(t.gateway, 1, where=lambda e: e.path == path)
         if not gw:
             return f"no {path} line in the gateway's access log"
         line = gw[-1]
@@ -157,20 +157,21 @@ def gateway_originated(cluster: str, status: int, *, path: str = "/politics") ->
     return Check(f"the gateway originated TLS on {cluster} ({status})", GATEWAY_UPSTREAM, test)
 
 
-def upstream_handshake(listener: str, sni: str, *, failed: bool, source: str = GATEWAY) -> Check:
+def upstream_handshake(listener: str, sni: str, *, failed: bool, source: str | None = None) -> Check:
     """The stand-in saw TLS handshake(s) on `listener` from `source`, every one with SNI `sni`,
     and every one failed (`failed`: the gateway refused the stand-in's certificate, or the
     stand-in the gateway's) or none did. Waits (bounded) for the handshakes to settle."""
 
     def test(t: Trace) -> str | None:
-        address = t.backend.pod_address(source)
+        pod = source or t.gateway
+        address = t.backend.pod_address(pod)
 
         def from_source() -> list:
             return [c for c in t.upstream_connections() if c.listener == listener and c.peer_address == address]
 
         try:
             conns = poll(
-                f"a settled {listener} handshake from {source} at the stand-in",
+                f"a settled {listener} handshake from {pod} at the stand-in",
                 from_source,
                 ok=lambda cs: bool(cs) and all(c.state != "handshaking" for c in cs),
                 timeout=5.0,
@@ -178,12 +179,14 @@ def upstream_handshake(listener: str, sni: str, *, failed: bool, source: str = G
         except WaitTimeout:
             conns = from_source()
         if not conns:
-            return f"no {listener} connection from {source}; the stand-in saw {[c.summary() for c in t.upstream_connections()]}"
+            return f"no {listener} connection from {pod}; the stand-in saw {[c.summary() for c in t.upstream_connections()]}"
         wrong = [c.summary() for c in conns if c.sni != sni or (c.state == "failed") != failed]
         return f"{wrong}" if wrong else None
 
     what = "failed" if failed else "completed"
-    return Check(f"{listener} handshake(s) from {source} with SNI {sni}, {what}", GATEWAY_UPSTREAM, test)
+    return Check(
+        f"{listener} handshake(s) from {source or 'the gateway'} with SNI {sni}, {what}", GATEWAY_UPSTREAM, test
+    )
 
 
 def client_certificate(san: str) -> Check:
@@ -262,7 +265,7 @@ def hop_tls(
     def test(t: Trace) -> str | None:
         # Access logs are flushed every 0.1 s: wait (bounded) for the hop's line at both ends.
         side = t.wait_log(source, 1, where=lambda e: "egressgateway" in (e.upstream_cluster or ""))
-        gateway = t.wait_log(GATEWAY, 1, where=gateway_line_where)
+        gateway = t.wait_log(t.gateway, 1, where=gateway_line_where)
         if not side or not gateway:
             return f"sidecar lines towards the gateway: {len(side)}, gateway lines: {len(gateway)}"
         s, g = side[-1], gateway[-1]
@@ -272,14 +275,14 @@ def hop_tls(
             namespace = source.split("/", 1)[0]
             source_id = sleep_spiffe(mapped(namespace) if mapped else namespace)
             seen = {
-                "gateway presented": (s.get("upstream_peer_uri_san"), GATEWAY_SPIFFE),
+                "gateway presented": (s.get("upstream_peer_uri_san"), t.gateway_spiffe),
                 "gateway saw peer": (g.get("downstream_peer_uri_san"), source_id),
-                "gateway's own identity": (g.get("downstream_local_uri_san"), GATEWAY_SPIFFE),
+                "gateway's own identity": (g.get("downstream_local_uri_san"), t.gateway_spiffe),
             }
             if sni is not None:
                 seen["gateway saw SNI"] = (g.sni, sni)
             wrong = {k: got for k, (got, want) in seen.items() if got != want}
-            return f"{wrong} (expected {GATEWAY_SPIFFE} ↔ {source_id}, SNI {sni})" if wrong else None
+            return f"{wrong} (expected {t.gateway_spiffe} ↔ {source_id}, SNI {sni})" if wrong else None
         tls = (s.get("upstream_tls_version"), g.get("downstream_tls_version"))
         return None if tls == (None, None) else f"TLS on the hop: sidecar {tls[0]}, gateway {tls[1]}"
 
@@ -287,6 +290,9 @@ def hop_tls(
     return Check(f"the {source} sidecar → gateway hop has {what}", SIDECAR_GATEWAY, test)
 
 
-def gateway_cluster(port: int) -> str:
-    """The sidecar's cluster for the gateway's `cnn` subset on `port`."""
-    return f"outbound|{port}|cnn|istio-egressgateway.istio-system.svc.cluster.local"
+def gateway_cluster(
+    port: int, subset: str = "cnn", host: str = "istio-egressgateway.istio-system.svc.cluster.local"
+) -> str:
+    """The sidecar's cluster for the gateway on `port`: the Istio API's `cnn` subset of
+    istio-egressgateway, or (no subset) the Service istiod deployed for a Gateway API Gateway."""
+    return f"outbound|{port}|{subset}|{host}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.backend import GATEWAY, SLEEP
+from harness.backend import SLEEP
 from harness.checks.hop_checks import (
     counter_grew,
     direct_from,
@@ -78,7 +78,7 @@ def check_through_gateway(sc: Scenario, requests: int = 2) -> None:
 
     # The seed's log line: "GET /politics HTTP/1.1" 301 … "edition.cnn.com" on the gateway.
     with sc.step("the gateway's access log and the hop's TLS"):
-        gw_lines = [e for e in t.log(GATEWAY) if e.path == "/politics"]
+        gw_lines = [e for e in t.log(t.gateway) if e.path == "/politics"]
         t.expect(gw_lines, SIDECAR_GATEWAY, "no GET /politics line in the gateway's access log")
         line = gw_lines[-1]
         t.expect(
@@ -93,7 +93,9 @@ def check_through_gateway(sc: Scenario, requests: int = 2) -> None:
         )
         verify(t, hop_tls(sc.mode.hop_tls, lambda e: e.path == "/politics", sni=HOST))
     sc.evidence.observe(
-        peer_port80=sc.backend.pod_address(GATEWAY),
+        peer_port80=sc.backend.pod_address(t.gateway),
+        gateway=t.gateway,
+        gateway_protocol=line.get("protocol") or "-",
         hop_tls=line.get("downstream_tls_version") or "none",
         gateway_peer=line.get("downstream_peer_uri_san") or "-",
     )

@@ -64,6 +64,13 @@ KUBERNETES_SERVICE_IP = "198.19.0.1"
 # object names it (kube_registry.register_node), and the API server dials it on 127.0.0.1.
 KUBELET_PORT = 10250
 NODE_ADDRESS = "127.0.0.1"
+# kube-controller-manager's controllers the local mesh runs (start_controllers says why).
+CONTROLLERS = (
+    "deployment-controller",
+    "replicaset-controller",
+    "endpointslice-controller",
+    "garbage-collector-controller",
+)
 
 
 def toolchain_binaries() -> tuple[Path, Path, Path, Path]:
@@ -166,6 +173,8 @@ class KubeControlPlane:
         self.etcd: ManagedProcess | None = None
         self.apiserver: ManagedProcess | None = None
         self.pod_streams: ManagedProcess | None = None
+        self.controller_manager: ManagedProcess | None = None
+        self.controller_manager_bin = self.apiserver_bin.with_name("kube-controller-manager")
         self.pods_file = workdir / "pods.json"  # pod-streams' "namespace/pod" → network namespace, logs
         self.forwarder: LoopbackForwarder | None = None
         self.certs: KubeCerts | None = None
@@ -279,6 +288,34 @@ class KubeControlPlane:
         )
         self.apiserver.start(state)
 
+    def start_controllers(self, state: RunState) -> None:
+        """The real kube-controller-manager, with the controllers a Deployment and its Service
+        need: Deployment → ReplicaSet → Pods, the EndpointSlices of ready Pods behind a Service,
+        and the garbage collector (a Gateway's Deployment goes when the Gateway goes). The node
+        agent (node_agent.py) binds and runs the Pods. Started after the mesh's cold start:
+        nothing of the seed's pods depends on it."""
+        assert self.netns is not None and self.certs is not None
+        self.controller_manager = ManagedProcess(
+            "kube-controller-manager",
+            self.netns.wrap(
+                [
+                    str(self.controller_manager_bin),
+                    f"--kubeconfig={self.inside_kubeconfig}",
+                    f"--controllers={','.join(CONTROLLERS)}",
+                    "--leader-elect=false",
+                    # No serving port: nothing scrapes it, and it would need its own certificates.
+                    "--secure-port=0",
+                    f"--root-ca-file={self.certs.ca.cert_path}",
+                    "--concurrent-deployment-syncs=2",
+                    "--v=1",
+                ]
+            ),
+            self.log_dir / "kube-controller-manager.log",
+            env={"PATH": POD_PATH},
+            cwd=self.workdir,
+        )
+        self.controller_manager.start(state)
+
     def _start_pod_streams(self, state: RunState) -> None:
         assert self.netns is not None and self.certs is not None
         c = self.certs
@@ -358,6 +395,8 @@ class KubeControlPlane:
             self.forwarder = None
         if self.pod_streams is not None:
             self.pod_streams.stop(grace=1.0)
+        if self.controller_manager is not None:
+            self.controller_manager.stop(grace=2.0)
         if self.apiserver is not None:
             self.apiserver.stop(grace=2.0)
         if self.etcd is not None:

@@ -71,6 +71,7 @@ class Istiod:
         log_dir: Path,
         kubeconfig: Path,
         tls: IstiodTLS | None = None,
+        injection: dict[str, str] | None = None,
     ):
         self.netns = netns
         self.address = address
@@ -81,6 +82,9 @@ class Istiod:
         self.kubeconfig = kubeconfig
         self.tls = tls
         self.secure = tls is not None
+        # The injector's `config` and `values` (injector.py): the deployment controller renders
+        # a Gateway API Gateway's Deployment from them.
+        self.injection = injection
         self.process = ManagedProcess(
             "istiod",
             netns.wrap(
@@ -131,6 +135,13 @@ class Istiod:
             self.config_dir.mkdir(parents=True, exist_ok=True)
         self.mesh_file.write_text(yaml.safe_dump(mesh_config(self.address, secure=self.secure)))
         (self.workdir / "meshNetworks.yaml").write_text("networks: {}\n")
+        if self.injection:
+            from harness.local.injector import INJECT_DIR
+
+            inject = self.workdir / INJECT_DIR
+            inject.mkdir(parents=True, exist_ok=True)
+            for key, text in self.injection.items():
+                (inject / key).write_text(text)
         self.process.start(state)
 
     def wait_ready(self, timeout: float = 20.0) -> None:

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -25,6 +26,7 @@ from pathlib import Path
 import httpx
 import yaml
 
+from harness import gateway_api
 from harness.errors import HarnessError, HarnessFault, ManifestRejected
 from harness.istio_binaries import IstioBinaries
 from harness.istioctl_validate import IstioctlValidator
@@ -40,7 +42,7 @@ CRD_NAME = "crd-all.gen.yaml"
 NODE_NAME = "egress-harness-local"
 # What the suites apply on the local mesh; anything else is refused before it reaches the server.
 # A Secret: a credentialName an egress spec maps to the test PKI (istiod serves it to the gateway).
-OTHER_KINDS = {"NetworkPolicy", "Secret"}
+OTHER_KINDS = {"NetworkPolicy", "Secret", "Role", "RoleBinding"}
 
 
 def istio_crd_file(binaries: IstioBinaries) -> Path:
@@ -65,6 +67,23 @@ def istio_crd_file(binaries: IstioBinaries) -> Path:
         return kept
     except OSError:  # binaries from EGRESS_HARNESS_ISTIO_BIN may be read-only: use the module's copy
         return path
+
+
+def mesh_crd_file(binaries: IstioBinaries) -> Path:
+    """Istio's CRDs and the Gateway API's (gateway_api.CHANNEL) as one file, kept in the cache
+    under the two files' digest: the etcd seed is keyed by it, so both are in the seed."""
+    from harness.gateway_api import crd_file
+    from harness.istio_binaries import cache_root
+
+    parts = [istio_crd_file(binaries).read_bytes(), crd_file().read_bytes()]
+    digest = hashlib.sha256(b"\0".join(parts)).hexdigest()[:16]
+    path = cache_root() / "local-apiserver" / f"crds-{digest}.yaml"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_bytes(parts[0].rstrip(b"\n") + b"\n---\n" + parts[1])
+        os.replace(tmp, path)
+    return path
 
 
 def served_resources(crd_file: Path, cache: Path) -> dict[str, set[str]]:
@@ -249,7 +268,13 @@ class KubeRegistry:
             "spec": {"nodeName": NODE_NAME, "serviceAccountName": service_account, "containers": containers},
         }
         self._ssa(path, pod)
+        self.set_pod_status(namespace, name, address, [c["name"] for c in containers], ready=True)
+
+    def set_pod_status(self, namespace: str, name: str, address: str, containers: list[str], *, ready: bool) -> None:
+        """What a kubelet reports of a running pod: its IP, each container running, and Ready
+        once `ready` (its readiness probe passed)."""
         now = "1970-01-01T00:00:00Z"
+        ready_value = "True" if ready else "False"
         status = {
             "apiVersion": "v1",
             "kind": "Pod",
@@ -261,10 +286,10 @@ class KubeRegistry:
                 "hostIP": NODE_ADDRESS,
                 "containerStatuses": [
                     {
-                        "name": c["name"],
-                        "image": c["image"],
+                        "name": c,
+                        "image": "egress-harness.invalid/netns",
                         "imageID": "",
-                        "ready": True,
+                        "ready": ready,
                         "restartCount": 0,
                         "started": True,
                         "state": {"running": {"startedAt": now}},
@@ -272,12 +297,39 @@ class KubeRegistry:
                     for c in containers
                 ],
                 "conditions": [
-                    {"type": t, "status": "True", "lastTransitionTime": now}
+                    {
+                        "type": t,
+                        "status": "True" if t in ("PodScheduled", "Initialized") else ready_value,
+                        "lastTransitionTime": now,
+                    }
                     for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
                 ],
             },
         }
-        self._ssa(path, status, subresource="status")
+        self._ssa(f"/api/v1/namespaces/{namespace}/pods/{name}", status, subresource="status")
+
+    def bind_pod(self, namespace: str, name: str) -> None:
+        """The scheduler's one decision on a one-node cluster: the pod goes to this node."""
+        binding = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": name, "namespace": namespace},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": NODE_NAME},
+        }
+        resp = self.rest.post(f"/api/v1/namespaces/{namespace}/pods/{name}/binding", json=binding)
+        if resp.status_code not in (200, 201, 409):  # 409: bound already, or gone
+            raise HarnessFault(f"binding Pod {namespace}/{name} to {NODE_NAME} failed: {resp.text[:300]}")
+
+    def confirm_pod_deleted(self, namespace: str, name: str, uid: str) -> None:
+        """The kubelet's last word on a pod being deleted: its containers are gone, remove it now
+        (grace 0, for this uid only: a new pod of the same name is not touched)."""
+        resp = self.rest.request(
+            "DELETE",
+            f"/api/v1/namespaces/{namespace}/pods/{name}",
+            json={"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0, "preconditions": {"uid": uid}},
+        )
+        if resp.status_code not in (200, 202, 404, 409):
+            raise HarnessFault(f"deleting Pod {namespace}/{name} failed: {resp.text[:300]}")
 
     def delete_pod(self, namespace: str, name: str) -> None:
         resp = self.rest.delete(f"/api/v1/namespaces/{namespace}/pods/{name}", params={"gracePeriodSeconds": "0"})
@@ -337,10 +389,10 @@ class KubeRegistry:
         real `istioctl validate` (as every backend); the API server's own validation follows."""
         for o in objs:
             meta = o.get("metadata") or {}
-            if o.get("kind") not in ISTIO_KINDS | OTHER_KINDS:
+            if o.get("kind") not in ISTIO_KINDS | OTHER_KINDS | gateway_api.KINDS:
                 raise HarnessError(
                     f"the local mesh cannot apply kind {o.get('kind')!r} "
-                    f"({meta.get('name')}); it applies Istio config, NetworkPolicy and Secrets"
+                    f"({meta.get('name')}); it applies Istio config, the Gateway API, NetworkPolicy, Secrets and RBAC"
                 )
             if not meta.get("namespace"):
                 raise HarnessError(f"{o.get('kind')} {meta.get('name')!r} has no metadata.namespace: set it")

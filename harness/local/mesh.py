@@ -18,6 +18,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,14 +28,17 @@ from harness import sites, watchdog
 from harness.console import say as _say_to_stderr
 from harness.errors import HarnessError, HarnessFault, ProcessExited
 from harness.exec_result import ExecResult
+from harness.gateway_api import GATEWAY_NAME_LABEL, is_deployed_gateway
 from harness.istio_binaries import IstioBinaries
 from harness.local import netpol
 from harness.local.apiserver import KubeControlPlane, seed_dir
 from harness.local.convergence import Convergence
 from harness.local.fabric import Fabric
+from harness.local.injector import injection_data
 from harness.local.istiod import ISTIOD_SAN, Istiod, IstiodTLS, mesh_config
-from harness.local.kube_registry import KubeRegistry, istio_crd_file
+from harness.local.kube_registry import KubeRegistry, mesh_crd_file
 from harness.local.netns import ETC_NETNS_DIR, POD_PATH, Netns
+from harness.local.node_agent import NodeAgent
 from harness.local.pods import Pod, stage_gateway_trust, write_pod_etc
 from harness.local.processes import ManagedProcess
 from harness.local.proxy import IstioProxy, ProxySpec, stage_proxy_binaries
@@ -43,7 +47,7 @@ from harness.local.runstate import STATE_ROOT, RunState, reap_stale_runs
 from harness.pki import RunPKI
 from harness.pod_table import GATEWAY_POD, PODS, PodSpec, namespaces
 from harness.stand_in import CONTROL_TOKEN_ENV, UPSTREAM_PORTS, site_certificates, upstream_command
-from harness.sync import ISTIO_KINDS
+from harness.sync import is_mesh_config
 from harness.system_packages import find_command
 from harness.upstream_client import UpstreamClient
 from harness.wait import poll
@@ -129,6 +133,10 @@ class LocalMesh:
         # running_istiod, which says so if it is used before start().
         self.convergence = Convergence(self)
         self.timings: dict[str, float] = {}
+        # What the node agent's thread and the harness both change: pods, the hub, its rules.
+        self.lock = threading.RLock()
+        self._own_pods: set[str] = set()  # registered by the harness itself (pod table, istiod)
+        self.node_agent = NodeAgent(self, lambda: set(self._own_pods))
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -154,13 +162,13 @@ class LocalMesh:
         for ns in namespaces():
             self.namespace_labels[ns] = {}
 
-        istiod_pod = self._make_pod(ISTIOD_POD)
+        istiod_pod = self.new_pod(ISTIOD_POD)
         # etcd and kube-apiserver boot while the stand-in upstream and the pods' namespaces are made.
-        self._crd_file = istio_crd_file(self.binaries)
+        self._crd_file = mesh_crd_file(self.binaries)
         self._seed = seed_dir(self._crd_file, self.control_plane.apiserver_bin, self.control_plane.etcd_bin)
         self.control_plane.start(istiod_pod.netns, self.state, seed=self._seed)
         self._start_upstream()
-        pods = [(spec, self._make_pod(spec)) for spec in PODS.values()]
+        pods = [(spec, self.new_pod(spec)) for spec in PODS.values()]
         istiod = self._start_istiod(istiod_pod)
         for spec, pod in pods:
             self._register_pod(pod, spec.container, sidecar=spec.proxy == "sidecar")
@@ -184,6 +192,10 @@ class LocalMesh:
             proxy.wait_ready()
         poll("mock_upstream's control port", self._upstream().healthz, timeout=10)
         self.timings["cold_start"] = time.monotonic() - t0
+        # The controllers and the node agent run what the API server is given (istiod's
+        # Deployments for Gateway API Gateways, a user's own); nothing of the seed's waits on them.
+        self.control_plane.start_controllers(self.state)
+        self.node_agent.start()
 
     @property
     def running_istiod(self) -> Istiod:
@@ -196,6 +208,7 @@ class LocalMesh:
     def stop(self) -> None:
         """Tear everything down; safe to call twice and after a partial start."""
         errors: list[str] = []
+        self.node_agent.stop()
         if self._upstream_client is not None:
             self._upstream_client.close()
         for pod in list(self.pods.values()):
@@ -233,19 +246,44 @@ class LocalMesh:
     def _add_netns(self, ns: Netns) -> None:
         self.state.add_netns(ns.name)
 
-    def _make_pod(self, spec: PodSpec) -> Pod:
+    def new_pod(self, spec: PodSpec, *, netns_name: str | None = None) -> Pod:
+        """A pod of the mesh: its network namespace on the hub, its address and /etc files. No
+        proxy yet (attach_proxy) and nothing on the API server (the caller registers it)."""
         assert self.pki is not None
-        ns = Netns(f"eh-{self.run_id}-{spec.namespace}-{spec.name}"[:60], hostname=spec.name)
-        self._add_netns(ns)
-        ns.create()
-        address = self.fabric.allocate()
-        ep = self.fabric.plug(ns, address)
-        write_pod_etc(
-            ns, spec.name, address, self.upstream_address, self.pki.public_ca.cert_pem, sites.resolved_names()
-        )
-        pod = Pod(spec.namespace, spec.name, dict(spec.labels), spec.service_account, ns, address, ep.hub_ifname)
-        self.pods[pod.key] = pod
-        return pod
+        with self.lock:
+            ns = Netns(netns_name or f"eh-{self.run_id}-{spec.namespace}-{spec.name}"[:60], hostname=spec.name)
+            self._add_netns(ns)
+            ns.create()
+            address = self.fabric.allocate()
+            ep = self.fabric.plug(ns, address)
+            write_pod_etc(
+                ns, spec.name, address, self.upstream_address, self.pki.public_ca.cert_pem, sites.resolved_names()
+            )
+            pod = Pod(
+                spec.namespace,
+                spec.name,
+                dict(spec.labels),
+                spec.service_account,
+                ns,
+                address,
+                ep.hub_ifname,
+                container=spec.container,
+            )
+            self.pods[pod.key] = pod
+            return pod
+
+    def remove_pod(self, pod: Pod) -> None:
+        """Stop the pod's proxy and remove its namespace (a pod the node agent ran, deleted)."""
+        with self.lock:
+            if pod.proxy is not None:
+                pod.proxy.stop()
+            self.fabric.unplug(pod.netns)
+            pod.netns.delete()
+            if self.pods.get(pod.key) is pod:
+                del self.pods[pod.key]
+            self._publish_pods()
+            if self._policies:
+                self._sync_policies()
 
     def _start_istiod(self, pod: Pod) -> Istiod:
         """Once the API server is ready: Istio's CRDs, the namespaces, istiod's own Pod; then
@@ -276,6 +314,7 @@ class LocalMesh:
             self.log_dir,
             kubeconfig=self.control_plane.inside_kubeconfig,
             tls=IstiodTLS(serving.chain_path, serving.key_path, self.pki.mesh_ca.cert_path),
+            injection=injection_data(self.binaries),
         )
         self.istiod.start(self.state)
         self._publish_pods()
@@ -283,6 +322,7 @@ class LocalMesh:
 
     def _register_pod(self, pod: Pod, container: str, *, sidecar: bool, replace: bool = False) -> None:
         """The Pod (and for the gateway its Service and EndpointSlice) on the API server."""
+        self._own_pods.add(pod.key)
         self._publish_pods()
         self.registry.register_pod(
             pod.namespace,
@@ -308,11 +348,10 @@ class LocalMesh:
         """Where the node's pod-streams finds each pod: its network namespace (port-forward) and
         the log file of each container that runs a process (kubectl logs)."""
         pods = {}
-        for pod in self.pods.values():
-            spec = PODS.get(pod.key, ISTIOD_POD)
+        for pod in list(self.pods.values()):
             # The application container runs no process of its own here (commands are exec'd
             # into the namespace): an empty log, as a sleep container's.
-            logs = {spec.container: ""}
+            logs = {pod.container or PODS.get(pod.key, ISTIOD_POD).container: ""}
             if pod.proxy is not None:
                 logs["istio-proxy"] = str(pod.proxy.log_path)
             if pod.key == ISTIOD_POD.key and self.istiod is not None:
@@ -404,12 +443,36 @@ class LocalMesh:
             return ProcessExited(self.istiod.process.exit_line("istiod"))
         return None
 
-    def _attach_proxy(self, pod: Pod, kind: str, *, start: bool = True) -> IstioProxy:
+    def attach_proxy(
+        self, pod: Pod, kind: str, *, args: tuple[str, ...] = (), env: dict[str, str] | None = None
+    ) -> IstioProxy:
+        """A started istio-proxy for a pod from the API server: the container's `args` and
+        resolved `env` (node_agent.py)."""
+        return self._attach_proxy(pod, kind, args=args, env=env)
+
+    def _attach_proxy(
+        self,
+        pod: Pod,
+        kind: str,
+        *,
+        start: bool = True,
+        args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> IstioProxy:
         """The pod's istio-proxy: its files and certificates, a sidecar's capture rules, and
         (unless start=False: the caller starts it) pilot-agent with Envoy."""
         assert self.pki is not None and self.istiod is not None
         proxy = IstioProxy(
-            ProxySpec(kind, pod.namespace, pod.name, pod.service_account, pod.labels, pod.address),
+            ProxySpec(
+                kind,
+                pod.namespace,
+                pod.name,
+                pod.service_account,
+                pod.labels,
+                pod.address,
+                args=args,
+                container_env=tuple(sorted((env or {}).items())),
+            ),
             pod.netns,
             self.binaries,
             self.workdir / "pods" / f"{pod.namespace}.{pod.name}",
@@ -441,12 +504,19 @@ class LocalMesh:
         if policies:  # real API objects; enforced by the hub's rules (unchanged without any)
             self.registry.write_all(policies)
             self._sync_policies()
-        istio = [o for o in objs if o["kind"] in ISTIO_KINDS]
+        rbac = [o for o in objs if o["kind"] in ("Role", "RoleBinding")]
+        if rbac:  # before the config that needs them (a gateway's credentialName Secret)
+            self.registry.write_all(rbac)
+        istio = [o for o in objs if is_mesh_config(o)]
         if istio or self._unsettled:
+            # A deleted Gateway's deployed gateway is gone first: its Deployment has the same
+            # name as a new Gateway's, and the garbage collector deletes by the old owner's uid.
+            self._wait_deployed(absent=[o for o in self._unsettled if is_deployed_gateway(o)])
             before = self.convergence.snapshot()
             stored = self.manifests.write_all(istio)
             # One convergence covers this apply and a cleanup still pending.
             pending, self._unsettled = self._unsettled, []
+            self._wait_deployed(present=stored, absent=pending)
             self.convergence.wait(present=stored, absent=pending, before=before)
 
     def delete(self, objs: list[dict], *, wait: bool = True) -> None:
@@ -464,19 +534,43 @@ class LocalMesh:
         secrets = [o for o in objs if o.get("kind") == "Secret"]
         if secrets:
             self.registry.remove_all(secrets)
-        istio = [o for o in objs if o.get("kind") in ISTIO_KINDS]
+        istio = [o for o in objs if is_mesh_config(o)]
         if istio:
             before = self.convergence.snapshot()
             self.manifests.remove_all(istio)
             self._unsettled.extend(istio)
             if wait:
                 self.settle(before)
+        rbac = [o for o in objs if o.get("kind") in ("Role", "RoleBinding")]
+        if rbac:
+            self.registry.remove_all(rbac)
 
     def settle(self, before: dict | None = None) -> None:
         """Wait for the convergence a no-wait delete left pending."""
         if self._unsettled:
             pending, self._unsettled = self._unsettled, []
+            self._wait_deployed(absent=pending)
             self.convergence.wait(absent=pending, before=before)
+
+    def _wait_deployed(self, *, present: list[dict] = (), absent: list[dict] = ()) -> None:  # type: ignore[assignment]
+        """A Gateway API Gateway's deployed gateway (istiod's Deployment, run by the node agent):
+        its pod ready before convergence counts its proxy, and gone once the Gateway is. The
+        Gateway's `Programmed` condition is no signal: it looks only at the Service."""
+        gateways = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in present if is_deployed_gateway(o)}
+        gone = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in absent if is_deployed_gateway(o)}
+        gone -= set(gateways)
+        if not gateways and not gone:
+            return
+        started = time.monotonic()
+
+        def done() -> bool:
+            up = all(self.node_agent.pods(ns, {GATEWAY_NAME_LABEL: name}) for ns, name in gateways)
+            down = not any(self.node_agent.pods(ns, {GATEWAY_NAME_LABEL: name}, ready_only=False) for ns, name in gone)
+            return up and down
+
+        names = ", ".join(f"{ns}/{n}" for ns, n in [*gateways, *gone])
+        self.node_agent.wait(f"the deployed gateway of {names} (istiod's Deployment, run by the node agent)", done, 30)
+        self.timings["deployed_gateway"] = time.monotonic() - started
 
     # ---------------------------------------------------------------- NetworkPolicy, namespaces, pods
     def _sync_policies(self) -> None:
@@ -506,7 +600,7 @@ class LocalMesh:
             old.proxy.stop()
         self.fabric.unplug(old.netns)
         old.netns.delete()
-        new = self._make_pod(PODS[old.key])
+        new = self.new_pod(PODS[old.key])
         self._register_pod(new, PODS[old.key].container, sidecar=sidecar, replace=True)
         if sidecar:
             self._attach_proxy(new, "sidecar").wait_ready()
@@ -523,6 +617,15 @@ class LocalMesh:
     def exec(self, pod: str, argv: list[str], timeout: float = 30.0) -> ExecResult:
         self.settle()
         return self.pod(pod).netns.exec(argv, timeout=timeout)
+
+    def deployed_gateway(self, namespace: str, gateway: str) -> str:
+        pods = self.node_agent.pods(namespace, {GATEWAY_NAME_LABEL: gateway})
+        if not pods:
+            raise HarnessError(
+                f"no deployed gateway for Gateway {namespace}/{gateway} runs (apply the Gateway first; "
+                f"the node agent runs: {', '.join(sorted(self.node_agent.running)) or 'nothing'})"
+            )
+        return pods[0].key
 
     def pod_address(self, pod: str) -> str:
         return self.pod(pod).address

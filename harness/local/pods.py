@@ -29,6 +29,7 @@ class Pod:
     address: str
     hub_ifname: str
     proxy: IstioProxy | None = None
+    container: str = ""  # the application container (kubectl logs), beside istio-proxy
 
     @property
     def key(self) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,10 @@ class ProxySpec:
     service_account: str
     labels: dict[str, str]
     address: str
+    # A pod from the API server (node_agent.py): its istio-proxy container's arguments and its
+    # environment as the kubelet resolves it; empty for the harness's own pods.
+    args: tuple[str, ...] = ()
+    container_env: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -161,19 +166,31 @@ class IstioProxy:
             "PROV_CERT": str(self.workdir / "var/run/secrets/workload-spiffe-credentials"),
             "ISTIOD_SAN": ISTIOD_SAN,
         }
+        args = [
+            "proxy",
+            s.kind,
+            "--concurrency",
+            "1",
+            "--proxyLogLevel",
+            "warning",
+            "--log_output_level",
+            "default:info",
+        ]
+        if s.args:
+            # The container's own environment and arguments, as the Deployment says; what stands
+            # in for the proxyv2 image's file system (the binaries, the certificates, the bootstrap
+            # template's place) stays the harness's.
+            local = {k: env[k] for k in ("PATH", "HOME", "PROV_CERT", "ISTIOD_SAN")}
+            proxy_config = json.loads(dict(s.container_env).get("PROXY_CONFIG") or "{}")
+            env = {**env, **dict(s.container_env), **local}
+            env["PROXY_CONFIG"] = json.dumps({**proxy_config, "binaryPath": str(self.binaries.envoy)})
+            args = [expand_env(a, env) for a in s.args]
         argv = self.netns.wrap(
             [
                 str(self.binaries.pilot_agent),
-                "proxy",
-                s.kind,
+                *args,
                 "--templateFile",
                 str(self.workdir / "var/lib/istio/envoy/envoy_bootstrap_tmpl.json"),
-                "--concurrency",
-                "1",
-                "--proxyLogLevel",
-                "warning",
-                "--log_output_level",
-                "default:info",
             ],
             uid=PROXY_UID,
         )
@@ -248,6 +265,11 @@ class IstioProxy:
         self._log_offset += len(complete)
         self._access_lines += [line for line in complete.decode(errors="replace").splitlines() if line.startswith("{")]
         return list(self._access_lines)
+
+
+def expand_env(arg: str, env: dict[str, str]) -> str:
+    """A container argument's `$(VAR)` references, expanded as the kubelet does (unknown ones kept)."""
+    return re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m.group(1), m.group(0)), arg)
 
 
 def stage_proxy_binaries(binaries: IstioBinaries, bin_dir: Path) -> IstioBinaries:

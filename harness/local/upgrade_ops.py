@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from harness.errors import HarnessError
 from harness.istio_binaries import IstioBinaries
 from harness.local.apiserver import API_PORT
+from harness.local.injector import injection_data
 from harness.local.istiod import ISTIOD_SAN, Istiod, IstiodTLS, mesh_config
 from harness.local.loopback_forwarder import LoopbackForwarder
 from harness.local.proxy import IstioProxy, ProxySpec, stage_proxy_binaries
@@ -59,6 +60,7 @@ def replace_istiod(mesh: LocalMesh, binaries: IstioBinaries) -> None:
         mesh.log_dir,
         kubeconfig=old.kubeconfig,
         tls=old.tls,
+        injection=injection_data(binaries),
     )
     mesh.istiod.start(mesh.state)
     mesh.istiod.wait_ready()
@@ -106,7 +108,7 @@ def add_revision(mesh: LocalMesh, binaries: IstioBinaries, revision: str) -> Rev
     spec = PodSpec(
         "istio-system", f"istiod-{revision}", "istiod", None, "discovery", {"app": "istiod", REV_LABEL: revision}
     )
-    pod = mesh._make_pod(spec)
+    pod = mesh.new_pod(spec)
     first = mesh.pod("istio-system/istiod")
     forwarder = LoopbackForwarder(first.netns, API_PORT, listen_in=pod.netns, listen_port=API_PORT)
     forwarder.start()
@@ -124,6 +126,7 @@ def add_revision(mesh: LocalMesh, binaries: IstioBinaries, revision: str) -> Rev
         mesh.log_dir,
         kubeconfig=mesh.running_istiod.kubeconfig,
         tls=IstiodTLS(serving.chain_path, serving.key_path, mesh.pki.mesh_ca.cert_path),
+        injection=injection_data(binaries),
     )
     istiod.process.name = f"istiod-{revision}"
     istiod.process.log_path = mesh.log_dir / f"istiod-{revision}.log"

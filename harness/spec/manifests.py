@@ -20,7 +20,7 @@ from harness.istioctl_validate import IstioctlValidator
 from harness.pki import RunPKI
 from harness.spec.load import SpecError
 from harness.spec.model import Spec, Where
-from harness.sync import ISTIO_KINDS
+from harness.sync import ISTIO_KINDS, is_istio_config
 
 APPLIED_KINDS = ISTIO_KINDS | {"NetworkPolicy"}
 
@@ -78,7 +78,7 @@ def read_manifests(spec: Spec) -> list[Manifest]:
 def validate(manifests: list[Manifest], validator: IstioctlValidator) -> None:
     """The real `istioctl validate`: once over every object (one process for a spec of hundreds);
     only if it refuses, object by object, so that the refusal names the object's file and line."""
-    istio = [m for m in manifests if m.obj["kind"] in ISTIO_KINDS]
+    istio = [m for m in manifests if is_istio_config(m.obj)]
     try:
         validator.validate([m.obj for m in istio])
         return

@@ -58,10 +58,12 @@ class Scenario:
         if stale:
             self.backend.delete(stale)
         started = time.monotonic()
-        self.backend.apply(objs)
-        self.evidence.observe(**{f"converged.{stage}": f"{time.monotonic() - started:.2f}s"})
+        # What was sent is what cleanup deletes, even if the apply failed part way (stored, then
+        # not converged): none of it may be left for the next test.
         self.applied = objs
         self.stages.append(stage)
+        self.backend.apply(objs)
+        self.evidence.observe(**{f"converged.{stage}": f"{time.monotonic() - started:.2f}s"})
         self.evidence.add_text(f"manifests.{len(self.stages)}.{stage.replace('/', '_')}.yaml", to_yaml(objs))
         return objs
 

@@ -264,7 +264,7 @@ def hop_tls(
 
     def test(t: Trace) -> str | None:
         # Access logs are flushed every 0.1 s: wait (bounded) for the hop's line at both ends.
-        side = t.wait_log(source, 1, where=lambda e: "egressgateway" in (e.upstream_cluster or ""))
+        side = t.wait_log(source, 1, where=lambda e: t.gateway_route[1] in (e.upstream_cluster or ""))
         gateway = t.wait_log(t.gateway, 1, where=gateway_line_where)
         if not side or not gateway:
             return f"sidecar lines towards the gateway: {len(side)}, gateway lines: {len(gateway)}"

@@ -66,8 +66,10 @@ class Convergence:
         return [f"{p.spec.namespace}/{p.spec.pod_name}" for p in self.mesh.proxies()]
 
     def has_cluster(self, proxy: str, name_regex: str) -> bool:
-        [found] = [p for p in self.mesh.proxies() if f"{p.spec.namespace}/{p.spec.pod_name}" == proxy]
-        return bool(found.admin.config_dump("dynamic_active_clusters", name_regex=name_regex).get("configs"))
+        found = [p for p in self.mesh.proxies() if f"{p.spec.namespace}/{p.spec.pod_name}" == proxy]
+        if not found:  # removed since the wait began (a deleted Gateway's deployed pod): nothing to wait for
+            return True
+        return bool(found[0].admin.config_dump("dynamic_active_clusters", name_regex=name_regex).get("configs"))
 
     def istiod_exited(self) -> None:
         istiod = self.mesh.running_istiod

@@ -26,9 +26,9 @@ from pathlib import Path
 
 from harness import sites, watchdog
 from harness.console import say as _say_to_stderr
-from harness.errors import HarnessError, HarnessFault, ProcessExited
+from harness.errors import HarnessError, HarnessFault, HopFailure, ProcessExited
 from harness.exec_result import ExecResult
-from harness.gateway_api import GATEWAY_NAME_LABEL, is_deployed_gateway
+from harness.gateway_api import GATEWAY_NAME_LABEL, deployed_service_host, is_deployed_gateway
 from harness.istio_binaries import IstioBinaries
 from harness.local import netpol
 from harness.local.apiserver import KubeControlPlane, seed_dir
@@ -49,8 +49,9 @@ from harness.pod_table import GATEWAY_POD, PODS, PodSpec, namespaces
 from harness.stand_in import CONTROL_TOKEN_ENV, UPSTREAM_PORTS, site_certificates, upstream_command
 from harness.sync import is_mesh_config
 from harness.system_packages import find_command
+from harness.trace import CONTROL_PLANE
 from harness.upstream_client import UpstreamClient
-from harness.wait import poll
+from harness.wait import WaitTimeout, poll
 
 REQUIRED_COMMANDS = {
     "ip": "iproute2",
@@ -517,6 +518,9 @@ class LocalMesh:
             # One convergence covers this apply and a cleanup still pending.
             pending, self._unsettled = self._unsettled, []
             self._wait_deployed(present=stored, absent=pending)
+            # The deployed gateway's endpoint first: its arrival makes istiod push in full again
+            # (a Service's new workload identity), so the convergence must come after it.
+            self._wait_gateway_endpoints(stored)
             self.convergence.wait(present=stored, absent=pending, before=before)
 
     def delete(self, objs: list[dict], *, wait: bool = True) -> None:
@@ -551,6 +555,54 @@ class LocalMesh:
             pending, self._unsettled = self._unsettled, []
             self._wait_deployed(absent=pending)
             self.convergence.wait(absent=pending, before=before)
+
+    def _wait_gateway_endpoints(self, present: list[dict]) -> None:
+        """Every sidecar has the deployed gateway's pod as a healthy endpoint of its Service.
+        The EndpointSlice controller writes the slice once the pod is Ready, on its own time, and
+        istiod's endpoint informer is not the marker's: the converged config can still lack it."""
+        wanted = []
+        for o in present:
+            if is_deployed_gateway(o):
+                ns, name = o["metadata"]["namespace"], o["metadata"]["name"]
+                host = deployed_service_host(ns, name)
+                wanted += [(host, p.address) for p in self.node_agent.pods(ns, {GATEWAY_NAME_LABEL: name})]
+        if not wanted:
+            return
+        sidecars = [p for p in self.proxies() if p.spec.kind == "sidecar"]
+
+        def host_of_interest(cluster: str) -> bool:
+            return any(cluster.endswith(f"|{host}") for host, _ in wanted)
+
+        def missing() -> list[str]:
+            """Per sidecar, each port's cluster of the gateway's Service that lacks its pod (one
+            cluster per Service port: all of them, not only the status port's)."""
+            out = []
+            for proxy in sidecars:
+                clusters: dict[str, set[str]] = {}
+                for c in proxy.admin.clusters_json().get("cluster_statuses", []):
+                    if host_of_interest(c.get("name", "")):
+                        clusters[c["name"]] = {
+                            ((h.get("address") or {}).get("socket_address") or {}).get("address", "")
+                            for h in c.get("host_statuses", [])
+                            if (h.get("health_status") or {}).get("eds_health_status", "HEALTHY") == "HEALTHY"
+                        }
+                for host, address in wanted:
+                    mine = {name: hosts for name, hosts in clusters.items() if name.endswith(f"|{host}")}
+                    lacking = [name for name, hosts in mine.items() if address not in hosts] or ([] if mine else [host])
+                    out += [f"{proxy.spec.namespace}/{proxy.spec.pod_name}: {address} in {name}" for name in lacking]
+            return out
+
+        try:
+            poll(
+                "each sidecar to have the deployed gateway's pod as an endpoint (EndpointSlice → istiod → EDS)",
+                missing,
+                ok=lambda m: not m,
+                timeout=15,
+                interval=0.05,
+                describe=lambda m: f"missing: {'; '.join(m)}",
+            )
+        except WaitTimeout as exc:  # the objects are stored: not distributing them is the mesh's fault
+            raise HopFailure(CONTROL_PLANE, str(exc), one_line=True) from None
 
     def _wait_deployed(self, *, present: list[dict] = (), absent: list[dict] = ()) -> None:  # type: ignore[assignment]
         """A Gateway API Gateway's deployed gateway (istiod's Deployment, run by the node agent):

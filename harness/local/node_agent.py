@@ -238,7 +238,9 @@ class NodeAgent:
             pod.netns.sysctl(sysctl["name"], str(sysctl["value"]))
         names = [c["name"] for c in containers]
         self.running[key] = RunningPod(meta.get("uid", ""), pod, names)
-        self.mesh.registry.set_pod_status(pod.namespace, pod.name, pod.address, names, ready=False)
+        # Its status is written once, Running and Ready: a Pod reported with its IP but not ready
+        # first is an endpoint that istiod sends as unhealthy, and when it turns healthy Envoy's
+        # workers took up to 0.5 s longer than its admin API to route to it (no_healthy_upstream).
         if proxy is not None and kind is not None:
             env = resolve_env(proxy, item, pod.address)
             self.mesh.attach_proxy(pod, kind, args=args, env=env).wait_ready()

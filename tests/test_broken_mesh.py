@@ -12,7 +12,7 @@ from harness.backend import GATEWAY
 from harness.checks import http_gateway, origination, passthrough
 from harness.errors import HopFailure
 from harness.evidence import Evidence
-from harness.manifests import MODES
+from harness.manifests import GATEWAY_API_MODES, MODES
 from harness.scenario import Scenario
 from harness.stats import cluster_counter
 from harness.trace import GATEWAY_UPSTREAM, SIDECAR_GATEWAY
@@ -37,6 +37,27 @@ def wrong_sni_to_gateway(objs: list[dict]) -> None:
     """The sidecar's mTLS to the gateway carries SNI wrong.example.com: no gateway filter chain matches."""
     dr = _find(objs, "DestinationRule", "egressgateway-for-cnn")
     dr["spec"]["subsets"][0]["trafficPolicy"]["portLevelSettings"][0]["tls"]["sni"] = "wrong.example.com"
+
+
+def gateway_api_mesh_route_bypasses_gateway(objs: list[dict]) -> None:
+    """The Gateway API's mesh HTTPRoute sends port 80 straight to edition.cnn.com (a Hostname backend)."""
+    route = _find(objs, "HTTPRoute", "direct-cnn-to-egress-gateway")
+    route["spec"]["rules"][0]["backendRefs"] = [
+        {"kind": "Hostname", "group": "networking.istio.io", "name": "edition.cnn.com", "port": 80}
+    ]
+
+
+def gateway_api_wrong_sni_to_gateway(objs: list[dict]) -> None:
+    """The sidecar's mTLS to the deployed gateway carries SNI wrong.example.com: its HTTPS
+    listener is for edition.cnn.com only."""
+    dr = _find(objs, "DestinationRule", "egressgateway-for-cnn")
+    dr["spec"]["trafficPolicy"]["portLevelSettings"][0]["tls"]["sni"] = "wrong.example.com"
+
+
+def gateway_api_no_mtls_on_hop(objs: list[dict]) -> None:
+    """The sidecar speaks plain HTTP to the deployed gateway's ISTIO_MUTUAL listener."""
+    dr = _find(objs, "DestinationRule", "egressgateway-for-cnn")
+    dr["spec"]["trafficPolicy"] = {"tls": {"mode": "DISABLE"}}
 
 
 def unchanged(objs: list[dict]) -> None:
@@ -91,6 +112,37 @@ BROKEN = [
             "does not point at the gateway",
         )
         for m in ("plaintext", "istio-mutual")
+    ),
+    # The same breaks in the Gateway API form of §1 (a Gateway istiod deploys a gateway for).
+    *(
+        Broken(
+            "gateway-api-mesh-route-bypasses-gateway",
+            m,
+            "http/gateway",
+            gateway_api_mesh_route_bypasses_gateway,
+            http_gateway.check_through_gateway,
+            SIDECAR_GATEWAY,
+            "does not point at the gateway",
+        )
+        for m in GATEWAY_API_MODES
+    ),
+    Broken(
+        "wrong-sni",
+        "gateway-api-istio-mutual",
+        "http/gateway",
+        gateway_api_wrong_sni_to_gateway,
+        http_gateway.check_through_gateway,
+        SIDECAR_GATEWAY,
+        "expected statuses [301, 200]",
+    ),
+    Broken(
+        "no-mtls-on-hop",
+        "gateway-api-istio-mutual",
+        "http/gateway",
+        gateway_api_no_mtls_on_hop,
+        http_gateway.check_through_gateway,
+        SIDECAR_GATEWAY,
+        "expected statuses [301, 200]",
     ),
     Broken(
         "wrong-sni",

@@ -34,6 +34,7 @@ import httpx
 import yaml
 
 from harness.errors import HarnessError, HarnessFault, ManifestRejected
+from harness.gateway_api import channel_hint
 
 FIELD_MANAGER = "egress-harness"
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
@@ -367,6 +368,7 @@ class KubeRest:
             if resp.status_code == 404:
                 raise ManifestRejected(
                     f"{_describe(obj)}: the API server serves no {api_version} (is the CRD that defines it installed?)"
+                    + channel_hint(obj)
                 )
             if resp.status_code >= 400:
                 raise HarnessFault(f"discovery of {api_version} failed ({resp.status_code}): {_message(resp)}")
@@ -378,7 +380,9 @@ class KubeRest:
         try:
             return self._resources[api_version][kind]
         except KeyError:
-            raise ManifestRejected(f"{_describe(obj)}: the API server has no kind {kind} in {api_version}") from None
+            raise ManifestRejected(
+                f"{_describe(obj)}: the API server has no kind {kind} in {api_version}" + channel_hint(obj)
+            ) from None
 
     def path(self, obj: dict) -> str:
         plural, namespaced = self.resource(obj)

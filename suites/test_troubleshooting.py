@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from harness.checks import passthrough as checks
 
 
+@pytest.mark.gateway_api
 def test_gateway_certificate_has_spiffe_san(scenario, mode):
     """The gateway's workload certificate carries its SPIFFE SAN; on the sidecar → gateway hop the
     sidecar sees it presented in istio-mutual mode, and no certificate at all in plaintext mode."""

@@ -237,6 +237,9 @@ def test_sighup_to_make_mesh_tears_down_and_leaves_no_temp_folder(tmp_path):
         assert proc.returncode == 0 and "torn down" in rest, "".join(seen) + rest
         assert not [p.name for p in own_tmp.iterdir() if p.name.startswith("egress-mesh-")]
     finally:
+        if proc.poll() is None:  # a hung teardown: the watchdog cleans up after a SIGKILL
+            proc.kill()
+            proc.wait(timeout=30)
         subprocess.run(["rm", "-rf", str(own_tmp)], check=False)
 
 

@@ -344,3 +344,45 @@ def test_not_root_gets_one_line_error():
     assert proc.returncode != 0
     assert "egress-harness: the local mesh needs root" in out, out[-2000:]
     assert "Traceback" not in out
+
+
+def test_deleting_a_gateway_api_gateway_leaves_nothing_of_it(mesh):
+    """istiod deploys a Gateway API Gateway as a Deployment; the node agent runs its Pod (network
+    namespace, pilot-agent and Envoy). Deleting the Gateway removes the Deployment, Service and
+    ServiceAccount (garbage collector), the Pod, its namespace and its processes."""
+    from harness import gateway_api
+
+    sc = Scenario(mesh, Evidence(), "gateway-api-plaintext")
+    sc.apply("http/gateway")
+    deployed = gateway_api.deployed_name(gateway_api.SEED_GATEWAY)
+    try:
+        [pod] = mesh.node_agent.pods("default", {gateway_api.GATEWAY_NAME_LABEL: gateway_api.SEED_GATEWAY})
+        assert pod.proxy is not None and pod.proxy.process is not None and pod.proxy.process.popen is not None
+        pids = [pod.proxy.process.popen.pid]
+        netns = Path("/var/run/netns", pod.netns.name)
+        assert netns.exists() and all(_alive(p) for p in pids)
+    finally:
+        sc.delete_all()
+    assert pod.key not in mesh.pods and not netns.exists()
+    assert not [p for p in pids if _alive(p)], f"processes of the deleted gateway's pod still run: {pids}"
+    kubectl = mesh.registry.kubectl
+
+    def gone() -> list[str]:
+        left = []
+        for kind in ("deployment", "service", "serviceaccount", "pod"):
+            items = kubectl.json("get", kind, "-n", "default", "-l", f"{gateway_api.GATEWAY_NAME_LABEL}")["items"]
+            left += [f"{kind}/{i['metadata']['name']}" for i in items]
+        for kind in ("deployment", "service", "serviceaccount"):
+            names = [i["metadata"]["name"] for i in kubectl.json("get", kind, "-n", "default")["items"]]
+            left += [f"{kind}/{n}" for n in names if n == deployed]
+        return sorted(set(left))
+
+    eventually("the deleted Gateway's objects to be gone", gone, lambda left: not left, timeout=20)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import gateway_api
 from harness.istio_binaries import cache_root
 from harness.rootless import PROXY_UID, subordinate_range
 from harness.wait import poll
@@ -87,8 +88,8 @@ def _link_or_copy(src: str, dst: str) -> None:
 
 
 def _unprivileged_cache(tmp_path: Path) -> Path:
-    """A cache the unprivileged user can use: hard links (no copy) of Istio 1.31 and of the local
-    mesh's toolchain builds (etcd, kube-apiserver, pod-streams), in directories it owns (the toolchain's locks and the etcd
+    """A cache the unprivileged user can use: hard links (no copy) of Istio 1.31, the Gateway API
+    CRDs and the local mesh's toolchain builds (etcd, kube-apiserver, pod-streams), in directories it owns (the toolchain's locks and the etcd
     seed are written there)."""
     from harness.toolchain.gobuild import program_dir
     from harness.toolchain.programs import LOCAL_MESH
@@ -97,6 +98,9 @@ def _unprivileged_cache(tmp_path: Path) -> Path:
     src = cache_root() / "istio-1.31"
     assert (src / "bin" / "pilot-discovery").exists(), "make test builds Istio 1.31 first"
     shutil.copytree(src, cache / "istio-1.31", copy_function=_link_or_copy)
+    crds = gateway_api.crd_dir()
+    assert gateway_api.crd_file().exists(), "make test downloads the Gateway API CRDs first (make istio)"
+    shutil.copytree(crds, cache / crds.relative_to(cache_root()), copy_function=_link_or_copy)
     for prog in LOCAL_MESH:
         built = program_dir(prog)
         assert (built / "done.json").exists(), "make test builds the local mesh's toolchain first (make kube-toolchain)"

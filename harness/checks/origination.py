@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from harness.backend import GATEWAY, SLEEP
+from harness.backend import SLEEP
 from harness.checks.hop_checks import (
     Check,
     client_certificate,
@@ -86,7 +86,7 @@ def check_origination(sc: Scenario, requests: int = 2, listener: str = "https", 
         # The gateway itself checks the stand-in's certificate: its cluster has the CA and SAN.
         check_gateway_validates(sc, t, cluster)
     req = t.via_gateway[-1]
-    gw = t.log(GATEWAY)
+    gw = t.log(t.gateway)
     sc.evidence.observe(
         status_chain=t.result.describe(),
         sni=req.sni,
@@ -101,7 +101,7 @@ def check_gateway_validates(sc: Scenario, t: Trace, name: str = CNN_443) -> None
     its TLS transport socket sends SNI edition.cnn.com and has a validation context with a
     trusted CA and a SAN matcher for exactly edition.cnn.com (read by path in the cluster's
     config, not by searching the dump's text)."""
-    admin = sc.backend.proxy_admin(GATEWAY)
+    admin = sc.backend.proxy_admin(t.gateway)
     dump = admin.config_dump("dynamic_active_clusters", name_regex=re.escape(name))
     # ?resource=dynamic_active_clusters: each config is one DynamicCluster, {"cluster": {...}}.
     clusters = [c.get("cluster", {}) for c in dump.get("configs") or []]
@@ -171,7 +171,7 @@ def check_wrong_ca(sc: Scenario) -> None:
         GATEWAY_UPSTREAM,
         "the gateway did not count a verification failure",
     )
-    gw = t.wait_log(GATEWAY, 1, where=lambda e: e.path == "/politics")
+    gw = t.wait_log(t.gateway, 1, where=lambda e: e.path == "/politics")
     t.expect(
         gw and gw[-1].status == 503 and gw[-1].upstream_cluster == cluster,
         GATEWAY_UPSTREAM,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from harness.backend import GATEWAY, GATEWAY_SPIFFE, SLEEP
+from harness.backend import SLEEP
 from harness.checks.hop_checks import (
     client_saw_certificate,
     counter_grew,
@@ -42,7 +42,7 @@ def check_direct_https(sc: Scenario) -> None:
     reqs = t.upstream_requests()
     sleep_ip = sc.backend.pod_address(SLEEP)
     t.expect(
-        not t.log(GATEWAY) and t.counter_delta(CNN_443_CX) == 0,
+        not t.log(t.gateway) and t.counter_delta(CNN_443_CX) == 0,
         SIDECAR_UPSTREAM,
         "the request passed the gateway although only the ServiceEntry is applied",
     )
@@ -66,7 +66,7 @@ def check_passthrough(sc: Scenario, requests: int = 3, source: str = SLEEP) -> N
                 counter_grew(CNN_443_CX, 1),
             )
     with sc.step("the gateway's TCP access-log line carries the SNI"):
-        gw = t.wait_log(GATEWAY, 1, where=lambda e: e.is_tcp)
+        gw = t.wait_log(t.gateway, 1, where=lambda e: e.is_tcp)
         t.expect(
             gw and gw[-1].sni == "edition.cnn.com" and gw[-1].upstream_cluster == "outbound|443||edition.cnn.com",
             SIDECAR_GATEWAY,
@@ -111,16 +111,18 @@ def check_gateway_certificate(sc: Scenario) -> None:
     HTTP request through the gateway shows whether the hop presented it (the mode decides)."""
     from harness.checks.http_gateway import URL
 
+    t = sc.trace(SLEEP, "curl")
     with sc.step("the gateway's certificate carries its SPIFFE SAN"):
-        sans = sc.backend.proxy_admin(GATEWAY).cert_sans()
+        # The gateway of the mode: istio-egressgateway's SAN (Istio API), or the one of the
+        # ServiceAccount istiod made for the Gateway API Gateway (…/sa/cnn-egress-gateway-istio).
+        sans = sc.backend.proxy_admin(t.gateway).cert_sans()
         uris = sorted({u for s in sans for u in s.uris})
         sc.evidence.add_json("gateway-cert-sans", [s._asdict() if hasattr(s, "_asdict") else repr(s) for s in sans])
-        if GATEWAY_SPIFFE not in uris:
+        if t.gateway_spiffe not in uris:
             raise HopFailure(
-                SIDECAR_GATEWAY, f"the gateway's certificates carry URI SANs {uris}, expected {GATEWAY_SPIFFE}"
+                SIDECAR_GATEWAY, f"the gateway's certificates carry URI SANs {uris}, expected {t.gateway_spiffe}"
             )
     with sc.step("the hop presents it only in istio-mutual mode"):
-        t = sc.trace(SLEEP, "curl")
         t.run(curl_command(URL, follow=False))
         verify(t, statuses([301]), hop_tls(sc.mode.hop_tls, lambda e: e.path == "/politics"))
-    sc.evidence.observe(gateway_san=GATEWAY_SPIFFE, presented_on_hop=sc.mode.hop_tls)
+    sc.evidence.observe(gateway_san=t.gateway_spiffe, presented_on_hop=sc.mode.hop_tls)

@@ -9,6 +9,10 @@ from harness.pki import RunPKI
 from harness.pod_table import GATEWAY_SPIFFE
 
 GATEWAY_NAMESPACE = "istio-system"
+# The namespace of the seed's Gateway API Gateway, where istiod deploys its gateway: Istio reads a
+# DestinationRule's credentialName from the namespace of the proxy that uses it, so the same
+# Secrets are there too for the Gateway API's origination.
+GATEWAY_API_NAMESPACE = "default"
 TRUST_NAMES = {"trust": "edition-cnn-com-ca", "wrong_trust": "untrusted-ca", "client": "edition-cnn-com-client"}
 # What a dry-run plan shows where a PEM is made at run time.
 PEM = "<PEM: {} (made at run time)>"
@@ -38,12 +42,16 @@ def trust_values() -> dict[str, dict[str, str]]:
     return {key: {"credential_name": name} for key, name in TRUST_NAMES.items()}
 
 
-def trust_secrets_yaml(pems: dict[str, str] | None = None, run_labels: dict[str, str] | None = None) -> str:
+def trust_secrets_yaml(
+    pems: dict[str, str] | None = None,
+    run_labels: dict[str, str] | None = None,
+    namespace: str = GATEWAY_NAMESPACE,
+) -> str:
     """The three Secrets (fixtures/kind/trust-secrets.yaml.j2), in the gateway's namespace."""
     pems = pems or {}
     return render_fixture(
         "trust-secrets.yaml.j2",
-        gateway_namespace=GATEWAY_NAMESPACE,
+        gateway_namespace=namespace,
         run_labels=run_labels or {},
         trust_name=TRUST_NAMES["trust"],
         wrong_trust_name=TRUST_NAMES["wrong_trust"],

@@ -5,9 +5,10 @@
   (their schemas exceed client-side apply's annotation limit) and awaited until Established.
 - Namespaces with their labels; ServiceAccounts for the pods.
 - The pods, registered as a node agent would: a Pod object (IP, labels, service account, nodeName,
-  Ready), and for the egress gateway its real Service with an EndpointSlice, as the
-  EndpointSlice controller would write it. No kubelet or controller-manager runs, so the harness
-  writes what they would.
+  Ready), and for the egress gateway its real Service with an EndpointSlice, written in the seed
+  as the EndpointSlice controller would write it and adopted by the real controller once the
+  controller-manager runs (apiserver.start_controllers). Pods that the API server's own
+  controllers create (istiod's deployed gateways) are run by the node agent (node_agent.py).
 - apply/delete: server-side apply over REST (harness/kube_rest.py), the code the kind and cluster
   backends use; the server's validation errors come back as one line. The harness's own objects
   (Namespaces, Pods and their status, the Service and EndpointSlice) go the same way, at URLs
@@ -31,7 +32,7 @@ from harness.errors import HarnessError, HarnessFault, ManifestRejected
 from harness.istio_binaries import IstioBinaries
 from harness.istioctl_validate import IstioctlValidator
 from harness.kube.kubectl import Kubectl
-from harness.kube.trust import trust_secrets_yaml, trust_values
+from harness.kube.trust import GATEWAY_API_NAMESPACE, GATEWAY_NAMESPACE, trust_secrets_yaml, trust_values
 from harness.kube_rest import FIELD_MANAGER, KubeRest
 from harness.local.apiserver import KUBELET_PORT, NODE_ADDRESS, KubeControlPlane
 from harness.sync import ISTIO_KINDS
@@ -40,6 +41,8 @@ from harness.wait import poll
 CRD_FILE = "manifests/charts/base/files/crd-all.gen.yaml"
 CRD_NAME = "crd-all.gen.yaml"
 NODE_NAME = "egress-harness-local"
+# The label value by which the EndpointSlice controller knows the slices it manages.
+ENDPOINTSLICE_CONTROLLER = "endpointslice-controller.k8s.io"
 # What the suites apply on the local mesh; anything else is refused before it reaches the server.
 # A Secret: a credentialName an egress spec maps to the test PKI (istiod serves it to the gateway).
 OTHER_KINDS = {"NetworkPolicy", "Secret", "Role", "RoleBinding"}
@@ -69,13 +72,12 @@ def istio_crd_file(binaries: IstioBinaries) -> Path:
         return path
 
 
-def mesh_crd_file(binaries: IstioBinaries) -> Path:
-    """Istio's CRDs and the Gateway API's (gateway_api.CHANNEL) as one file, kept in the cache
-    under the two files' digest: the etcd seed is keyed by it, so both are in the seed."""
-    from harness.gateway_api import crd_file
+def mesh_crd_file(binaries: IstioBinaries, channel: str = gateway_api.CHANNEL) -> Path:
+    """Istio's CRDs and the Gateway API's (`channel`) as one file, kept in the cache under the two
+    files' digest: the etcd seed is keyed by it, so both are in the seed."""
     from harness.istio_binaries import cache_root
 
-    parts = [istio_crd_file(binaries).read_bytes(), crd_file().read_bytes()]
+    parts = [istio_crd_file(binaries).read_bytes(), gateway_api.crd_file(channel).read_bytes()]
     digest = hashlib.sha256(b"\0".join(parts)).hexdigest()[:16]
     path = cache_root() / "local-apiserver" / f"crds-{digest}.yaml"
     if not path.exists():
@@ -228,14 +230,15 @@ class KubeRegistry:
 
     def create_trust_secrets(self, pems: dict[str, str]) -> dict:
         """The credentialName Secrets in istio-system (the kind and cluster backends' fixture,
-        fixtures/kind/trust-secrets.yaml.j2), and the `trust` values that name them."""
-        text = trust_secrets_yaml(pems)
-        # Server-side apply over REST, like the other objects the harness itself keeps: a kubectl
-        # process would cost more than the three writes.
-        for secret in yaml.safe_load_all(text):
-            if secret:
-                meta = secret["metadata"]
-                self._ssa(f"/api/v1/namespaces/{meta['namespace']}/secrets/{meta['name']}", secret)
+        fixtures/kind/trust-secrets.yaml.j2) and in the namespace of the Gateway API's deployed
+        gateway, and the `trust` values that name them."""
+        for namespace in (GATEWAY_NAMESPACE, GATEWAY_API_NAMESPACE):
+            # Server-side apply over REST, like the other objects the harness itself keeps: a
+            # kubectl process would cost more than the writes.
+            for secret in yaml.safe_load_all(trust_secrets_yaml(pems, namespace=namespace)):
+                if secret:
+                    meta = secret["metadata"]
+                    self._ssa(f"/api/v1/namespaces/{meta['namespace']}/secrets/{meta['name']}", secret)
         return trust_values()
 
     # ------------------------------------------------------------ pods
@@ -341,15 +344,21 @@ class KubeRegistry:
     ) -> None:
         """A ClusterIP Service and the EndpointSlice the EndpointSlice controller would write for
         it: `ports` as in a Service spec (name, port, targetPort, appProtocol); `endpoints` are
-        (pod name, pod IP) of the ready pods it selects."""
+        (pod name, pod IP) of the ready pods it selects.
+
+        The slice is written now (istiod has the gateway's endpoints from the cold start, before
+        the controller-manager runs) but as the controller's own: its managed-by label and a
+        controller ownerReference to the Service. The controller then adopts it (and updates it
+        in place) instead of writing a second slice beside it, so the Service has one slice as on
+        a cluster."""
         svc = {
             "apiVersion": "v1",
             "kind": "Service",
             "metadata": {"name": name, "namespace": namespace},
             "spec": {"selector": dict(selector), "ports": [{**p, "protocol": "TCP"} for p in ports]},
         }
-        self._ssa(f"/api/v1/namespaces/{namespace}/services/{name}", svc)
-        slice_name = f"{name}-harness"
+        uid = self._ssa(f"/api/v1/namespaces/{namespace}/services/{name}", svc)["metadata"]["uid"]
+        slice_name = f"{name}-seed"
         eps = {
             "apiVersion": "discovery.k8s.io/v1",
             "kind": "EndpointSlice",
@@ -358,8 +367,18 @@ class KubeRegistry:
                 "namespace": namespace,
                 "labels": {
                     "kubernetes.io/service-name": name,
-                    "endpointslice.kubernetes.io/managed-by": "egress-harness",
+                    "endpointslice.kubernetes.io/managed-by": ENDPOINTSLICE_CONTROLLER,
                 },
+                "ownerReferences": [
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Service",
+                        "name": name,
+                        "uid": uid,
+                        "controller": True,
+                        "blockOwnerDeletion": True,
+                    }
+                ],
             },
             "addressType": "IPv4",
             "ports": [

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import sites, watchdog
+from harness import gateway_api, sites, watchdog
 from harness.console import say as _say_to_stderr
 from harness.errors import HarnessError, HarnessFault, HopFailure, ProcessExited
 from harness.exec_result import ExecResult
@@ -101,6 +101,9 @@ class LocalMesh:
     artifacts: Path
     say: Callable[[str], None] = _say_to_stderr  # lines the user must see (not captured by pytest)
     run_id: str = field(default_factory=lambda: secrets.token_hex(3))
+    # Which channel of the Gateway API's CRDs the API server has (gateway_api.CHANNEL: the one the
+    # doc's TLSRoute needs); "standard" reproduces a cluster that installed only that one.
+    gateway_api_channel: str = gateway_api.CHANNEL
     name: str = field(default="local", init=False)
     pods: dict[str, Pod] = field(default_factory=dict, init=False)
     namespace_labels: dict[str, dict[str, str]] = field(default_factory=dict, init=False)
@@ -165,7 +168,7 @@ class LocalMesh:
 
         istiod_pod = self.new_pod(ISTIOD_POD)
         # etcd and kube-apiserver boot while the stand-in upstream and the pods' namespaces are made.
-        self._crd_file = mesh_crd_file(self.binaries)
+        self._crd_file = mesh_crd_file(self.binaries, self.gateway_api_channel)
         self._seed = seed_dir(self._crd_file, self.control_plane.apiserver_bin, self.control_plane.etcd_bin)
         self.control_plane.start(istiod_pod.netns, self.state, seed=self._seed)
         self._start_upstream()

@@ -121,9 +121,12 @@ class NodeAgent:
     def stop(self) -> None:
         self._stop.set()
         if self._client is not None:
-            self._client.close()  # ends a watch in progress
+            self._client.close()
         if self._thread is not None:
-            self._thread.join(timeout=10)
+            # Closing the client does not wake a read blocked in another thread; the watch ends
+            # when the API server stops, soon after. Not waited for: under the mesh's lock the
+            # thread checks _stop before it starts a pod, so it cannot start one after this.
+            self._thread.join(timeout=0.5)
             self._thread = None
         with self.mesh.lock:
             for key in list(self.running):
@@ -208,6 +211,8 @@ class NodeAgent:
                     continue
             if key not in self.running:
                 with self.mesh.lock:
+                    if self._stop.is_set():  # stop() has removed what ran: start nothing more
+                        return
                     self._run(key, item)
         for key in [k for k in self.running if k not in seen]:
             with self.mesh.lock:

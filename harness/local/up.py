@@ -55,7 +55,11 @@ def main(argv: list[str] | None = None) -> int:
                     print("then e.g.: kubectl get vs -A; kubectl get pods,svc,endpointslices -A")
                     print(f"and: {mesh.istioctl_hint()}")
                 print("Ctrl-C to tear it down", flush=True)
-                stop.wait()
+                # A timed wait: a signal the kernel delivers to another thread (the node agent's,
+                # the forwarder's) only sets Python's flag, and a main thread blocked in an
+                # untimed wait would never run the handler (SIGHUP then hung teardown).
+                while not stop.wait(0.2):
+                    pass
             finally:
                 mesh.stop()
     except HarnessError as exc:  # an artifacts problem too

@@ -92,6 +92,14 @@ def check_through_gateway(sc: Scenario, requests: int = 2) -> None:
             f"gateway sent to {line.upstream_cluster}, expected outbound|80||edition.cnn.com",
         )
         verify(t, hop_tls(sc.mode.hop_tls, lambda e: e.path == "/politics", sni=HOST))
+        if sc.mode.api == "gateway-api":
+            # istio.io's Gateway API tab shows "GET /politics HTTP/1.1" at the deployed gateway:
+            # its Service's port is plain `http`, where istio-egressgateway's is `http2`.
+            t.expect(
+                line.get("protocol") == "HTTP/1.1",
+                SIDECAR_GATEWAY,
+                f"the deployed gateway logged {line.get('protocol')}, istio.io's task shows HTTP/1.1",
+            )
     sc.evidence.observe(
         peer_port80=sc.backend.pod_address(t.gateway),
         gateway=t.gateway,

@@ -127,3 +127,43 @@ def converge(
         target.istiod_exited()
         raise HopFailure(CONTROL_PLANE, str(exc)) from None
     return time.monotonic() - started
+
+
+def endpoints_missing(sidecars: Sequence[tuple[str, object]], wanted: Sequence[tuple[str, str]]) -> list[str]:
+    """For each (name, EnvoyAdmin) sidecar, every (service host, pod address) of `wanted` that is not
+    a healthy endpoint of each of the sidecar's clusters of that host (one cluster per Service
+    port: all of them). A deployed gateway's pod reaches the sidecars by the EndpointSlice
+    controller and istiod's endpoint informer, neither of which the marker waits for."""
+    out = []
+    for name, admin in sidecars:
+        clusters: dict[str, set[str]] = {}
+        for c in admin.clusters_json().get("cluster_statuses", []):  # type: ignore[attr-defined]
+            if any(c.get("name", "").endswith(f"|{host}") for host, _ in wanted):
+                clusters[c["name"]] = {
+                    ((h.get("address") or {}).get("socket_address") or {}).get("address", "")
+                    for h in c.get("host_statuses", [])
+                    if (h.get("health_status") or {}).get("eds_health_status", "HEALTHY") == "HEALTHY"
+                }
+        for host, address in wanted:
+            mine = {cluster: hosts for cluster, hosts in clusters.items() if cluster.endswith(f"|{host}")}
+            lacking = [cluster for cluster, hosts in mine.items() if address not in hosts] or ([] if mine else [host])
+            out += [f"{name}: {address} in {cluster}" for cluster in lacking]
+    return out
+
+
+def wait_endpoints(sidecars: Sequence[tuple[str, object]], wanted: Sequence[tuple[str, str]], timeout: float) -> None:
+    """Until endpoints_missing() is empty; a timeout is the control plane's (the objects are
+    stored: not distributing them is the mesh's fault)."""
+    if not wanted:
+        return
+    try:
+        poll(
+            "each sidecar to have the deployed gateway's pod as an endpoint (EndpointSlice → istiod → EDS)",
+            lambda: endpoints_missing(sidecars, wanted),
+            ok=lambda m: not m,
+            timeout=timeout,
+            interval=0.05,
+            describe=lambda m: f"missing: {'; '.join(m)}",
+        )
+    except WaitTimeout as exc:
+        raise HopFailure(CONTROL_PLANE, str(exc), one_line=True) from None

@@ -48,8 +48,10 @@ EXPERIMENTAL_ONLY = {
 # istiod's deployment controller labels what it deploys for a Gateway with the Gateway's name.
 GATEWAY_NAME_LABEL = f"{GROUP}/gateway-name"
 ISTIO_CLASS = "istio"
-# The seed's sections in the Gateway API name their Gateway as istio.io's task does.
+# The seed's sections in the Gateway API name their Gateway as istio.io's task does, in the
+# application's namespace, where istiod then deploys its gateway.
 SEED_GATEWAY = "cnn-egress-gateway"
+SEED_NAMESPACE = "default"
 
 
 def deployed_name(gateway: str) -> str:

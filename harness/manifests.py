@@ -18,6 +18,7 @@ from pathlib import Path
 import jinja2
 import yaml
 
+from harness import gateway_api
 from harness.errors import HarnessError, ManifestRejected
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -202,6 +203,9 @@ class FixtureSet:
             "mode": m.hop,
             "api": m.api,
             "namespace": "default",
+            # The Gateway API's Gateway and deployed gateway (a stage in another namespace, such as
+            # a DestinationRule for test-egress's sidecar, still names the gateway there).
+            "gateway_namespace": gateway_api.SEED_NAMESPACE,
             "via_header": VIA_HEADER,
             "gateway_port": m.gateway_port,
             "hop_tls": m.hop_tls,

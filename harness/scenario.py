@@ -113,12 +113,16 @@ class Scenario:
         istiod deployed for the Gateway API Gateway the stage applied."""
         if self.mode.api == "istio":
             return GATEWAY
-        return self.backend.deployed_gateway(self.values.get("namespace", "default"), gateway_api.SEED_GATEWAY)
+        return self.backend.deployed_gateway(self._gateway_namespace, gateway_api.SEED_GATEWAY)
+
+    @property
+    def _gateway_namespace(self) -> str:
+        return str(self.values.get("gateway_namespace", gateway_api.SEED_NAMESPACE))
 
     def trace(self, source: str, label: str, counters: list[tuple[str, str]] | tuple = ()) -> Trace:
         if self.mode.api == "istio":
             return Trace(self.backend, self.evidence, source, label, list(counters)).begin()
-        namespace = str(self.values.get("namespace", "default"))
+        namespace = self._gateway_namespace
         return Trace(
             self.backend,
             self.evidence,

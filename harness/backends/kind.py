@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness import sites, stand_in
+from harness import gateway_api, sites, stand_in
 from harness.backends import tools, upstream_image
 from harness.backends.kube import KubeBackend, add_hosts_block
 from harness.backends.kube_steps import (
@@ -318,6 +318,11 @@ class KindBackend(KubeBackend):
         for image in loads:
             self._kind(kind_load_cmd(str(_bin(self.kind_tool)), self.cluster_name, image))
 
+    def install_gateway_api(self) -> None:
+        crds = gateway_api.crd_file()
+        self.kubectl.run("apply", "--server-side", "-f", str(crds), timeout=120)
+        self.kubectl.run("wait", "--for=condition=Established", "--timeout=60s", "-f", str(crds), timeout=90)
+
     def install_istio(self) -> None:
         overlay = write_mesh_config_overlay(self.artifacts / "kind")
         if self.source_images:
@@ -392,7 +397,9 @@ class KindBackend(KubeBackend):
     def _setup_manifests(self) -> dict[str, str]:
         """Rendered once, for every apply step: the trust PEMs are made here (a new CA each time)."""
         assert self.pki is not None, "start_upstream makes the PKI first"
-        return setup_manifests(sleep_image=upstream_image.sleep_tag(), pems=gateway_trust_pems(self.pki))
+        return setup_manifests(
+            sleep_image=upstream_image.sleep_tag(), pems=gateway_trust_pems(self.pki), gateway_api=True
+        )
 
     def wait_for_seed(self) -> None:
         assert self.upstream_container is not None
@@ -718,6 +725,16 @@ def _kind_steps(n: _KindNames, act: Bind) -> list[Step]:
             timing="images",
         ),
         Step(
+            f"Install the Gateway API CRDs ({gateway_api.GATEWAY_API_VERSION}, {gateway_api.CHANNEL} channel)",
+            [
+                k + ["apply", "--server-side", "-f", str(gateway_api.crd_dir() / f"{gateway_api.CHANNEL}.yaml")],
+                k + ["wait", "--for=condition=Established", "--timeout=60s", "-f", "<the same file>"],
+            ],
+            note="from the sigs.k8s.io/gateway-api module `make istio` fetched (harness/gateway_api.py says why "
+            "experimental); before istiod starts, so it watches them from the start",
+            run=act(KindBackend.install_gateway_api),
+        ),
+        Step(
             "Install Istio with the egress gateway",
             [istioctl_install_cmd(n.istioctl_bin, n.kubeconfig, n.hub, n.tag)],
             ISTIO_OPERATOR.read_text() + "---\n" + (_source_overlay() if n.source else mesh_config_overlay()),
@@ -772,7 +789,7 @@ def _kind_steps(n: _KindNames, act: Bind) -> list[Step]:
         ),
         *(
             Step(f"Apply {fname}", [k + ["apply", "-f", "-"]], text, run=act(KindBackend.apply_setup_manifest, fname))
-            for fname, text in setup_manifests(sleep_image=sleep_image).items()
+            for fname, text in setup_manifests(sleep_image=sleep_image, gateway_api=True).items()
         ),
         seed_wait_step(k, {}, act(KindBackend.wait_for_seed)),
         first_convergence_step(k, act(KindBackend.wait_converged, FIRST_CONVERGENCE_TIMEOUT)),

@@ -29,10 +29,11 @@ from pathlib import Path
 import httpx
 
 from harness import mesh_evidence, pod_table, sites
-from harness.converge import converge, snapshot
+from harness.converge import converge, snapshot, wait_endpoints
 from harness.envoy_admin import stat_values
-from harness.errors import HarnessError, HarnessFault
+from harness.errors import HarnessError, HarnessFault, HopFailure
 from harness.exec_result import ExecResult
+from harness.gateway_api import GATEWAY_NAME_LABEL, deployed_service_host, is_deployed_gateway
 from harness.istioctl_validate import IstioctlValidator
 from harness.kube import workloads
 from harness.kube.kubectl import Kubectl, PortForward
@@ -40,8 +41,9 @@ from harness.kube.templates import render_fixture
 from harness.kube.trust import trust_values
 from harness.kube_rest import KubeRest
 from harness.sync import is_mesh_config
+from harness.trace import CONTROL_PLANE
 from harness.upstream_client import UpstreamClient
-from harness.wait import poll
+from harness.wait import WaitTimeout, poll
 
 ISTIO_NAMESPACE = "istio-system"
 ENVOY_ADMIN_PORT = 15000
@@ -119,6 +121,10 @@ class KubeBackend:
         # The running pod of each logical pod, read once: pods change only when the harness
         # redeploys one (redeploy() forgets it), and a kubectl process per read cost ~10 s a test.
         self._pods: dict[str, dict] = {}
+        # Gateway API Gateways applied and not deleted, (namespace, name): their deployed pods are
+        # proxies too (istiod's deployment controller makes them), looked up while any is applied.
+        self._gateways: set[tuple[str, str]] = set()
+        self._deployed: dict[str, dict] = {}  # "namespace/pod" → the Pod, of those deployed pods
         self._istiod: tuple[PortForward, httpx.Client] | None = None
         self._validator = IstioctlValidator(istioctl) if istioctl is not None else None
         self._api: KubeRest | None = None
@@ -157,6 +163,9 @@ class KubeBackend:
         """(namespace, pod name, application container) of a logical "namespace/name" (the one
         running, ready pod of its Deployment)."""
         spec = pod_table.PODS.get(pod)  # read now: the table is the one list of pods
+        if spec is None and pod in self._deployed:  # a deployed gateway's pod: its real name
+            namespace, name = pod.split("/", 1)
+            return namespace, name, "istio-proxy"
         if spec is None:
             raise HarnessError(f"no pod {pod!r} on this backend (pods: {', '.join(pod_table.PODS)})")
         logical_ns = pod.split("/", 1)[0]
@@ -178,7 +187,7 @@ class KubeBackend:
 
     def _pod_object(self, pod: str) -> dict:
         namespace, name, _ = self.pod_name(pod)
-        return self._pods.get(pod) or self.kubectl.json("get", "pod", "-n", namespace, name)
+        return self._pods.get(pod) or self._deployed.get(pod) or self.kubectl.json("get", "pod", "-n", namespace, name)
 
     # ---------------------------------------------------------------- manifests
     def validate(self, objs: list[dict]) -> None:
@@ -205,8 +214,13 @@ class KubeBackend:
         # istiod's sync state before the change: a NACK of it must be new against this.
         before = snapshot(self, self.convergence_timeout) if istio else None
         stored = self.api.apply(self.map_objects(objs))
+        gateways = [_gateway_key(o) for o in stored if is_deployed_gateway(o)]
+        self._gateways.update(gateways)
+        # A Gateway's deployed pod ready first: convergence then counts its proxy.
+        self._wait_deployed(present=gateways)
         if istio:
             self.wait_converged(present=[o for o in stored if is_mesh_config(o)], before=before)
+        self._wait_gateway_endpoints(gateways)
 
     def delete(self, objs: list[dict], *, wait: bool = True) -> None:
         # A cluster always waits: a later command cannot tell a pending change from a settled one.
@@ -214,8 +228,73 @@ class KubeBackend:
         istio = any(is_mesh_config(o) for o in objs)
         before = snapshot(self, self.convergence_timeout) if istio else None
         self.api.delete(mapped)
+        gone = [_gateway_key(o) for o in mapped if is_deployed_gateway(o)]
+        self._wait_deployed(absent=gone)
+        self._gateways.difference_update(gone)
         if istio:
             self.wait_converged(absent=[o for o in mapped if is_mesh_config(o)], before=before)
+
+    # ---------------------------------------------------------------- the Gateway API's deployed gateways
+    def _deployed_pods(self, namespace: str, gateway: str) -> list[dict]:
+        """The pods istiod's deployment controller made for the Gateway (by the label it sets),
+        terminating ones too."""
+        return self.kubectl.json("get", "pods", "-n", namespace, "-l", f"{GATEWAY_NAME_LABEL}={gateway}")["items"]
+
+    def _refresh_deployed(self) -> None:
+        self._deployed = {}
+        for namespace, gateway in sorted(self._gateways):
+            for p in self._deployed_pods(namespace, gateway):
+                if _ready(p) and not p["metadata"].get("deletionTimestamp"):
+                    self._deployed[f"{namespace}/{p['metadata']['name']}"] = p
+
+    def _wait_deployed(self, *, present: list[tuple[str, str]] = (), absent: list[tuple[str, str]] = ()) -> None:  # type: ignore[assignment]
+        """Each present Gateway's deployed pod running and Ready, each absent one's pods gone. The
+        Gateway's `Programmed` condition is no signal: it looks only at the Service. A deployed
+        gateway that never gets ready is the control plane's hop (istiod deploys it)."""
+        if not present and not absent:
+            return
+        started = time.monotonic()
+
+        def pending() -> list[str]:
+            out = []
+            for namespace, gateway in present:
+                pods = self._deployed_pods(namespace, gateway)
+                if not any(_ready(p) and not p["metadata"].get("deletionTimestamp") for p in pods):
+                    phases = [f"{p['metadata']['name']} {p.get('status', {}).get('phase')}" for p in pods]
+                    out.append(f"{namespace}/{gateway}: no ready pod ({', '.join(phases) or 'none yet'})")
+            for namespace, gateway in absent:
+                names = [p["metadata"]["name"] for p in self._deployed_pods(namespace, gateway)]
+                out += [f"{namespace}/{n} still there" for n in names]
+            return out
+
+        try:
+            poll(
+                "the deployed gateway of each Gateway API Gateway (istiod's Deployment)",
+                pending,
+                lambda p: not p,
+                timeout=180,
+                interval=0.5,
+                describe=lambda p: "; ".join(p),
+            )
+        except WaitTimeout as exc:
+            raise HopFailure(CONTROL_PLANE, str(exc), one_line=True) from None
+        self._refresh_deployed()
+        self.timings["deployed_gateway"] = time.monotonic() - started
+
+    def _wait_gateway_endpoints(self, gateways: list[tuple[str, str]]) -> None:
+        """Every sidecar has each Gateway's deployed pod as an endpoint (converge.wait_endpoints)."""
+        wanted = [
+            (deployed_service_host(namespace, gateway), p["status"]["podIP"])
+            for namespace, gateway in gateways
+            for key, p in self._deployed.items()
+            if p["metadata"].get("labels", {}).get(GATEWAY_NAME_LABEL) == gateway and key.startswith(f"{namespace}/")
+        ]
+        sidecars = [
+            (pod, self.proxy_admin(pod))
+            for pod in self.proxies()
+            if pod in pod_table.PODS and pod_table.PODS[pod].proxy != "router"
+        ]
+        wait_endpoints(sidecars, wanted, timeout=30)
 
     # ---------------------------------------------------------------- convergence
     def proxies(self) -> list[str]:
@@ -230,6 +309,9 @@ class KubeBackend:
             names = [c["name"] for c in spec.get("containers", []) + spec.get("initContainers", [])]
             if "istio-proxy" in names:
                 out.append(pod)
+        if self._gateways:
+            self._refresh_deployed()
+            out += list(self._deployed)
         return out
 
     def wait_converged(
@@ -349,25 +431,13 @@ class KubeBackend:
         return ExecResult(tuple(argv), result.exit_code, result.stdout, result.stderr)
 
     def deployed_gateway(self, namespace: str, gateway: str) -> str:
-        """The running pod istiod's deployment controller made for the Gateway (found by the
-        label it sets)."""
-        from harness.gateway_api import GATEWAY_NAME_LABEL
-
-        pods = (
-            self.kubectl.json(
-                "get",
-                "pods",
-                "-n",
-                namespace,
-                "-l",
-                f"{GATEWAY_NAME_LABEL}={gateway}",
-                "--field-selector=status.phase=Running",
-            ).get("items")
-            or []
-        )
-        if not pods:
-            raise HarnessError(f"no deployed gateway for Gateway {namespace}/{gateway} runs (apply the Gateway first)")
-        return f"{namespace}/{pods[0]['metadata']['name']}"
+        """The ready pod istiod's deployment controller made for the Gateway (found by the label
+        it sets), as "namespace/pod"."""
+        namespace = self.ns(namespace)
+        for key, p in self._deployed.items():
+            if key.startswith(f"{namespace}/") and p["metadata"].get("labels", {}).get(GATEWAY_NAME_LABEL) == gateway:
+                return key
+        raise HarnessError(f"no deployed gateway for Gateway {namespace}/{gateway} runs (apply the Gateway first)")
 
     def pod_address(self, pod: str) -> str:
         return self._pod_object(pod)["status"]["podIP"]
@@ -516,6 +586,16 @@ class KubeBackend:
         if self._upstream_client is not None:
             self._upstream_client.close()
             self._upstream_client = None
+
+
+def _gateway_key(obj: dict) -> tuple[str, str]:
+    meta = obj["metadata"]
+    return meta.get("namespace") or "default", meta["name"]
+
+
+def _ready(pod: dict) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
 def access_log_lines(log: str) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from functools import partial
 
-from harness.backend import GATEWAY, TEST_EGRESS_SLEEP
+from harness.backend import TEST_EGRESS_SLEEP
 from harness.checks.hop_checks import client_saw_certificate, direct_from, statuses, verify
 from harness.checks.passthrough import HOST, HTTPS_URL, STAND_IN_ISSUER, check_passthrough
 from harness.curl_result import curl_command
@@ -70,4 +70,4 @@ def run_seed_section(sc: Scenario) -> None:
     backend.redeploy(TEST_EGRESS_SLEEP, sidecar=True)
     with sc.step("with a sidecar, test-egress/sleep goes through the gateway"):
         check_passthrough(sc, requests=1, source=TEST_EGRESS_SLEEP)
-    sc.evidence.observe(gateway_peer=backend.pod_address(GATEWAY))
+    sc.evidence.observe(gateway_peer=backend.pod_address(sc.gateway))

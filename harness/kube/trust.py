@@ -4,6 +4,7 @@ values the scenario templates name them by."""
 
 from __future__ import annotations
 
+from harness import gateway_api
 from harness.kube.templates import render_fixture
 from harness.pki import RunPKI
 from harness.pod_table import GATEWAY_SPIFFE
@@ -12,7 +13,7 @@ GATEWAY_NAMESPACE = "istio-system"
 # The namespace of the seed's Gateway API Gateway, where istiod deploys its gateway: Istio reads a
 # DestinationRule's credentialName from the namespace of the proxy that uses it, so the same
 # Secrets are there too for the Gateway API's origination.
-GATEWAY_API_NAMESPACE = "default"
+GATEWAY_API_NAMESPACE = gateway_api.SEED_NAMESPACE
 TRUST_NAMES = {"trust": "edition-cnn-com-ca", "wrong_trust": "untrusted-ca", "client": "edition-cnn-com-client"}
 # What a dry-run plan shows where a PEM is made at run time.
 PEM = "<PEM: {} (made at run time)>"

@@ -26,7 +26,8 @@ from pathlib import Path
 
 from harness import gateway_api, sites, watchdog
 from harness.console import say as _say_to_stderr
-from harness.errors import HarnessError, HarnessFault, HopFailure, ProcessExited
+from harness.converge import wait_endpoints
+from harness.errors import HarnessError, HarnessFault, ProcessExited
 from harness.exec_result import ExecResult
 from harness.gateway_api import GATEWAY_NAME_LABEL, deployed_service_host, is_deployed_gateway
 from harness.istio_binaries import IstioBinaries
@@ -49,9 +50,8 @@ from harness.pod_table import GATEWAY_POD, PODS, PodSpec, namespaces
 from harness.stand_in import CONTROL_TOKEN_ENV, UPSTREAM_PORTS, site_certificates, upstream_command
 from harness.sync import is_mesh_config
 from harness.system_packages import find_command
-from harness.trace import CONTROL_PLANE
 from harness.upstream_client import UpstreamClient
-from harness.wait import WaitTimeout, poll
+from harness.wait import poll
 
 REQUIRED_COMMANDS = {
     "ip": "iproute2",
@@ -274,6 +274,8 @@ class LocalMesh:
                 container=spec.container,
             )
             self.pods[pod.key] = pod
+            if self._policies:  # a pod made while NetworkPolicy is in force is under it at once
+                self._sync_policies()
             return pod
 
     def remove_pod(self, pod: Pod) -> None:
@@ -560,9 +562,8 @@ class LocalMesh:
             self.convergence.wait(absent=pending, before=before)
 
     def _wait_gateway_endpoints(self, present: list[dict]) -> None:
-        """Every sidecar has the deployed gateway's pod as a healthy endpoint of its Service.
-        The EndpointSlice controller writes the slice once the pod is Ready, on its own time, and
-        istiod's endpoint informer is not the marker's: the converged config can still lack it."""
+        """Every sidecar has the deployed gateway's pod as a healthy endpoint of its Service
+        (converge.wait_endpoints)."""
         wanted = []
         for o in present:
             if is_deployed_gateway(o):
@@ -571,41 +572,10 @@ class LocalMesh:
                 wanted += [(host, p.address) for p in self.node_agent.pods(ns, {GATEWAY_NAME_LABEL: name})]
         if not wanted:
             return
-        sidecars = [p for p in self.proxies() if p.spec.kind == "sidecar"]
-
-        def host_of_interest(cluster: str) -> bool:
-            return any(cluster.endswith(f"|{host}") for host, _ in wanted)
-
-        def missing() -> list[str]:
-            """Per sidecar, each port's cluster of the gateway's Service that lacks its pod (one
-            cluster per Service port: all of them, not only the status port's)."""
-            out = []
-            for proxy in sidecars:
-                clusters: dict[str, set[str]] = {}
-                for c in proxy.admin.clusters_json().get("cluster_statuses", []):
-                    if host_of_interest(c.get("name", "")):
-                        clusters[c["name"]] = {
-                            ((h.get("address") or {}).get("socket_address") or {}).get("address", "")
-                            for h in c.get("host_statuses", [])
-                            if (h.get("health_status") or {}).get("eds_health_status", "HEALTHY") == "HEALTHY"
-                        }
-                for host, address in wanted:
-                    mine = {name: hosts for name, hosts in clusters.items() if name.endswith(f"|{host}")}
-                    lacking = [name for name, hosts in mine.items() if address not in hosts] or ([] if mine else [host])
-                    out += [f"{proxy.spec.namespace}/{proxy.spec.pod_name}: {address} in {name}" for name in lacking]
-            return out
-
-        try:
-            poll(
-                "each sidecar to have the deployed gateway's pod as an endpoint (EndpointSlice → istiod → EDS)",
-                missing,
-                ok=lambda m: not m,
-                timeout=15,
-                interval=0.05,
-                describe=lambda m: f"missing: {'; '.join(m)}",
-            )
-        except WaitTimeout as exc:  # the objects are stored: not distributing them is the mesh's fault
-            raise HopFailure(CONTROL_PLANE, str(exc), one_line=True) from None
+        sidecars = [
+            (f"{p.spec.namespace}/{p.spec.pod_name}", p.admin) for p in self.proxies() if p.spec.kind == "sidecar"
+        ]
+        wait_endpoints(sidecars, wanted, timeout=15)
 
     def _wait_deployed(self, *, present: list[dict] = (), absent: list[dict] = ()) -> None:  # type: ignore[assignment]
         """A Gateway API Gateway's deployed gateway (istiod's Deployment, run by the node agent):
@@ -630,7 +600,9 @@ class LocalMesh:
     # ---------------------------------------------------------------- NetworkPolicy, namespaces, pods
     def _sync_policies(self) -> None:
         pods = [netpol.PodInfo(p.namespace, p.name, p.address, p.labels, p.hub_ifname) for p in self.pods.values()]
-        rules = netpol.render_rules(list(self._policies.values()), pods, self.namespace_labels)
+        # As the API server does, every namespace carries its name as kubernetes.io/metadata.name.
+        labels = {ns: {netpol.NAMESPACE_NAME_LABEL: ns, **own} for ns, own in self.namespace_labels.items()}
+        rules = netpol.render_rules(list(self._policies.values()), pods, labels)
         (self.log_dir / "hub-iptables.rules").write_text(rules)
         result = self.fabric.hub.exec(["iptables-restore"], input=rules)
         if not result.ok:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from harness.errors import HarnessError
 
 CHAIN = "EH-NETPOL"
+# The label the API server sets on every namespace (immutable), which policies may select.
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,7 @@ run has no network to download them), one concatenated YAML per channel.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 from pathlib import Path
 
 import yaml
@@ -120,23 +118,12 @@ def crd_file(channel: str = CHANNEL) -> Path:
 
 
 def _module_dir() -> Path:
-    from harness.istio_binaries import _go, cache_root
+    from harness.istio_binaries import download_module
 
-    cache_root().mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(
-        [_go(), "mod", "download", "-json", f"{MODULE}@{GATEWAY_API_VERSION}"],
-        capture_output=True,
-        text=True,
-        cwd=cache_root(),
-    )
-    try:
-        info = json.loads(proc.stdout)
-    except json.JSONDecodeError:
-        info = {"Error": proc.stderr.strip() or "no output"}
-    if info.get("Error") or proc.returncode != 0:
-        first = (info.get("Error") or proc.stderr or "no output").strip().splitlines()[0]
+    path, first = download_module(MODULE, GATEWAY_API_VERSION)
+    if path is None:
         raise HarnessError(f"the Go module proxy does not serve {MODULE}@{GATEWAY_API_VERSION}: {first}")
-    return Path(info["Dir"])
+    return path
 
 
 def channel_yaml(module_dir: Path, channel: str) -> str:

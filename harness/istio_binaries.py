@@ -86,25 +86,31 @@ def _go() -> str:
     return go
 
 
-def _module_dir(release: IstioRelease) -> Path:
-    """Download the module source (for the bootstrap template and VERSION) and return its directory."""
+def download_module(module: str, version: str) -> tuple[Path | None, str]:
+    """`go mod download -json module@version` into Go's module cache: (its directory, "") or
+    (None, the first line of the module proxy's refusal)."""
+    cache_root().mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(
-        [_go(), "mod", "download", "-json", f"{ISTIO_MODULE}@{release.module_version}"],
-        capture_output=True,
-        text=True,
-        cwd=cache_root(),
+        [_go(), "mod", "download", "-json", f"{module}@{version}"], capture_output=True, text=True, cwd=cache_root()
     )
     try:
         info = json.loads(proc.stdout)
     except json.JSONDecodeError:
         info = {"Error": proc.stderr.strip() or "no output"}
     if info.get("Error") or proc.returncode != 0:
-        first = (info.get("Error") or proc.stderr).strip().splitlines()[0]
+        return None, (info.get("Error") or proc.stderr or "no output").strip().splitlines()[0]
+    return Path(info["Dir"]), ""
+
+
+def _module_dir(release: IstioRelease) -> Path:
+    """Download the module source (for the bootstrap template and VERSION) and return its directory."""
+    path, first = download_module(ISTIO_MODULE, release.module_version)
+    if path is None:
         raise HarnessError(
             f"Istio {release.name}: the Go module proxy does not serve {ISTIO_MODULE}@{release.module_version} ({first}); "
             f"pick a version from 'python -m harness.istio_binaries --list'"
         )
-    return Path(info["Dir"])
+    return path
 
 
 def _build(release: IstioRelease, dest: Path) -> None:

@@ -204,87 +204,85 @@ class KubeControlPlane:
             kubeconfig_text(f"https://127.0.0.1:{self.forwarder.local_port}", c.ca.cert_path, admin_cert, admin_key)
         )
 
+    def _process(self, name: str, argv: list[str]) -> ManagedProcess:
+        """One of the control plane's processes: in its network namespace, with a pod's PATH (not
+        the user's environment), logging to <name>.log in the mesh's logs."""
+        assert self.netns is not None
+        return ManagedProcess(
+            name, self.netns.wrap(argv), self.log_dir / f"{name}.log", env={"PATH": POD_PATH}, cwd=self.workdir
+        )
+
     def _start_processes(self, state: RunState) -> None:
         assert self.netns is not None and self.certs is not None
-        c, netns = self.certs, self.netns
+        c = self.certs
         client_url = f"https://127.0.0.1:{ETCD_CLIENT_PORT}"
         peer_url = f"http://127.0.0.1:{ETCD_PEER_PORT}"
-        self.etcd = ManagedProcess(
+        self.etcd = self._process(
             "etcd",
-            netns.wrap(
-                [
-                    str(self.etcd_bin),
-                    "--name=local",
-                    f"--data-dir={self.data_dir}",
-                    f"--listen-client-urls={client_url}",
-                    f"--advertise-client-urls={client_url}",
-                    f"--listen-peer-urls={peer_url}",
-                    f"--initial-advertise-peer-urls={peer_url}",
-                    f"--initial-cluster=local={peer_url}",
-                    "--initial-cluster-state=new",
-                    f"--cert-file={c.path('etcd.pem')}",
-                    f"--key-file={c.path('etcd.key')}",
-                    "--client-cert-auth",
-                    f"--trusted-ca-file={c.ca.cert_path}",
-                    "--unsafe-no-fsync",
-                    "--log-level=warn",
-                ]
-            ),
-            self.log_dir / "etcd.log",
-            env={"PATH": POD_PATH},
-            cwd=self.workdir,
+            [
+                str(self.etcd_bin),
+                "--name=local",
+                f"--data-dir={self.data_dir}",
+                f"--listen-client-urls={client_url}",
+                f"--advertise-client-urls={client_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=local={peer_url}",
+                "--initial-cluster-state=new",
+                f"--cert-file={c.path('etcd.pem')}",
+                f"--key-file={c.path('etcd.key')}",
+                "--client-cert-auth",
+                f"--trusted-ca-file={c.ca.cert_path}",
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+            ],
         )
         self.etcd.start(state)
-        self.apiserver = ManagedProcess(
+        self.apiserver = self._process(
             "kube-apiserver",
-            netns.wrap(
-                [
-                    str(self.apiserver_bin),
-                    f"--etcd-servers={client_url}",
-                    f"--etcd-cafile={c.ca.cert_path}",
-                    f"--etcd-certfile={c.path('etcd-client.pem')}",
-                    f"--etcd-keyfile={c.path('etcd-client.key')}",
-                    "--bind-address=127.0.0.1",
-                    "--advertise-address=127.0.0.1",
-                    f"--secure-port={API_PORT}",
-                    f"--tls-cert-file={c.path('apiserver-chain.pem')}",
-                    f"--tls-private-key-file={c.path('apiserver.key')}",
-                    f"--client-ca-file={c.ca.cert_path}",
-                    "--authorization-mode=AlwaysAllow",
-                    # Said, not implied: AlwaysAllow turns anonymous requests off today, but a
-                    # request without a client certificate must stay a 401 whatever the mode.
-                    "--anonymous-auth=false",
-                    f"--service-cluster-ip-range={SERVICE_CIDR}",
-                    "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-                    f"--service-account-key-file={c.path('sa.pub')}",
-                    f"--service-account-signing-key-file={c.path('sa.key')}",
-                    # One API server, no controller-manager: no lease-based endpoint reconciliation to wait for.
-                    "--endpoint-reconciler-type=none",
-                    # PriorityClasses are for a scheduler, and none runs here; their bootstrap
-                    # post-start hook retries on a 1 s period and held /readyz back by a second
-                    # (1.44 s instead of 2.6 s to ready). The Priority admission plugin watches
-                    # them, so it goes too.
-                    "--runtime-config=scheduling.k8s.io/v1=false",
-                    "--disable-admission-plugins=Priority",
-                    # Lists and watches straight from etcd: a resource's watch cache is built on its
-                    # first request, and istiod's informers make that first request for every Istio
-                    # resource at once; istiod's caches synced 0.6 s sooner (1.8-2.0 s against
-                    # 2.5-3.4 s at load 5 on two cores). For one API server with a handful of clients
-                    # the cache buys nothing, and its semantics are the same for clients.
-                    "--watch-cache=false",
-                    "--profiling=false",
-                    # The node agent's port-forward endpoint (pod-streams), verified as kubeadm sets it up.
-                    f"--kubelet-client-certificate={c.path('apiserver-kubelet-client.pem')}",
-                    f"--kubelet-client-key={c.path('apiserver-kubelet-client.key')}",
-                    f"--kubelet-certificate-authority={c.ca.cert_path}",
-                    "--kubelet-preferred-address-types=InternalIP",
-                    f"--cert-dir={self.workdir / 'apiserver-certs'}",
-                    "--v=1",
-                ]
-            ),
-            self.log_dir / "kube-apiserver.log",
-            env={"PATH": POD_PATH},
-            cwd=self.workdir,
+            [
+                str(self.apiserver_bin),
+                f"--etcd-servers={client_url}",
+                f"--etcd-cafile={c.ca.cert_path}",
+                f"--etcd-certfile={c.path('etcd-client.pem')}",
+                f"--etcd-keyfile={c.path('etcd-client.key')}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={API_PORT}",
+                f"--tls-cert-file={c.path('apiserver-chain.pem')}",
+                f"--tls-private-key-file={c.path('apiserver.key')}",
+                f"--client-ca-file={c.ca.cert_path}",
+                "--authorization-mode=AlwaysAllow",
+                # Said, not implied: AlwaysAllow turns anonymous requests off today, but a
+                # request without a client certificate must stay a 401 whatever the mode.
+                "--anonymous-auth=false",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={c.path('sa.pub')}",
+                f"--service-account-signing-key-file={c.path('sa.key')}",
+                # One API server, no controller-manager: no lease-based endpoint reconciliation to wait for.
+                "--endpoint-reconciler-type=none",
+                # PriorityClasses are for a scheduler, and none runs here; their bootstrap
+                # post-start hook retries on a 1 s period and held /readyz back by a second
+                # (1.44 s instead of 2.6 s to ready). The Priority admission plugin watches
+                # them, so it goes too.
+                "--runtime-config=scheduling.k8s.io/v1=false",
+                "--disable-admission-plugins=Priority",
+                # Lists and watches straight from etcd: a resource's watch cache is built on its
+                # first request, and istiod's informers make that first request for every Istio
+                # resource at once; istiod's caches synced 0.6 s sooner (1.8-2.0 s against
+                # 2.5-3.4 s at load 5 on two cores). For one API server with a handful of clients
+                # the cache buys nothing, and its semantics are the same for clients.
+                "--watch-cache=false",
+                "--profiling=false",
+                # The node agent's port-forward endpoint (pod-streams), verified as kubeadm sets it up.
+                f"--kubelet-client-certificate={c.path('apiserver-kubelet-client.pem')}",
+                f"--kubelet-client-key={c.path('apiserver-kubelet-client.key')}",
+                f"--kubelet-certificate-authority={c.ca.cert_path}",
+                "--kubelet-preferred-address-types=InternalIP",
+                f"--cert-dir={self.workdir / 'apiserver-certs'}",
+                "--v=1",
+            ],
         )
         self.apiserver.start(state)
 
@@ -295,24 +293,19 @@ class KubeControlPlane:
         agent (node_agent.py) binds and runs the Pods. Started after the mesh's cold start:
         nothing of the seed's pods depends on it."""
         assert self.netns is not None and self.certs is not None
-        self.controller_manager = ManagedProcess(
+        self.controller_manager = self._process(
             "kube-controller-manager",
-            self.netns.wrap(
-                [
-                    str(self.controller_manager_bin),
-                    f"--kubeconfig={self.inside_kubeconfig}",
-                    f"--controllers={','.join(CONTROLLERS)}",
-                    "--leader-elect=false",
-                    # No serving port: nothing scrapes it, and it would need its own certificates.
-                    "--secure-port=0",
-                    f"--root-ca-file={self.certs.ca.cert_path}",
-                    "--concurrent-deployment-syncs=2",
-                    "--v=1",
-                ]
-            ),
-            self.log_dir / "kube-controller-manager.log",
-            env={"PATH": POD_PATH},
-            cwd=self.workdir,
+            [
+                str(self.controller_manager_bin),
+                f"--kubeconfig={self.inside_kubeconfig}",
+                f"--controllers={','.join(CONTROLLERS)}",
+                "--leader-elect=false",
+                # No serving port: nothing scrapes it, and it would need its own certificates.
+                "--secure-port=0",
+                f"--root-ca-file={self.certs.ca.cert_path}",
+                "--concurrent-deployment-syncs=2",
+                "--v=1",
+            ],
         )
         self.controller_manager.start(state)
 
@@ -320,21 +313,16 @@ class KubeControlPlane:
         assert self.netns is not None and self.certs is not None
         c = self.certs
         self.publish_pods({})
-        self.pod_streams = ManagedProcess(
+        self.pod_streams = self._process(
             "pod-streams",
-            self.netns.wrap(
-                [
-                    str(self.pod_streams_bin),
-                    f"--listen={NODE_ADDRESS}:{KUBELET_PORT}",
-                    f"--cert={c.path('kubelet-chain.pem')}",
-                    f"--key={c.path('kubelet.key')}",
-                    f"--client-ca={c.ca.cert_path}",
-                    f"--pods={self.pods_file}",
-                ]
-            ),
-            self.log_dir / "pod-streams.log",
-            env={"PATH": POD_PATH},
-            cwd=self.workdir,
+            [
+                str(self.pod_streams_bin),
+                f"--listen={NODE_ADDRESS}:{KUBELET_PORT}",
+                f"--cert={c.path('kubelet-chain.pem')}",
+                f"--key={c.path('kubelet.key')}",
+                f"--client-ca={c.ca.cert_path}",
+                f"--pods={self.pods_file}",
+            ],
         )
         self.pod_streams.start(state)
 

@@ -9,6 +9,7 @@ from harness.checks import baseline
 STAGES = ["http/gateway", "origination/simple", "passthrough/gateway"]
 
 
+@pytest.mark.gateway_api
 @pytest.mark.parametrize("stage", STAGES)
 def test_delete_returns_to_baseline(scenario, mode, stage):
     scenario.apply(stage)

@@ -15,6 +15,7 @@ def test_gateway_certificate_has_spiffe_san(scenario, mode):
     checks.check_gateway_certificate(scenario)
 
 
+@pytest.mark.gateway_api
 def test_openssl_s_client_shows_stand_in_chain(scenario, mode):
     scenario.apply("passthrough/gateway")
     checks.check_openssl_s_client(scenario)

@@ -551,7 +551,8 @@ class KubeBackend:
             body = json.loads(self.pilot_agent_request(pod, path) or "{}")
             return stat_values(body) if path.startswith("stats") else body
 
-        for pod in pod_table.PODS:
+        # The pod table's pods and the deployed gateways of the Gateway API Gateways still applied.
+        for pod in [*pod_table.PODS, *self._deployed]:
             d = mesh_evidence.save_proxy(
                 directory,
                 pod,

@@ -7,32 +7,46 @@ from harness.backend import GATEWAY, SLEEP
 from harness.checks.hop_checks import refused_by_sidecar, statuses, verify
 from harness.checks.http_gateway import URL
 from harness.curl_result import curl_command
-from harness.errors import HopFailure
+from harness.errors import HarnessError, HopFailure
 from harness.scenario import Scenario
-from harness.trace import SIDECAR_GATEWAY
+from harness.trace import SIDECAR_GATEWAY, Trace
 
 SCENARIO_LISTENER_PORTS = (8080, 8443)  # what Gateway servers on 80/443 become on the gateway pod
+# A Gateway API listener is bound on its own port in the pod istiod deploys (the kube-gateway
+# template lets uid 1337 bind low ports).
+GATEWAY_API_LISTENER_PORTS = (80, 443)
 
 
-def gateway_scenario_listeners(sc: Scenario) -> list[str]:
-    ports = sc.backend.proxy_admin(GATEWAY).listener_addresses()
-    return sorted(name for name, (_, port) in ports.items() if port in SCENARIO_LISTENER_PORTS)
+def gateway_scenario_listeners(sc: Scenario, gateway: str = GATEWAY) -> list[str]:
+    ports = sc.backend.proxy_admin(gateway).listener_addresses()
+    wanted = GATEWAY_API_LISTENER_PORTS if gateway != GATEWAY else SCENARIO_LISTENER_PORTS
+    return sorted(name for name, (_, port) in ports.items() if port in wanted)
 
 
 def check_gateway_carries(sc: Scenario) -> list[str]:
-    listeners = gateway_scenario_listeners(sc)
+    """The mode's gateway has a listener for the stage's Gateway (in the Gateway API: the pod
+    istiod deployed for it); the listeners, for check_baseline."""
+    listeners = gateway_scenario_listeners(sc, sc.gateway)
     if not listeners:
         raise HopFailure(SIDECAR_GATEWAY, "the gateway has no listener for the scenario's Gateway server")
     return listeners
 
 
 def check_baseline(sc: Scenario, listeners_before: list[str]) -> None:
-    """No scenario listener left on the gateway; a request to edition.cnn.com is refused by the
-    sidecar (502, REGISTRY_ONLY's block_all), passes no gateway and reaches no stand-in."""
-    left = gateway_scenario_listeners(sc)
+    """No scenario listener left on the gateway (in the Gateway API: no deployed gateway left at
+    all); a request to edition.cnn.com is refused by the sidecar (502, REGISTRY_ONLY's
+    block_all), passes no gateway and reaches no stand-in."""
+    if sc.mode.api == "gateway-api":
+        try:
+            left = [f"deployed gateway {sc.gateway} still runs"]
+        except HarnessError:  # no deployed gateway for the Gateway: what a delete must leave
+            left = []
+    else:
+        left = gateway_scenario_listeners(sc)
     if left:
         raise HopFailure(SIDECAR_GATEWAY, f"after delete the gateway still carries {left}")
-    t = sc.trace(SLEEP, "curl-after-delete")
+    # Traced against istio-egressgateway: the only gateway left, which must see nothing either.
+    t = Trace(sc.backend, sc.evidence, SLEEP, "curl-after-delete", []).begin()
     t.run(curl_command(URL, follow=False))
     # REGISTRY_ONLY with no ServiceEntry: the sidecar answers 502 itself (Istio's block_all route).
     verify(t, statuses([502]), refused_by_sidecar())

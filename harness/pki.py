@@ -192,12 +192,19 @@ class CertAuthority:
         return self._issue(file_stem, subject, sans, [ExtendedKeyUsageOID.SERVER_AUTH])
 
     def issue_client(
-        self, file_stem: str, common_name: str, dns_names: Sequence[str] = (), uris: Sequence[str] = ()
+        self,
+        file_stem: str,
+        common_name: str,
+        dns_names: Sequence[str] = (),
+        uris: Sequence[str] = (),
+        organization: str | None = None,
     ) -> Issued:
-        """A TLS client certificate (for mutual TLS origination to the stand-in upstream)."""
+        """A TLS client certificate (for mutual TLS origination to the stand-in upstream; with an
+        `organization`, a Kubernetes user's group, for the API server)."""
         sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
         sans += [x509.UniformResourceIdentifier(u) for u in uris]
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        names = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization)] if organization else []
+        subject = x509.Name([*names, x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
         return self._issue(file_stem, subject, sans, [ExtendedKeyUsageOID.CLIENT_AUTH])
 
     def issue_workload(

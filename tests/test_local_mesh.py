@@ -386,3 +386,28 @@ def _alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_a_gateway_without_the_rolebinding_is_refused_its_client_certificate(mesh):
+    """The local API server authorizes by RBAC: mutual origination in the Gateway API without the
+    doc's Role/RoleBinding leaves the deployed gateway without its client certificate (istiod's
+    SubjectAccessReview is refused), so the stand-in's mTLS port refuses the gateway: 503, and
+    istiod says why. A Gateway of its own name: istiod caches a ServiceAccount's answer (a
+    refusal 1 minute, an allowance 5), which must not decide the suites' positive test."""
+    from harness import gateway_api
+    from harness.manifests import render
+
+    objs = render("origination/mutual", mode="gateway-api-plaintext", trust=mesh.upstream_trust())
+    objs = [o for o in objs if o["kind"] not in ("Role", "RoleBinding")]
+    objs = json.loads(json.dumps(objs).replace(gateway_api.SEED_GATEWAY, "cnn-egress-unbound"))
+    mesh.apply(objs)
+    try:
+        mark = mesh.upstream().mark()
+        res = mesh.exec(SLEEP, ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", URL])
+        assert res.stdout.strip() == "503", (res.stdout, res.stderr)
+        conns = [c for c in mesh.upstream().wait_for_connections(1, since=mark) if c.listener == "mtls"]
+        assert conns and all(c.handshake_error for c in conns), [c.summary() for c in conns]
+        log = mesh.istiod.process.log_path.read_text()
+        assert "cnn-egress-unbound-istio/default is not authorized to read secrets" in log, log[-2000:]
+    finally:
+        mesh.delete(objs)

@@ -12,10 +12,11 @@ What runs, and where:
   so it goes with the run. `--unsafe-no-fsync`: the data is thrown away with the run anyway.
 - Certificates come from a CA of the run's own (harness/pki.py), as kubeadm makes one cluster CA:
   the API server's serving cert (127.0.0.1, kubernetes.default.svc…), etcd's serving cert, and an
-  admin client cert, and kubeadm's kubelet pair. Authorization is AlwaysAllow: the only clients
-  are the harness, istiod and the user's own kubectl on this machine; no controller-manager,
-  scheduler or kubelet runs (the harness is the node agent of its network-namespace pods,
-  kube_registry.py). The one kubelet part that runs is its port-forward endpoint: pod-streams
+  admin client cert (group system:masters), and kubeadm's kubelet pair. Authorization is RBAC,
+  as on a cluster: the harness, istiod, the controller-manager and the user's kubectl are the
+  admin, and what istiod asks for a gateway (may its ServiceAccount list the Secrets of its
+  namespace?, a SubjectAccessReview) is answered by Roles, so a missing RoleBinding refuses a
+  gateway its credentialName. No scheduler or kubelet runs (the node agent, node_agent.py). The one kubelet part that runs is its port-forward endpoint: pod-streams
   (pod_streams/main.go) on the node's 127.0.0.1:10250, so `kubectl port-forward` and istioctl's
   proxy-status and proxy-config work as on a cluster.
 - A new etcd holds only what kube-apiserver bootstraps; Istio's 15 CRDs take seconds to install
@@ -119,7 +120,9 @@ class KubeCerts:
         )
         ca.issue_server("etcd", ["localhost"], ips=["127.0.0.1"])
         ca.issue_client("etcd-client", "kube-apiserver-etcd-client")
-        ca.issue_client("admin", "egress-harness-admin")
+        # The API server authorizes by RBAC: the admin (the harness, istiod, the controller-manager
+        # and the user's kubectl) is in system:masters, as kubeadm's admin.conf is.
+        ca.issue_client("admin", "egress-harness-admin", organization="system:masters")
         # kubeadm's pair for the API server → kubelet hop: pod-streams serves with the first and
         # accepts only the second (by its CommonName: the CA signs the admin's certificate too).
         ca.issue_server("kubelet", ["localhost"], ips=[NODE_ADDRESS])
@@ -252,9 +255,8 @@ class KubeControlPlane:
                 f"--tls-cert-file={c.path('apiserver-chain.pem')}",
                 f"--tls-private-key-file={c.path('apiserver.key')}",
                 f"--client-ca-file={c.ca.cert_path}",
-                "--authorization-mode=AlwaysAllow",
-                # Said, not implied: AlwaysAllow turns anonymous requests off today, but a
-                # request without a client certificate must stay a 401 whatever the mode.
+                "--authorization-mode=RBAC",
+                # Said, not implied: a request without a client certificate is a 401.
                 "--anonymous-auth=false",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",

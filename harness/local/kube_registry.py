@@ -35,6 +35,7 @@ from harness.kube.kubectl import Kubectl
 from harness.kube.trust import GATEWAY_API_NAMESPACE, GATEWAY_NAMESPACE, trust_secrets_yaml, trust_values
 from harness.kube_rest import FIELD_MANAGER, KubeRest
 from harness.local.apiserver import KUBELET_PORT, NODE_ADDRESS, KubeControlPlane
+from harness.pod_table import GATEWAY_POD
 from harness.sync import ISTIO_KINDS
 from harness.wait import poll
 
@@ -232,6 +233,7 @@ class KubeRegistry:
         """The credentialName Secrets in istio-system (the kind and cluster backends' fixture,
         fixtures/kind/trust-secrets.yaml.j2) and in the namespace of the Gateway API's deployed
         gateway, and the `trust` values that name them."""
+        self._grant_gateway_secrets()
         for namespace in (GATEWAY_NAMESPACE, GATEWAY_API_NAMESPACE):
             # Server-side apply over REST, like the other objects the harness itself keeps: a
             # kubectl process would cost more than the writes.
@@ -240,6 +242,28 @@ class KubeRegistry:
                     meta = secret["metadata"]
                     self._ssa(f"/api/v1/namespaces/{meta['namespace']}/secrets/{meta['name']}", secret)
         return trust_values()
+
+    def _grant_gateway_secrets(self) -> None:
+        """istio-egressgateway's Role on the Secrets of its namespace, as the gateway chart grants
+        it (manifests/charts/gateway/templates/role.yaml): istiod serves a credentialName only to a
+        proxy whose ServiceAccount may list them (a SubjectAccessReview, with RBAC on)."""
+        ns, name = GATEWAY_POD.namespace, GATEWAY_POD.service_account
+        role = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": name, "namespace": ns},
+            "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "watch", "list"]}],
+        }
+        binding = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": name, "namespace": ns},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}],
+        }
+        rbac = "/apis/rbac.authorization.k8s.io/v1/namespaces"
+        self._ssa(f"{rbac}/{ns}/roles/{name}", role)
+        self._ssa(f"{rbac}/{ns}/rolebindings/{name}", binding)
 
     # ------------------------------------------------------------ pods
     def register_pod(

@@ -129,7 +129,13 @@ def converge(
     return time.monotonic() - started
 
 
-def endpoints_missing(sidecars: Sequence[tuple[str, object]], wanted: Sequence[tuple[str, str]]) -> list[str]:
+class ClusterStatuses(Protocol):
+    """What endpoints_missing reads of a sidecar: Envoy's /clusters?format=json (EnvoyAdmin)."""
+
+    def clusters_json(self) -> dict: ...
+
+
+def endpoints_missing(sidecars: Sequence[tuple[str, ClusterStatuses]], wanted: Sequence[tuple[str, str]]) -> list[str]:
     """For each (name, EnvoyAdmin) sidecar, every (service host, pod address) of `wanted` that is not
     a healthy endpoint of each of the sidecar's clusters of that host (one cluster per Service
     port: all of them). A deployed gateway's pod reaches the sidecars by the EndpointSlice
@@ -137,7 +143,7 @@ def endpoints_missing(sidecars: Sequence[tuple[str, object]], wanted: Sequence[t
     out = []
     for name, admin in sidecars:
         clusters: dict[str, set[str]] = {}
-        for c in admin.clusters_json().get("cluster_statuses", []):  # type: ignore[attr-defined]
+        for c in admin.clusters_json().get("cluster_statuses", []):
             if any(c.get("name", "").endswith(f"|{host}") for host, _ in wanted):
                 clusters[c["name"]] = {
                     ((h.get("address") or {}).get("socket_address") or {}).get("address", "")
@@ -151,7 +157,9 @@ def endpoints_missing(sidecars: Sequence[tuple[str, object]], wanted: Sequence[t
     return out
 
 
-def wait_endpoints(sidecars: Sequence[tuple[str, object]], wanted: Sequence[tuple[str, str]], timeout: float) -> None:
+def wait_endpoints(
+    sidecars: Sequence[tuple[str, ClusterStatuses]], wanted: Sequence[tuple[str, str]], timeout: float
+) -> None:
     """Until endpoints_missing() is empty; a timeout is the control plane's (the objects are
     stored: not distributing them is the mesh's fault)."""
     if not wanted:

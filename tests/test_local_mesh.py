@@ -22,7 +22,7 @@ from harness.checks.http_gateway import URL
 from harness.curl_result import CurlResult, curl_command
 from harness.errors import ConfigRejected, HarnessError, ManifestRejected
 from harness.evidence import Evidence
-from harness.local.runstate import STATE_ROOT
+from harness.local.runstate import STATE_ROOT, pid_alive, proc_start_time
 from harness.scenario import Scenario
 from tests.helpers.expect import eventually
 
@@ -358,13 +358,13 @@ def test_deleting_a_gateway_api_gateway_leaves_nothing_of_it(mesh):
     try:
         [pod] = mesh.node_agent.pods("default", {gateway_api.GATEWAY_NAME_LABEL: gateway_api.SEED_GATEWAY})
         assert pod.proxy is not None and pod.proxy.process is not None and pod.proxy.process.popen is not None
-        pids = [pod.proxy.process.popen.pid]
+        pids = [(pod.proxy.process.popen.pid, proc_start_time(pod.proxy.process.popen.pid))]
         netns = Path("/var/run/netns", pod.netns.name)
-        assert netns.exists() and all(_alive(p) for p in pids)
+        assert netns.exists() and all(pid_alive(*p) for p in pids)
     finally:
         sc.delete_all()
     assert pod.key not in mesh.pods and not netns.exists()
-    assert not [p for p in pids if _alive(p)], f"processes of the deleted gateway's pod still run: {pids}"
+    assert not [p for p in pids if pid_alive(*p)], f"processes of the deleted gateway's pod still run: {pids}"
     kubectl = mesh.registry.kubectl
 
     def gone() -> list[str]:
@@ -378,14 +378,6 @@ def test_deleting_a_gateway_api_gateway_leaves_nothing_of_it(mesh):
         return sorted(set(left))
 
     eventually("the deleted Gateway's objects to be gone", gone, lambda left: not left, timeout=20)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_a_gateway_without_the_rolebinding_is_refused_its_client_certificate(mesh):

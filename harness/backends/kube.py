@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
@@ -121,10 +121,11 @@ class KubeBackend:
         # The running pod of each logical pod, read once: pods change only when the harness
         # redeploys one (redeploy() forgets it), and a kubectl process per read cost ~10 s a test.
         self._pods: dict[str, dict] = {}
-        # Gateway API Gateways applied and not deleted, (namespace, name): their deployed pods are
-        # proxies too (istiod's deployment controller makes them), looked up while any is applied.
-        self._gateways: set[tuple[str, str]] = set()
-        self._deployed: dict[str, dict] = {}  # "namespace/pod" → the Pod, of those deployed pods
+        # The ready pods istiod's deployment controller made for the Gateway API Gateways applied,
+        # "namespace/pod" → the Pod: proxies too. Read when a Gateway's apply or delete settles
+        # (_wait_deployed), as _pods is read once: nothing else changes them.
+        self._gateways: set[tuple[str, str]] = set()  # (namespace, name) of those Gateways
+        self._deployed: dict[str, dict] = {}
         self._istiod: tuple[PortForward, httpx.Client] | None = None
         self._validator = IstioctlValidator(istioctl) if istioctl is not None else None
         self._api: KubeRest | None = None
@@ -229,8 +230,8 @@ class KubeBackend:
         before = snapshot(self, self.convergence_timeout) if istio else None
         self.api.delete(mapped)
         gone = [_gateway_key(o) for o in mapped if is_deployed_gateway(o)]
-        self._wait_deployed(absent=gone)
         self._gateways.difference_update(gone)
+        self._wait_deployed(absent=gone)
         if istio:
             self.wait_converged(absent=[o for o in mapped if is_mesh_config(o)], before=before)
 
@@ -247,7 +248,17 @@ class KubeBackend:
                 if _ready(p) and not p["metadata"].get("deletionTimestamp"):
                     self._deployed[f"{namespace}/{p['metadata']['name']}"] = p
 
-    def _wait_deployed(self, *, present: list[tuple[str, str]] = (), absent: list[tuple[str, str]] = ()) -> None:  # type: ignore[assignment]
+    def _deployed_for(self, namespace: str, gateway: str) -> dict[str, dict]:
+        """Of the ready deployed pods, those of one Gateway."""
+        return {
+            key: p
+            for key, p in self._deployed.items()
+            if key.startswith(f"{namespace}/") and p["metadata"].get("labels", {}).get(GATEWAY_NAME_LABEL) == gateway
+        }
+
+    def _wait_deployed(
+        self, *, present: Sequence[tuple[str, str]] = (), absent: Sequence[tuple[str, str]] = ()
+    ) -> None:
         """Each present Gateway's deployed pod running and Ready, each absent one's pods gone. The
         Gateway's `Programmed` condition is no signal: it looks only at the Service. A deployed
         gateway that never gets ready is the control plane's hop (istiod deploys it)."""
@@ -286,8 +297,7 @@ class KubeBackend:
         wanted = [
             (deployed_service_host(namespace, gateway), p["status"]["podIP"])
             for namespace, gateway in gateways
-            for key, p in self._deployed.items()
-            if p["metadata"].get("labels", {}).get(GATEWAY_NAME_LABEL) == gateway and key.startswith(f"{namespace}/")
+            for p in self._deployed_for(namespace, gateway).values()
         ]
         sidecars = [
             (pod, self.proxy_admin(pod))
@@ -309,10 +319,7 @@ class KubeBackend:
             names = [c["name"] for c in spec.get("containers", []) + spec.get("initContainers", [])]
             if "istio-proxy" in names:
                 out.append(pod)
-        if self._gateways:
-            self._refresh_deployed()
-            out += list(self._deployed)
-        return out
+        return out + list(self._deployed)
 
     def wait_converged(
         self,
@@ -434,9 +441,8 @@ class KubeBackend:
         """The ready pod istiod's deployment controller made for the Gateway (found by the label
         it sets), as "namespace/pod"."""
         namespace = self.ns(namespace)
-        for key, p in self._deployed.items():
-            if key.startswith(f"{namespace}/") and p["metadata"].get("labels", {}).get(GATEWAY_NAME_LABEL) == gateway:
-                return key
+        for key in self._deployed_for(namespace, gateway):
+            return key
         raise HarnessError(f"no deployed gateway for Gateway {namespace}/{gateway} runs (apply the Gateway first)")
 
     def pod_address(self, pod: str) -> str:

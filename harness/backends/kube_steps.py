@@ -21,7 +21,7 @@ from harness.backends.kube import (
 from harness.backends.steps import Action, Step
 from harness.kube import workloads
 from harness.kube.templates import KIND_FIXTURES
-from harness.kube.trust import GATEWAY_API_NAMESPACE, PEM, trust_secrets_yaml, trust_values
+from harness.kube.trust import PEM, trust_secrets_yaml, trust_values
 from harness.kube_rest import KUBECTL_APPLY_EQUIVALENT
 
 if TYPE_CHECKING:  # imported where the steps are made: kind.py and cluster.py import this module
@@ -151,12 +151,9 @@ def setup_manifests(
     pod of harness/pod_table.py (harness/kube/workloads.py)."""
     ca = (pems or {}).get("public_ca", PEM.format("test public CA that signs the stand-in"))
     names = namespaces or {}
-    trust = trust_secrets_yaml(pems, run_labels)
-    if gateway_api:
-        trust += "---\n" + trust_secrets_yaml(pems, run_labels, namespace=GATEWAY_API_NAMESPACE)
     return {
         "namespaces.yaml": workloads.namespaces_manifest(names, run_labels or {}),
-        "trust-secrets.yaml": trust,
+        "trust-secrets.yaml": trust_secrets_yaml(pems, run_labels, gateway_api=gateway_api),
         **workloads.workload_manifests(sleep_image, names, ca),
     }
 

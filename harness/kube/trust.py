@@ -46,14 +46,20 @@ def trust_values() -> dict[str, dict[str, str]]:
 def trust_secrets_yaml(
     pems: dict[str, str] | None = None,
     run_labels: dict[str, str] | None = None,
-    namespace: str = GATEWAY_NAMESPACE,
+    *,
+    gateway_api: bool = False,
 ) -> str:
-    """The three Secrets (fixtures/kind/trust-secrets.yaml.j2), in the gateway's namespace."""
-    pems = pems or {}
+    """The three Secrets (fixtures/kind/trust-secrets.yaml.j2) in the gateway's namespace, and
+    with `gateway_api` in the Gateway API's deployed gateway's too."""
+    namespaces = (GATEWAY_NAMESPACE, GATEWAY_API_NAMESPACE) if gateway_api else (GATEWAY_NAMESPACE,)
+    return "\n---\n".join(_trust_secrets_in(ns, pems or {}, run_labels or {}).rstrip("\n") for ns in namespaces) + "\n"
+
+
+def _trust_secrets_in(namespace: str, pems: dict[str, str], run_labels: dict[str, str]) -> str:
     return render_fixture(
         "trust-secrets.yaml.j2",
         gateway_namespace=namespace,
-        run_labels=run_labels or {},
+        run_labels=run_labels,
         trust_name=TRUST_NAMES["trust"],
         wrong_trust_name=TRUST_NAMES["wrong_trust"],
         client_name=TRUST_NAMES["client"],

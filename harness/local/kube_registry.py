@@ -32,7 +32,7 @@ from harness.errors import HarnessError, HarnessFault, ManifestRejected
 from harness.istio_binaries import IstioBinaries
 from harness.istioctl_validate import IstioctlValidator
 from harness.kube.kubectl import Kubectl
-from harness.kube.trust import GATEWAY_API_NAMESPACE, GATEWAY_NAMESPACE, trust_secrets_yaml, trust_values
+from harness.kube.trust import trust_secrets_yaml, trust_values
 from harness.kube_rest import FIELD_MANAGER, KubeRest
 from harness.local.apiserver import KUBELET_PORT, NODE_ADDRESS, KubeControlPlane
 from harness.pod_table import GATEWAY_POD
@@ -234,13 +234,12 @@ class KubeRegistry:
         fixtures/kind/trust-secrets.yaml.j2) and in the namespace of the Gateway API's deployed
         gateway, and the `trust` values that name them."""
         self._grant_gateway_secrets()
-        for namespace in (GATEWAY_NAMESPACE, GATEWAY_API_NAMESPACE):
-            # Server-side apply over REST, like the other objects the harness itself keeps: a
-            # kubectl process would cost more than the writes.
-            for secret in yaml.safe_load_all(trust_secrets_yaml(pems, namespace=namespace)):
-                if secret:
-                    meta = secret["metadata"]
-                    self._ssa(f"/api/v1/namespaces/{meta['namespace']}/secrets/{meta['name']}", secret)
+        # Server-side apply over REST, like the other objects the harness itself keeps: a kubectl
+        # process would cost more than the writes.
+        for secret in yaml.safe_load_all(trust_secrets_yaml(pems, gateway_api=True)):
+            if secret:
+                meta = secret["metadata"]
+                self._ssa(f"/api/v1/namespaces/{meta['namespace']}/secrets/{meta['name']}", secret)
         return trust_values()
 
     def _grant_gateway_secrets(self) -> None:

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -577,7 +577,7 @@ class LocalMesh:
         ]
         wait_endpoints(sidecars, wanted, timeout=15)
 
-    def _wait_deployed(self, *, present: list[dict] = (), absent: list[dict] = ()) -> None:  # type: ignore[assignment]
+    def _wait_deployed(self, *, present: Sequence[dict] = (), absent: Sequence[dict] = ()) -> None:
         """A Gateway API Gateway's deployed gateway (istiod's Deployment, run by the node agent):
         its pod ready before convergence counts its proxy, and gone once the Gateway is. The
         Gateway's `Programmed` condition is no signal: it looks only at the Service."""
@@ -600,9 +600,7 @@ class LocalMesh:
     # ---------------------------------------------------------------- NetworkPolicy, namespaces, pods
     def _sync_policies(self) -> None:
         pods = [netpol.PodInfo(p.namespace, p.name, p.address, p.labels, p.hub_ifname) for p in self.pods.values()]
-        # As the API server does, every namespace carries its name as kubernetes.io/metadata.name.
-        labels = {ns: {netpol.NAMESPACE_NAME_LABEL: ns, **own} for ns, own in self.namespace_labels.items()}
-        rules = netpol.render_rules(list(self._policies.values()), pods, labels)
+        rules = netpol.render_rules(list(self._policies.values()), pods, self.namespace_labels)
         (self.log_dir / "hub-iptables.rules").write_text(rules)
         result = self.fabric.hub.exec(["iptables-restore"], input=rules)
         if not result.ok:

@@ -103,7 +103,9 @@ def parse_policy(obj: dict) -> EgressPolicy:
 
 
 def render_rules(policies: list[EgressPolicy], pods: list[PodInfo], namespace_labels: dict[str, dict[str, str]]) -> str:
-    """The hub's filter table as iptables-restore input (the hub holds nothing else)."""
+    """The hub's filter table as iptables-restore input (the hub holds nothing else). Every
+    namespace also carries its name as kubernetes.io/metadata.name, as the API server sets it."""
+    namespace_labels = {ns: {NAMESPACE_NAME_LABEL: ns, **own} for ns, own in namespace_labels.items()}
     lines = ["*filter", ":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]", f":{CHAIN} - [0:0]"]
     lines.append(f"-A FORWARD -j {CHAIN}")
     lines.append(f"-A {CHAIN} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT")

@@ -184,3 +184,12 @@ def test_the_source_plan_names_the_engine_images_and_istio_settings():
     assert "ip netns delete eh-engine" in text
     registry = kind.kind_plan(cluster_name="egress-harness", keep_cluster=False, istio_version="1.31").render()
     assert "eh-engine" not in registry and "kindest/node" in registry
+
+
+def test_pod_streams_module_is_at_the_pinned_kubernetes():
+    """harness/local/pod_streams/go.mod (what `make lint` vets and the build uses as it is) requires
+    the kubelet and apimachinery of the pinned Kubernetes' staging version."""
+    mod = dict(programs.POD_STREAMS.module_files)["go.mod"]
+    for module in ("k8s.io/kubelet", "k8s.io/apimachinery"):
+        assert f"\t{module} {programs.KUBERNETES_STAGING}\n" in mod, (module, mod)
+    assert "k8s.io/kubelet " + programs.KUBERNETES_STAGING in dict(programs.POD_STREAMS.module_files)["go.sum"]

@@ -39,6 +39,9 @@ class GoProgram:
     packages: tuple[str, ...]
     replaces: tuple[tuple[str, str, str], ...] = ()  # (module, to module, to version)
     main_go: str = ""  # source of a main package of our own (then packages == ('.',))
+    # A module of our own given whole, as (file name, text) with its go.mod and go.sum: built as it
+    # is (-mod=readonly, no tidy), so the checked-in go.sum pins every module it needs.
+    module_files: tuple[tuple[str, str], ...] = ()
     binary: str = ""  # the output name of that main package
     ldflags: tuple[str, ...] = ("-s", "-w")
     tags: tuple[str, ...] = ()
@@ -154,14 +157,19 @@ def _ensure_locked(prog: GoProgram, go: str) -> Path:
     src, bin_tmp = out / "src", out / "bin.tmp"
     src.mkdir(parents=True)
     bin_tmp.mkdir()
-    (src / "go.mod").write_text(go_mod_text(prog))
-    if prog.main_go:
+    if prog.module_files:
+        for name, text in prog.module_files:
+            (src / name).write_text(text)
+        targets = ["-o", str(bin_tmp / (prog.binary or prog.name)), "."]
+    elif prog.main_go:
+        (src / "go.mod").write_text(go_mod_text(prog))
         (src / "main.go").write_text(prog.main_go)
         targets = ["-o", str(bin_tmp / (prog.binary or prog.name)), "."]
     else:
+        (src / "go.mod").write_text(go_mod_text(prog))
         (src / "tools.go").write_text(tools_go_text(prog))
         targets = ["-o", str(bin_tmp) + "/", *prog.packages]
-    env = dict(os.environ) | dict(prog.env) | {"GOFLAGS": "-mod=mod"}
+    env = dict(os.environ) | dict(prog.env) | {"GOFLAGS": "-mod=readonly" if prog.module_files else "-mod=mod"}
     what = f"{prog.name} {prog.version}"
     say(f"building {what} from the Go module proxy (log: {log_file})")
     started = time.monotonic()
@@ -170,7 +178,8 @@ def _ensure_locked(prog: GoProgram, go: str) -> Path:
         build += ["-tags", " ".join(prog.tags)]
     try:
         with log_file.open("w") as log:
-            _run_logged([go, "mod", "tidy"], cwd=src, env=env, log=log, what=what, progress=False)
+            if not prog.module_files:
+                _run_logged([go, "mod", "tidy"], cwd=src, env=env, log=log, what=what, progress=False)
             _run_logged(build + targets, cwd=src, env=env, log=log, what=what, progress=True)
     except subprocess.CalledProcessError:
         lines = [ln for ln in log_file.read_text().splitlines() if ln.strip() and not ln.startswith("go: downloading")]

@@ -118,18 +118,16 @@ ETCD = GoProgram(
     outputs=("etcd",),
 )
 
-# The local mesh's kubelet streaming endpoint (harness/local/pod_streams/main.go), on the
-# kubelet's own port-forward code at the pinned Kubernetes' staging version.
+# The local mesh's kubelet streaming endpoint (harness/local/pod_streams/, a Go module of its own
+# that `make lint` vets), on the kubelet's own port-forward code at the pinned Kubernetes' staging
+# version.
+_POD_STREAMS_DIR = Path(__file__).resolve().parents[1] / "local" / "pod_streams"
 POD_STREAMS = GoProgram(
     name="pod-streams",
     version=KUBERNETES_STAGING,
-    requires=(
-        ("k8s.io/kubelet", KUBERNETES_STAGING),
-        ("k8s.io/apimachinery", KUBERNETES_STAGING),
-        ("golang.org/x/sys", "v0.31.0"),
-    ),
+    requires=(),  # go.mod's, checked against KUBERNETES_STAGING by tests/test_kind_source.py
     packages=(".",),
-    main_go=(Path(__file__).resolve().parents[1] / "local" / "pod_streams" / "main.go").read_text(),
+    module_files=tuple((n, (_POD_STREAMS_DIR / n).read_text()) for n in ("go.mod", "go.sum", "main.go")),
     binary="pod-streams",
     outputs=("pod-streams",),
 )

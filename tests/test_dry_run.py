@@ -49,7 +49,7 @@ def test_plan_has_the_exact_commands(kind_plan_text, istio_binaries):
     kubeconfig = Path(".pytest-kind/egress-harness/kubeconfig")
     hub, tag = tools.istio_images("1.31")
     kind = tools.resolve_kind(fetch=False)
-    kind_bin = str(kind.path or f"<cache>/tools/kind-{tools.KIND_VERSION}/kind")
+    kind_bin = str(kind.path or "<cache>/toolchain/kind-v0.33.0-<key>/bin/kind")
     # Written out literally: built with the function under test, the expectation could not fail.
     fixtures = REPO / "fixtures" / "kind"
     create = (

@@ -417,7 +417,8 @@ def test_an_unpinned_release_checksum_refuses_the_download(tmp_path, monkeypatch
     if tools.KIND_RELEASE_SHA256.get(tools.os_arch()) is not None:
         pytest.skip("kind's release checksum for this platform is pinned: the download is verified")
     monkeypatch.setenv("EGRESS_HARNESS_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("PATH", str(tmp_path))  # no go, no kind on PATH
+    monkeypatch.setenv("PATH", str(tmp_path))  # no kind on PATH
+    monkeypatch.setattr(tools, "find_go", lambda: None)  # and no Go anywhere: the download path
     monkeypatch.delenv("EGRESS_HARNESS_KIND_SHA256", raising=False)
     with pytest.raises(HarnessError, match=r"no pinned sha256 .*set EGRESS_HARNESS_KIND_SHA256") as caught:
         tools.resolve_kind(fetch=True)

@@ -557,11 +557,11 @@ class _KindNames:
 
     @property
     def kind_bin(self) -> str:
-        return str(self.kind.path or f"<cache>/tools/kind-{tools.KIND_VERSION}/kind")
+        return str(self.kind.path or f"<cache>/toolchain/kind-{tools.KIND_VERSION}-<key>/bin/kind")
 
     @property
     def kubectl_bin(self) -> str:
-        return str(self.kubectl.path or f"<cache>/tools/kubectl-{tools.KUBECTL_VERSION}/kubectl")
+        return str(self.kubectl.path or f"<cache>/toolchain/kubectl-{tools.KUBECTL_VERSION}-<key>/bin/kubectl")
 
     @property
     def istioctl_bin(self) -> str:

@@ -3,19 +3,19 @@
 Where each comes from, first match wins:
   1. an explicit binary: EGRESS_HARNESS_KIND / EGRESS_HARNESS_KUBECTL (istioctl: the Istio build of
      harness.istio_binaries, or EGRESS_HARNESS_ISTIO_BIN);
-  2. the cache, `<cache_root()>/tools/<name>-<version>/<name>`;
+  2. the cache: the toolchain's build (`<cache_root()>/toolchain/<name>-<version>-<key>/bin/`) or
+     a verified download (`<cache_root()>/tools/<name>-<version>/<name>`);
   3. PATH, when its version fits (kind: exactly the pinned one; kubectl: within the Kubernetes
      version-skew policy, ±1 minor of the cluster);
   4. fetched into the cache:
-     - kind:    `go install sigs.k8s.io/kind@<pin>` (the Go module proxy; Go verifies the module
-                against its checksum database, sum.golang.org). Without Go: the release binary,
-                verified against KIND_RELEASE_SHA256 (see below).
-     - kubectl: a small main package around k8s.io/kubectl's command, built with `go build` from
-                the Go module proxy (also verified by the checksum database), version-stamped.
-                Without Go: the release binary from dl.k8s.io, verified against
-                KUBECTL_RELEASE_SHA256.
+     - with Go: built from the Go module proxy by harness/toolchain/gobuild.py, the one builder of
+       every Go program the harness uses (programs.KIND: sigs.k8s.io/kind; programs.KUBECTL: a
+       small main package around the staging module k8s.io/kubectl, version-stamped). Go
+       verifies every module against its checksum database, sum.golang.org.
+     - without Go: the release binary (GitHub, dl.k8s.io), verified against KIND_RELEASE_SHA256 /
+       KUBECTL_RELEASE_SHA256.
 
-Why `go install` first: on our machines GitHub and dl.k8s.io are unreachable, the Go module proxy
+Why Go first: on our machines GitHub and dl.k8s.io are unreachable, the Go module proxy
 is, and Go's checksum database gives the same guarantee a pinned checksum would. The release
 downloads are for machines without Go; their checksums are constants that could not be read or
 checked from here (no route to the release pages): they are None until someone fills them in from
@@ -34,19 +34,20 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.console import say as _say
 from harness.errors import HarnessError, HarnessFault
-from harness.istio_binaries import cache_root, refuse_build_if_forbidden
+from harness.istio_binaries import cache_root
+from harness.system_packages import find_go
+from harness.toolchain import gobuild, programs
 
 # ------------------------------------------------------------------------------------------ pins
 # kind v0.33.0: the newest kind the Go module proxy serves (sigs.k8s.io/kind@v0.33.0); its default
 # node image is read from its source, pkg/apis/config/defaults/image.go, and the other node images
 # from the v0.33.0 release notes ("Images pre-built for this release").
-KIND_MODULE = "sigs.k8s.io/kind"
-KIND_VERSION = "v0.33.0"
+KIND_VERSION = programs.KIND.version
 # kindnet enforces NetworkPolicy (through kube-network-policies) from kind v0.24.0 on
 # (kubernetes-sigs/kind PR #3612); older kinds silently ignore it and the seed's §4 would pass
 # for the wrong reason. A kind from PATH or EGRESS_HARNESS_KIND older than this is refused.
@@ -59,10 +60,9 @@ KIND_NODE_IMAGES = {
 }
 DEFAULT_KUBERNETES = "1.37"  # kind v0.33.0's default node image
 
-# kubectl of the default node's Kubernetes version. Built from k8s.io/kubectl v0.37.0 (the
-# staging module of Kubernetes v1.37.0), which the Go module proxy serves.
-KUBECTL_VERSION = "v1.37.0"
-KUBECTL_STAGING_VERSION = "v0.37.0"
+# kubectl of the default node's Kubernetes version (programs.KUBECTL: built from the staging
+# module k8s.io/kubectl, which the Go module proxy serves).
+KUBECTL_VERSION = programs.KUBECTL_VERSION
 
 # UNVERIFIED — fill in from the release pages before relying on downloads; see the docstring.
 # kind:    https://github.com/kubernetes-sigs/kind/releases/download/v0.33.0/kind-linux-amd64.sha256sum
@@ -85,25 +85,6 @@ KUBECTL_RELEASE_SHA256: dict[tuple[str, str], str | None] = {
 # the kind backend always passes hub and tag. UNVERIFIED here (no registry reachable): the tag is
 # the release of the branch the registry's build comes from (harness/versions.py).
 ISTIO_IMAGES = {"1.31": ("docker.io/istio", "1.31.0")}
-
-_KIND_MAIN = "sigs.k8s.io/kind"
-_KUBECTL_MAIN = """\
-// kubectl, as k8s.io/kubernetes/cmd/kubectl/kubectl.go builds it, from the staging module.
-package main
-
-import (
-\t"k8s.io/component-base/cli"
-\t"k8s.io/kubectl/pkg/cmd"
-\t"k8s.io/kubectl/pkg/cmd/util"
-)
-
-func main() {
-\tcommand := cmd.NewDefaultKubectlCommand()
-\tif err := cli.RunNoErrOutput(command); err != nil {
-\t\tutil.CheckErr(err)
-\t}
-}
-"""
 
 
 def os_arch() -> tuple[str, str]:
@@ -197,7 +178,7 @@ class Tool:
 
     name: str
     version: str
-    origin: str  # words: "EGRESS_HARNESS_KIND", "cache", "PATH", "go install …", "download …"
+    origin: str  # words: "EGRESS_HARNESS_KIND", "cache", "PATH", "built from the Go module proxy …", "download …"
     path: Path | None
     fetch: tuple[str, ...] = ()  # the command that would fetch it (for the plan)
 
@@ -225,6 +206,9 @@ def resolve_kind(*, fetch: bool) -> Tool:
         version = kind_version_of(path)
         check_kind_version(version, "EGRESS_HARNESS_KIND")
         return Tool("kind", version, "EGRESS_HARNESS_KIND", path)
+    built = _built(programs.KIND, "kind")
+    if built is not None:
+        return Tool("kind", KIND_VERSION, "cache", built)
     cached = _cached("kind", KIND_VERSION)
     if cached.exists():
         return Tool("kind", KIND_VERSION, "cache", cached)
@@ -236,32 +220,44 @@ def resolve_kind(*, fetch: bool) -> Tool:
             version = ""
         if version == KIND_VERSION:
             return Tool("kind", version, "PATH", Path(on_path))
-    go = shutil.which("go")
     system, arch = os_arch()
     tool = _go_or_download(
         "kind",
         KIND_VERSION,
         cached,
         fetch,
-        go_plan=(
-            go
-            and (
-                (go, "install", f"{KIND_MODULE}@{KIND_VERSION}"),
-                f"go install {KIND_MODULE}@{KIND_VERSION} (verified by the Go checksum database) into {cached.parent}",
-                lambda: _go_install_kind(go, cached.parent),
-            )
-        ),
+        go_build=_go_build(programs.KIND, "kind"),
         url=f"https://github.com/kubernetes-sigs/kind/releases/download/{KIND_VERSION}/kind-{system}-{arch}",
         sha=_kind_sha256(),
         sha_env="EGRESS_HARNESS_KIND_SHA256",
     )
     if tool.path is not None:
-        version = kind_version_of(cached)
+        version = kind_version_of(tool.path)
         if version != KIND_VERSION:
             raise HarnessError(
-                f"fetched kind reports {version}, expected {KIND_VERSION}: remove {cached.parent} and retry"
+                f"fetched kind reports {version}, expected {KIND_VERSION}: remove {tool.path.parent} and retry"
             )
     return tool
+
+
+def _built(prog: gobuild.GoProgram, binary: str) -> Path | None:
+    """The toolchain's finished build of `prog`, if there is one (and Go to key it by)."""
+    if find_go() is None or not gobuild.is_built(prog):
+        return None
+    return gobuild.program_dir(prog) / "bin" / binary
+
+
+def _go_build(prog: gobuild.GoProgram, binary: str) -> tuple[tuple[str, ...], str, Callable[[], Path]] | None:
+    """How `prog` is built when Go is there: the command the plan shows (the harness's own, which
+    runs the same build), the words for its origin, and the build."""
+    if find_go() is None:
+        return None
+    return (
+        (sys.executable, "-m", "harness.toolchain", prog.name),
+        f"built from the Go module proxy by harness/toolchain ({prog.requires[0][0]}@{prog.requires[0][1]}, "
+        "verified by the Go checksum database)",
+        lambda: gobuild.ensure_program(prog) / binary,
+    )
 
 
 def _go_or_download(
@@ -270,24 +266,24 @@ def _go_or_download(
     cached: Path,
     fetch: bool,
     *,
-    go_plan,
+    go_build: tuple[tuple[str, ...], str, Callable[[], Path]] | None,
     url: str,
     sha: str | None,
     sha_env: str,
     note: str = "",
 ) -> Tool:
-    """A tool fetched by Go when Go is there (go_plan: command shown in the plan, origin, build),
-    else downloaded with its sha256 checked. Without `fetch`, only says how it would be fetched."""
-    if go_plan:
-        cmd, origin, build = go_plan
+    """A tool built by the toolchain when Go is there (go_build: the plan's command, origin, build),
+    else downloaded to `cached` with its sha256 checked. Without `fetch`, only says how."""
+    if go_build:
+        cmd, origin, build = go_build
+        origin += note
     else:
         cmd, origin, build = ("download", url), f"download {url} (sha256 {sha or 'NOT PINNED'}){note}", None
     if not fetch:
         return Tool(name, version, origin, None, cmd)
     if build is not None:
-        build()
-    else:
-        download_verified(url, cached, sha, sha_env)
+        return Tool(name, version, "cache (built now)", build(), cmd)
+    download_verified(url, cached, sha, sha_env)
     return Tool(name, version, "cache (fetched now)", cached, cmd)
 
 
@@ -308,10 +304,11 @@ def resolve_kubectl(*, fetch: bool, server_minor: str | None = None) -> Tool:
         if not path.exists():
             raise HarnessError(f"EGRESS_HARNESS_KUBECTL={env} does not exist: point it at a kubectl binary or unset it")
         return Tool("kubectl", kubectl_version_of(path), "EGRESS_HARNESS_KUBECTL", path)
-    cached = _cached("kubectl", KUBECTL_VERSION)
     pinned_minor = ".".join(KUBECTL_VERSION.lstrip("v").split(".")[:2])
-    if cached.exists() and kubectl_fits(KUBECTL_VERSION, server_minor):
-        return Tool("kubectl", KUBECTL_VERSION, "cache", cached)
+    if kubectl_fits(KUBECTL_VERSION, server_minor):
+        for cached in (_built(programs.KUBECTL, "kubectl"), _cached("kubectl", KUBECTL_VERSION)):
+            if cached is not None and cached.exists():
+                return Tool("kubectl", KUBECTL_VERSION, "cache", cached)
     on_path = shutil.which("kubectl")
     path_note = ""
     if on_path:
@@ -327,41 +324,20 @@ def resolve_kubectl(*, fetch: bool, server_minor: str | None = None) -> Tool:
             f"the cluster runs Kubernetes {server_minor} and the pinned kubectl is {pinned_minor}{path_note}: "
             f"put a kubectl {server_minor}.x on PATH or set EGRESS_HARNESS_KUBECTL"
         )
-    go = shutil.which("go")
     system, arch = os_arch()
     tool = _go_or_download(
         "kubectl",
         KUBECTL_VERSION,
-        cached,
+        _cached("kubectl", KUBECTL_VERSION),
         fetch,
-        go_plan=(
-            go
-            and (
-                (
-                    go,
-                    "get",
-                    f"k8s.io/kubectl@{KUBECTL_STAGING_VERSION}",
-                    f"k8s.io/component-base@{KUBECTL_STAGING_VERSION}",
-                    "&&",
-                    go,
-                    "build",
-                    "-o",
-                    str(cached),
-                    ".",
-                    f"# in a module with kubectl's main package ({cached.parent}/src)",
-                ),
-                f"go build of k8s.io/kubectl@{KUBECTL_STAGING_VERSION}'s command (verified by the Go checksum "
-                f"database) into {cached.parent}{path_note}",
-                lambda: _go_build_kubectl(go, cached.parent),
-            )
-        ),
+        go_build=_go_build(programs.KUBECTL, "kubectl"),
         url=f"https://dl.k8s.io/release/{KUBECTL_VERSION}/bin/{system}/{arch}/kubectl",
         sha=_kubectl_sha256(),
         sha_env="EGRESS_HARNESS_KUBECTL_SHA256",
         note=path_note,
     )
     if tool.path is not None:
-        tool = Tool("kubectl", kubectl_version_of(cached), tool.origin, cached, tool.fetch)
+        tool = Tool("kubectl", kubectl_version_of(tool.path), tool.origin, tool.path, tool.fetch)
     return tool
 
 
@@ -430,73 +406,6 @@ def download_verified(url: str, dest: Path, sha256: str | None, env_name: str, *
     finally:
         tmp.unlink(missing_ok=True)
     return dest
-
-
-def _run_go(argv: list[str], *, cwd: Path, env: dict[str, str], what: str) -> None:
-    refuse_build_if_forbidden(what)
-    _say(f"{what}: {' '.join(argv)}")
-    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        lines = [
-            line
-            for line in (proc.stderr + proc.stdout).splitlines()
-            if line.strip() and not line.startswith("go: downloading")
-        ]
-        raise HarnessError(f"{what} failed: {(lines[-1] if lines else 'no output')[:300]}")
-
-
-def _go_env() -> dict[str, str]:
-    env = dict(os.environ, CGO_ENABLED="0")
-    if env.get("GOSUMDB", "").strip() == "off" or env.get("GONOSUMCHECK"):
-        raise HarnessError("GOSUMDB=off: the harness relies on Go's checksum database to verify kind/kubectl: unset it")
-    return env
-
-
-def _go_install_kind(go: str, bin_dir: Path) -> None:
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    env = _go_env() | {"GOBIN": str(bin_dir)}
-    _run_go(
-        [go, "install", f"{KIND_MODULE}@{KIND_VERSION}"], cwd=bin_dir, env=env, what=f"building kind {KIND_VERSION}"
-    )
-
-
-def _go_build_kubectl(go: str, bin_dir: Path) -> None:
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    src = bin_dir / "src"
-    shutil.rmtree(src, ignore_errors=True)
-    src.mkdir()
-    (src / "main.go").write_text(_KUBECTL_MAIN)
-    (src / "go.mod").write_text("module egress-harness.invalid/kubectl\n\ngo 1.24\n")
-    env = _go_env()
-    what = f"building kubectl {KUBECTL_VERSION} (a few minutes the first time)"
-    _run_go(
-        [go, "get", f"k8s.io/kubectl@{KUBECTL_STAGING_VERSION}", f"k8s.io/component-base@{KUBECTL_STAGING_VERSION}"],
-        cwd=src,
-        env=env,
-        what=what,
-    )
-    _run_go([go, "mod", "tidy"], cwd=src, env=env, what=what)
-    major, minor, _ = parse_version(KUBECTL_VERSION)
-    ldflags = " ".join(
-        [
-            "-s",
-            "-w",
-            f"-X k8s.io/client-go/pkg/version.gitVersion={KUBECTL_VERSION}",
-            f"-X k8s.io/component-base/version.gitVersion={KUBECTL_VERSION}",
-            "-X k8s.io/client-go/pkg/version.gitTreeState=clean",
-            "-X k8s.io/component-base/version.gitTreeState=clean",
-            f"-X k8s.io/client-go/pkg/version.gitMajor={major}",
-            f"-X k8s.io/client-go/pkg/version.gitMinor={minor}",
-            f"-X k8s.io/component-base/version.gitMajor={major}",
-            f"-X k8s.io/component-base/version.gitMinor={minor}",
-        ]
-    )
-    _run_go(
-        [go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(bin_dir / "kubectl"), "."],
-        cwd=src,
-        env=env,
-        what=what,
-    )
 
 
 def main(argv: list[str] | None = None) -> int:

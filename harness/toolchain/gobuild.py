@@ -26,7 +26,7 @@ from pathlib import Path
 from harness.console import say
 from harness.errors import HarnessError
 from harness.istio_binaries import cache_root, refuse_build_if_forbidden
-from harness.system_packages import GO_MINIMUM
+from harness.system_packages import GO_DIRS, GO_MINIMUM, find_go
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,11 @@ class GoProgram:
     renames: tuple[tuple[str, str], ...] = ()  # go names a binary after its package path: server/v3 -> "server"
 
     def key(self, go_version: str) -> str:
+        # A field left at its empty default is left out, so adding a field keeps every older key
+        # (and the cached builds and image tags behind it).
+        names = [k for k in sorted(self.__dataclass_fields__) if k != "module_files" or self.module_files]
         spec = json.dumps(
-            [self.__dict__.get(k) for k in sorted(self.__dataclass_fields__)] + [go_version],
+            [self.__dict__.get(k) for k in names] + [go_version],
             sort_keys=True,
             default=list,
         )
@@ -63,10 +66,13 @@ def toolchain_dir() -> Path:
 
 
 def go_binary() -> str:
-    go = shutil.which("go")
+    go = find_go()  # PATH, then the usual install places: where Istio's build looks too
     if go is None:
         need = ".".join(map(str, GO_MINIMUM))
-        raise HarnessError(f"Go is needed to build the harness's programs from the module proxy: install Go >= {need}")
+        raise HarnessError(
+            f"Go is needed to build the harness's programs from the module proxy, and none was found on PATH or in "
+            f"{', '.join(GO_DIRS)}: install Go >= {need}"
+        )
     return go
 
 

@@ -196,9 +196,62 @@ KIND = GoProgram(
     outputs=("kind",),
 )
 
-# In build order: the slowest first, so the other steps can overlap with it when run in the background.
-# What the kind images are built from; the local mesh needs KUBERNETES_PROGRAM, ETCD and POD_STREAMS.
+# kubectl for a kind or existing cluster (IMAGES=registry, BACKEND=cluster), of the default node
+# image's Kubernetes (harness/backends/tools.py): k8s.io/kubernetes/cmd/kubectl's main package
+# around the staging module k8s.io/kubectl, version-stamped as Kubernetes' build does.
+KUBECTL_VERSION = "v1.37.0"
+KUBECTL_STAGING = "v0.37.0"
+_KUBECTL_MAJOR, _KUBECTL_MINOR = KUBECTL_VERSION.lstrip("v").split(".")[:2]
+KUBECTL = GoProgram(
+    name="kubectl",
+    version=KUBECTL_VERSION,
+    requires=(("k8s.io/kubectl", KUBECTL_STAGING), ("k8s.io/component-base", KUBECTL_STAGING)),
+    packages=(".",),
+    main_go="""\
+// kubectl, as k8s.io/kubernetes/cmd/kubectl/kubectl.go builds it, from the staging module.
+package main
+
+import (
+\t"k8s.io/component-base/cli"
+\t"k8s.io/kubectl/pkg/cmd"
+\t"k8s.io/kubectl/pkg/cmd/util"
+)
+
+func main() {
+\tcommand := cmd.NewDefaultKubectlCommand()
+\tif err := cli.RunNoErrOutput(command); err != nil {
+\t\tutil.CheckErr(err)
+\t}
+}
+""",
+    binary="kubectl",
+    outputs=("kubectl",),
+    ldflags=(
+        "-s",
+        "-w",
+        *(
+            f"-X k8s.io/{pkg}/{field}"
+            for pkg in ("client-go/pkg/version", "component-base/version")
+            for field in (
+                f"gitVersion={KUBECTL_VERSION}",
+                "gitTreeState=clean",
+                f"gitMajor={_KUBECTL_MAJOR}",
+                f"gitMinor={_KUBECTL_MINOR}",
+            )
+        ),
+    ),
+)
+
+# fortio, the load generator of the egress benchmark (harness/toolchain/fortio.py says why v1.68.2).
+FORTIO = GoProgram(
+    name="fortio",
+    version="v1.68.2",
+    requires=(("fortio.org/fortio", "v1.68.2"),),
+    packages=("fortio.org/fortio",),
+    outputs=("fortio",),
+)
+
 ALL = (KUBERNETES_PROGRAM, KIND, CONTAINERD, CRICTL, ETCD, COREDNS, KUBE_ROUTER)
 # What the local mesh runs beside Istio (harness/local/apiserver.py): `python -m harness.toolchain local-mesh`.
 LOCAL_MESH = (KUBERNETES_PROGRAM, ETCD, POD_STREAMS)
-BY_NAME = {p.name: p for p in (*ALL, POD_STREAMS)}
+BY_NAME = {p.name: p for p in (*ALL, POD_STREAMS, KUBECTL, FORTIO)}

@@ -193,3 +193,16 @@ def test_pod_streams_module_is_at_the_pinned_kubernetes():
     for module in ("k8s.io/kubelet", "k8s.io/apimachinery"):
         assert f"\t{module} {programs.KUBERNETES_STAGING}\n" in mod, (module, mod)
     assert "k8s.io/kubelet " + programs.KUBERNETES_STAGING in dict(programs.POD_STREAMS.module_files)["go.sum"]
+
+
+def test_kubectl_is_stamped_with_its_version():
+    """`kubectl version --client` reads these variables: without them it says v0.0.0-master, and
+    the harness's version-skew check (tools.kubectl_fits) would refuse the kubectl it built."""
+    flags = " ".join(programs.KUBECTL.ldflags)
+    for stamp in (
+        "-X k8s.io/client-go/pkg/version.gitVersion=v1.37.0",
+        "-X k8s.io/component-base/version.gitVersion=v1.37.0",
+        "-X k8s.io/component-base/version.gitMajor=1",
+        "-X k8s.io/component-base/version.gitMinor=37",
+    ):
+        assert stamp in flags, (stamp, flags)

@@ -230,7 +230,7 @@ func main() {
         "-s",
         "-w",
         *(
-            f"-X k8s.io/{pkg}/{field}"
+            f"-X k8s.io/{pkg}.{field}"
             for pkg in ("client-go/pkg/version", "component-base/version")
             for field in (
                 f"gitVersion={KUBECTL_VERSION}",

@@ -28,6 +28,8 @@ from harness.errors import HarnessError
 from harness.istio_binaries import cache_root, refuse_build_if_forbidden
 from harness.system_packages import GO_DIRS, GO_MINIMUM, find_go
 
+_ADDED_FIELDS = ("module_files",)
+
 
 @dataclass(frozen=True)
 class GoProgram:
@@ -50,9 +52,9 @@ class GoProgram:
     renames: tuple[tuple[str, str], ...] = ()  # go names a binary after its package path: server/v3 -> "server"
 
     def key(self, go_version: str) -> str:
-        # A field left at its empty default is left out, so adding a field keeps every older key
-        # (and the cached builds and image tags behind it).
-        names = [k for k in sorted(self.__dataclass_fields__) if k != "module_files" or self.module_files]
+        # A field added after keys were in use counts only once set, so older keys (the cached
+        # builds and the kind image tags derived from them) stay what they were.
+        names = [k for k in sorted(self.__dataclass_fields__) if k not in _ADDED_FIELDS or getattr(self, k)]
         spec = json.dumps(
             [self.__dict__.get(k) for k in names] + [go_version],
             sort_keys=True,
@@ -166,14 +168,15 @@ def _ensure_locked(prog: GoProgram, go: str) -> Path:
     if prog.module_files:
         for name, text in prog.module_files:
             (src / name).write_text(text)
-        targets = ["-o", str(bin_tmp / (prog.binary or prog.name)), "."]
-    elif prog.main_go:
-        (src / "go.mod").write_text(go_mod_text(prog))
-        (src / "main.go").write_text(prog.main_go)
-        targets = ["-o", str(bin_tmp / (prog.binary or prog.name)), "."]
     else:
         (src / "go.mod").write_text(go_mod_text(prog))
-        (src / "tools.go").write_text(tools_go_text(prog))
+        if prog.main_go:
+            (src / "main.go").write_text(prog.main_go)
+        else:
+            (src / "tools.go").write_text(tools_go_text(prog))
+    if prog.module_files or prog.main_go:  # a main package of our own, in src
+        targets = ["-o", str(bin_tmp / (prog.binary or prog.name)), "."]
+    else:
         targets = ["-o", str(bin_tmp) + "/", *prog.packages]
     env = dict(os.environ) | dict(prog.env) | {"GOFLAGS": "-mod=readonly" if prog.module_files else "-mod=mod"}
     what = f"{prog.name} {prog.version}"

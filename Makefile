@@ -33,7 +33,7 @@ SYSTEM = cd $(ROOT) && $(PYTHON) -m harness.system_packages
 # The mesh runs as root, or in a user namespace of its own (harness.rootless) otherwise.
 PYTEST = cd $(ROOT) && $(PY) -m harness.rootless $(PY) -m pytest
 
-.PHONY: e2e test unit lint format istio istio-from kube-toolchain mesh fortio upgrade diff-config bench-mesh bench-spec bench-egress clean-stale clean clean-cache system-e2e system-test system-kind kind-images kind-clean-images fidelity
+.PHONY: e2e test test-kind unit lint format istio istio-from kube-toolchain mesh fortio upgrade diff-config bench-mesh bench-spec bench-egress clean-stale clean clean-cache system-e2e system-test system-kind kind-images kind-clean-images fidelity
 
 $(STAMP): $(ROOT)/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -80,12 +80,20 @@ e2e: system-e2e $(STAMP) $(if $(DRY_RUN),,istio $(if $(filter local,$(BACKEND)),
 		--istio-version=$(ISTIO_VERSION) --artifacts=$(ART) $(if $(DRY_RUN),--dry-run) $(SPEC_ARGS) $(PYTEST_ARGS)
 
 test: system-test $(STAMP) istio istio-from kube-toolchain fortio
-	$(PYTEST) tests suites --istio-version=$(ISTIO_VERSION) --artifacts=$(ART)/test $(PYTEST_ARGS)
+	$(PYTEST) tests suites --ignore=tests/kind --istio-version=$(ISTIO_VERSION) --artifacts=$(ART)/test $(PYTEST_ARGS)
+
+# The suites and the harness's own kind tests (tests/kind: convergence and evidence on kind) on one
+# kind cluster; IMAGES as for make e2e (CI: IMAGES=source). Output in $(ARTIFACTS)/kind/.
+KIND_RUNNER := $(if $(filter source,$(IMAGES)),$(PY) -m harness.images.with_engine --istio-version=$(ISTIO_VERSION) --,)
+test-kind: $(STAMP) istio
+	@$(SYSTEM) e2e kind
+	cd $(ROOT) && EGRESS_HARNESS_IMAGES=$(IMAGES) $(KIND_RUNNER) $(PY) -m pytest suites tests/kind --backend=kind \
+		--istio-version=$(ISTIO_VERSION) --artifacts=$(ART)/kind $(PYTEST_ARGS)
 
 # The harness's own tests that need no mesh, no Istio build, no system package and no root:
 # seconds, on a new machine too (.ci/run runs it before make test installs anything). A Go build
 # attempted here is refused (EGRESS_HARNESS_NO_BUILDS), so a test that needs one cannot slip in.
-UNIT_MARKERS := not mesh and not envoy and not slow and not istio and not packages
+UNIT_MARKERS := not mesh and not kind and not envoy and not slow and not istio and not packages
 unit: $(STAMP)
 	cd $(ROOT) && EGRESS_HARNESS_NO_BUILDS=1 $(PY) -m pytest tests -m "$(UNIT_MARKERS)" --artifacts=$(ART)/unit $(PYTEST_ARGS)
 

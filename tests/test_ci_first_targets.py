@@ -25,7 +25,7 @@ from harness.system_packages import TARGETS, find_command
 REPO = Path(__file__).resolve().parents[1]
 CI_RUN = REPO / ".ci/run"
 # The make targets that install system packages (their recipes run harness.system_packages).
-INSTALLING = {"test", "e2e", "mesh", "upgrade", "bench-mesh", "bench-egress", "kind-images"}
+INSTALLING = {"test", "test-kind", "e2e", "mesh", "upgrade", "bench-mesh", "bench-egress", "kind-images"}
 
 
 def make_targets_before_test(script: str) -> list[str]:

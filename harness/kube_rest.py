@@ -417,6 +417,18 @@ class KubeRest:
             raise HarnessFault(f"{what}: the API server answered {resp.status_code}: {_message(resp)}")
         return self._json(resp, what)
 
+    def pod_log(self, namespace: str, pod: str, container: str) -> str:
+        """The container's log, as `kubectl logs` prints it: one request on this connection, where
+        a `kubectl logs` process per read cost the kind suites a process start and a new TLS
+        session each time a trace read an access log."""
+        what = f"the log of {namespace}/{pod} container {container}"
+        resp = self._send(
+            "GET", f"/api/v1/namespaces/{namespace}/pods/{pod}/log", what, params={"container": container}
+        )
+        if resp.status_code >= 400:
+            raise HarnessFault(f"{what}: the API server answered {resp.status_code}: {_message(resp)}")
+        return resp.text
+
     def delete(self, objs: Iterable[dict]) -> None:
         """Delete each object (gone already is fine); returns without waiting for finalizers,
         as `kubectl delete --wait=false`."""

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import yaml
 
-from harness.errors import ManifestRejected
+from harness.errors import HarnessFault, ManifestRejected
 from harness.kube_rest import FIELD_MANAGER, KubeconfigError, KubeRest, connection_from_kubeconfig
 
 SE = {
@@ -189,3 +189,18 @@ def test_a_broken_kubeconfig_is_one_line(tmp_path):
     )
     with pytest.raises(KubeconfigError, match="gone.pem"):
         connection_from_kubeconfig(path)
+
+
+@pytest.mark.mesh
+def test_pod_log_is_the_containers_log_as_kubectl_logs_prints_it(mesh):
+    """The kind and cluster backends read access logs with pod_log: one GET of the log subresource
+    (here served by the local mesh's pod-streams from the file the gateway's Envoy writes)."""
+    api = KubeRest.from_kubeconfig(mesh.control_plane.kubeconfig)
+    try:
+        text = api.pod_log("istio-system", "istio-egressgateway", "istio-proxy")
+        on_disk = mesh.proxy("istio-system/istio-egressgateway").log_path.read_text()
+        assert text.splitlines()[:20] == on_disk.splitlines()[:20] and text.strip(), text[-300:]
+        with pytest.raises(HarnessFault, match="no-such-pod"):
+            api.pod_log("istio-system", "no-such-pod", "istio-proxy")
+    finally:
+        api.close()

@@ -13,7 +13,7 @@ by server-side apply over REST (harness/kube_rest.py), one path for all three.
   marker's cluster, and istiod's /debug/syncz must show every xDS type ACKed. A NACK fails at once.
 - exec: `kubectl exec -c <app> -- argv` (its exit status is the command's).
 - proxy_admin: Envoy's admin API over `kubectl port-forward` to the pod's 15000.
-- access_log: `kubectl logs -c istio-proxy`, the access-log lines only (JSON, harness/meshconfig.py).
+- access_log: the istio-proxy container's log (one GET of the pod's log subresource), the access-log lines only (JSON, harness/meshconfig.py).
 - namespaces: the suites name the seed's namespaces ("default", "test-egress"); a backend may map
   them to namespaces of its own (the cluster backend does) and rewrites metadata.namespace.
 """
@@ -343,7 +343,9 @@ class KubeBackend:
         return seconds
 
     # ------------------------------------------------ ConvergenceTarget (harness/converge.py)
-    poll_interval = 0.5  # a read over a port-forward (or, as a fallback, a kubectl exec)
+    # Each poll is one HTTP request over a long-lived port-forward (istiod's syncz, an Envoy's
+    # admin): at 0.5 s most waits slept half a second after the config had already arrived.
+    poll_interval = 0.1
 
     def configz(self, deadline: float | None = None) -> list[dict]:
         return self.istiod_debug(CONFIGZ_EXEC)
@@ -467,9 +469,12 @@ class KubeBackend:
         return self._admins[key]
 
     def access_log(self, pod: str) -> list[str]:
+        return access_log_lines(self.proxy_log(pod))
+
+    def proxy_log(self, pod: str) -> str:
+        """The pod's istio-proxy log (its access log, pilot-agent's and Envoy's lines)."""
         namespace, name, _ = self.pod_name(pod)
-        out = self.kubectl.run("logs", "-n", namespace, name, "-c", "istio-proxy", timeout=60).stdout
-        return access_log_lines(out)
+        return self.api.pod_log(namespace, name, "istio-proxy")
 
     def upstream(self) -> UpstreamClient:
         if self.upstream_control_url is None:
@@ -549,10 +554,6 @@ class KubeBackend:
             namespace, name, _ = self.pod_name(pod)
             return self.kubectl.run("get", "pod", "-n", namespace, name, "-o", "yaml").stdout
 
-        def proxy_log(pod: str) -> str:
-            namespace, name, _ = self.pod_name(pod)
-            return self.kubectl.run("logs", "-n", namespace, name, "-c", "istio-proxy").stdout
-
         def admin_json(pod: str, path: str) -> dict:
             body = json.loads(self.pilot_agent_request(pod, path) or "{}")
             return stat_values(body) if path.startswith("stats") else body
@@ -565,7 +566,7 @@ class KubeBackend:
                 {name: functools.partial(admin_json, pod, path) for name, path in mesh_evidence.PROXY_FILES.items()},
             )
             mesh_evidence.save(d, "pod.yaml", functools.partial(pod_yaml, pod))
-            mesh_evidence.save(d, "istio-proxy.log", functools.partial(proxy_log, pod))
+            mesh_evidence.save(d, "istio-proxy.log", functools.partial(self.proxy_log, pod))
         save("istiod-configz.json", lambda: self.istiod_debug(CONFIGZ_EXEC))
         save(
             "istiod.log", lambda: self.kubectl.run("logs", "-n", ISTIO_NAMESPACE, "deploy/istiod", "--tail=2000").stdout

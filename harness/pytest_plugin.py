@@ -67,16 +67,15 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
         metavar="FILE",
         help="test your own egress: run the expectations of this spec (suites/test_egress_spec.py; README)",
     )
-    # pytest-kind-ng (the [kind] extra) defines these too when its plugin is loaded.
-    for flag, kwargs in (
-        ("--keep-cluster", {"action": "store_true", "help": "kind: reuse and keep the cluster"}),
-        ("--cluster-name", {"default": "egress-harness", "help": "kind: cluster name"}),
-        ("--kubeconfig", {"default": None, "help": "cluster backend: kubeconfig of an existing cluster"}),
-    ):
-        try:
-            group.addoption(flag, **kwargs)
-        except ValueError:
-            pass
+    # Prefixed: pytest-kind-ng (the [kind] extra) has --cluster-name, --keep-cluster and
+    # --kubeconfig, and a venv that loads both plugins must not stop at its first option.
+    group.addoption("--egress-keep-cluster", action="store_true", help="kind: reuse and keep the cluster")
+    group.addoption("--egress-cluster-name", default="egress-harness", help="kind: cluster name")
+    group.addoption(
+        "--egress-kubeconfig",
+        default=None,
+        help="cluster backend: kubeconfig of an existing cluster (else $KUBECONFIG)",
+    )
 
 
 def _exit(line: str) -> None:
@@ -100,26 +99,75 @@ def _claim_artifacts(config: pytest.Config) -> Path:
     return path
 
 
+# The fixtures of this plugin and of pytest_spec: a session whose tests request none of them is not
+# a harness session, and the plugin then leaves it alone (tests/test_quiet_plugin.py pins the set).
+HARNESS_FIXTURES = frozenset(
+    {
+        "artifacts_dir",
+        "evidence",
+        "istio_binaries",
+        "istio_version",
+        "mesh",
+        "scenario",
+        "spec_mesh",
+        "egress_spec",
+        "spec_applied",
+        "spec_gaps",
+    }
+)
+_ACTIVE = pytest.StashKey[bool]()  # the session took the artifacts folder, the signals and junit.xml
+_OUR_JUNIT = pytest.StashKey[bool]()  # xmlpath was set by this plugin, not by --junitxml
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "istio: needs Istio's binaries (set on every test that requests istio_binaries)")
     config.addinivalue_line("markers", "gateway_api: the test's section has a Gateway API form (runs in its modes too)")
-    # SIGTERM (CI timeouts, `kill`) and SIGHUP (a closed terminal) take Ctrl-C's clean path.
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _as_interrupt)
     config.stash[_SUMMARY] = SummaryWriter()
-    if config.option.help or config.option.collectonly and not config.getoption("--dry-run"):
+    if _only_listing(config):
         return
     if config.getoption("--dry-run") and config.getoption("--backend") == "local":
         _exit("a dry run prints the plan of BACKEND=kind or BACKEND=cluster; the local mesh has none: drop DRY_RUN")
     refused = pytest_spec.configure(config)  # a bad spec: one line, before anything is claimed
     if refused:
         _exit(refused)
-    artifacts = _claim_artifacts(config)
-    config.stash[_ARTIFACTS] = artifacts
-    # junit.xml goes with the rest, unless --junitxml says otherwise.
+    # junit.xml goes with the rest, unless --junitxml says otherwise. Set now: junitxml opens its
+    # report in its own pytest_configure, after this one. Dropped again (nothing written) once
+    # collection shows a session that requests no harness fixture.
     if getattr(config.option, "xmlpath", None) is None and hasattr(config.option, "xmlpath"):
-        config.option.xmlpath = str(artifacts / "junit.xml")
+        config.option.xmlpath = str(Path(config.getoption("--artifacts")).resolve() / "junit.xml")
+        config.stash[_OUR_JUNIT] = True
+
+
+def _only_listing(config: pytest.Config) -> bool:
+    return bool(config.option.help or config.option.collectonly and not config.getoption("--dry-run"))
+
+
+def activate(config: pytest.Config) -> None:
+    """Make this a harness session (once): claim the artifacts folder (writable, with room, this
+    run's alone: harness/artifacts.py) and turn SIGTERM (CI timeouts, `kill`) and SIGHUP (a closed
+    terminal) into Ctrl-C's clean path. The plugin calls it when a collected test requests a
+    harness fixture; the repository's conftest.py for its own sessions, whatever they request."""
+    if config.stash.get(_ACTIVE, False) or _only_listing(config):
+        return
+    config.stash[_ACTIVE] = True
+    config.stash[_ARTIFACTS] = _claim_artifacts(config)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _as_interrupt)
+
+
+def _leave_alone(config: pytest.Config) -> None:
+    """Not a harness session: the junit.xml this plugin asked for is not written."""
+    if not config.stash.get(_OUR_JUNIT, False):
+        return
+    del config.stash[_OUR_JUNIT]
+    from _pytest.junitxml import xml_key
+
+    xml = config.stash.get(xml_key, None)
+    if xml is not None:
+        del config.stash[xml_key]
+        config.pluginmanager.unregister(xml)
+    config.option.xmlpath = None
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -128,6 +176,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "istio_binaries" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.istio)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    config = session.config
+    if any(HARNESS_FIXTURES & set(getattr(item, "fixturenames", ())) for item in session.items):
+        activate(config)
+    elif not config.stash.get(_ACTIVE, False):
+        _leave_alone(config)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -467,6 +523,9 @@ def pytest_deselected(items: list[pytest.Item]) -> None:
 
 @pytest.hookimpl(tryfirst=True)  # before junitxml writes its file: the reserve makes room for both
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    if not session.config.stash.get(_ACTIVE, False):
+        _leave_alone(session.config)  # collection failed before it could tell
+        return
     writer = session.config.stash.get(_SUMMARY, None)
     artifacts = session.config.stash.get(_ARTIFACTS, None)
     if artifacts is not None:

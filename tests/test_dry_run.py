@@ -287,7 +287,7 @@ def test_dry_run_through_pytest_touches_nothing(tmp_path, istio_binaries):
             "no:cacheprovider",
             "--backend=kind",
             "--dry-run",
-            "--cluster-name=ci-kind",
+            "--egress-cluster-name=ci-kind",
             f"--artifacts={artifacts}",
         ],
         cwd=REPO,
@@ -313,9 +313,9 @@ def test_bad_input_is_one_line_before_anything_starts(tmp_path):
             self.opts = {
                 "--backend": "kind",
                 "--istio-version": "1.31",
-                "--cluster-name": "egress-harness",
-                "--keep-cluster": False,
-                "--kubeconfig": None,
+                "--egress-cluster-name": "egress-harness",
+                "--egress-keep-cluster": False,
+                "--egress-kubeconfig": None,
                 "--dry-run": False,
                 **opts,
             }
@@ -324,11 +324,11 @@ def test_bad_input_is_one_line_before_anything_starts(tmp_path):
             return self.opts[name]
 
     cases = [
-        (Config(**{"--cluster-name": "Bad_Name"}), "not a valid kind cluster name"),
+        (Config(**{"--egress-cluster-name": "Bad_Name"}), "not a valid kind cluster name"),
         (Config(**{"--istio-version": "0.8"}), "unknown Istio version"),
-        (Config(**{"--kubeconfig": str(tmp_path / "k")}), "--kubeconfig is for BACKEND=cluster"),
+        (Config(**{"--egress-kubeconfig": str(tmp_path / "k")}), "--egress-kubeconfig is for BACKEND=cluster"),
         (Config(**{"--backend": "cluster", "--dry-run": True}), "needs a kubeconfig"),
-        (Config(**{"--backend": "cluster", "--kubeconfig": str(tmp_path / "missing")}), "does not exist"),
+        (Config(**{"--backend": "cluster", "--egress-kubeconfig": str(tmp_path / "missing")}), "does not exist"),
     ]
     env_kc = os.environ.pop("KUBECONFIG", None)
     try:

@@ -200,7 +200,7 @@ def test_the_kubeconfig_is_checked_before_the_images(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("EGRESS_HARNESS_") and k != "KUBECONFIG"}
     env["PYTHONPATH"] = str(REPO)
     proc = _pytest(
-        ["suites/test_troubleshooting.py", "--backend=cluster", "--kubeconfig=/etc/hostname", "--dry-run"]
+        ["suites/test_troubleshooting.py", "--backend=cluster", "--egress-kubeconfig=/etc/hostname", "--dry-run"]
         + ["-q", f"--artifacts={tmp_path / 'a'}"],
         env=env,
     )

@@ -61,15 +61,17 @@ def run_namespaces(run_id: str) -> dict[str, str]:
 def kubeconfig_from(option: str | None) -> Path:
     value = option or os.environ.get("KUBECONFIG")
     if not value:
-        raise HarnessError("BACKEND=cluster needs a kubeconfig: pass --kubeconfig PATH (or set KUBECONFIG)")
+        raise HarnessError("BACKEND=cluster needs a kubeconfig: pass --egress-kubeconfig PATH (or set KUBECONFIG)")
     path = Path(value.split(os.pathsep)[0]).expanduser()
     if not path.is_file():
         raise HarnessError(
-            f"kubeconfig {path} does not exist: pass --kubeconfig with the path of an existing cluster's kubeconfig"
+            f"kubeconfig {path} does not exist: pass --egress-kubeconfig with the path of an existing cluster's kubeconfig"
         )
     problem = kube_rest.kubeconfig_problem(path)
     if problem:
-        raise HarnessError(f"kubeconfig {path} {problem}: pass --kubeconfig with an existing cluster's kubeconfig")
+        raise HarnessError(
+            f"kubeconfig {path} {problem}: pass --egress-kubeconfig with an existing cluster's kubeconfig"
+        )
     return path
 
 

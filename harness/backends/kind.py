@@ -15,7 +15,7 @@ load the sleep image → istioctl install → rollouts → the stand-in → Core
 sleep pods → DNS check in the pods → first convergence. The steps' methods are below, in that
 order; steps with no action are run elsewhere and skipped (IMAGES=source's engine and image builds:
 with_engine, before pytest; the per-test steps: the suites). stop() runs the plan's teardown steps
-the same way. `--keep-cluster` reuses a cluster of that name and leaves it (and Istio) in place
+the same way. `--egress-keep-cluster` reuses a cluster of that name and leaves it (and Istio) in place
 afterwards.
 """
 
@@ -291,8 +291,8 @@ class KindBackend(KubeBackend):
         existing = subprocess.run([kind, "get", "clusters"], capture_output=True, text=True).stdout.split()
         if self.cluster_name in existing and not self.keep_cluster:
             raise HarnessError(
-                f"a kind cluster named {self.cluster_name!r} already exists: pass --keep-cluster to reuse it, "
-                f"or --cluster-name NAME, or delete it (kind delete cluster --name {self.cluster_name})"
+                f"a kind cluster named {self.cluster_name!r} already exists: pass --egress-keep-cluster to reuse it, "
+                f"or --egress-cluster-name NAME, or delete it (kind delete cluster --name {self.cluster_name})"
             )
         self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
         if self.cluster_name in existing:
@@ -429,7 +429,7 @@ class KindBackend(KubeBackend):
             self.upstream_container = None
 
     def release_cluster(self) -> None:
-        """Delete the cluster, or (--keep-cluster) leave it with its own DNS back."""
+        """Delete the cluster, or (--egress-keep-cluster) leave it with its own DNS back."""
         if self.cluster is not None and self.keep_cluster and self._coredns_original is not None:
             try:  # a kept cluster goes back to its own DNS
                 self._set_corefile(self._coredns_original)
@@ -687,7 +687,7 @@ def _kind_steps(n: _KindNames, act: Bind) -> list[Step]:
             timing="tools",
         ),
         Step(
-            f"Create (or with --keep-cluster reuse) the kind cluster {n.cluster_name!r}",
+            f"Create (or with --egress-keep-cluster reuse) the kind cluster {n.cluster_name!r}",
             [kind_create_cmd(n.kind_bin, n.cluster_name, n.kubeconfig, n.node_image)],
             _kind_config_text(n.source),
             note="pytest_kind.KindCluster(name, kubeconfig, image, kind_path, kubectl_path).create(config_file) runs this"
@@ -807,7 +807,7 @@ def _kind_teardown(n: _KindNames, act: Bind) -> list[Step]:
             run=act(KindBackend.remove_upstream),
         ),
         Step(
-            "Keep the cluster (--keep-cluster), with its CoreDNS put back as it was",
+            "Keep the cluster (--egress-keep-cluster), with its CoreDNS put back as it was",
             run=act(KindBackend.release_cluster),
         )
         if n.keep_cluster

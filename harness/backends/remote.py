@@ -41,17 +41,17 @@ def make_remote_backend(pytestconfig, artifacts_dir: Path):
     backend = pytestconfig.getoption("--backend")
     istio_version = pytestconfig.getoption("--istio-version") or DEFAULT_ISTIO_VERSION
     resolve_release(istio_version)  # unknown versions fail here, before anything starts
-    cluster_name = pytestconfig.getoption("--cluster-name")
-    keep = bool(pytestconfig.getoption("--keep-cluster"))
-    kubeconfig = pytestconfig.getoption("--kubeconfig")
+    cluster_name = pytestconfig.getoption("--egress-cluster-name")
+    keep = bool(pytestconfig.getoption("--egress-keep-cluster"))
+    kubeconfig = pytestconfig.getoption("--egress-kubeconfig")
     dry_run = bool(pytestconfig.getoption("--dry-run"))
     if backend == "kind" and not _CLUSTER_NAME.match(cluster_name or ""):
         raise HarnessError(
-            f"--cluster-name {cluster_name!r} is not a valid kind cluster name: use lowercase letters, digits and '-'"
+            f"--egress-cluster-name {cluster_name!r} is not a valid kind cluster name: use lowercase letters, digits and '-'"
         )
     if backend == "kind" and kubeconfig:
         raise HarnessError(
-            "--kubeconfig is for BACKEND=cluster; kind writes its own (drop --kubeconfig, or use --backend cluster)"
+            "--egress-kubeconfig is for BACKEND=cluster; kind writes its own (drop it, or use --backend cluster)"
         )
 
     if dry_run:

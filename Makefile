@@ -161,7 +161,7 @@ kind-clean-images: $(STAMP)
 # The suites on the local mesh and on kind side by side (after `make e2e ARTIFACTS=artifacts/local`
 # and `make e2e BACKEND=kind IMAGES=source ARTIFACTS=artifacts/kind`).
 fidelity: $(STAMP)
-	cd $(ROOT) && $(PY) -m harness.fidelity $(ART)/local/summary.md $(ART)/kind/summary.md --names local,kind \
+	cd $(ROOT) && $(PY) -m harness.fidelity $(ART)/local/summary.json $(ART)/kind/summary.json --names local,kind \
 		--notes docs/fidelity-notes.txt -o $(ART)/fidelity.md
 
 clean-stale: $(STAMP)

@@ -1,7 +1,9 @@
 """artifacts/fidelity.md: each suite test on two backends side by side, from their summaries.
 
-    python -m harness.fidelity artifacts/local/summary.md artifacts/kind/summary.md \\
+    python -m harness.fidelity artifacts/local/summary.json artifacts/kind/summary.json \\
         --names local,kind -o artifacts/fidelity.md
+
+Each summary is a run's summary.json (harness/pytest_reports.py) or, from older runs, its summary.md.
 
 Rows are matched by (scenario, test, mode), and repeated keys by their order (both backends run
 the suites in the same order); results and observations are shown per backend, and a
@@ -12,6 +14,7 @@ row whose results differ, or that one backend lacks, is marked so it can be expl
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -31,6 +34,21 @@ def parse_summary(text: str) -> dict[tuple[str, str, str], tuple[str, str]]:
         while key in rows:  # a test parametrized beyond the mode (cleanup's stages): rows keep their order
             key, n = (scenario, f"{test} #{n}", mode), n + 1
         rows[key] = (result, obs.replace("\x00", "\\|"))
+    return rows
+
+
+def load_summary(path: Path) -> dict[tuple[str, str, str], tuple[str, str]]:
+    """parse_summary's rows, from a summary.json or a summary.md."""
+    if path.suffix != ".json":
+        return parse_summary(path.read_text())
+    from harness.summary import observations_cell, result_cell
+
+    rows: dict[tuple[str, str, str], tuple[str, str]] = {}
+    for test in json.loads(path.read_text())["tests"]:
+        rows[(test["scenario"], test["test"], test["mode"])] = (
+            result_cell(test["outcome"]),
+            observations_cell(test["observations"]).replace("|", "\\|"),  # as a cell of summary.md
+        )
     return rows
 
 
@@ -79,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             if ": " in line and not line.startswith("#"):
                 k, v = line.split(": ", 1)
                 notes[k.strip()] = v.strip()
-    text = render([parse_summary(p.read_text()) for p in args.summaries], names, notes, compact=args.compact)
+    text = render([load_summary(p) for p in args.summaries], names, notes, compact=args.compact)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
     print(f"{args.output}: {text.splitlines()[2]}")

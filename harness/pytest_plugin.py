@@ -30,10 +30,22 @@ from typing import Any
 import pytest
 
 from harness import artifacts as _artifacts
-from harness.errors import HarnessError, HarnessFault, MeshFailure, ProcessExited
+from harness.errors import HarnessError, HarnessFault, HopFailure, MeshFailure, ProcessExited
 from harness.evidence import Evidence
 from harness.istio_binaries import IstioBinaries
 from harness.manifests import GATEWAY_API_MODES, MODES
+from harness.pytest_reports import (
+    ACTIVE,
+    ARTIFACTS,
+    HOP,
+    SUITE,
+    SessionReports,
+    add_suite_property,
+    header_lines,
+    properties_of,
+    step_summary,
+    write_json,
+)
 from harness.scenario import Scenario
 from harness.spec import pytest_spec
 from harness.summary import SummaryWriter
@@ -41,7 +53,6 @@ from harness.summary import SummaryWriter
 REPORT_KEY = pytest.StashKey[dict]()
 EVIDENCE_KEY = pytest.StashKey[Evidence]()
 _SUMMARY = pytest.StashKey[SummaryWriter]()
-_ARTIFACTS = pytest.StashKey[Path]()
 _LOCK = pytest.StashKey[int]()
 _MESH = pytest.StashKey[Any]()
 _STOPPED = pytest.StashKey[str]()  # why the session stopped early: a process it holds exited
@@ -115,7 +126,6 @@ HARNESS_FIXTURES = frozenset(
         "spec_gaps",
     }
 )
-_ACTIVE = pytest.StashKey[bool]()  # the session took the artifacts folder, the signals and junit.xml
 _OUR_JUNIT = pytest.StashKey[bool]()  # xmlpath was set by this plugin, not by --junitxml
 
 
@@ -148,12 +158,21 @@ def activate(config: pytest.Config) -> None:
     run's alone: harness/artifacts.py) and turn SIGTERM (CI timeouts, `kill`) and SIGHUP (a closed
     terminal) into Ctrl-C's clean path. The plugin calls it when a collected test requests a
     harness fixture; the repository's conftest.py for its own sessions, whatever they request."""
-    if config.stash.get(_ACTIVE, False) or _only_listing(config):
+    if config.stash.get(ACTIVE, False) or _only_listing(config):
         return
-    config.stash[_ACTIVE] = True
-    config.stash[_ARTIFACTS] = _claim_artifacts(config)
+    try:
+        config.stash[ARTIFACTS] = _claim_artifacts(config)
+    except BaseException:
+        _leave_alone(config)  # no junit.xml into a folder that could not be claimed
+        raise
+    config.stash[ACTIVE] = True
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _as_interrupt)
+    config.pluginmanager.register(SessionReports(config), "egress_harness_reports")
+    from harness.versions import DEFAULT_ISTIO_VERSION
+
+    add_suite_property(config, "backend", config.getoption("--backend"))
+    add_suite_property(config, "istio_version", config.getoption("--istio-version") or DEFAULT_ISTIO_VERSION)
 
 
 def _leave_alone(config: pytest.Config) -> None:
@@ -181,9 +200,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_collection_finish(session: pytest.Session) -> None:
     config = session.config
     if any(HARNESS_FIXTURES & set(getattr(item, "fixturenames", ())) for item in session.items):
-        activate(config)
-    elif not config.stash.get(_ACTIVE, False):
+        if not config.stash.get(ACTIVE, False):
+            activate(config)
+            terminal = config.pluginmanager.get_plugin("terminalreporter")
+            if terminal is not None and config.stash.get(ACTIVE, False):  # the report header is past
+                for line in header_lines(config):
+                    terminal.write_line(line)
+    elif not config.stash.get(ACTIVE, False):
         _leave_alone(config)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    # A session that collected nothing here (pytest-xdist's controller: its workers collect) is
+    # not one of the harness's: its junit.xml stays where pytest would put it.
+    if not session.config.stash.get(ACTIVE, False):
+        _leave_alone(session.config)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -197,7 +229,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def artifacts_dir(pytestconfig: pytest.Config) -> Path:
-    return pytestconfig.stash.get(_ARTIFACTS, None) or Path(pytestconfig.getoption("--artifacts")).resolve()
+    return pytestconfig.stash.get(ARTIFACTS, None) or Path(pytestconfig.getoption("--artifacts")).resolve()
 
 
 @pytest.fixture(scope="session")
@@ -269,6 +301,7 @@ def mesh(pytestconfig: pytest.Config, request: pytest.FixtureRequest, artifacts_
                 remote = make_remote_backend(pytestconfig, artifacts_dir)
         except HarnessError as exc:
             _exit(str(exc))
+        _envoy_property(pytestconfig, remote)
         yield remote
         with capture.global_and_fixture_disabled():
             remote.stop()
@@ -292,11 +325,23 @@ def mesh(pytestconfig: pytest.Config, request: pytest.FixtureRequest, artifacts_
         local.stop()
         raise
     pytestconfig.stash[_MESH] = local
+    _envoy_property(pytestconfig, local)
     try:
         yield local
     finally:
         del pytestconfig.stash[_MESH]
         local.stop()
+
+
+def _envoy_property(config: pytest.Config, mesh: Any) -> None:
+    """The Envoy the mesh runs, as its gateway's admin API reports it (every backend has one)."""
+    from harness.pod_table import GATEWAY
+
+    try:
+        version = mesh.proxy_admin(GATEWAY).server_version()
+    except Exception as exc:  # noqa: BLE001 - a property, never a reason to stop the session
+        version = f"unknown ({type(exc).__name__})"
+    add_suite_property(config, "envoy_version", version)
 
 
 @pytest.fixture
@@ -436,6 +481,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     report = yield
     if report.failed and call.excinfo is not None:
         exc = call.excinfo.value
+        if isinstance(exc, HopFailure):
+            item.stash[HOP] = exc.hop
         exited = _session_process_exited(item, exc)
         if exited is not None:
             # Said once, here; every later test would fail the same way: the session stops.
@@ -458,7 +505,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
                 report.sections.append(
                     (HARNESS_ERROR, f"{type(exc).__name__} is a fault of the harness, not a failure of the mesh")
                 )
-    artifacts_dir = item.config.stash.get(_ARTIFACTS, None)
+    artifacts_dir = item.config.stash.get(ARTIFACTS, None)
     if report.failed and artifacts_dir is not None and _artifacts.is_full(artifacts_dir):
         # A verdict built on missing lines (an access log that could not be written) is no verdict.
         report.harness_error = True
@@ -468,7 +515,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     if report.when == "teardown":
         ev = item.stash.get(EVIDENCE_KEY, None)
         outcome = outcome_of(item)
-        item.config.stash[_SUMMARY].add(item, outcome, getattr(ev, "observations", {}))
+        observations = getattr(ev, "observations", {})
+        item.config.stash[_SUMMARY].add(item, outcome, observations, hop=item.stash.get(HOP, None))
+        # junit.xml's properties of the test: junitxml reads the teardown report's.
+        report.user_properties.extend(properties_of(item, outcome, observations))
         _count_once(item, outcome)
     return report
 
@@ -523,11 +573,10 @@ def pytest_deselected(items: list[pytest.Item]) -> None:
 
 @pytest.hookimpl(tryfirst=True)  # before junitxml writes its file: the reserve makes room for both
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    if not session.config.stash.get(_ACTIVE, False):
-        _leave_alone(session.config)  # collection failed before it could tell
+    if not session.config.stash.get(ACTIVE, False):
         return
     writer = session.config.stash.get(_SUMMARY, None)
-    artifacts = session.config.stash.get(_ARTIFACTS, None)
+    artifacts = session.config.stash.get(ARTIFACTS, None)
     if artifacts is not None:
         _artifacts.release_reserve(artifacts)
     stopped = session.config.stash.get(_STOPPED, None)
@@ -539,5 +588,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     try:
         writer.write(artifacts / "summary.md")
+        write_json(artifacts / "summary.json", writer.as_json(session.config.stash.get(SUITE, {})))
     except OSError as exc:
-        print(f"egress-harness: cannot write {artifacts / 'summary.md'}: {exc.strerror}")
+        print(f"egress-harness: cannot write the summary into {artifacts}: {exc.strerror}")
+        return
+    step_summary(artifacts / "summary.md")

@@ -12,6 +12,14 @@ _ICON = {"passed": "pass", "failed": "**FAIL**", "skipped": "skip", "harness err
 _TOTALS = (("failed", "failed"), ("passed", "passed"), ("skipped", "skipped"), ("harness error", "error"))
 
 
+def result_cell(outcome: str) -> str:
+    return _ICON.get(outcome, outcome)
+
+
+def observations_cell(observations: dict) -> str:
+    return "<br>".join(f"{k}: {v}" for k, v in observations.items())
+
+
 def totals_line(counts: dict[str, int], deselected: int = 0) -> str:
     """The totals as pytest's last line says them: one test, one count, harness errors as errors."""
     parts = []
@@ -30,27 +38,42 @@ def totals_line(counts: dict[str, int], deselected: int = 0) -> str:
 @dataclass
 class SummaryWriter:
     rows: list[tuple[str, str, str, str, dict]] = field(default_factory=list)
+    tests: list[dict] = field(default_factory=list)  # id and hop of each row
     deselected: int = 0
     stopped: str | None = None  # the harness fault that stopped the session before every test ran
 
-    def add(self, item, outcome: str, observations: dict) -> None:
+    def add(self, item, outcome: str, observations: dict, hop: str | None = None) -> None:
         module = item.module.__name__.rsplit(".", 1)[-1].removeprefix("test_") if getattr(item, "module", None) else ""
         callspec = getattr(item, "callspec", None)
         mode = callspec.params.get("mode", "-") if callspec else "-"
-        self.rows.append(
-            (
-                module,
-                item.originalname if hasattr(item, "originalname") else item.name,
-                mode,
-                outcome,
-                dict(observations),
-            )
-        )
+        # The test with every parameter but the mode (which has its column): the three cleanup
+        # stages of one mode are three rows that say which.
+        others = [str(v) for k, v in (callspec.params.items() if callspec else ()) if k != "mode"]
+        name = getattr(item, "originalname", item.name) + (f"[{'-'.join(others)}]" if others else "")
+        self.rows.append((module, name, mode, outcome, dict(observations)))
+        self.tests.append({"id": item.nodeid, "outcome": outcome, "hop": hop})
 
-    def write(self, path: Path) -> None:
+    def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for *_, outcome, _ in self.rows:
             counts[outcome] = counts.get(outcome, 0) + 1
+        return counts
+
+    def as_json(self, properties: dict[str, str]) -> dict:
+        """summary.json: the rows of summary.md with each test's full id and failed hop."""
+        return {
+            "totals": self.counts(),
+            "deselected": self.deselected,
+            "stopped": self.stopped,
+            "properties": properties,
+            "tests": [
+                {**test, "scenario": scenario, "test": name, "mode": mode, "observations": obs}
+                for test, (scenario, name, mode, _, obs) in zip(self.tests, self.rows, strict=True)
+            ],
+        }
+
+    def write(self, path: Path) -> None:
+        counts = self.counts()
         lines = [
             "# egress-harness summary",
             "",
@@ -66,6 +89,6 @@ class SummaryWriter:
             "|---|---|---|---|---|",
         ]
         for scenario, test, mode, outcome, obs in self.rows:
-            facts = "<br>".join(f"{k}: {v}" for k, v in obs.items()).replace("|", "\\|")
-            lines.append(f"| {scenario} | {test} | {mode} | {_ICON.get(outcome, outcome)} | {facts} |")
+            facts = observations_cell(obs).replace("|", "\\|")
+            lines.append(f"| {scenario} | {test} | {mode} | {result_cell(outcome)} | {facts} |")
         path.write_text("\n".join(lines) + "\n")

@@ -11,6 +11,7 @@ and the stand-in's open control API):
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -315,7 +316,7 @@ def test_a_failed_cleanup_has_evidence(tmp_path):
 _EXITED = """
 from harness.errors import ProcessExited
 
-def test_first():
+def test_first(artifacts_dir):  # a harness fixture: the session reports as the suites' do
     pass
 
 def test_finds_it_dead():
@@ -417,3 +418,65 @@ def test_no_pod_reaches_the_stand_ins_control_api(mesh):
     ):
         stranger.reset()
     assert [r.id for r in upstream.requests(since=mark)] == [request.id]
+
+
+_ONE_OF_EACH = """
+from harness.errors import HopFailure
+
+def test_mesh_failure(evidence):
+    evidence.observe(sni="www.cnn.com", status_chain="503")
+    raise HopFailure("gateway → upstream", "expected SNI edition.cnn.com")
+
+def test_harness_fault(evidence):
+    raise RuntimeError("the harness broke")
+
+def test_passes(evidence):
+    evidence.observe(peer="198.18.0.7")
+"""
+
+
+def test_junit_tells_a_mesh_failure_from_a_harness_fault_and_carries_the_properties(tmp_path):
+    """The mesh failure is junit.xml's one <failure>, the harness fault its one <error> (pytest
+    alone writes both as failures: both are in the call phase); each test carries its outcome, hop
+    and observations, the suite its backend and Istio version; summary.json and the job summary
+    say the same."""
+    import xml.etree.ElementTree as ET
+
+    artifacts = tmp_path / "artifacts"
+    step = tmp_path / "step-summary.md"
+    proc = _child(tmp_path, _ONE_OF_EACH, "--artifacts", str(artifacts), env={"GITHUB_STEP_SUMMARY": str(step)})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out[-3000:]
+    assert _terminal_totals(out) == "1 failed, 1 passed, 1 error" == _summary_totals(artifacts)
+    suite = ET.parse(artifacts / "junit.xml").getroot().find("testsuite")
+    assert suite is not None
+    assert (suite.get("failures"), suite.get("errors")) == ("1", "1"), ET.tostring(suite)[:2000]
+    cases = {c.get("name"): c for c in suite.iter("testcase")}
+    assert [e.tag for e in cases["test_mesh_failure"] if e.tag in ("failure", "error")] == ["failure"]
+    [error] = [e for e in cases["test_harness_fault"] if e.tag in ("failure", "error")]
+    assert error.tag == "error" and error.get("message", "").startswith("harness error (not a failure of the mesh)")
+
+    def props(element) -> dict[str, str]:
+        return {p.get("name"): p.get("value") for p in element.iter("property")}
+
+    assert props(cases["test_mesh_failure"]) == {
+        "egress_harness.outcome": "failed",
+        "egress_harness.hop": "gateway → upstream",
+        "egress_harness.sni": "www.cnn.com",
+        "egress_harness.status_chain": "503",
+    }
+    assert props(cases["test_harness_fault"])["egress_harness.outcome"] == "harness error"
+    assert props(cases["test_passes"])["egress_harness.peer"] == "198.18.0.7"
+    suite_props = {p.get("name"): p.get("value") for p in suite.find("properties") or []}
+    assert suite_props["egress_harness.backend"] == "local" and suite_props["egress_harness.istio_version"]
+    summary = json.loads((artifacts / "summary.json").read_text())
+    assert summary["totals"] == {"failed": 1, "harness error": 1, "passed": 1}
+    assert [(t["id"], t["outcome"], t["hop"]) for t in summary["tests"]] == [
+        ("test_child.py::test_mesh_failure", "failed", "gateway → upstream"),
+        ("test_child.py::test_harness_fault", "harness error", None),
+        ("test_child.py::test_passes", "passed", None),
+    ]
+    assert step.read_text().startswith((artifacts / "summary.md").read_text())
+    assert f"egress-harness: backend local, Istio {summary['properties']['istio_version']}; artifacts in" in out
+    assert f"egress-harness: {artifacts / 'summary.md'}, summary.json, {artifacts / 'junit.xml'}" in out
+    assert f"the evidence of each failed test under {artifacts / 'evidence'}" in out

@@ -43,10 +43,11 @@ def root_only():
 
 # 2 -------------------------------------------------------------------------------------------
 def _trivial_tests(tmp_path: Path) -> Path:
-    """A test folder of one passing test: the plugin claims the artifacts folder for any run."""
+    """A test folder of one passing test that requests a harness fixture: the plugin claims the
+    artifacts folder for that session (for one that requests none it does nothing)."""
     tests = tmp_path / "trivial"
     tests.mkdir()
-    (tests / "test_trivial.py").write_text("def test_ok():\n    pass\n")
+    (tests / "test_trivial.py").write_text("def test_ok(artifacts_dir):\n    pass\n")
     return tests
 
 

@@ -85,8 +85,8 @@ test: system-test $(STAMP) istio istio-from kube-toolchain fortio
 # The suites and the harness's own kind tests (tests/kind: convergence and evidence on kind) on one
 # kind cluster; IMAGES as for make e2e (CI: IMAGES=source). Output in $(ARTIFACTS)/kind/.
 KIND_RUNNER := $(if $(filter source,$(IMAGES)),$(PY) -m harness.images.with_engine --istio-version=$(ISTIO_VERSION) --,)
-test-kind: $(STAMP) istio
-	@$(SYSTEM) e2e kind
+test-kind: BACKEND = kind
+test-kind: system-e2e $(STAMP) istio
 	cd $(ROOT) && EGRESS_HARNESS_IMAGES=$(IMAGES) $(KIND_RUNNER) $(PY) -m pytest suites tests/kind --backend=kind \
 		--istio-version=$(ISTIO_VERSION) --artifacts=$(ART)/kind $(PYTEST_ARGS)
 

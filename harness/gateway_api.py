@@ -99,7 +99,7 @@ def channel_hint(obj: dict) -> str:
 
 
 def crd_dir() -> Path:
-    from harness.istio_binaries import cache_root
+    from harness.cache import cache_root
 
     return cache_root() / "gateway-api" / GATEWAY_API_VERSION
 

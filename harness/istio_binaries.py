@@ -22,8 +22,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.cache import cache_root
 from harness.console import say as _say
 from harness.errors import HarnessError
+from harness.istio_release import refuse_build_of_release
 from harness.versions import (
     DEFAULT_ISTIO_VERSION,
     ISTIO_MODULE,
@@ -38,13 +40,6 @@ _COMMANDS = {
     "istioctl": "istioctl/cmd/istioctl",
 }
 BOOTSTRAP_NAME = "envoy_bootstrap_tmpl.json"
-
-
-def cache_root() -> Path:
-    if os.environ.get("EGRESS_HARNESS_CACHE"):
-        return Path(os.environ["EGRESS_HARNESS_CACHE"])
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "egress-harness"
 
 
 # Set by `make unit`, which promises no builds (a new machine runs it first, in CI before `make test`).
@@ -240,6 +235,8 @@ def _envoy_for(minor: str, wanted: str | None, home: Path | None = None) -> tupl
 def ensure_istio(requested: str = DEFAULT_ISTIO_VERSION) -> IstioBinaries:
     """Find or build the binaries of `requested`; one HarnessError line if that cannot be done."""
     release = resolve_release(requested)
+    if release.released:
+        raise refuse_build_of_release(release.name)
     override = os.environ.get("EGRESS_HARNESS_ISTIO_BIN")
     if override:
         bin_dir = Path(override)

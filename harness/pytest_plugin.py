@@ -118,6 +118,7 @@ HARNESS_FIXTURES = frozenset(
         "evidence",
         "istio_binaries",
         "istio_version",
+        "istioctl",
         "mesh",
         "scenario",
         "spec_mesh",
@@ -264,6 +265,23 @@ def istio_binaries(istio_version: str, pytestconfig: pytest.Config) -> IstioBina
         raise  # not reached
 
 
+@pytest.fixture(scope="session")
+def istioctl(istio_version: str, request: pytest.FixtureRequest) -> Path:
+    """The istioctl of the session's Istio: the release's own for a released version (kind with a
+    registry, a cluster: harness/istio_release.py), else the one built with its binaries."""
+    from harness.istio_release import is_released
+
+    if not is_released(istio_version):
+        return request.getfixturevalue("istio_binaries").istioctl
+    from harness.backends.tools import resolve_istioctl
+
+    try:
+        return resolve_istioctl(istio_version, fetch=True).fetched_path()
+    except HarnessError as exc:
+        _exit(str(exc))
+        raise  # not reached
+
+
 def _check_fixtures(dry_run: bool, request: pytest.FixtureRequest) -> None:
     """Every stage × mode rendered, and (but in a dry run) validated by the real istioctl, once."""
     from harness.manifests import fixture_set
@@ -271,8 +289,7 @@ def _check_fixtures(dry_run: bool, request: pytest.FixtureRequest) -> None:
     fixtures = fixture_set()
     fixtures.check()
     if not dry_run:
-        binaries = request.getfixturevalue("istio_binaries")
-        fixtures.validate_all(binaries.istioctl)
+        fixtures.validate_all(request.getfixturevalue("istioctl"))
 
 
 @pytest.fixture(scope="session")
@@ -287,7 +304,7 @@ def mesh(pytestconfig: pytest.Config, request: pytest.FixtureRequest, artifacts_
             preflight()  # no root, a missing command → one line, nothing created
         _check_fixtures(dry_run, request)  # a broken fixture stops the run before anything starts
         if not dry_run and pytest_spec.SPEC_KEY in pytestconfig.stash:
-            pytest_spec.validate_manifests(pytestconfig, request.getfixturevalue("istio_binaries").istioctl)
+            pytest_spec.validate_manifests(pytestconfig, request.getfixturevalue("istioctl"))
     except HarnessError as exc:
         _exit(str(exc))
     if backend != "local":

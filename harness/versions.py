@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass
 
 from harness.errors import HarnessError
+from harness.istio_release import is_released
 
 ISTIO_MODULE = "istio.io/istio"
 
@@ -46,6 +47,8 @@ class IstioRelease:
     provenance: str  # what the commit is, in words
     # Non-empty: built through a wrapper module with these replace lines (see GoReplace).
     replaces: tuple[GoReplace, ...] = ()
+    # A published release (1.30.2): istioctl and images from the release (harness/istio_release.py), no build.
+    released: bool = False
 
     @property
     def envoy_minor(self) -> str:
@@ -115,10 +118,20 @@ def resolve_release(requested: str) -> IstioRelease:
         return IstioRelease(
             requested, requested, f"{requested}", envoy_server="", provenance=f"{ISTIO_MODULE}@{requested}"
         )
+    if is_released(requested):
+        return IstioRelease(
+            requested,
+            "",
+            requested,
+            envoy_server="",
+            provenance=f"Istio {requested} as released (istioctl from its archive, sha256-verified; its images)",
+            released=True,
+        )
     known = ", ".join(sorted(KNOWN_RELEASES))
     raise HarnessError(
-        f"unknown Istio version {requested!r}: use one of {known}, or a Go pseudo-version of "
-        f"{ISTIO_MODULE} (v0.0.0-YYYYMMDDhhmmss-<commit>), or point EGRESS_HARNESS_ISTIO_BIN at built binaries"
+        f"unknown Istio version {requested!r}: use one of {known} (built here), a released X.Y.Z (kind with a "
+        f"registry, or a cluster), a Go pseudo-version of {ISTIO_MODULE} (v0.0.0-YYYYMMDDhhmmss-<commit>), or point "
+        f"EGRESS_HARNESS_ISTIO_BIN at built binaries"
     )
 
 

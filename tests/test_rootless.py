@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness import gateway_api
-from harness.istio_binaries import cache_root
+from harness.cache import cache_root
 from harness.rootless import PROXY_UID, subordinate_range
 from harness.wait import poll
 from tests.helpers.expect import eventually

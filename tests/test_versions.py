@@ -85,7 +85,7 @@ def test_unknown_version_lists_the_known_ones():
 @pytest.mark.parametrize(
     "bad",
     [
-        "1.31.0",
+        "1.31.0.1",
         "v1.31.0",
         "v0.0.0-2026082621401-9739e10eb9d7",
         "v0.0.0-20260826214018-9739E10EB9D7",
@@ -96,6 +96,11 @@ def test_unknown_version_lists_the_known_ones():
 def test_malformed_versions_are_refused(bad: str):
     with pytest.raises(HarnessError, match="unknown Istio version"):
         resolve_release(bad)
+
+
+def test_a_released_version_is_a_release_built_nowhere():
+    release = resolve_release("1.31.0")
+    assert release.released and release.name == release.stamp == "1.31.0" and release.module_version == ""
 
 
 def test_pseudo_version_is_accepted_as_is():

@@ -38,8 +38,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.cache import cache_root
 from harness.errors import HarnessError, HarnessFault
-from harness.istio_binaries import cache_root
 from harness.system_packages import find_go
 from harness.toolchain import gobuild, programs
 
@@ -113,7 +113,10 @@ def kind_node_image(kubernetes: str | None = None) -> str:
 def istio_images(istio_version: str) -> tuple[str, str]:
     """(hub, tag) of the released images for `istio_version`, overridable by
     EGRESS_HARNESS_ISTIO_HUB / EGRESS_HARNESS_ISTIO_TAG."""
-    hub, tag = ISTIO_IMAGES.get(istio_version, (None, None))
+    from harness import istio_release
+
+    default = (istio_release.HUB, istio_version) if istio_release.is_released(istio_version) else (None, None)
+    hub, tag = ISTIO_IMAGES.get(istio_version, default)
     hub = os.environ.get("EGRESS_HARNESS_ISTIO_HUB") or hub
     tag = os.environ.get("EGRESS_HARNESS_ISTIO_TAG") or tag
     if not hub or not tag:
@@ -347,6 +350,17 @@ def resolve_istioctl(istio_version: str, *, fetch: bool) -> Tool:
     from harness.versions import resolve_release
 
     release = resolve_release(istio_version)
+    if release.released:
+        from harness import istio_release
+
+        path = istio_release.istioctl_path(release.name)
+        if path.exists():
+            return Tool("istioctl", release.stamp, "cache (the release's archive, sha256-verified)", path)
+        fetch_cmd = ("python", "-m", "harness.istio_release", release.name)
+        origin = f"{istio_release.archive_url(release.name)}, checked against the .sha256 the release publishes"
+        if not fetch:
+            return Tool("istioctl", release.stamp, origin, None, fetch_cmd)
+        return Tool("istioctl", release.stamp, "downloaded now", istio_release.fetch_istioctl(release.name))
     override = os.environ.get("EGRESS_HARNESS_ISTIO_BIN")
     path = Path(override) / "istioctl" if override else cache_root() / f"istio-{release.name}" / "bin" / "istioctl"
     if path.exists():

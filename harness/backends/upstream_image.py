@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.cache import cache_root
 from harness.console import say as _say
 from harness.errors import HarnessError
-from harness.istio_binaries import cache_root
 from harness.stand_in import CERT_DIR, CONTROL_TOKEN_ENV, UPSTREAM_PORTS, upstream_command
 from harness.upstream_client import UpstreamPorts, parse_ready_line
 from harness.wait import poll

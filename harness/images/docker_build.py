@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.cache import cache_root
 from harness.console import say
 from harness.errors import HarnessError
-from harness.istio_binaries import cache_root
 
 if TYPE_CHECKING:
     import docker

@@ -30,9 +30,9 @@ import sys
 import time
 from pathlib import Path
 
+from harness.cache import cache_root
 from harness.console import say
 from harness.errors import HarnessError
-from harness.istio_binaries import cache_root
 
 NETNS = "eh-engine"
 NETNS_PATH = Path("/run/netns") / NETNS

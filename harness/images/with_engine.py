@@ -41,7 +41,7 @@ def preflight() -> None:
     engine.preflight()
     if shutil.which("debootstrap") is None:
         raise HarnessError("debootstrap is needed to build the kind images' Debian base: apt-get install debootstrap")
-    from harness.istio_binaries import cache_root
+    from harness.cache import cache_root
 
     root = cache_root()
     root.mkdir(parents=True, exist_ok=True)

@@ -149,7 +149,7 @@ class KubeCerts:
 
 def seed_dir(crd_file: Path, apiserver_bin: Path, etcd_bin: Path) -> Path:
     """Where etcd's data with these CRDs, for these builds, is kept (see the module docstring)."""
-    from harness.istio_binaries import cache_root
+    from harness.cache import cache_root
 
     key = hashlib.sha256(
         json.dumps(

@@ -76,7 +76,7 @@ def istio_crd_file(binaries: IstioBinaries) -> Path:
 def mesh_crd_file(binaries: IstioBinaries, channel: str = gateway_api.CHANNEL) -> Path:
     """Istio's CRDs and the Gateway API's (`channel`) as one file, kept in the cache under the two
     files' digest: the etcd seed is keyed by it, so both are in the seed."""
-    from harness.istio_binaries import cache_root
+    from harness.cache import cache_root
 
     parts = [istio_crd_file(binaries).read_bytes(), gateway_api.crd_file(channel).read_bytes()]
     digest = hashlib.sha256(b"\0".join(parts)).hexdigest()[:16]

@@ -23,9 +23,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.cache import cache_root
 from harness.console import say
 from harness.errors import HarnessError
-from harness.istio_binaries import cache_root, refuse_build_if_forbidden
+from harness.istio_binaries import refuse_build_if_forbidden
 from harness.system_packages import GO_DIRS, GO_MINIMUM, find_go
 
 _ADDED_FIELDS = ("module_files",)

@@ -23,6 +23,9 @@ UPGRADE_ARGS ?=
 # builds every image here and runs inside the harness's own dockerd (docs/kind-backend.md).
 IMAGES ?= registry
 
+# A bare `make` lists the targets; it installs nothing.
+.DEFAULT_GOAL := help
+
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ART = "$(CURDIR)/$(ARTIFACTS)"
@@ -33,7 +36,21 @@ SYSTEM = cd $(ROOT) && $(PYTHON) -m harness.system_packages
 # The mesh runs as root, or in a user namespace of its own (harness.rootless) otherwise.
 PYTEST = cd $(ROOT) && $(PY) -m harness.rootless $(PY) -m pytest
 
-.PHONY: e2e test test-kind unit lint format istio istio-from kube-toolchain mesh fortio upgrade diff-config bench-mesh bench-spec bench-egress clean-stale clean clean-cache system-e2e system-test system-kind kind-images kind-clean-images fidelity
+.PHONY: help e2e test test-kind unit lint format istio istio-from kube-toolchain mesh fortio upgrade diff-config bench-mesh bench-spec bench-egress clean-stale clean clean-cache system-e2e system-test system-kind kind-images kind-clean-images fidelity
+
+help:
+	@echo "egress-harness: make TARGET [VARIABLE=value ...]"
+	@echo "  e2e          the suites against a mesh (BACKEND=local|kind|cluster, ISTIO_VERSION, SPEC=egress.yaml)"
+	@echo "  test         the harness's own tests plus the suites on the local mesh"
+	@echo "  test-kind    the suites and the kind tests on one kind cluster (IMAGES=registry|source)"
+	@echo "  unit, lint   the tests that need nothing installed; ruff, mypy, gofmt, go vet"
+	@echo "  mesh         the local mesh, kept up until Ctrl-C, with its KUBECONFIG line"
+	@echo "  upgrade      FROM=1.30 TO=1.31: an Istio upgrade on one mesh, report in ARTIFACTS/upgrade/"
+	@echo "  diff-config  A=dump-or-dir B=dump-or-dir: the semantic Envoy config diff"
+	@echo "  bench-egress, bench-mesh, bench-spec   what each egress path costs; the mesh's start; a spec's"
+	@echo "  fidelity     local and kind summaries side by side"
+	@echo "  clean, clean-cache, kind-clean-images   what the harness wrote; everything it built"
+	@echo "README.md says more; ARTIFACTS=DIR moves the output, PYTEST_ARGS=... goes to pytest."
 
 $(STAMP): $(ROOT)/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)

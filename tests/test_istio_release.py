@@ -150,3 +150,13 @@ def test_a_dry_run_with_a_released_version_prints_its_plan(tmp_path: Path):
     assert f"{istio_release.DEFAULT_BASE}/1.30.2/{istio_release.archive_name('1.30.2')}" in proc.stdout
     assert "--set=hub=docker.io/istio --set=tag=1.30.2" in proc.stdout
     assert not cache.exists() or not any(cache.rglob("istioctl")), "the dry run fetched istioctl"
+
+
+def test_make_istio_with_a_release_fetches_its_istioctl(releases, capsys):
+    """`make istio ISTIO_VERSION=1.30.5` (what make e2e runs first): the release's istioctl, no build."""
+    from harness.istio_binaries import main
+
+    root, _ = releases
+    _publish(root, "1.30.5")
+    assert main(["--istio-version", "1.30.5"]) == 0
+    assert capsys.readouterr().out == f"Istio 1.30.5 as released: istioctl {istio_release.istioctl_path('1.30.5')}\n"

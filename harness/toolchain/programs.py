@@ -251,7 +251,16 @@ FORTIO = GoProgram(
     outputs=("fortio",),
 )
 
+# The workflow linter for .github/workflows (they cannot run here: tests/test_workflows.py lints them).
+ACTIONLINT = GoProgram(
+    name="actionlint",
+    version="v1.7.12",
+    requires=(("github.com/rhysd/actionlint", "v1.7.12"),),
+    packages=("github.com/rhysd/actionlint/cmd/actionlint",),
+    outputs=("actionlint",),
+)
+
 ALL = (KUBERNETES_PROGRAM, KIND, CONTAINERD, CRICTL, ETCD, COREDNS, KUBE_ROUTER)
 # What the local mesh runs beside Istio (harness/local/apiserver.py): `python -m harness.toolchain local-mesh`.
 LOCAL_MESH = (KUBERNETES_PROGRAM, ETCD, POD_STREAMS)
-BY_NAME = {p.name: p for p in (*ALL, POD_STREAMS, KUBECTL, FORTIO)}
+BY_NAME = {p.name: p for p in (*ALL, POD_STREAMS, KUBECTL, FORTIO, ACTIONLINT)}

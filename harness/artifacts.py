@@ -69,10 +69,14 @@ def is_full(path: Path) -> bool:
         return False
 
 
+# Said to pytest users and make users alike: the option, and the make variable that sets it.
+OTHER_FOLDER = "--artifacts DIR (make: ARTIFACTS=DIR), another folder"
+
+
 def full_line(path: Path) -> str:
     return (
         f"the artifacts folder {path} is full ({free_bytes(path) // 1024} KiB free, a run needs "
-        f"{MIN_FREE_BYTES // 2**20} MiB): free space there, or pass ARTIFACTS=a folder on another disk"
+        f"{MIN_FREE_BYTES // 2**20} MiB): free space there, or pass {OTHER_FOLDER} on another disk"
     )
 
 
@@ -80,20 +84,20 @@ def claim(path: Path) -> tuple[Path, int]:
     """(the resolved folder, the lock's descriptor, kept open for the run); ArtifactsProblem otherwise."""
     path = path.resolve()
     if path.exists() and not path.is_dir():
-        raise ArtifactsProblem(f"ARTIFACTS={path} is a file, not a folder: pass ARTIFACTS=a folder (it is created)")
+        raise ArtifactsProblem(f"the artifacts folder {path} is a file: pass {OTHER_FOLDER} (it is created)")
     try:
         path.mkdir(parents=True, exist_ok=True)
         fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
         raise ArtifactsProblem(
-            f"cannot write the artifacts folder {path}: {exc.strerror} (pass ARTIFACTS=DIR, a folder you can write)"
+            f"cannot write the artifacts folder {path}: {exc.strerror} (pass {OTHER_FOLDER} you can write)"
         ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
         raise ArtifactsProblem(
-            f"the artifacts folder {path} is in use by another run: wait for it, or pass ARTIFACTS=another-folder"
+            f"the artifacts folder {path} is in use by another run: wait for it, or pass {OTHER_FOLDER}"
         ) from None
     os.set_inheritable(fd, False)
     try:

@@ -1,7 +1,7 @@
 """pytest wiring of egress-harness, loaded as a plugin (the `pytest11` entry point in pyproject).
 
-Before anything starts, one line and exit 2 for: an artifacts folder that cannot be written or is
-in use by another run, a dry run of the local backend, a broken fixture (Jinja syntax, YAML, or a
+Before anything starts, one line and exit 4 (pytest's usage error) for: an artifacts folder that
+cannot be written or is in use by another run, a dry run of the local backend, a broken fixture (Jinja syntax, YAML, or a
 field `istioctl validate` refuses), a missing command, no root. Then the mesh is started once per
 session and always torn down: after pass, failure, Ctrl-C (SIGINT), SIGTERM and SIGHUP; a SIGKILLed
 run is cleaned up by the mesh's watchdog (root) or by the kernel (rootless: a PID namespace).
@@ -25,7 +25,7 @@ import signal
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -89,8 +89,16 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
     )
 
 
-def _exit(line: str) -> None:
-    pytest.exit(f"egress-harness: {line}", returncode=2)
+def _usage(line: str) -> NoReturn:
+    """Bad setup found while pytest configures and collects: one line, before anything starts, and
+    pytest's exit status for a usage error (4)."""
+    raise pytest.UsageError(f"egress-harness: {line}")
+
+
+def _exit(line: str) -> NoReturn:
+    """Bad setup found by a session fixture (a UsageError there would read as that test's error):
+    the same line and status, the session ended before a test runs."""
+    pytest.exit(f"egress-harness: {line}", returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 def _as_interrupt(signum: int, frame: object) -> None:
@@ -104,7 +112,7 @@ def _claim_artifacts(config: pytest.Config) -> Path:
     try:
         path, fd = artifacts.claim(Path(config.getoption("--artifacts")))
     except artifacts.ArtifactsProblem as exc:
-        _exit(str(exc))
+        _usage(str(exc))
         raise  # not reached
     config.stash[_LOCK] = fd
     return path
@@ -138,10 +146,12 @@ def pytest_configure(config: pytest.Config) -> None:
     if _only_listing(config):
         return
     if config.getoption("--dry-run") and config.getoption("--backend") == "local":
-        _exit("a dry run prints the plan of BACKEND=kind or BACKEND=cluster; the local mesh has none: drop DRY_RUN")
+        _usage(
+            "a dry run prints the plan of --backend kind or cluster; the local mesh has none: drop --dry-run (DRY_RUN)"
+        )
     refused = pytest_spec.configure(config)  # a bad spec: one line, before anything is claimed
     if refused:
-        _exit(refused)
+        _usage(refused)
     # junit.xml goes with the rest, unless --junitxml says otherwise. Set now: junitxml opens its
     # report in its own pytest_configure, after this one. Dropped again (nothing written) once
     # collection shows a session that requests no harness fixture.

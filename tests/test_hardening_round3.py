@@ -61,7 +61,7 @@ def test_a_full_artifacts_disk_is_one_line_before_anything_starts(root_only, tmp
         f"exec {sys.executable} -m pytest -p no:cacheprovider -p no:pytest-kind-ng {_trivial_tests(tmp_path)} -q --artifacts={folder}/a"
     )
     proc = in_private_mounts(script)
-    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.returncode == 4, proc.stdout + proc.stderr
     out = proc.stdout + proc.stderr
     assert "is full" in out and "KiB free" in out and "ARTIFACTS=" in out, out
 
@@ -205,7 +205,7 @@ def test_the_kubeconfig_is_checked_before_the_images(tmp_path):
         + ["-q", f"--artifacts={tmp_path / 'a'}"],
         env=env,
     )
-    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.returncode == 4, proc.stdout + proc.stderr
     lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "egress-harness:" in ln]
     assert lines and "kubeconfig /etc/hostname is not a kubeconfig" in lines[0], lines
 
@@ -249,10 +249,10 @@ def test_artifacts_naming_a_file_says_so(tmp_path):
     """As found: ARTIFACTS=<a regular file> said "File exists"."""
     path = tmp_path / "a-file"
     path.write_text("x")
-    with pytest.raises(ArtifactsProblem, match="is a file, not a folder"):
+    with pytest.raises(ArtifactsProblem, match="is a file: pass --artifacts DIR"):
         claim(path)
     proc = _pytest([str(_trivial_tests(tmp_path)), "-q", f"--artifacts={path}"])
-    assert proc.returncode == 2 and "is a file, not a folder" in proc.stdout + proc.stderr, proc.stdout
+    assert proc.returncode == 4 and "is a file: pass --artifacts DIR" in proc.stdout + proc.stderr, proc.stdout
 
 
 def test_a_claimed_folder_holds_its_lock_and_marker(tmp_path):

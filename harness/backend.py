@@ -33,6 +33,10 @@ class Backend(Protocol):
 
     def pod_address(self, pod: str) -> str: ...
 
+    def namespace(self, logical: str) -> str:
+        """The namespace the seed's namespace `logical` ("default") is on this backend: itself,
+        but on an existing cluster, where each run has namespaces of its own."""
+
     def has_sidecar(self, pod: str) -> bool:
         """Whether the pod runs an istio-proxy now."""
 

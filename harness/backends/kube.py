@@ -150,6 +150,9 @@ class KubeBackend:
     def ns(self, logical: str) -> str:
         return self.namespaces.get(logical, logical)
 
+    def namespace(self, logical: str) -> str:  # the Backend interface's name for ns
+        return self.ns(logical)
+
     def map_objects(self, objs: list[dict]) -> list[dict]:
         out = []
         for o in objs:

@@ -270,10 +270,8 @@ def hop_tls(
             return f"sidecar lines towards the gateway: {len(side)}, gateway lines: {len(gateway)}"
         s, g = side[-1], gateway[-1]
         if hop_is_tls:
-            # The cluster backend maps the seed's namespaces onto namespaces of its run (kube.py ns()).
-            mapped = getattr(t.backend, "ns", None)
-            namespace = source.split("/", 1)[0]
-            source_id = sleep_spiffe(mapped(namespace) if mapped else namespace)
+            # The cluster backend maps the seed's namespaces onto namespaces of its run.
+            source_id = sleep_spiffe(t.backend.namespace(source.split("/", 1)[0]))
             seen = {
                 "gateway presented": (s.get("upstream_peer_uri_san"), t.gateway_spiffe),
                 "gateway saw peer": (g.get("downstream_peer_uri_san"), source_id),

@@ -655,6 +655,9 @@ class LocalMesh:
     def pod_address(self, pod: str) -> str:
         return self.pod(pod).address
 
+    def namespace(self, logical: str) -> str:
+        return logical  # the seed's namespaces are the mesh's own
+
     def has_sidecar(self, pod: str) -> bool:
         return self.pod(pod).proxy is not None
 

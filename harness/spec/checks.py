@@ -190,8 +190,8 @@ def _from(ex: Exchange, pod: str) -> list[Arrival]:
 
 def _source_identity(ex: Exchange) -> str:
     namespace, _, _name = ex.e.source.partition("/")
-    mapped = getattr(ex.t.backend, "ns", None)  # the cluster backend maps namespaces onto its run's
-    return spiffe_id(mapped(namespace) if mapped else namespace, PODS[ex.e.source].service_account)
+    # The cluster backend maps the seed's namespaces onto its run's.
+    return spiffe_id(ex.t.backend.namespace(namespace), PODS[ex.e.source].service_account)
 
 
 def _cluster_pattern(e: Expectation) -> str:

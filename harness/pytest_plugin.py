@@ -1,8 +1,12 @@
 """pytest wiring of egress-harness, loaded as a plugin (the `pytest11` entry point in pyproject).
 
+It acts only in a harness session: one whose tests request a fixture of HARNESS_FIXTURES (or that
+the repository's conftest.py activates). Any other session in the venv is left as pytest would run
+it: no artifacts folder, no lock, no junit.xml moved, no signal handler changed.
+
 Before anything starts, one line and exit 4 (pytest's usage error) for: an artifacts folder that
-cannot be written or is in use by another run, a dry run of the local backend, a broken fixture (Jinja syntax, YAML, or a
-field `istioctl validate` refuses), a missing command, no root. Then the mesh is started once per
+cannot be written or is in use by another run, a dry run of the local backend, a broken fixture
+(Jinja syntax, YAML, or a field `istioctl validate` refuses), a missing command, no root. Then the mesh is started once per
 session and always torn down: after pass, failure, Ctrl-C (SIGINT), SIGTERM and SIGHUP; a SIGKILLed
 run is cleaned up by the mesh's watchdog (root) or by the kernel (rootless: a PID namespace).
 

@@ -8,6 +8,7 @@ import pytest
 
 from harness.manifests import VIA_HEADER
 from harness.trace import GATEWAY_UPSTREAM
+from harness.upgrade import timeline
 from harness.upgrade.flow import Sabotage, UpgradeOptions, UpgradeRun
 from harness.upgrade.traffic import figures
 
@@ -51,6 +52,15 @@ def test_upgrade_smoke(tmp_path, to_version):
         if t.held_to_threshold:  # istiod replaced, installed or removed: no request may be lost
             assert t.success_rate >= 95.0, t.line()
     assert report.passed()
+    # The timeline: a panel per transition, each with its three marks inside the traffic's span.
+    assert report.timeline is not None and report.timeline.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    drawn = timeline.panels(report.timeline.parent / "traffic")
+    assert len(drawn) == len(names), [p.transition for p in drawn]
+    for panel in drawn:
+        assert [label for _, label in panel.marks] == ["change", "changed", "recovered"], panel.marks
+        last = max(t for t, _, _ in panel.points)
+        assert all(0 <= t <= last for t, _ in panel.marks), (panel.transition, panel.marks, last)
+    assert "traffic-timeline.png" in (report.timeline.parent / "report.md").read_text()
     # The two builds differ: the data plane runs TO's binaries after the upgrade.
     assert all(
         f"Istio {to_version}" in v for k, v in report.proxy_versions["data-plane"].items() if k != "istio-system/istiod"
@@ -107,6 +117,29 @@ def test_upgrade_that_breaks_egress_is_caught(tmp_path, to_version):
     assert (failed.outcome, failed.hop) == ("failed", GATEWAY_UPSTREAM), failed
     md = (tmp_path / "upgrade" / "report.md").read_text()
     assert f"**FAIL** ({GATEWAY_UPSTREAM})" in md
+
+
+def test_the_timeline_puts_the_marks_on_the_senders_clock(tmp_path):
+    """The harness marks on the wall clock; the sender's `t` starts at its own start: a mark 2.5 s
+    after the sender started is at t = 2.5 on the plot, whatever the two processes' start lag."""
+    import json
+
+    traffic = tmp_path / "traffic"
+    traffic.mkdir()
+    start = 1_800_000_000.0
+    records = [
+        {"i": i, "kind": kind, "t": i * 0.5, "wall": start + i * 0.5, "ok": i != 5, "detail": "200"}
+        for i, kind in zip(range(10), ["http", "passthrough"] * 5, strict=True)
+    ]
+    (traffic / "traffic-gateway.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (traffic / "traffic-gateway.marks.json").write_text(json.dumps([{"label": "change", "wall": start + 2.5}]))
+    [panel] = timeline.panels(traffic)
+    assert panel.transition == "gateway" and panel.kinds == ["http", "passthrough"]
+    assert panel.marks == [(2.5, "change")]
+    assert [(t, k) for t, k, ok in panel.points if not ok] == [(2.5, "passthrough")]
+    out = timeline.draw(traffic, tmp_path / "timeline.png")
+    assert out is not None and out.read_bytes()[:4] == b"\x89PNG"
+    assert timeline.draw(tmp_path / "none", tmp_path / "x.png") is None
 
 
 def test_traffic_figures_longest_gap_and_counts():

@@ -291,9 +291,12 @@ class UpgradeRun:
         )
         try:
             with traffic:
+                traffic.mark("change")
                 change()
+                traffic.mark("changed")
                 # Losses that follow the change count too: keep sending until both kinds flow again.
                 traffic.wait_recovered()
+                traffic.mark("recovered")
                 traffic.wait_window()
         finally:
             if traffic.figures is not None:

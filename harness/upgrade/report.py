@@ -34,6 +34,7 @@ class UpgradeReport:
     proxy_versions: dict[str, dict[str, str]] = field(default_factory=dict)  # phase → pod → versions
     wall_seconds: float = 0.0
     error: str = ""  # what stopped the run, if anything did
+    timeline: Path | None = None  # traffic-timeline.png, once write() drew it
 
     # ---------------------------------------------------------------- verdicts
     def failures(self) -> list[CaseResult]:
@@ -83,6 +84,9 @@ class UpgradeReport:
             for name, changes in self.diff.items():
                 for c, origin in zip(changes, self._origins(name), strict=False):
                     f.write(f"[{name}] ({origin}) {c.line()}\n")
+        from harness.upgrade.timeline import draw
+
+        self.timeline = draw(directory / "traffic", directory / "traffic-timeline.png")
         path = directory / "report.md"
         path.write_text(self.markdown())
         return path
@@ -158,6 +162,11 @@ class UpgradeReport:
             + (", ".join(f"{t.transition} ({t.failed})" for t in lossy) if lossy else "none")
             + ".",
             "",
+            *(
+                [f"![every request over time, the transitions marked]({self.timeline.name})", ""]
+                if self.timeline is not None
+                else []
+            ),
             "A proxy restarted in place (same pod, same ports: the pocket cluster has one replica and "
             "no rolling update) drops the requests in flight while the new pilot-agent and Envoy start; "
             "on Kubernetes the new pod comes up beside the old one. Those transitions are reported, not "

@@ -104,6 +104,7 @@ def send(rate: float, max_seconds: float, out: Path, targets: tuple[Target, ...]
     tls = ssl.create_default_context()  # the pod's /etc/ssl: the stand-in's "public" CA
     lock = threading.Lock()
     t0 = time.monotonic()
+    wall0 = time.time()
     with open(out, "a", buffering=1) as sink, ThreadPoolExecutor(max_workers=int(rate * REQUEST_TIMEOUT) + 2) as pool:
 
         def job(i: int, target: Target, started: float) -> None:
@@ -112,6 +113,7 @@ def send(rate: float, max_seconds: float, out: Path, targets: tuple[Target, ...]
                 "i": i,
                 "kind": target.kind,
                 "t": round(started - t0, 4),
+                "wall": round(wall0 + (started - t0), 4),  # the clock the harness marks transitions on
                 "done": round(time.monotonic() - t0, 4),
                 "ok": ok,
                 "detail": detail,
@@ -260,6 +262,7 @@ class ContinuousTraffic:
         self.process: ManagedProcess | None = None
         self.figures: TrafficFigures | None = None
         self._started = 0.0
+        self.marks: list[dict] = []  # what the transition did when, on the wall clock the records carry
 
     def __enter__(self) -> ContinuousTraffic:
         from harness.local.processes import ManagedProcess
@@ -338,6 +341,10 @@ class ContinuousTraffic:
             interval=0.1,
         )
 
+    def mark(self, label: str) -> None:
+        """A moment of the transition ("change", "changed", "recovered"), for the timeline plot."""
+        self.marks.append({"label": label, "wall": round(time.time(), 4)})
+
     def records(self) -> list[dict]:
         try:
             text = self.out.read_text()
@@ -357,6 +364,7 @@ class ContinuousTraffic:
         if self.process is not None:
             self.process.stop(grace=REQUEST_TIMEOUT + 2)  # SIGTERM: in-flight requests finish first
         self.figures = figures(self.transition, self.records(), self.rate, seconds, self.kinds)
+        self.out.with_suffix(".marks.json").write_text(json.dumps(self.marks))
 
 
 if __name__ == "__main__":

@@ -130,9 +130,12 @@ def converge(
 
 
 class ClusterStatuses(Protocol):
-    """What endpoints_missing reads of a sidecar: Envoy's /clusters?format=json (EnvoyAdmin)."""
+    """What endpoints_missing reads of a sidecar: Envoy's /clusters?format=json and its warming
+    clusters in /config_dump (EnvoyAdmin)."""
 
     def clusters_json(self) -> dict: ...
+
+    def config_dump(self, resource: str | None = None, *, mask: str | None = None) -> dict: ...
 
 
 def endpoints_missing(sidecars: Sequence[tuple[str, ClusterStatuses]], wanted: Sequence[tuple[str, str]]) -> list[str]:
@@ -154,6 +157,12 @@ def endpoints_missing(sidecars: Sequence[tuple[str, ClusterStatuses]], wanted: S
             mine = {cluster: hosts for cluster, hosts in clusters.items() if cluster.endswith(f"|{host}")}
             lacking = [cluster for cluster, hosts in mine.items() if address not in hosts] or ([] if mine else [host])
             out += [f"{name}: {address} in {cluster}" for cluster in lacking]
+        # A cluster istiod sent again (a full push re-sends it) warms until its endpoints arrive;
+        # /clusters shows the active one meanwhile, which may be swapped for the new one between
+        # this read and the first request (seen on kind: 503 UH from the sidecar). Done is: none warms.
+        warming = admin.config_dump("dynamic_warming_clusters", mask="cluster.name").get("configs") or []
+        names = [(c.get("cluster") or {}).get("name", "") for c in warming]
+        out += [f"{name}: {n} still warming" for n in names if any(n.endswith(f"|{host}") for host, _ in wanted)]
     return out
 
 

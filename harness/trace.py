@@ -47,7 +47,6 @@ class Trace:
     _upstream_mark: int = 0
     _log_marks: dict[str, int] = field(default_factory=dict)
     _counter_before: dict[tuple[str, str], int] = field(default_factory=dict)
-    via_gateway: list[RequestRecord] = field(default_factory=list)  # set by the via_gateway check
 
     def gateway_cluster(self, port: int) -> str:
         subset, host = self.gateway_route
@@ -93,6 +92,12 @@ class Trace:
     # -------------------------------------------------------------- observations
     def upstream_requests(self) -> list[RequestRecord]:
         return self.backend.upstream().requests(since=self._upstream_mark)
+
+    def from_gateway(self) -> list[RequestRecord]:
+        """The requests the stand-in has recorded since the trace began whose peer is the gateway
+        (its pod's address): what the gateway sent upstream, read when asked."""
+        gateway_ip = self.backend.pod_address(self.gateway)
+        return [r for r in self.upstream_requests() if r.peer_address == gateway_ip]
 
     def upstream_connections(self) -> list[ConnectionRecord]:
         return self.backend.upstream().connections(since=self._upstream_mark)

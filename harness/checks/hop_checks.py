@@ -55,9 +55,7 @@ def via_gateway(listener: str, gateway_port: int, *, count: int = 1, sidecar_ent
     def test(t: Trace) -> str | None:
         prefix = t.gateway_cluster(gateway_port)
         kwargs = {"sidecar_entry": sidecar_entry} if sidecar_entry else {}
-        t.via_gateway = t.expect_through_gateway(
-            listener=listener, count=count, sidecar_cluster_prefix=prefix, **kwargs
-        )
+        t.expect_through_gateway(listener=listener, count=count, sidecar_cluster_prefix=prefix, **kwargs)
         return None
 
     return Check(f"{count} {listener} request(s) through the gateway", SIDECAR_GATEWAY, test)
@@ -79,8 +77,8 @@ def reached_gateway(gateway_port: int, *, path: str = "/politics") -> Check:
     return Check(f"the {path} request went through the gateway", SIDECAR_GATEWAY, test)
 
 
-def _last_via_gateway(t: Trace):
-    requests = getattr(t, "via_gateway", None)
+def _last_from_gateway(t: Trace):
+    requests = t.from_gateway()
     return requests[-1] if requests else None
 
 
@@ -88,7 +86,7 @@ def upstream_header(name: str, value: str) -> Check:
     """The request the gateway sent carries `name: value` (the gateway route added it)."""
 
     def test(t: Trace) -> str | None:
-        req = _last_via_gateway(t)
+        req = _last_from_gateway(t)
         got = req.header(name) if req else None
         return None if got == value else f"{name}={got!r} on {req.summary() if req else 'no request'}"
 
@@ -96,10 +94,10 @@ def upstream_header(name: str, value: str) -> Check:
 
 
 def upstream_sni(sni: str) -> Check:
-    """Every request the gateway sent (those via_gateway found) came on TLS with SNI `sni`."""
+    """Every request the gateway sent (as the stand-in recorded them) came on TLS with SNI `sni`."""
 
     def test(t: Trace) -> str | None:
-        seen = [r.sni for r in getattr(t, "via_gateway", None) or []]
+        seen = [r.sni for r in t.from_gateway()]
         return None if seen and all(s == sni for s in seen) else f"SNI {seen or None}"
 
     return Check(f"the gateway's TLS carried SNI {sni}", GATEWAY_UPSTREAM, test)
@@ -107,7 +105,7 @@ def upstream_sni(sni: str) -> Check:
 
 def upstream_tls() -> Check:
     def test(t: Trace) -> str | None:
-        req = _last_via_gateway(t)
+        req = _last_from_gateway(t)
         version = req.tls_version if req else None
         return None if version and version.startswith("TLSv1.") else f"TLS version {version!r}"
 
@@ -194,7 +192,7 @@ def client_certificate(san: str) -> Check:
     certificate carrying `san`."""
 
     def test(t: Trace) -> str | None:
-        reqs = getattr(t, "via_gateway", None) or []
+        reqs = t.from_gateway()
         wrong = [
             f"{r.client_cert_subject!r} with SANs {list(r.client_cert_sans)}"
             for r in reqs

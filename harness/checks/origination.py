@@ -85,7 +85,7 @@ def check_origination(sc: Scenario, requests: int = 2, listener: str = "https", 
         verify(t, hop_tls(sc.mode.hop_tls, lambda e: e.path == "/politics", sni=HOST))
         # The gateway itself checks the stand-in's certificate: its cluster has the CA and SAN.
         check_gateway_validates(sc, t, cluster)
-    req = t.via_gateway[-1]
+    req = t.from_gateway()[-1]
     gw = t.log(t.gateway)
     sc.evidence.observe(
         status_chain=t.result.describe(),
@@ -185,7 +185,7 @@ def check_mutual_origination(sc: Scenario) -> None:
     edition.cnn.com from the gateway, which verified the stand-in itself; and on every request
     the stand-in saw the gateway's client certificate."""
     t = check_origination(sc, listener="mtls", also=(client_certificate(GATEWAY_CLIENT_SAN),))
-    sc.evidence.observe(client_cert=t.via_gateway[-1].client_cert_subject)
+    sc.evidence.observe(client_cert=t.from_gateway()[-1].client_cert_subject)
 
 
 def check_mutual_origination_without_client_cert(sc: Scenario) -> None:

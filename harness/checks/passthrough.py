@@ -73,7 +73,7 @@ def check_passthrough(sc: Scenario, requests: int = 3, source: str = SLEEP) -> N
             f"no TCP line with SNI edition.cnn.com in the gateway's access log: {[e.summary() for e in gw]}",
         )
         verify(t, hop_tls(sc.mode.hop_tls, lambda e: e.is_tcp, source=source, sni=HOST))
-    req = t.via_gateway[-1]
+    req = t.from_gateway()[-1]
     sc.evidence.observe(
         status_chain=t.result.describe() if t.result else "-",
         sni=req.sni,

@@ -83,8 +83,8 @@ mesh: system-e2e $(STAMP) istio kube-toolchain
 # Istio's binaries are built (or found) first, with visible progress; a dry run builds nothing.
 # BACKEND=kind IMAGES=source: harness.images.with_engine builds the images, then runs pytest in its
 # engine's network namespace and tears everything down after (it needs root, as the engine does).
-KIND_SOURCE := $(and $(filter kind,$(BACKEND)),$(filter source,$(IMAGES)),$(if $(DRY_RUN),,yes))
-RUNNER := $(if $(KIND_SOURCE),$(PY) -m harness.images.with_engine --istio-version=$(ISTIO_VERSION) --,$(PY) -m harness.rootless)
+KIND_SOURCE = $(and $(filter kind,$(BACKEND)),$(filter source,$(IMAGES)),$(if $(DRY_RUN),,yes))
+RUNNER = $(if $(KIND_SOURCE),$(PY) -m harness.images.with_engine --istio-version=$(ISTIO_VERSION) --,$(PY) -m harness.rootless)
 
 # A test file or id in PYTEST_ARGS (suites/x.py, suites/x.py::test_y) is what runs, instead of every
 # suite: pytest then refuses an id that matches nothing (exit 4), where `suites` beside it ran all.
@@ -101,10 +101,9 @@ test: system-test $(STAMP) istio istio-from kube-toolchain fortio
 
 # The suites and the harness's own kind tests (tests/kind: convergence and evidence on kind) on one
 # kind cluster; IMAGES as for make e2e (CI: IMAGES=source). Output in $(ARTIFACTS)/kind/.
-KIND_RUNNER := $(if $(filter source,$(IMAGES)),$(PY) -m harness.images.with_engine --istio-version=$(ISTIO_VERSION) --,)
 test-kind: BACKEND = kind
 test-kind: system-e2e $(STAMP) istio
-	cd $(ROOT) && EGRESS_HARNESS_IMAGES=$(IMAGES) $(KIND_RUNNER) $(PY) -m pytest suites tests/kind --backend=kind \
+	cd $(ROOT) && EGRESS_HARNESS_IMAGES=$(IMAGES) $(RUNNER) $(PY) -m pytest suites tests/kind --backend=kind \
 		--istio-version=$(ISTIO_VERSION) --artifacts=$(ART)/kind $(PYTEST_ARGS)
 
 # The harness's own tests that need no mesh, no Istio build, no system package and no root:

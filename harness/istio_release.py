@@ -17,7 +17,6 @@ and samples), so a released version there is refused in one line naming the bran
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import re
@@ -28,6 +27,7 @@ import tempfile
 from pathlib import Path
 
 from harness.cache import cache_root
+from harness.download import download_verified
 from harness.errors import HarnessError
 
 DEFAULT_BASE = "https://github.com/istio/istio/releases/download"
@@ -58,35 +58,25 @@ def istioctl_path(version: str) -> Path:
     return cache_root() / f"istio-release-{version}" / "bin" / "istioctl"
 
 
-def _get(url: str, what: str) -> bytes:
-    import httpx
-
-    try:
-        resp = httpx.get(url, follow_redirects=True, timeout=300.0, trust_env=True)
-    except httpx.HTTPError as exc:
-        raise HarnessError(f"cannot download {what} {url} ({type(exc).__name__}: {exc}): check {BASE_ENV}") from None
-    if resp.status_code != 200:
-        raise HarnessError(
-            f"{what} {url} answered HTTP {resp.status_code}: is {url.rsplit('/', 2)[-2]} a released Istio version?"
-        )
-    return resp.content
+def _remedy(version: str) -> str:
+    return f"is {version} a released Istio version? ({BASE_ENV} points at a mirror of {DEFAULT_BASE})"
 
 
 def published_sha256(version: str) -> str:
-    """The hex digest of the release's `<archive>.sha256` file, for the archive's own name."""
+    """The hex digest in the release's `<archive>.sha256` file (`<hex>` or `<hex>  <archive>`)."""
+    import httpx
+
     url = archive_url(version) + ".sha256"
-    text = _get(url, "the checksum").decode(errors="replace")
-    fields = text.split()
-    if (
-        len(fields) < 1
-        or not re.fullmatch(r"[0-9a-f]{64}", fields[0])
-        or fields[-1].lstrip("*")
-        not in (
-            archive_name(version),
-            fields[0],
-        )
-    ):
-        raise HarnessError(f"the checksum file {url} is not '<sha256>  {archive_name(version)}': {text[:120]!r}")
+    try:
+        resp = httpx.get(url, follow_redirects=True, timeout=60.0, trust_env=True)
+    except httpx.HTTPError as exc:
+        raise HarnessError(f"cannot download {url} ({type(exc).__name__}: {exc}): {_remedy(version)}") from None
+    if resp.status_code != 200:
+        raise HarnessError(f"download of {url} answered HTTP {resp.status_code}: {_remedy(version)}")
+    fields = resp.text.split()
+    names = [f.lstrip("*") for f in fields[1:]]  # sha256sum marks binary mode with "*"
+    if not fields or not re.fullmatch(r"[0-9a-f]{64}", fields[0]) or names not in ([], [archive_name(version)]):
+        raise HarnessError(f"the checksum file {url} is not '<sha256>  {archive_name(version)}': {resp.text[:120]!r}")
     return fields[0]
 
 
@@ -98,16 +88,11 @@ def fetch_istioctl(version: str) -> Path:
         return dest
     expected = published_sha256(version)
     url = archive_url(version)
-    data = _get(url, "the archive")
-    got = hashlib.sha256(data).hexdigest()
-    if got != expected:
-        raise HarnessError(
-            f"checksum mismatch for {url}: sha256 {got}, the release publishes {expected}; nothing was installed"
-        )
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
-        archive = Path(tmp) / archive_name(version)
-        archive.write_bytes(data)
+        archive = download_verified(
+            url, Path(tmp) / archive_name(version), expected, BASE_ENV, remedy=_remedy(version), mode=0o644
+        )
         with tarfile.open(archive) as tar:
             member = next((m for m in tar.getmembers() if m.isfile() and Path(m.name).name == "istioctl"), None)
             if member is None:

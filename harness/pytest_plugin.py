@@ -44,6 +44,7 @@ from harness.pytest_reports import (
     HOP,
     SUITE,
     SessionReports,
+    active,
     add_suite_property,
     header_lines,
     properties_of,
@@ -173,7 +174,7 @@ def activate(config: pytest.Config) -> None:
     run's alone: harness/artifacts.py) and turn SIGTERM (CI timeouts, `kill`) and SIGHUP (a closed
     terminal) into Ctrl-C's clean path. The plugin calls it when a collected test requests a
     harness fixture; the repository's conftest.py for its own sessions, whatever they request."""
-    if config.stash.get(ACTIVE, False) or _only_listing(config):
+    if active(config) or _only_listing(config):
         return
     try:
         config.stash[ARTIFACTS] = _claim_artifacts(config)
@@ -214,22 +215,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     config = session.config
-    if any(HARNESS_FIXTURES & set(getattr(item, "fixturenames", ())) for item in session.items):
-        if not config.stash.get(ACTIVE, False):
-            activate(config)
-            terminal = config.pluginmanager.get_plugin("terminalreporter")
-            if terminal is not None and config.stash.get(ACTIVE, False):  # the report header is past
-                for line in header_lines(config):
-                    terminal.write_line(line)
-    elif not config.stash.get(ACTIVE, False):
+    if active(config):  # the repository's conftest.py activated it already
+        return
+    if not any(HARNESS_FIXTURES & set(getattr(item, "fixturenames", ())) for item in session.items):
         _leave_alone(config)
+        return
+    activate(config)
+    terminal = config.pluginmanager.get_plugin("terminalreporter")
+    if terminal is not None and active(config):  # pytest printed its report header before collecting
+        for line in header_lines(config):
+            terminal.write_line(line)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtestloop(session: pytest.Session) -> None:
     # A session that collected nothing here (pytest-xdist's controller: its workers collect) is
     # not one of the harness's: its junit.xml stays where pytest would put it.
-    if not session.config.stash.get(ACTIVE, False):
+    if not active(session.config):
         _leave_alone(session.config)
 
 
@@ -604,7 +606,7 @@ def pytest_deselected(items: list[pytest.Item]) -> None:
 
 @pytest.hookimpl(tryfirst=True)  # before junitxml writes its file: the reserve makes room for both
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    if not session.config.stash.get(ACTIVE, False):
+    if not active(session.config):
         return
     writer = session.config.stash.get(_SUMMARY, None)
     artifacts = session.config.stash.get(ARTIFACTS, None)

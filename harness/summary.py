@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 _ICON = {"passed": "pass", "failed": "**FAIL**", "skipped": "skip", "harness error": "**HARNESS ERROR**"}
@@ -35,10 +35,23 @@ def totals_line(counts: dict[str, int], deselected: int = 0) -> str:
     return ", ".join(parts) or "no tests ran"
 
 
+@dataclass(frozen=True)
+class Row:
+    """One test: a row of summary.md (scenario, test, mode, result, observations) and of summary.json
+    (with its full id and the hop that failed)."""
+
+    id: str
+    scenario: str
+    test: str  # the test's name with every parameter but the mode (which has its column)
+    mode: str
+    outcome: str
+    observations: dict
+    hop: str | None = None
+
+
 @dataclass
 class SummaryWriter:
-    rows: list[tuple[str, str, str, str, dict]] = field(default_factory=list)
-    tests: list[dict] = field(default_factory=list)  # id and hop of each row
+    rows: list[Row] = field(default_factory=list)
     deselected: int = 0
     stopped: str | None = None  # the harness fault that stopped the session before every test ran
 
@@ -46,17 +59,16 @@ class SummaryWriter:
         module = item.module.__name__.rsplit(".", 1)[-1].removeprefix("test_") if getattr(item, "module", None) else ""
         callspec = getattr(item, "callspec", None)
         mode = callspec.params.get("mode", "-") if callspec else "-"
-        # The test with every parameter but the mode (which has its column): the three cleanup
-        # stages of one mode are three rows that say which.
+        # Every parameter but the mode in the name: the three cleanup stages of one mode are three
+        # rows that say which.
         others = [str(v) for k, v in (callspec.params.items() if callspec else ()) if k != "mode"]
         name = getattr(item, "originalname", item.name) + (f"[{'-'.join(others)}]" if others else "")
-        self.rows.append((module, name, mode, outcome, dict(observations)))
-        self.tests.append({"id": item.nodeid, "outcome": outcome, "hop": hop})
+        self.rows.append(Row(item.nodeid, module, name, mode, outcome, dict(observations), hop))
 
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
-        for *_, outcome, _ in self.rows:
-            counts[outcome] = counts.get(outcome, 0) + 1
+        for row in self.rows:
+            counts[row.outcome] = counts.get(row.outcome, 0) + 1
         return counts
 
     def as_json(self, properties: dict[str, str]) -> dict:
@@ -66,10 +78,7 @@ class SummaryWriter:
             "deselected": self.deselected,
             "stopped": self.stopped,
             "properties": properties,
-            "tests": [
-                {**test, "scenario": scenario, "test": name, "mode": mode, "observations": obs}
-                for test, (scenario, name, mode, _, obs) in zip(self.tests, self.rows, strict=True)
-            ],
+            "tests": [asdict(row) for row in self.rows],
         }
 
     def write(self, path: Path) -> None:
@@ -88,7 +97,7 @@ class SummaryWriter:
             "| scenario | test | mode | result | observations |",
             "|---|---|---|---|---|",
         ]
-        for scenario, test, mode, outcome, obs in self.rows:
-            facts = observations_cell(obs).replace("|", "\\|")
-            lines.append(f"| {scenario} | {test} | {mode} | {result_cell(outcome)} | {facts} |")
+        for row in self.rows:
+            facts = observations_cell(row.observations).replace("|", "\\|")
+            lines.append(f"| {row.scenario} | {row.test} | {row.mode} | {result_cell(row.outcome)} | {facts} |")
         path.write_text("\n".join(lines) + "\n")

@@ -489,7 +489,7 @@ def test_namespace_mapping_of_the_cluster_backend(tmp_path):
     mapped = backend.map_objects(objs)
     assert {o["metadata"]["namespace"] for o in mapped} == {"eh-abc123-default", "eh-abc123-test-egress"}
     assert objs[0]["metadata"]["namespace"] == "test-egress"  # the rendering itself is untouched
-    assert backend.ns("istio-system") == "istio-system"
+    assert backend.namespace("istio-system") == "istio-system"
 
 
 def test_backends_implement_the_backend_interface():
@@ -520,7 +520,7 @@ def test_a_kind_backend_is_whole_after_init_and_says_when_tools_are_missing(tmp_
 
     backend = KindBackend(cluster_name="whole", keep_cluster=False, istio_version="1.31", artifacts=tmp_path)
     assert backend.timings == {} and backend.generation == 0 and backend.artifacts == tmp_path
-    assert backend.ns("default") == "default" and backend.upstream_control_url is None
+    assert backend.namespace("default") == "default" and backend.upstream_control_url is None
     with pytest.raises(HarnessFault, match="before its tools were resolved"):
         backend.kubectl  # noqa: B018 - the property is what is tested
     backend.attach_tools(Kubectl(Path("/bin/true"), tmp_path / "kubeconfig"), Path("/bin/true"))

@@ -223,7 +223,7 @@ class ClusterBackend(KubeBackend):
         )
 
     def label_namespace(self, namespace: str, labels: dict[str, str | None]) -> None:
-        actual = self.ns(namespace)
+        actual = self.namespace(namespace)
         if actual not in self.run_ns.values() and actual not in self._label_originals:
             self._label_originals[actual] = dict(
                 self.kubectl.json("get", "namespace", actual)["metadata"].get("labels") or {}

@@ -147,11 +147,8 @@ class KubeBackend:
         return self._kubectl
 
     # ---------------------------------------------------------------- names
-    def ns(self, logical: str) -> str:
+    def namespace(self, logical: str) -> str:
         return self.namespaces.get(logical, logical)
-
-    def namespace(self, logical: str) -> str:  # the Backend interface's name for ns
-        return self.ns(logical)
 
     def map_objects(self, objs: list[dict]) -> list[dict]:
         out = []
@@ -159,7 +156,7 @@ class KubeBackend:
             o = json.loads(json.dumps(o))
             meta = o.setdefault("metadata", {})
             if "namespace" in meta:
-                meta["namespace"] = self.ns(meta["namespace"])
+                meta["namespace"] = self.namespace(meta["namespace"])
             out.append(o)
         return out
 
@@ -174,7 +171,7 @@ class KubeBackend:
             raise HarnessError(f"no pod {pod!r} on this backend (pods: {', '.join(pod_table.PODS)})")
         logical_ns = pod.split("/", 1)[0]
         selector, container = spec.selector, spec.container
-        namespace = self.ns(logical_ns)
+        namespace = self.namespace(logical_ns)
         cached = self._pods.get(pod)
         if cached is not None:
             return namespace, cached["metadata"]["name"], container
@@ -445,7 +442,7 @@ class KubeBackend:
     def deployed_gateway(self, namespace: str, gateway: str) -> str:
         """The ready pod istiod's deployment controller made for the Gateway (found by the label
         it sets), as "namespace/pod"."""
-        namespace = self.ns(namespace)
+        namespace = self.namespace(namespace)
         for key in self._deployed_for(namespace, gateway):
             return key
         raise HarnessError(f"no deployed gateway for Gateway {namespace}/{gateway} runs (apply the Gateway first)")
@@ -491,7 +488,7 @@ class KubeBackend:
 
     def label_namespace(self, namespace: str, labels: dict[str, str | None]) -> None:
         args = [f"{k}-" if v is None else f"{k}={v}" for k, v in labels.items()]
-        self.kubectl.run("label", "namespace", self.ns(namespace), "--overwrite", *args)
+        self.kubectl.run("label", "namespace", self.namespace(namespace), "--overwrite", *args)
 
     def redeploy(self, pod: str, *, sidecar: bool) -> None:
         """A new pod of the Deployment, with or without a sidecar; waits until it is ready (and,
@@ -500,7 +497,7 @@ class KubeBackend:
         if workload is None:
             names = ", ".join(p.key for p in workloads.deployed_pods())
             raise HarnessError(f"only the pods the backend deploys ({names}) can be redeployed, not {pod!r}")
-        namespace = self.ns(pod.split("/", 1)[0])
+        namespace = self.namespace(pod.split("/", 1)[0])
         self._pods.pop(pod, None)
         patch = {
             "spec": {

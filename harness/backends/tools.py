@@ -25,7 +25,6 @@ unless the checksum is given in EGRESS_HARNESS_KIND_SHA256 / EGRESS_HARNESS_KUBE
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -33,12 +32,13 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import istio_release
 from harness.cache import cache_root
+from harness.download import download_verified
 from harness.errors import HarnessError, HarnessFault
 from harness.system_packages import find_go
 from harness.toolchain import gobuild, programs
@@ -113,8 +113,6 @@ def kind_node_image(kubernetes: str | None = None) -> str:
 def istio_images(istio_version: str) -> tuple[str, str]:
     """(hub, tag) of the released images for `istio_version`, overridable by
     EGRESS_HARNESS_ISTIO_HUB / EGRESS_HARNESS_ISTIO_TAG."""
-    from harness import istio_release
-
     default = (istio_release.HUB, istio_version) if istio_release.is_released(istio_version) else (None, None)
     hub, tag = ISTIO_IMAGES.get(istio_version, default)
     hub = os.environ.get("EGRESS_HARNESS_ISTIO_HUB") or hub
@@ -351,8 +349,6 @@ def resolve_istioctl(istio_version: str, *, fetch: bool) -> Tool:
 
     release = resolve_release(istio_version)
     if release.released:
-        from harness import istio_release
-
         path = istio_release.istioctl_path(release.name)
         if path.exists():
             return Tool("istioctl", release.stamp, "cache (the release's archive, sha256-verified)", path)
@@ -375,51 +371,6 @@ def resolve_istioctl(istio_version: str, *, fetch: bool) -> Tool:
     if not fetch:
         return tool
     return Tool("istioctl", release.stamp, "cache (built now)", ensure_istio(istio_version).istioctl)
-
-
-# -------------------------------------------------------------------------------- fetching
-def download_verified(url: str, dest: Path, sha256: str | None, env_name: str, *, timeout: float = 120.0) -> Path:
-    """Download url to dest (mode 0755) only if its sha256 is the expected one. Nothing is left at
-    dest when the checksum is missing or wrong."""
-    if not sha256:
-        raise HarnessError(
-            f"no pinned sha256 for {url}: set {env_name} to the checksum from the release page "
-            f"(or install Go so the harness can build it from the module proxy)"
-        )
-    if not re.fullmatch(r"[0-9a-f]{64}", sha256.lower()):
-        raise HarnessError(f"{env_name}={sha256!r} is not a sha256 (64 hex digits): fix it")
-    import httpx
-
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
-    tmp = Path(tmp_name)
-    h = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as out:
-            try:
-                with httpx.stream("GET", url, follow_redirects=True, timeout=timeout, trust_env=True) as resp:
-                    if resp.status_code != 200:
-                        raise HarnessError(
-                            f"download of {url} answered {resp.status_code}: fetch it by hand and set {env_name.replace('_SHA256', '')}"
-                        )
-                    for chunk in resp.iter_bytes():
-                        h.update(chunk)
-                        out.write(chunk)
-            except httpx.HTTPError as exc:
-                raise HarnessError(
-                    f"cannot download {url} ({type(exc).__name__}: {exc}): "
-                    f"fetch it by hand and set {env_name.replace('_SHA256', '')}"
-                ) from None
-        got = h.hexdigest()
-        if got != sha256.lower():
-            raise HarnessError(
-                f"checksum mismatch for {url}: got sha256 {got}, expected {sha256.lower()}; nothing was installed"
-            )
-        tmp.chmod(0o755)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return dest
 
 
 def main(argv: list[str] | None = None) -> int:

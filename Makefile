@@ -93,25 +93,25 @@ SPEC ?=
 SPEC_ARGS = $(if $(SPEC),--egress-spec="$(abspath $(SPEC))")
 E2E_PATHS = $(if $(filter suites suites/% ./suites/% %.py,$(foreach w,$(PYTEST_ARGS),$(firstword $(subst ::, ,$(w))))),,$(if $(SPEC),suites/test_egress_spec.py,suites))
 e2e: system-e2e $(STAMP) $(if $(DRY_RUN),,istio $(if $(filter local,$(BACKEND)),kube-toolchain))
-	cd $(ROOT) && EGRESS_HARNESS_IMAGES=$(IMAGES) $(RUNNER) $(PY) -m pytest $(E2E_PATHS) --backend=$(BACKEND) \
-		--istio-version=$(ISTIO_VERSION) --artifacts=$(ART) $(if $(DRY_RUN),--dry-run) $(SPEC_ARGS) $(PYTEST_ARGS)
+	cd $(ROOT) && EGRESS_HARNESS_IMAGES=$(IMAGES) $(RUNNER) $(PY) -m pytest $(E2E_PATHS) --egress-backend=$(BACKEND) \
+		--egress-istio-version=$(ISTIO_VERSION) --egress-artifacts=$(ART) $(if $(DRY_RUN),--egress-dry-run) $(SPEC_ARGS) $(PYTEST_ARGS)
 
 test: system-test $(STAMP) istio istio-from kube-toolchain fortio
-	$(PYTEST) tests suites --ignore=tests/kind --istio-version=$(ISTIO_VERSION) --artifacts=$(ART)/test $(PYTEST_ARGS)
+	$(PYTEST) tests suites --ignore=tests/kind --egress-istio-version=$(ISTIO_VERSION) --egress-artifacts=$(ART)/test $(PYTEST_ARGS)
 
 # The suites and the harness's own kind tests (tests/kind: convergence and evidence on kind) on one
 # kind cluster; IMAGES as for make e2e (CI: IMAGES=source). Output in $(ARTIFACTS)/kind/.
 test-kind: BACKEND = kind
 test-kind: system-e2e $(STAMP) istio
-	cd $(ROOT) && EGRESS_HARNESS_IMAGES=$(IMAGES) $(RUNNER) $(PY) -m pytest suites tests/kind --backend=kind \
-		--istio-version=$(ISTIO_VERSION) --artifacts=$(ART)/kind $(PYTEST_ARGS)
+	cd $(ROOT) && EGRESS_HARNESS_IMAGES=$(IMAGES) $(RUNNER) $(PY) -m pytest suites tests/kind --egress-backend=kind \
+		--egress-istio-version=$(ISTIO_VERSION) --egress-artifacts=$(ART)/kind $(PYTEST_ARGS)
 
 # The harness's own tests that need no mesh, no Istio build, no system package and no root:
 # seconds, on a new machine too (.ci/run runs it before make test installs anything). A Go build
 # attempted here is refused (EGRESS_HARNESS_NO_BUILDS), so a test that needs one cannot slip in.
 UNIT_MARKERS := not mesh and not kind and not envoy and not slow and not istio and not packages
 unit: $(STAMP)
-	cd $(ROOT) && EGRESS_HARNESS_NO_BUILDS=1 $(PY) -m pytest tests -m "$(UNIT_MARKERS)" --artifacts=$(ART)/unit $(PYTEST_ARGS)
+	cd $(ROOT) && EGRESS_HARNESS_NO_BUILDS=1 $(PY) -m pytest tests -m "$(UNIT_MARKERS)" --egress-artifacts=$(ART)/unit $(PYTEST_ARGS)
 
 istio-from: $(STAMP)
 	@cd $(ROOT) && $(PY) -m harness.istio_binaries --istio-version $(FROM)

@@ -70,7 +70,7 @@ def is_full(path: Path) -> bool:
 
 
 # Said to pytest users and make users alike: the option, and the make variable that sets it.
-OTHER_FOLDER = "--artifacts DIR (make: ARTIFACTS=DIR), another folder"
+OTHER_FOLDER = "--egress-artifacts DIR (make: ARTIFACTS=DIR), another folder"
 
 
 def full_line(path: Path) -> str:

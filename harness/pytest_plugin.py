@@ -34,10 +34,12 @@ from typing import Any, NoReturn
 import pytest
 
 from harness import artifacts as _artifacts
+from harness import pytest_options
 from harness.errors import HarnessError, HarnessFault, HopFailure, MeshFailure, ProcessExited
 from harness.evidence import Evidence
 from harness.istio_binaries import IstioBinaries
 from harness.manifests import GATEWAY_API_MODES, MODES
+from harness.pytest_options import flag, required, setting
 from harness.pytest_reports import (
     ACTIVE,
     ARTIFACTS,
@@ -67,31 +69,8 @@ HARNESS_ERROR = "harness error"
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
     # An egress spec's hooks and fixtures (--egress-spec) come with this plugin.
     pluginmanager.register(pytest_spec, "egress_harness_spec")
-    group = parser.getgroup("egress-harness")
-    group.addoption(
-        "--backend",
-        default="local",
-        choices=["local", "kind", "cluster"],
-        help="where the mesh runs (default: local, the pocket cluster)",
-    )
-    group.addoption("--istio-version", default=None, help="Istio version (default: the pinned one)")
-    group.addoption("--artifacts", default="artifacts", help="folder for junit.xml, summary.md, evidence and mesh logs")
-    group.addoption("--dry-run", action="store_true", help="print the plan of the kind/cluster backend and exit")
-    group.addoption(
-        "--egress-spec",
-        default=None,
-        metavar="FILE",
-        help="test your own egress: run the expectations of this spec (suites/test_egress_spec.py; README)",
-    )
-    # Prefixed: pytest-kind-ng (the [kind] extra) has --cluster-name, --keep-cluster and
-    # --kubeconfig, and a venv that loads both plugins must not stop at its first option.
-    group.addoption("--egress-keep-cluster", action="store_true", help="kind: reuse and keep the cluster")
-    group.addoption("--egress-cluster-name", default="egress-harness", help="kind: cluster name")
-    group.addoption(
-        "--egress-kubeconfig",
-        default=None,
-        help="cluster backend: kubeconfig of an existing cluster (else $KUBECONFIG)",
-    )
+    # The options, their environment variables and ini keys: harness/pytest_options.py.
+    pytest_options.add_options(parser)
 
 
 def _usage(line: str) -> NoReturn:
@@ -115,7 +94,7 @@ def _claim_artifacts(config: pytest.Config) -> Path:
     from harness import artifacts
 
     try:
-        path, fd = artifacts.claim(Path(config.getoption("--artifacts")))
+        path, fd = artifacts.claim(Path(required(config, "artifacts")))
     except artifacts.ArtifactsProblem as exc:
         _usage(str(exc))
         raise  # not reached
@@ -150,9 +129,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_SUMMARY] = SummaryWriter()
     if _only_listing(config):
         return
-    if config.getoption("--dry-run") and config.getoption("--backend") == "local":
+    if flag(config, "dry_run") and required(config, "backend") == "local":
         _usage(
-            "a dry run prints the plan of --backend kind or cluster; the local mesh has none: drop --dry-run (DRY_RUN)"
+            "a dry run prints the plan of --egress-backend kind or cluster; the local mesh has none: drop --egress-dry-run (DRY_RUN)"
         )
     refused = pytest_spec.configure(config)  # a bad spec: one line, before anything is claimed
     if refused:
@@ -161,12 +140,26 @@ def pytest_configure(config: pytest.Config) -> None:
     # report in its own pytest_configure, after this one. Dropped again (nothing written) once
     # collection shows a session that requests no harness fixture.
     if getattr(config.option, "xmlpath", None) is None and hasattr(config.option, "xmlpath"):
-        config.option.xmlpath = str(Path(config.getoption("--artifacts")).resolve() / "junit.xml")
+        config.option.xmlpath = str(Path(required(config, "artifacts")).resolve() / "junit.xml")
         config.stash[_OUR_JUNIT] = True
 
 
 def _only_listing(config: pytest.Config) -> bool:
-    return bool(config.option.help or config.option.collectonly and not config.getoption("--dry-run"))
+    return bool(config.option.help or config.option.collectonly and not flag(config, "dry_run"))
+
+
+# pytest-xdist: each worker would start a mesh of its own on the one artifacts folder (the second
+# then read "in use by another run"), and the suites' tests share one mesh in turn.
+XDIST_REFUSAL = (
+    "pytest-xdist (-n/--dist) is not supported: a session runs one mesh, which its tests share in "
+    "turn; drop -n (the suites take about a minute on the local mesh)"
+)
+_XDIST_OUTPUT = "egress_harness_refused"
+_REFUSED = pytest.StashKey[str]()
+
+
+def _xdist_controller(config: pytest.Config) -> bool:
+    return getattr(config.option, "dist", "no") != "no" and not hasattr(config, "workerinput")
 
 
 def activate(config: pytest.Config) -> None:
@@ -176,6 +169,10 @@ def activate(config: pytest.Config) -> None:
     harness fixture; the repository's conftest.py for its own sessions, whatever they request."""
     if active(config) or _only_listing(config):
         return
+    if _xdist_controller(config):  # the repository's conftest.py, before any worker starts
+        _usage(XDIST_REFUSAL)
+    for name, option in pytest_options.OPTIONS.items():  # a bad environment or ini value: one line now
+        (flag if option.flag else setting)(config, name)
     try:
         config.stash[ARTIFACTS] = _claim_artifacts(config)
     except BaseException:
@@ -187,8 +184,8 @@ def activate(config: pytest.Config) -> None:
     config.pluginmanager.register(SessionReports(config), "egress_harness_reports")
     from harness.versions import DEFAULT_ISTIO_VERSION
 
-    add_suite_property(config, "backend", config.getoption("--backend"))
-    add_suite_property(config, "istio_version", config.getoption("--istio-version") or DEFAULT_ISTIO_VERSION)
+    add_suite_property(config, "backend", required(config, "backend"))
+    add_suite_property(config, "istio_version", setting(config, "istio_version") or DEFAULT_ISTIO_VERSION)
 
 
 def _leave_alone(config: pytest.Config) -> None:
@@ -213,11 +210,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.istio)
 
 
+@pytest.hookimpl(tryfirst=True)  # before an xdist worker sends its controller the collected ids
 def pytest_collection_finish(session: pytest.Session) -> None:
     config = session.config
     if active(config):  # the repository's conftest.py activated it already
         return
     if not any(HARNESS_FIXTURES & set(getattr(item, "fixturenames", ())) for item in session.items):
+        _leave_alone(config)
+        return
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is not None:
+        # An xdist worker of a user's session (its controller collects nothing, so only a worker
+        # can tell): it runs nothing and starts nothing; the controller says the one line.
+        workeroutput[_XDIST_OUTPUT] = XDIST_REFUSAL
+        config.hook.pytest_deselected(items=list(session.items))
+        session.items.clear()
         _leave_alone(config)
         return
     activate(config)
@@ -235,6 +242,24 @@ def pytest_runtestloop(session: pytest.Session) -> None:
         _leave_alone(session.config)
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: absent without it
+def pytest_testnodedown(node: Any, error: object) -> None:
+    refused = getattr(node, "workeroutput", {}).get(_XDIST_OUTPUT)
+    if refused:
+        node.config.stash[_REFUSED] = refused
+
+
+def _say_refused(session: pytest.Session) -> None:
+    """The controller of a refused xdist session: the one line, and pytest's usage-error status."""
+    refused = session.config.stash.get(_REFUSED, None)
+    if refused is None:
+        return
+    session.exitstatus = pytest.ExitCode.USAGE_ERROR
+    terminal = session.config.pluginmanager.get_plugin("terminalreporter")
+    if terminal is not None:
+        terminal.write_line(f"ERROR: egress-harness: {refused}", red=True)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     fd = config.stash.get(_LOCK, None)
     if fd is not None:
@@ -246,14 +271,14 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def artifacts_dir(pytestconfig: pytest.Config) -> Path:
-    return pytestconfig.stash.get(ARTIFACTS, None) or Path(pytestconfig.getoption("--artifacts")).resolve()
+    return pytestconfig.stash.get(ARTIFACTS, None) or Path(required(pytestconfig, "artifacts")).resolve()
 
 
 @pytest.fixture(scope="session")
 def istio_version(pytestconfig: pytest.Config) -> str:
     from harness.versions import DEFAULT_ISTIO_VERSION
 
-    return pytestconfig.getoption("--istio-version") or DEFAULT_ISTIO_VERSION
+    return setting(pytestconfig, "istio_version") or DEFAULT_ISTIO_VERSION
 
 
 def _say(pytestconfig: pytest.Config):
@@ -311,8 +336,8 @@ def _check_fixtures(dry_run: bool, request: pytest.FixtureRequest) -> None:
 @pytest.fixture(scope="session")
 def mesh(pytestconfig: pytest.Config, request: pytest.FixtureRequest, artifacts_dir: Path) -> Iterator[Any]:
     """The backend the suites talk to (harness/backend.py describes its interface)."""
-    backend = pytestconfig.getoption("--backend")
-    dry_run = bool(pytestconfig.getoption("--dry-run"))
+    backend = required(pytestconfig, "backend")
+    dry_run = bool(flag(pytestconfig, "dry_run"))
     try:
         if backend == "local":
             from harness.local.mesh import preflight
@@ -405,7 +430,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             return  # the test gives its own modes
     modes = list(MODES)
     if metafunc.definition.get_closest_marker("gateway_api") and (
-        metafunc.config.getoption("--backend", "local") in GATEWAY_API_BACKENDS
+        required(metafunc.config, "backend") in GATEWAY_API_BACKENDS
     ):
         modes += GATEWAY_API_MODES
     metafunc.parametrize("mode", modes)
@@ -606,6 +631,7 @@ def pytest_deselected(items: list[pytest.Item]) -> None:
 
 @pytest.hookimpl(tryfirst=True)  # before junitxml writes its file: the reserve makes room for both
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    _say_refused(session)
     if not active(session.config):
         return
     writer = session.config.stash.get(_SUMMARY, None)

@@ -1,6 +1,6 @@
 """`make e2e BACKEND=kind DRY_RUN=1`: the plan is complete, exact, and made without touching anything.
 
-The end-to-end check runs pytest with the real conftest (`--backend=kind --dry-run`) in a
+The end-to-end check runs pytest with the real conftest (`--egress-backend=kind --egress-dry-run`) in a
 subprocess whose cache directory is empty and whose Docker host does not exist: the plan must
 come out all the same, and the cache must still be empty afterwards.
 """
@@ -262,7 +262,7 @@ def test_cluster_plan_refusal_hint_and_namespaces(tmp_path, istio_binaries):
 
 
 def test_dry_run_through_pytest_touches_nothing(tmp_path, istio_binaries):
-    """What `make e2e BACKEND=kind DRY_RUN=1` runs: the suites with --backend=kind --dry-run print
+    """What `make e2e BACKEND=kind DRY_RUN=1` runs: the suites with --egress-backend=kind --egress-dry-run print
     the plan and exit 0, with an empty cache that stays empty, no Docker engine, no kind on PATH."""
     cache = tmp_path / "cache"
     cache.mkdir()
@@ -285,10 +285,10 @@ def test_dry_run_through_pytest_touches_nothing(tmp_path, istio_binaries):
             "-q",
             "-p",
             "no:cacheprovider",
-            "--backend=kind",
-            "--dry-run",
+            "--egress-backend=kind",
+            "--egress-dry-run",
             "--egress-cluster-name=ci-kind",
-            f"--artifacts={artifacts}",
+            f"--egress-artifacts={artifacts}",
         ],
         cwd=REPO,
         env=env,
@@ -309,26 +309,31 @@ def test_bad_input_is_one_line_before_anything_starts(tmp_path):
     from harness.backends.remote import make_remote_backend
 
     class Config:
+        """What setting() reads of a pytest config: options by dest, no ini file."""
+
         def __init__(self, **opts):
             self.opts = {
-                "--backend": "kind",
-                "--istio-version": "1.31",
-                "--egress-cluster-name": "egress-harness",
-                "--egress-keep-cluster": False,
-                "--egress-kubeconfig": None,
-                "--dry-run": False,
+                "egress_backend": "kind",
+                "egress_istio_version": "1.31",
+                "egress_cluster_name": "egress-harness",
+                "egress_keep_cluster": False,
+                "egress_kubeconfig": None,
+                "egress_dry_run": False,
                 **opts,
             }
 
-        def getoption(self, name):
+        def getoption(self, name, default=None):
             return self.opts[name]
 
+        def getini(self, name):
+            return None
+
     cases = [
-        (Config(**{"--egress-cluster-name": "Bad_Name"}), "not a valid kind cluster name"),
-        (Config(**{"--istio-version": "0.8"}), "unknown Istio version"),
-        (Config(**{"--egress-kubeconfig": str(tmp_path / "k")}), "--egress-kubeconfig is for BACKEND=cluster"),
-        (Config(**{"--backend": "cluster", "--dry-run": True}), "needs a kubeconfig"),
-        (Config(**{"--backend": "cluster", "--egress-kubeconfig": str(tmp_path / "missing")}), "does not exist"),
+        (Config(egress_cluster_name="Bad_Name"), "not a valid kind cluster name"),
+        (Config(egress_istio_version="0.8"), "unknown Istio version"),
+        (Config(egress_kubeconfig=str(tmp_path / "k")), "--egress-kubeconfig is for BACKEND=cluster"),
+        (Config(egress_backend="cluster", egress_dry_run=True), "needs a kubeconfig"),
+        (Config(egress_backend="cluster", egress_kubeconfig=str(tmp_path / "missing")), "does not exist"),
     ]
     env_kc = os.environ.pop("KUBECONFIG", None)
     try:

@@ -247,7 +247,7 @@ def test_istiod_silent(evidence):
 
 def test_terminal_and_summary_count_each_test_once(tmp_path):
     artifacts = tmp_path / "artifacts"
-    proc = _child(tmp_path, _COUNTED, "--artifacts", str(artifacts))
+    proc = _child(tmp_path, _COUNTED, "--egress-artifacts", str(artifacts))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out[-3000:]
     assert _terminal_totals(out) == "3 failed, 1 passed, 1 skipped, 3 errors", out[-3000:]
@@ -262,7 +262,7 @@ def _report_lines(out: str, header: str) -> list[str]:
 
 def test_a_harness_fault_reads_as_one_line_with_its_traceback_in_the_evidence(tmp_path):
     artifacts = tmp_path / "artifacts"
-    proc = _child(tmp_path, _COUNTED, "--artifacts", str(artifacts), "-k", "harness_fault")
+    proc = _child(tmp_path, _COUNTED, "--egress-artifacts", str(artifacts), "-k", "harness_fault")
     out = proc.stdout + proc.stderr
     lines = _report_lines(out, "ERROR at call of test_harness_fault _")
     assert lines == ["test_child.py:31: HarnessFault: iptables-restore in the hub failed: no luck"], out[-3000:]
@@ -272,7 +272,7 @@ def test_a_harness_fault_reads_as_one_line_with_its_traceback_in_the_evidence(tm
 
 def test_istiod_silent_reads_as_one_line_too(tmp_path):
     artifacts = tmp_path / "artifacts"
-    proc = _child(tmp_path, _COUNTED, "--artifacts", str(artifacts), "-k", "istiod_silent")
+    proc = _child(tmp_path, _COUNTED, "--egress-artifacts", str(artifacts), "-k", "istiod_silent")
     out = proc.stdout + proc.stderr
     lines = _report_lines(out, "_ test_istiod_silent _")
     assert lines == [
@@ -304,7 +304,7 @@ def test_cleanup_fails(scenario):
 
 def test_a_failed_cleanup_has_evidence(tmp_path):
     artifacts = tmp_path / "artifacts"
-    proc = _child(tmp_path, _CLEANUP, "--artifacts", str(artifacts), "-k", "plaintext")
+    proc = _child(tmp_path, _CLEANUP, "--egress-artifacts", str(artifacts), "-k", "plaintext")
     out = proc.stdout + proc.stderr
     assert _terminal_totals(out) == "1 failed, 1 deselected", out[-3000:]
     assert _summary_totals(artifacts) == "1 failed, 1 deselected"
@@ -332,7 +332,7 @@ def test_not_run_2():
 
 def test_a_process_that_exited_is_said_once_and_stops_the_session(tmp_path):
     artifacts = tmp_path / "artifacts"
-    proc = _child(tmp_path, _EXITED, "--artifacts", str(artifacts))
+    proc = _child(tmp_path, _EXITED, "--egress-artifacts", str(artifacts))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 3, out[-3000:]
     assert len(_said(out, "exited with SIGKILL")) == 1, out[-3000:]
@@ -372,7 +372,7 @@ def test_a_killed_stand_in_is_said_once_and_the_session_stops(tmp_path):
             "no:cacheprovider",
             "-ra",
             "tests/helpers/kill_stand_in.py",
-            "--artifacts",
+            "--egress-artifacts",
             str(artifacts),
         ],
         cwd=REPO,
@@ -444,7 +444,7 @@ def test_junit_tells_a_mesh_failure_from_a_harness_fault_and_carries_the_propert
 
     artifacts = tmp_path / "artifacts"
     step = tmp_path / "step-summary.md"
-    proc = _child(tmp_path, _ONE_OF_EACH, "--artifacts", str(artifacts), env={"GITHUB_STEP_SUMMARY": str(step)})
+    proc = _child(tmp_path, _ONE_OF_EACH, "--egress-artifacts", str(artifacts), env={"GITHUB_STEP_SUMMARY": str(step)})
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out[-3000:]
     assert _terminal_totals(out) == "1 failed, 1 passed, 1 error" == _summary_totals(artifacts)

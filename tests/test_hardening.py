@@ -80,9 +80,9 @@ def test_pods_get_a_pods_environment_not_the_users(mesh, monkeypatch):
 
 
 def test_dry_run_on_the_local_backend_is_one_line(tmp_path):
-    proc = _child_pytest(["suites", "--dry-run", "--artifacts", str(tmp_path / "a")], timeout=60)
+    proc = _child_pytest(["suites", "--egress-dry-run", "--egress-artifacts", str(tmp_path / "a")], timeout=60)
     assert proc.returncode == 4
-    assert "dry run prints the plan of --backend kind or cluster" in _one_line(proc)
+    assert "dry run prints the plan of --egress-backend kind or cluster" in _one_line(proc)
 
 
 # 3 ------------------------------------------------------------------------------------------
@@ -92,7 +92,7 @@ def test_an_artifacts_folder_in_use_stops_a_second_run(tmp_path):
     fd = os.open(artifacts / ".lock", os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_EX)  # what a first run holds for its whole session
     try:
-        proc = _child_pytest(["tests/test_pki.py", "--artifacts", str(artifacts)], timeout=60)
+        proc = _child_pytest(["tests/test_pki.py", "--egress-artifacts", str(artifacts)], timeout=60)
     finally:
         os.close(fd)
     assert proc.returncode == 4
@@ -148,7 +148,7 @@ def test_the_project_fixtures_all_validate(istio_binaries):
 
 # 7 ------------------------------------------------------------------------------------------
 def test_an_unwritable_artifacts_folder_is_one_line_and_exit_2(tmp_path):
-    proc = _child_pytest(["tests/test_pki.py", "--artifacts", "/proc/egress-harness-artifacts"], timeout=60)
+    proc = _child_pytest(["tests/test_pki.py", "--egress-artifacts", "/proc/egress-harness-artifacts"], timeout=60)
     assert proc.returncode == 4
     assert "cannot write the artifacts folder /proc/egress-harness-artifacts" in _one_line(proc)
 
@@ -167,7 +167,7 @@ def _start_holding_child(tmp_path: Path, state_dir: Path) -> tuple[subprocess.Po
             "no:cacheprovider",
             "-q",
             "tests/helpers/hold_mesh.py",
-            "--artifacts",
+            "--egress-artifacts",
             str(artifacts),
         ],
         cwd=REPO,

@@ -58,7 +58,7 @@ def test_a_full_artifacts_disk_is_one_line_before_anything_starts(root_only, tmp
     folder.mkdir()
     script = (
         f"mount -t tmpfs -o size=256k egress-harness-test {folder} && "
-        f"exec {sys.executable} -m pytest -p no:cacheprovider -p no:pytest-kind-ng {_trivial_tests(tmp_path)} -q --artifacts={folder}/a"
+        f"exec {sys.executable} -m pytest -p no:cacheprovider -p no:pytest-kind-ng {_trivial_tests(tmp_path)} -q --egress-artifacts={folder}/a"
     )
     proc = in_private_mounts(script)
     assert proc.returncode == 4, proc.stdout + proc.stderr
@@ -92,7 +92,7 @@ def test_a_disk_that_fills_mid_run_is_a_harness_error_and_the_reports_are_writte
     size_mib = artifacts.MIN_FREE_BYTES // 2**20 + 8
     script = (
         f"mount -t tmpfs -o size={size_mib}m egress-harness-test {folder} && "
-        f"{{ {sys.executable} -m pytest -p no:cacheprovider -p no:pytest-kind-ng {tests} -q --artifacts={folder}/a; "
+        f"{{ {sys.executable} -m pytest -p no:cacheprovider -p no:pytest-kind-ng {tests} -q --egress-artifacts={folder}/a; "
         f"ls {folder}/a; }}"
     )
     proc = in_private_mounts(script)
@@ -136,10 +136,12 @@ def _e2e_command(pytest_args: str) -> str:
 
 def test_a_test_id_in_pytest_args_is_what_runs():
     """As found: `make e2e PYTEST_ARGS=suites/test_http_gateway.py::test_nope` ran all 32 and exited 0."""
-    assert _e2e_command("suites/test_http_gateway.py::test_nope").split()[0] == "--backend=local"
-    assert _e2e_command("-x suites/test_cleanup.py").split()[0] == "--backend=local"
+    assert _e2e_command("suites/test_http_gateway.py::test_nope").split()[0] == "--egress-backend=local"
+    assert _e2e_command("-x suites/test_cleanup.py").split()[0] == "--egress-backend=local"
     assert _e2e_command("-k http").split()[0] == "suites"
-    proc = _pytest(["suites/test_http_gateway.py::test_nope", "--collect-only", "-q", "--artifacts", "/dev/null/x"])
+    proc = _pytest(
+        ["suites/test_http_gateway.py::test_nope", "--collect-only", "-q", "--egress-artifacts", "/dev/null/x"]
+    )
     assert proc.returncode == 4 and "not found" in proc.stdout + proc.stderr, proc.stdout
 
 
@@ -201,8 +203,13 @@ def test_the_kubeconfig_is_checked_before_the_images(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("EGRESS_HARNESS_") and k != "KUBECONFIG"}
     env["PYTHONPATH"] = str(REPO)
     proc = _pytest(
-        ["suites/test_troubleshooting.py", "--backend=cluster", "--egress-kubeconfig=/etc/hostname", "--dry-run"]
-        + ["-q", f"--artifacts={tmp_path / 'a'}"],
+        [
+            "suites/test_troubleshooting.py",
+            "--egress-backend=cluster",
+            "--egress-kubeconfig=/etc/hostname",
+            "--egress-dry-run",
+        ]
+        + ["-q", f"--egress-artifacts={tmp_path / 'a'}"],
         env=env,
     )
     assert proc.returncode == 4, proc.stdout + proc.stderr
@@ -249,10 +256,10 @@ def test_artifacts_naming_a_file_says_so(tmp_path):
     """As found: ARTIFACTS=<a regular file> said "File exists"."""
     path = tmp_path / "a-file"
     path.write_text("x")
-    with pytest.raises(ArtifactsProblem, match="is a file: pass --artifacts DIR"):
+    with pytest.raises(ArtifactsProblem, match="is a file: pass --egress-artifacts DIR"):
         claim(path)
-    proc = _pytest([str(_trivial_tests(tmp_path)), "-q", f"--artifacts={path}"])
-    assert proc.returncode == 4 and "is a file: pass --artifacts DIR" in proc.stdout + proc.stderr, proc.stdout
+    proc = _pytest([str(_trivial_tests(tmp_path)), "-q", f"--egress-artifacts={path}"])
+    assert proc.returncode == 4 and "is a file: pass --egress-artifacts DIR" in proc.stdout + proc.stderr, proc.stdout
 
 
 def test_a_claimed_folder_holds_its_lock_and_marker(tmp_path):

@@ -329,7 +329,7 @@ def test_not_root_gets_one_line_error():
                 "no:cacheprovider",
                 "-q",
                 str(REPO / "suites/test_troubleshooting.py"),
-                "--artifacts",
+                "--egress-artifacts",
                 str(home / "a"),
             ],
             cwd=REPO,

@@ -127,7 +127,7 @@ def _rootless_pytest(tmp_path: Path, python: str, pytest_args: str, extra_env: s
         f"exec setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups "
         f"env HOME={home} EGRESS_HARNESS_CACHE={cache} PYTHONPATH={REPO}:{site} {extra_env} "
         f"{python} -m harness.rootless {python} -m pytest -p no:cacheprovider -q {pytest_args} "
-        f"--artifacts {artifacts}"
+        f"--egress-artifacts {artifacts}"
     )
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", inner], artifacts
 

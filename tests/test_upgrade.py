@@ -1,4 +1,4 @@
-"""The upgrade run (harness/upgrade/): a short real upgrade FROM=1.30 → TO (--istio-version, 1.31 by
+"""The upgrade run (harness/upgrade/): a short real upgrade FROM=1.30 → TO (--egress-istio-version, 1.31 by
 default) on the local mesh, one that breaks egress between phases and must be caught with its phase
 and hop, and the traffic figures' arithmetic. The full run is `make upgrade`."""
 
@@ -22,7 +22,7 @@ def _quiet(msg: str) -> None:
 @pytest.fixture(scope="module")
 def to_version(istio_version: str) -> str:
     if istio_version == FROM:
-        pytest.fail(f"the upgrade smoke test goes {FROM} → --istio-version; pass a version other than {FROM}")
+        pytest.fail(f"the upgrade smoke test goes {FROM} → --egress-istio-version; pass a version other than {FROM}")
     return istio_version
 
 

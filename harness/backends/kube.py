@@ -574,6 +574,12 @@ class KubeBackend:
         save("istiod-syncz.json", self.syncz)
         save("events.txt", lambda: self.kubectl.run("get", "events", "-A", "--sort-by=.lastTimestamp").stdout)
         save("pods.txt", lambda: self.kubectl.run("get", "pods", "-A", "-o", "wide").stdout)
+        # A deployed gateway's rollouts (a second ReplicaSet) and what the EndpointSlices say of its
+        # pods: what a sidecar's "no healthy upstream" right after the endpoint wait comes from.
+        save(
+            "workloads.yaml",
+            lambda: self.kubectl.run("get", "deployments,replicasets,endpointslices", "-A", "-o", "yaml").stdout,
+        )
         save("upstream-records.json", lambda: [r.__dict__ for r in self.upstream().records()])
         save("kubectl-commands.txt", lambda: "\n".join(self.kubectl.log[-500:]))
         if self._api is not None:  # what the one apply path sent (harness/kube_rest.py)

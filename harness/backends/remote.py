@@ -36,15 +36,16 @@ def make_remote_backend(pytestconfig, artifacts_dir: Path):
     Bad input raises one HarnessError line before anything is started."""
     import pytest
 
+    from harness.pytest_options import flag, required, setting
     from harness.versions import DEFAULT_ISTIO_VERSION, resolve_release
 
-    backend = pytestconfig.getoption("--backend")
-    istio_version = pytestconfig.getoption("--istio-version") or DEFAULT_ISTIO_VERSION
+    backend = required(pytestconfig, "backend")
+    istio_version = setting(pytestconfig, "istio_version") or DEFAULT_ISTIO_VERSION
     resolve_release(istio_version)  # unknown versions fail here, before anything starts
-    cluster_name = pytestconfig.getoption("--egress-cluster-name")
-    keep = bool(pytestconfig.getoption("--egress-keep-cluster"))
-    kubeconfig = pytestconfig.getoption("--egress-kubeconfig")
-    dry_run = bool(pytestconfig.getoption("--dry-run"))
+    cluster_name = required(pytestconfig, "cluster_name")
+    keep = bool(flag(pytestconfig, "keep_cluster"))
+    kubeconfig = setting(pytestconfig, "kubeconfig")
+    dry_run = bool(flag(pytestconfig, "dry_run"))
     if backend == "kind" and not _CLUSTER_NAME.match(cluster_name or ""):
         raise HarnessError(
             f"--egress-cluster-name {cluster_name!r} is not a valid kind cluster name: use lowercase letters, digits and '-'"

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from harness.pytest_options import setting
+
 SPEC_KEY = pytest.StashKey[Any]()
 GAPS_KEY = pytest.StashKey[Any]()
 MANIFESTS_KEY = pytest.StashKey[list]()
@@ -27,7 +29,7 @@ def configure(config: pytest.Config) -> str | None:
     from harness.spec.load import SpecError, load_spec
     from harness.spec.manifests import read_manifests
 
-    path = config.getoption("--egress-spec")
+    path = setting(config, "spec")
     if not path:
         return None
     try:

@@ -23,6 +23,7 @@ from harness.backends.kube import KubeBackend
 from harness.errors import HopFailure
 from harness.manifests import render
 from harness.pod_table import GATEWAY, SLEEP
+from harness.pytest_options import setting
 from harness.trace import CONTROL_PLANE
 from tests.helpers.host_process import pod_process
 
@@ -31,8 +32,8 @@ pytestmark = pytest.mark.kind
 
 @pytest.fixture
 def kind_mesh(mesh, pytestconfig) -> KubeBackend:
-    if pytestconfig.getoption("--backend") != "kind":
-        raise pytest.UsageError("tests/kind runs on a kind cluster: make test-kind (or pytest --backend=kind)")
+    if setting(pytestconfig, "backend") != "kind":
+        raise pytest.UsageError("tests/kind runs on a kind cluster: make test-kind (or pytest --egress-backend=kind)")
     assert isinstance(mesh, KubeBackend), type(mesh)
     return mesh
 

@@ -64,4 +64,8 @@ class Backend(Protocol):
     def collect(self, directory: Path) -> None:
         """Write the mesh-wide state (proxy config dumps, stats, logs, istiod status) for a failed test."""
 
+    def look_inside(self) -> list[str]:
+        """How a user reaches the running mesh with their own kubectl and istioctl: the KUBECONFIG
+        line first (`make mesh`, and --egress-keep-mesh after a failure)."""
+
     def stop(self) -> None: ...

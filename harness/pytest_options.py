@@ -56,6 +56,12 @@ OPTIONS = {
             "test your own egress: run the expectations of this spec (suites/test_egress_spec.py; README)",
             metavar="FILE",
         ),
+        Option(
+            "keep_mesh",
+            "after a failed test, hold the mesh up (any backend) and print how to reach it, until Ctrl-C",
+            False,
+            flag=True,
+        ),
         Option("keep_cluster", "kind: reuse and keep the cluster", False, flag=True),
         Option("cluster_name", "kind: cluster name", "egress-harness"),
         Option("kubeconfig", "cluster backend: kubeconfig of an existing cluster (else $KUBECONFIG)"),

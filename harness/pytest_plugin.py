@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import time
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -360,9 +361,12 @@ def mesh(pytestconfig: pytest.Config, request: pytest.FixtureRequest, artifacts_
         except HarnessError as exc:
             _exit(str(exc))
         _envoy_property(pytestconfig, remote)
-        yield remote
-        with capture.global_and_fixture_disabled():
-            remote.stop()
+        try:
+            yield remote
+            _keep_after_failure(request.session, remote)
+        finally:
+            with capture.global_and_fixture_disabled():
+                remote.stop()
         return
     from harness.local.mesh import LocalMesh
 
@@ -386,9 +390,28 @@ def mesh(pytestconfig: pytest.Config, request: pytest.FixtureRequest, artifacts_
     _envoy_property(pytestconfig, local)
     try:
         yield local
+        _keep_after_failure(request.session, local)
     finally:
         del pytestconfig.stash[_MESH]
         local.stop()
+
+
+def _keep_after_failure(session: pytest.Session, backend: Any) -> None:
+    """--egress-keep-mesh: after a failed test the session's mesh stays up, with the lines that reach
+    it, until Ctrl-C, SIGTERM or SIGHUP; then it is torn down as always (Istio's framework has
+    --istio.test.nocleanup; here the mesh is the session's processes, so keeping it is holding it)."""
+    if not flag(session.config, "keep_mesh") or not session.testsfailed:
+        return
+    say = _say(session.config)
+    say(f"{session.testsfailed} failed; --egress-keep-mesh keeps the {backend.name} mesh up:")
+    for line in backend.look_inside():
+        say(f"  {line}")
+    say("Ctrl-C (or SIGTERM) tears it down")
+    try:
+        while True:  # a timed sleep: a signal delivered to another thread runs its handler here too
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        say("tearing the kept mesh down")
 
 
 def _envoy_property(config: pytest.Config, mesh: Any) -> None:

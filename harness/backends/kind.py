@@ -58,6 +58,7 @@ from harness.backends.kube_steps import (
 from harness.backends.steps import Bind, Plan, Step, bind_actions, run_steps
 from harness.console import say as _say
 from harness.errors import HarnessError
+from harness.images import engine
 from harness.kube import workloads
 from harness.kube.kubectl import Kubectl
 from harness.kube.trust import gateway_trust_pems
@@ -250,6 +251,18 @@ class KindBackend(KubeBackend):
             if self.docker is not None:
                 self.docker.close()
                 self.docker = None
+
+    def look_inside(self) -> list[str]:
+        lines = super().look_inside()
+        try:
+            in_engine = os.stat("/proc/self/ns/net").st_ino == os.stat(engine.NETNS_PATH).st_ino
+        except OSError:
+            in_engine = False
+        if in_engine:  # the cluster's published ports are on the engine namespace's loopback
+            lines.append(
+                f"from your shell through the engine's network namespace: nsenter --net={engine.NETNS_PATH} kubectl …"
+            )
+        return lines
 
     def _write_timings(self) -> None:
         """Cumulative seconds since start, per step, for the docs' timing table (and CI's logs)."""

@@ -586,6 +586,14 @@ class KubeBackend:
             api = self._api
             save("api-requests.txt", lambda: "\n".join(api.log[-500:]))
 
+    def look_inside(self) -> list[str]:
+        namespaces = " ".join(sorted({self.namespace(n) for n in ("default", "test-egress")}))
+        return [
+            f"export KUBECONFIG={self.kubectl.kubeconfig}",
+            f"then e.g.: kubectl get gateway,virtualservice,destinationrule,serviceentry -A; "
+            f"kubectl get pods -o wide -n {ISTIO_NAMESPACE} (and the harness's namespaces: {namespaces})",
+        ]
+
     def close_forwards(self) -> None:
         self.close_api()
         self._close_istiod()

@@ -382,6 +382,18 @@ class LocalMesh:
         """What a user pastes to look inside the running mesh with kubectl and istioctl."""
         return f"export KUBECONFIG={self.control_plane.kubeconfig}"
 
+    def look_inside(self) -> list[str]:
+        if Path("/run/egress-harness-etc").exists():  # harness.rootless made this /run
+            return [
+                "this mesh runs in a user namespace of its own: its API server is not reachable "
+                "from your shell; run as root (sudo make mesh, sudo make e2e) to use kubectl against it"
+            ]
+        return [
+            self.kubeconfig_line(),
+            "then e.g.: kubectl get vs -A; kubectl get pods,svc,endpointslices -A",
+            f"and: {self.istioctl_hint()}",
+        ]
+
     def istioctl_hint(self) -> str:
         """istioctl port-forwards through the API server to the node's pod-streams (apiserver.py),
         as on a cluster: to istiod's xDS port for proxy-status, to Envoy's admin for proxy-config."""

@@ -44,16 +44,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 mesh.start()
                 print(f"local mesh {mesh.run_id} is up ({mesh.timings['cold_start']:.1f} s); logs: {mesh.log_dir}")
-                line = mesh.kubeconfig_line()
-                if line and Path("/run/egress-harness-etc").exists():  # harness.rootless made this /run
-                    print(
-                        "this mesh runs in a user namespace of its own: its API server is not reachable "
-                        "from your shell; run 'sudo make mesh' to use kubectl against it"
-                    )
-                elif line:
+                for line in mesh.look_inside():
                     print(line)
-                    print("then e.g.: kubectl get vs -A; kubectl get pods,svc,endpointslices -A")
-                    print(f"and: {mesh.istioctl_hint()}")
                 print("Ctrl-C to tear it down", flush=True)
                 # A timed wait: a signal the kernel delivers to another thread (the node agent's,
                 # the forwarder's) only sets Python's flag, and a main thread blocked in an

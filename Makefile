@@ -35,6 +35,8 @@ endif
 SYSTEM = cd $(ROOT) && $(PYTHON) -m harness.system_packages
 # The mesh runs as root, or in a user namespace of its own (harness.rootless) otherwise.
 PYTEST = cd $(ROOT) && $(PY) -m harness.rootless $(PY) -m pytest
+# The console script (harness/cli.py): the targets below run its commands, as a user would.
+EH = $(VENV)/bin/egress-harness
 
 .PHONY: help e2e test test-kind unit lint format istio istio-from kube-toolchain mesh fortio upgrade diff-config bench-mesh bench-spec bench-egress clean-stale clean clean-cache system-e2e system-test system-kind kind-images kind-clean-images fidelity
 
@@ -78,7 +80,7 @@ kube-toolchain: $(STAMP)
 
 # The local mesh, kept up until Ctrl-C, with the KUBECONFIG line for kubectl.
 mesh: system-e2e $(STAMP) istio kube-toolchain
-	cd $(ROOT) && $(PY) -m harness.rootless $(PY) -m harness.local.up --istio-version=$(ISTIO_VERSION)
+	cd $(ROOT) && $(EH) mesh --istio-version=$(ISTIO_VERSION)
 
 # Istio's binaries are built (or found) first, with visible progress; a dry run builds nothing.
 # BACKEND=kind IMAGES=source: harness.images.with_engine builds the images, then runs pytest in its
@@ -120,13 +122,13 @@ istio-from: $(STAMP)
 # every phase passed. Report in $(ARTIFACTS)/upgrade/.
 upgrade: system-e2e $(STAMP) istio-from
 	@cd $(ROOT) && $(PY) -m harness.istio_binaries --istio-version $(TO)
-	cd $(ROOT) && $(PY) -m harness.rootless $(PY) -m harness.upgrade --from $(FROM) --to $(TO) --artifacts $(ART) \
+	cd $(ROOT) && $(EH) upgrade --from $(FROM) --to $(TO) --artifacts $(ART) \
 		$(if $(SPEC),--spec "$(abspath $(SPEC))") $(UPGRADE_ARGS)
 
 diff-config: $(STAMP)
 	@test -n "$(A)" -a -n "$(B)" || { echo "usage: make diff-config A=<config_dump.json or folder> B=<...>"; exit 2; }
 	@# exit 1 means "they differ" (as diff(1)); only bad input (2) fails the target
-	@$(PY) -m harness.config_diff "$(A)" "$(B)" || test $$? -eq 1
+	@$(EH) diff-config "$(A)" "$(B)" || test $$? -eq 1
 
 # gofmt and go vet from the Go the builds use (on PATH, or the official tarball's place) on the
 # harness's Go module (pod-streams). go vet reads its checked-in go.sum: on a new machine the first
@@ -162,7 +164,7 @@ fortio: $(STAMP)
 	@cd $(ROOT) && $(PY) -m harness.toolchain.fortio
 
 bench-egress: system-e2e $(STAMP) istio fortio
-	cd $(ROOT) && $(PY) -m harness.rootless $(PY) -m harness.bench_egress --istio-version=$(ISTIO_VERSION) \
+	cd $(ROOT) && $(EH) bench --istio-version=$(ISTIO_VERSION) \
 		--repeats $(REPEATS) --out $(ART)/bench $(BENCH_ARGS)
 
 # What a SIGKILLed root run left (a run without root leaves nothing: see harness/rootless.py).
@@ -177,7 +179,7 @@ kind-clean-images: $(STAMP)
 # The suites on the local mesh and on kind side by side (after `make e2e ARTIFACTS=artifacts/local`
 # and `make e2e BACKEND=kind IMAGES=source ARTIFACTS=artifacts/kind`).
 fidelity: $(STAMP)
-	cd $(ROOT) && $(PY) -m harness.fidelity $(ART)/local/summary.json $(ART)/kind/summary.json --names local,kind \
+	cd $(ROOT) && $(EH) fidelity $(ART)/local/summary.json $(ART)/kind/summary.json --names local,kind \
 		--notes docs/fidelity-notes.txt -o $(ART)/fidelity.md
 
 clean-stale: $(STAMP)

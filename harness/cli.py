@@ -35,7 +35,9 @@ class Command:
 COMMANDS = {
     "e2e": Command("the suites on a mesh: pytest with the harness plugin (pytest --help lists its options)", __name__),
     "mesh": Command("the local mesh, held up until Ctrl-C, with its KUBECONFIG line", "harness.local.up", True),
-    "upgrade": Command("an Istio upgrade on one mesh, traffic and config diff reported", "harness.upgrade.__main__", True),
+    "upgrade": Command(
+        "an Istio upgrade on one mesh, traffic and config diff reported", "harness.upgrade.__main__", True
+    ),
     "bench": Command("what each egress path costs (latency, CPU per Envoy)", "harness.bench_egress.__main__", True),
     "diff-config": Command("the semantic diff of two Envoy config dumps or evidence folders", "harness.config_diff"),
     "fidelity": Command("two backends' summary.json side by side", "harness.fidelity"),

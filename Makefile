@@ -86,7 +86,9 @@ mesh: system-e2e $(STAMP) istio kube-toolchain
 # BACKEND=kind IMAGES=source: harness.images.with_engine builds the images, then runs pytest in its
 # engine's network namespace and tears everything down after (it needs root, as the engine does).
 KIND_SOURCE = $(and $(filter kind,$(BACKEND)),$(filter source,$(IMAGES)),$(if $(DRY_RUN),,yes))
-RUNNER = $(if $(KIND_SOURCE),$(PY) -m harness.images.with_engine --istio-version=$(ISTIO_VERSION) --,$(PY) -m harness.rootless)
+# An existing cluster runs in the user's own namespaces: no user namespace of the mesh's (its own
+# network namespace would not reach the cluster).
+RUNNER = $(if $(KIND_SOURCE),$(PY) -m harness.images.with_engine --istio-version=$(ISTIO_VERSION) --,$(if $(filter cluster,$(BACKEND)),,$(PY) -m harness.rootless))
 
 # A test file or id in PYTEST_ARGS (suites/x.py, suites/x.py::test_y) is what runs, instead of every
 # suite: pytest then refuses an id that matches nothing (exit 4), where `suites` beside it ran all.
@@ -94,7 +96,9 @@ RUNNER = $(if $(KIND_SOURCE),$(PY) -m harness.images.with_engine --istio-version
 SPEC ?=
 SPEC_ARGS = $(if $(SPEC),--egress-spec="$(abspath $(SPEC))")
 E2E_PATHS = $(if $(filter suites suites/% ./suites/% %.py,$(foreach w,$(PYTEST_ARGS),$(firstword $(subst ::, ,$(w))))),,$(if $(SPEC),suites/test_egress_spec.py,suites))
-e2e: system-e2e $(STAMP) $(if $(DRY_RUN),,istio $(if $(filter local,$(BACKEND)),kube-toolchain))
+# An existing cluster needs none of the local mesh's Debian packages (nor Docker): only istioctl
+# (the release's, or for a branch version the one built with Istio) and the kubeconfig.
+e2e: $(if $(filter cluster,$(BACKEND)),,system-e2e) $(STAMP) $(if $(DRY_RUN),,istio $(if $(filter local,$(BACKEND)),kube-toolchain))
 	cd $(ROOT) && EGRESS_HARNESS_IMAGES=$(IMAGES) $(RUNNER) $(PY) -m pytest $(E2E_PATHS) --egress-backend=$(BACKEND) \
 		--egress-istio-version=$(ISTIO_VERSION) --egress-artifacts=$(ART) $(if $(DRY_RUN),--egress-dry-run) $(SPEC_ARGS) $(PYTEST_ARGS)
 

@@ -272,3 +272,17 @@ def test_a_claimed_folder_holds_its_lock_and_marker(tmp_path):
         os.close(other)
     finally:
         os.close(fd)
+
+
+def test_the_cluster_backend_installs_no_local_mesh_package_and_runs_in_the_users_namespaces():
+    """An existing cluster needs istioctl and the kubeconfig: not the local mesh's Debian packages,
+    and not harness.rootless (a user namespace with its own network would not reach the cluster)."""
+    proc = subprocess.run(
+        ["make", "-n", "-C", str(REPO), "e2e", "BACKEND=cluster"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "harness.system_packages" not in proc.stdout and "harness.toolchain" not in proc.stdout, proc.stdout
+    [line] = [ln for ln in proc.stdout.splitlines() if " -m pytest" in ln]
+    assert "harness.rootless" not in line and "--egress-backend=cluster" in line, line
+    local = subprocess.run(["make", "-n", "-C", str(REPO), "e2e"], capture_output=True, text=True, timeout=60)
+    assert "harness.system_packages e2e" in local.stdout and "harness.rootless" in local.stdout, local.stdout

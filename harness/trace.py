@@ -52,6 +52,7 @@ class Trace:
     _upstream_mark: int = 0
     _log_marks: dict[str, int] = field(default_factory=dict)
     _counter_before: dict[tuple[str, str], int] = field(default_factory=dict)
+    _runs: int = 0  # requests run() has sent (a retry not counted)
 
     def gateway_cluster(self, port: int) -> str:
         subset, host = self.gateway_route
@@ -77,14 +78,20 @@ class Trace:
             res = self.backend.exec(self.source, argv, timeout=timeout)
             self._result = CurlResult.parse(res.exit_code, res.stdout, res.stderr)
             text = f"$ {' '.join(argv)}  (in {self.source})\nexit {res.exit_code}\n--- stdout\n{res.stdout}\n--- stderr\n{res.stderr}"
-            if time.monotonic() > deadline or not self._no_healthy_deployed_gateway(self._result):
+            # Only a trace's first request: a retry takes the marks again, which would drop the
+            # earlier requests of a burst from its counts.
+            first = not self._runs
+            if not first or time.monotonic() > deadline or not self._no_healthy_deployed_gateway(self._result):
                 break
             retries += 1
             self.evidence.add_text(f"{self.label}.retry-{retries}.client.txt", text)
             self.evidence.observe(**{f"{self.label}.retried_after_UH": retries})
             time.sleep(FRESH_GATEWAY_RETRY_INTERVAL)  # the request is the signal polled
             self.begin()  # the retried request's marks: its evidence alone
-        self.evidence.add_text(f"{self.label}.client.txt", text)
+        self._runs += 1
+        self.evidence.add_text(
+            f"{self.label}.client.txt" if self._runs == 1 else f"{self.label}.{self._runs}.client.txt", text
+        )
         self.evidence.add_source(
             f"{self.label}.upstream-requests", lambda: [r.__dict__ for r in self.upstream_requests()]
         )

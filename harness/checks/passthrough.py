@@ -85,12 +85,12 @@ def check_passthrough(sc: Scenario, requests: int = 3, source: str = SLEEP) -> N
 def check_openssl_s_client(sc: Scenario) -> None:
     """The seed's troubleshooting step: openssl s_client from the pod shows the stand-in's chain."""
     t = sc.trace(SLEEP, "openssl", counters=[CNN_443_CX])
-    res = sc.backend.exec(
-        SLEEP,
+    # Through Trace.run (not its curl parsing, only its client evidence and its retry after the
+    # sidecar's UH toward a just-deployed gateway).
+    res = t.run(
         ["openssl", "s_client", "-connect", "edition.cnn.com:443", "-servername", "edition.cnn.com", "-showcerts"],
         timeout=15,
     )
-    sc.evidence.add_text("openssl.txt", f"exit {res.exit_code}\n{res.stdout}\n--- stderr\n{res.stderr}")
     out = res.stdout + res.stderr
     t.expect("CONNECTED" in out, SIDECAR_GATEWAY, f"openssl did not connect: {res.stderr.strip()[-300:]}")
     t.expect(

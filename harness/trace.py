@@ -104,7 +104,7 @@ class Trace:
 
     def _no_healthy_deployed_gateway(self, result: CurlResult) -> bool:
         """The sidecar answered "no healthy upstream" (UH) for the cluster of a gateway istiod
-        deployed for a Gateway API Gateway. Seen on kind (3 requests in 86 tests): the first request
+        deployed for a Gateway API Gateway. Seen on kind (1 to 3 of a run's 26 Gateway API tests): the first request
         after the apply got UH from the sidecar although its /clusters had shown the deployed
         pod's endpoint HEALTHY, and nothing was pushed in between. As Istio's own test framework
         retries its calls until a deadline, the request is retried until it gets past the sidecar

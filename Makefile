@@ -57,7 +57,7 @@ help:
 $(STAMP): $(ROOT)/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
-	@cd $(ROOT) && $(PY) -m pip install -q -e '.[kind,dev]'
+	@cd $(ROOT) && $(PY) -m pip install -q -e '.[local,kind,dev]'
 	@touch $@
 
 system-e2e:

@@ -21,8 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.project_files import SUITES
+
 PROG = "egress-harness"
-SUITES = Path(__file__).resolve().parents[1] / "suites"
 
 
 @dataclass(frozen=True)

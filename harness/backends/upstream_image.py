@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 from harness.cache import cache_root
 from harness.console import say as _say
 from harness.errors import HarnessError
+from harness.project_files import MOCK_UPSTREAM
 from harness.stand_in import CERT_DIR, CONTROL_TOKEN_ENV, UPSTREAM_PORTS, upstream_command
 from harness.upstream_client import UpstreamPorts, parse_ready_line
 from harness.wait import poll
@@ -44,8 +45,7 @@ if TYPE_CHECKING:
     from docker.models.containers import Container
 
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-UPSTREAM_CONTEXT = REPO_ROOT / "mock_upstream"
+UPSTREAM_CONTEXT = MOCK_UPSTREAM
 SUITE = "bookworm"
 VARIANT = "minbase"
 # python3-minimal runs mock_upstream; curl, openssl (and minbase's getent) are what the sleep pods run.

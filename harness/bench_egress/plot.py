@@ -7,16 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.bench_egress.paths import BY_NAME
+from harness.pyplot import pyplot
 
 PCTS = (("p50_ms", "p50"), ("p90_ms", "p90"), ("p99_ms", "p99"))
 COLORS = {"p50_ms": "#4c72b0", "p90_ms": "#dd8452", "p99_ms": "#c44e52"}
 
 
 def draw(result: dict, out: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display: write the file only
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     summary = result["summary"]
     paths = list(summary)

@@ -47,6 +47,7 @@ from harness.local.reaper import start_watchdog
 from harness.local.runstate import STATE_ROOT, RunState, reap_stale_runs
 from harness.pki import RunPKI
 from harness.pod_table import GATEWAY_POD, PODS, PodSpec, namespaces
+from harness.project_files import MOCK_UPSTREAM
 from harness.stand_in import CONTROL_TOKEN_ENV, UPSTREAM_PORTS, site_certificates, upstream_command
 from harness.sync import is_mesh_config
 from harness.system_packages import find_command
@@ -410,7 +411,7 @@ class LocalMesh:
         # A certificate per site; the first (the seed's edition.cnn.com) is presented without SNI.
         (_, server), *others = site_certificates(self.pki.public_ca)
         self.upstream_ns = ns
-        repo_root = Path(__file__).resolve().parents[2]
+        packages = MOCK_UPSTREAM.parent  # where mock_upstream is importable from
         self.upstream_process = ManagedProcess(
             "mock_upstream",
             ns.wrap(
@@ -428,8 +429,8 @@ class LocalMesh:
                 ]
             ),
             self.log_dir / "mock_upstream.log",
-            cwd=repo_root,
-            env={"PATH": POD_PATH, "PYTHONPATH": str(repo_root), CONTROL_TOKEN_ENV: self.upstream_token},
+            cwd=packages,
+            env={"PATH": POD_PATH, "PYTHONPATH": str(packages), CONTROL_TOKEN_ENV: self.upstream_token},
         )
         self.upstream_process.start(self.state)
 

@@ -14,6 +14,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.pyplot import pyplot
+
 OK, FAILED = "#55a868", "#c44e52"
 
 
@@ -49,10 +51,7 @@ def draw(traffic_dir: Path, out: Path) -> Path | None:
     found = panels(traffic_dir)
     if not found:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display: write the file only
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(len(found), 1, figsize=(11, 1.6 + 1.1 * len(found)), squeeze=False)
     for ax, panel in zip((row[0] for row in axes), found, strict=True):

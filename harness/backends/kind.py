@@ -722,7 +722,7 @@ def _kind_steps(n: _KindNames, act: Bind) -> list[Step]:
                     f"BASE_IMAGE={upstream_image.base_tag()}",
                     "-t",
                     up_image,
-                    "mock_upstream/",
+                    str(upstream_image.MOCK_UPSTREAM),
                 ],
             ],
             note="through the docker SDK; debootstrap only when the rootfs tarball is not cached",

@@ -45,7 +45,6 @@ if TYPE_CHECKING:
     from docker.models.containers import Container
 
 
-UPSTREAM_CONTEXT = MOCK_UPSTREAM
 SUITE = "bookworm"
 VARIANT = "minbase"
 # python3-minimal runs mock_upstream; curl, openssl (and minbase's getent) are what the sleep pods run.
@@ -222,7 +221,7 @@ def ensure_rootfs_tarball(
 # ------------------------------------------------------------------------------ images
 def _context_digest() -> str:
     h = hashlib.sha256()
-    for path in sorted([UPSTREAM_CONTEXT / "Dockerfile", *UPSTREAM_CONTEXT.glob("*.py")]):
+    for path in sorted([MOCK_UPSTREAM / "Dockerfile", *MOCK_UPSTREAM.glob("*.py")]):
         h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
 
@@ -273,10 +272,10 @@ def build_upstream_image(client: docker.DockerClient, base: str | None = None) -
     tag = upstream_tag()
     if _has_image(client, tag):
         return tag
-    _say(f"building {tag} from {UPSTREAM_CONTEXT}/Dockerfile on {base}")
+    _say(f"building {tag} from {MOCK_UPSTREAM}/Dockerfile on {base}")
     try:
         client.images.build(
-            path=str(UPSTREAM_CONTEXT),
+            path=str(MOCK_UPSTREAM),
             tag=tag,
             buildargs={"BASE_IMAGE": base},
             pull=False,

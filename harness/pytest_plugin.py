@@ -310,15 +310,15 @@ def istio_binaries(istio_version: str, pytestconfig: pytest.Config) -> IstioBina
 @pytest.fixture(scope="session")
 def istioctl(istio_version: str, request: pytest.FixtureRequest) -> Path:
     """The istioctl of the session's Istio: the release's own for a released version (kind with a
-    registry, a cluster: harness/istio_release.py), else the one built with its binaries."""
-    from harness.istio_release import is_released
-
-    if not is_released(istio_version):
-        return request.getfixturevalue("istio_binaries").istioctl
+    registry, a cluster: harness/istio_release.py), the one in EGRESS_HARNESS_ISTIO_BIN, else the
+    one built with its binaries. istioctl alone: a cluster user brings no pilot-discovery or
+    pilot-agent, so asking for the whole build (the istio_binaries fixture) would build it."""
     from harness.backends.tools import resolve_istioctl
 
+    capture = request.config.pluginmanager.getplugin("capturemanager")
     try:
-        return resolve_istioctl(istio_version, fetch=True).fetched_path()
+        with capture.global_and_fixture_disabled():  # a first build's progress reaches the terminal
+            return resolve_istioctl(istio_version, fetch=True).fetched_path()
     except HarnessError as exc:
         _exit(str(exc))
         raise  # not reached

@@ -53,6 +53,7 @@ class Trace:
     _log_marks: dict[str, int] = field(default_factory=dict)
     _counter_before: dict[tuple[str, str], int] = field(default_factory=dict)
     _runs: int = 0  # requests run() has sent (a retry not counted)
+    elapsed: float = 0.0  # seconds the last run()'s command took in the pod (a check of a timeout reads it)
 
     def gateway_cluster(self, port: int) -> str:
         subset, host = self.gateway_route
@@ -75,7 +76,9 @@ class Trace:
         deadline = time.monotonic() + FRESH_GATEWAY_RETRY_SECONDS
         retries = 0
         while True:
+            started = time.monotonic()
             res = self.backend.exec(self.source, argv, timeout=timeout)
+            self.elapsed = time.monotonic() - started
             self._result = CurlResult.parse(res.exit_code, res.stdout, res.stderr)
             text = f"$ {' '.join(argv)}  (in {self.source})\nexit {res.exit_code}\n--- stdout\n{res.stdout}\n--- stderr\n{res.stderr}"
             # Only a trace's first request: a retry takes the marks again, which would drop the

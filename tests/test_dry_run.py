@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness import manifests
 from harness.backends import cluster, kind, kube_steps, steps, tools, upstream_image
@@ -259,6 +260,33 @@ def test_cluster_plan_refusal_hint_and_namespaces(tmp_path, istio_binaries):
     assert "name: eh-abc123-default" in text and "name: eh-abc123-test-egress" in text
     assert 'egress-harness/run: "abc123"' in text
     assert "create cluster" not in text and "delete cluster" not in text
+
+
+def test_cluster_plan_touches_only_what_is_its_own_or_put_back(tmp_path, istio_binaries):
+    """On a cluster it shares with its owner the backend names its Secrets and its marker by the
+    run, and changes the Corefile by a patch that CoreDNS's reload plugin reads: no restart, no
+    `apply` (whose last-applied annotation would stay). tests/kind/test_cluster_backend.py holds
+    the same against a real cluster, by listing it before and after."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
+    plan = cluster.cluster_plan(kubeconfig=kubeconfig, istio_version="1.31", run_id="abc123")
+    text = plan.render()
+    trust = next(s for s in plan.steps if s.title == "Apply trust-secrets.yaml")
+    secrets = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in yaml.safe_load_all(trust.manifest or "")}
+    assert secrets == {
+        ("istio-system", "eh-abc123-edition-cnn-com-ca"),
+        ("istio-system", "eh-abc123-untrusted-ca"),
+        ("istio-system", "eh-abc123-edition-cnn-com-client"),
+    }
+    coredns = next(s for s in plan.steps if s.title.startswith("CoreDNS"))
+    assert [c[2:5] for c in coredns.commands] == [
+        ["get", "configmap", "coredns"],
+        ["patch", "configmap", "coredns"],
+    ]
+    assert "rollout restart" not in text
+    teardown = " ".join(" ".join(c) for s in plan.teardown for c in s.commands)
+    assert "delete serviceentry -n istio-system egress-harness-sync-abc123" in teardown
+    assert "patch configmap coredns" in teardown
 
 
 def test_dry_run_through_pytest_touches_nothing(tmp_path, istio_binaries):

@@ -7,9 +7,17 @@ creates lives in namespaces of its own, `eh-<run>-default`, `eh-<run>-test-egres
 egress-harness/run=<run>, and is deleted at the end. The only things it has to touch outside them,
 all put back at the end:
   - the credentialName secrets, in istio-system (Istio reads a gateway's secrets from its own
-    namespace), labelled with the run and deleted;
-  - a CoreDNS server block for edition.cnn.com (the Corefile is restored as it was);
+    namespace), named eh-<run>-… so that none of the owner's is overwritten, labelled with the run
+    and deleted;
+  - the convergence marker, ServiceEntry istio-system/egress-harness-sync-<run>, deleted;
+  - a CoreDNS server block for edition.cnn.com: the Corefile key of the coredns ConfigMap is
+    patched, CoreDNS's `reload` plugin reads it (CoreDNS is not restarted, its Deployment not
+    changed), and the Corefile is put back as it was;
   - namespace labels the suites set on kube-system / istio-system (seed §4), restored.
+The gateway's Envoy resolves a `resolution: DNS` ServiceEntry's host through the cluster's DNS, so
+the stand-in's name has to be there: the one alternative, hostAliases on the gateway's Deployment,
+would change and roll the owner's gateway. tests/kind/test_cluster_backend.py lists the cluster
+before and after a run and holds the two equal.
 Images come from a registry the cluster can pull from: EGRESS_HARNESS_SLEEP_IMAGE and
 EGRESS_HARNESS_UPSTREAM_IMAGE (build them with docs/kind-backend.md, "Images for an existing cluster").
 
@@ -24,6 +32,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -34,6 +43,7 @@ from harness.backends import tools
 from harness.backends.kube import ISTIO_NAMESPACE, UPSTREAM_HOST, KubeBackend, add_hosts_block
 from harness.backends.kube_steps import (
     FIRST_CONVERGENCE_TIMEOUT,
+    corefile_cmds,
     first_convergence_step,
     istio_install_hint,
     per_test_steps,
@@ -41,15 +51,20 @@ from harness.backends.kube_steps import (
     setup_manifests,
 )
 from harness.backends.steps import Plan, Step, bind_actions, run_steps
+from harness.console import say as _say
 from harness.errors import HarnessError
 from harness.kube import workloads
 from harness.kube.kubectl import Kubectl, PortForward
 from harness.kube.templates import render_fixture
 from harness.kube.trust import gateway_trust_pems
 from harness.pki import RunPKI
+from harness.sync import MARKER_NAME
 from harness.wait import poll
 
 RUN_LABEL = "egress-harness/run"
+# CoreDNS's `reload` checks the Corefile every 30 s (with up to 15 s of jitter), after the kubelet
+# has updated the mounted ConfigMap: the deadline for every CoreDNS pod to reload it.
+DNS_RELOAD_TIMEOUT = 150
 
 
 def run_namespaces(run_id: str) -> dict[str, str]:
@@ -99,6 +114,9 @@ class ClusterBackend(KubeBackend):
         self._upstream_forward: PortForward | None = None
         self._upstream_address: str | None = None  # the stand-in Service's ClusterIP, once it runs
         self._started = False
+        self.trust_prefix = f"eh-{self.run_id}-"
+        self.restart_coredns = False
+        self.marker_name = f"{MARKER_NAME}-{self.run_id}"
         kubectl = tools.resolve_kubectl(fetch=True)
         istioctl = tools.resolve_istioctl(istio_version, fetch=True)
         super().__init__(
@@ -107,6 +125,9 @@ class ClusterBackend(KubeBackend):
             artifacts=artifacts,
             namespaces={ns: self.run_ns[ns] for ns in workloads.workload_namespaces()},
         )
+        # The marker's hosts (sync-<generation>.…) of this run, apart from any other run's on the
+        # same cluster: a proxy holding another run's marker cluster is not converged for this one.
+        self.generation = int(self.run_id, 16) * 1000
 
     def preflight(self) -> None:
         """Reach the cluster, check kubectl's skew and that Istio is there; nothing is changed."""
@@ -125,15 +146,64 @@ class ClusterBackend(KubeBackend):
                 f"kubectl {client} is more than one minor away from the cluster's Kubernetes {server_minor}: "
                 f"set EGRESS_HARNESS_KUBECTL to a kubectl {server_minor}.x"
             )
-        have = self.kubectl.run(
-            "get", "deployment", "-n", ISTIO_NAMESPACE, "istiod", "istio-egressgateway", "-o", "name", check=False
-        ).stdout.split()
-        if len(have) < 2:
-            hub, tag = tools.istio_images(self.istio_version)
+        self.find_istio()
+        corefile = self.kubectl.run("get", "configmap", "-n", "kube-system", "coredns", "-o", "name", check=False)
+        if not corefile.ok:
             raise HarnessError(
-                f"Istio with the egress gateway is not installed in this cluster (found: {have or 'nothing'}); "
-                f"install it with: {istio_install_hint(hub, tag)}"
+                "this cluster has no CoreDNS ConfigMap (kube-system/coredns): the harness points the stand-in's "
+                "names at it through CoreDNS, the DNS kubeadm, kind and most distributions run"
             )
+        if not re.search(r"^\s*reload\b", self._corefile(), re.MULTILINE):
+            raise HarnessError(
+                "this cluster's CoreDNS has no `reload` plugin in its Corefile (kube-system/coredns), so the "
+                "stand-in's name could not be added without restarting CoreDNS: add `reload` to the Corefile's "
+                "server block, as kubeadm's default Corefile has it"
+            )
+
+    def find_istio(self) -> None:
+        """istiod, found by its app=istiod label in istio-system (`istioctl install` names it istiod,
+        a revisioned install istiod-<rev>; several revisions: the one EGRESS_HARNESS_ISTIOD names),
+        and the seed's egress gateway where the task's YAML points: Deployment and Service
+        istio-egressgateway in istio-system, pods labelled istio=egressgateway."""
+        hub, tag = tools.istio_images(self.istio_version)
+        install = f"install it with: {istio_install_hint(hub, tag)}"
+        found = self.kubectl.json("get", "deployment", "-n", ISTIO_NAMESPACE, "-l", "app=istiod")["items"]
+        names = sorted(d["metadata"]["name"] for d in found)
+        named = os.environ.get("EGRESS_HARNESS_ISTIOD")
+        if not found:
+            raise HarnessError(f"no istiod (a Deployment labelled app=istiod) in {ISTIO_NAMESPACE}; {install}")
+        if named and named not in names:
+            raise HarnessError(f"EGRESS_HARNESS_ISTIOD={named}: {ISTIO_NAMESPACE} has istiod Deployments {names}")
+        if len(found) > 1 and not named:
+            raise HarnessError(
+                f"{ISTIO_NAMESPACE} runs several istiod revisions {names}: "
+                f"set EGRESS_HARNESS_ISTIOD to the one whose proxies the run should check"
+            )
+        istiod = next(d for d in found if d["metadata"]["name"] == (named or names[0]))
+        self.istiod_deployment = istiod["metadata"]["name"]
+        labels = istiod["spec"]["selector"].get("matchLabels") or {"app": "istiod"}
+        self.istiod_selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        gateway = self.kubectl.run(
+            "get", "deployment,service", "-n", ISTIO_NAMESPACE, "istio-egressgateway", "-o", "name", check=False
+        ).stdout.split()
+        if len(gateway) < 2:
+            elsewhere = self.kubectl.run(
+                "get", "pods", "-A", "-l", "istio=egressgateway", "-o", "name", check=False
+            ).stdout.split()
+            raise HarnessError(
+                f"the seed's egress gateway (Deployment and Service istio-egressgateway in {ISTIO_NAMESPACE}, "
+                f"where the task's YAML routes to) is not there (found: {gateway or 'nothing'}; pods labelled "
+                f"istio=egressgateway: {elsewhere or 'none'}); {install}"
+            )
+        _say(
+            f"cluster: istiod {ISTIO_NAMESPACE}/{self.istiod_deployment} ({self.istiod_selector}), "
+            f"egress gateway {ISTIO_NAMESPACE}/istio-egressgateway"
+        )
+
+    def apply_marker(self, marker: dict) -> None:
+        """The convergence marker under this run's own name (egress-harness-sync-<run>)."""
+        marker = {**marker, "metadata": {**marker["metadata"], "name": self.marker_name}}
+        super().apply_marker(marker)
 
     def make_plan(self) -> Plan:
         """This run's plan: the dry run's steps, the setup ones bound to the actions that perform them here."""
@@ -193,7 +263,35 @@ class ClusterBackend(KubeBackend):
     def point_dns_at_upstream(self) -> None:
         assert self._upstream_address is not None, "start_upstream runs first"
         self._coredns_original = self._corefile()
-        self._set_corefile(add_hosts_block(self._coredns_original, self._upstream_address, run=self.run_id))
+        self._reloaded_corefile(add_hosts_block(self._coredns_original, self._upstream_address, run=self.run_id))
+
+    def _reloaded_corefile(self, corefile: str) -> None:
+        """The Corefile patched, then every CoreDNS pod's reload of it awaited: its reload plugin
+        logs "Reloading complete" once it serves the new Corefile. One pod answering is not enough:
+        a pod still on the old Corefile would answer the next lookup with the old address."""
+        pods = self.kubectl.run(
+            "get", "pods", "-n", "kube-system", "-l", "k8s-app=kube-dns", "-o", "name", timeout=30
+        ).stdout.split()
+        changed = time.monotonic()
+        self._set_corefile(corefile)
+
+        def not_reloaded() -> list[str]:
+            since = f"--since={int(time.monotonic() - changed) + 2}s"  # the server's clock, not ours
+            return [
+                pod
+                for pod in pods
+                if "Reloading complete"
+                not in self.kubectl.run("logs", "-n", "kube-system", pod, since, check=False).stdout
+            ]
+
+        poll(
+            f"every CoreDNS pod ({len(pods)}) to reload the Corefile (its reload plugin's 'Reloading complete')",
+            not_reloaded,
+            ok=lambda left: not left,
+            timeout=DNS_RELOAD_TIMEOUT,
+            interval=2.0,
+            describe=lambda left: f"not yet: {left}",
+        )
 
     def apply_setup_manifest(self, name: str) -> None:
         self.kubectl.run("apply", "-f", "-", input=self._setup_manifests[name])
@@ -207,6 +305,7 @@ class ClusterBackend(KubeBackend):
             namespaces=self.run_ns,
             run_labels={RUN_LABEL: self.run_id},
             pems=gateway_trust_pems(self.pki),
+            trust_prefix=self.trust_prefix,
         )
 
     def wait_for_seed(self) -> None:
@@ -218,7 +317,7 @@ class ClusterBackend(KubeBackend):
             f"{UPSTREAM_HOST} to resolve to the stand-in ({address}) in {dns}",
             lambda: self.exec(dns, ["getent", "hosts", UPSTREAM_HOST]).stdout.split()[:1],
             ok=lambda got: got == [address],
-            timeout=90,
+            timeout=DNS_RELOAD_TIMEOUT,
             interval=1.0,
         )
 
@@ -251,12 +350,12 @@ class ClusterBackend(KubeBackend):
             (
                 "delete the marker ServiceEntry",
                 lambda: self.kubectl.run(
-                    "delete", "serviceentry", "-n", ISTIO_NAMESPACE, "egress-harness-sync", "--ignore-not-found"
+                    "delete", "serviceentry", "-n", ISTIO_NAMESPACE, self.marker_name, "--ignore-not-found"
                 ),
             ),
         ]
         if self._coredns_original is not None:
-            steps.append(("restore CoreDNS", functools.partial(self._set_corefile, self._coredns_original)))
+            steps.append(("restore CoreDNS", functools.partial(self._reloaded_corefile, self._coredns_original)))
         for ns, original in self._label_originals.items():
 
             def restore(ns=ns, original=original):
@@ -300,8 +399,12 @@ def cluster_plan(
     steps = [
         Step(
             "Refuse unless Istio and its egress gateway are installed",
-            [k + ["get", "deployment", "-n", ISTIO_NAMESPACE, "istiod", "istio-egressgateway"]],
-            note=f"otherwise: {istio_install_hint(hub, tag)}",
+            [
+                k + ["get", "deployment", "-n", ISTIO_NAMESPACE, "-l", "app=istiod"],
+                k + ["get", "deployment,service", "-n", ISTIO_NAMESPACE, "istio-egressgateway"],
+            ],
+            note=f"istiod by its label (a revisioned istiod-<rev> too; several: EGRESS_HARNESS_ISTIOD names one); "
+            f"otherwise: {istio_install_hint(hub, tag)}",
             run=act(ClusterBackend.preflight),
         ),
         Step(
@@ -311,8 +414,8 @@ def cluster_plan(
             run=act(ClusterBackend.start_upstream),
         ),
         Step(
-            "CoreDNS hosts entry (restored at the end)",
-            [k + ["apply", "-f", "-"]],
+            "CoreDNS hosts entry, read by CoreDNS's reload plugin (the Corefile restored at the end)",
+            corefile_cmds(k, restart=False),
             add_hosts_block("", "<stand-in Service ClusterIP>", run=run_id),
             run=act(ClusterBackend.point_dns_at_upstream),
         ),
@@ -321,7 +424,10 @@ def cluster_plan(
                 f"Apply {fname}", [k + ["apply", "-f", "-"]], text, run=act(ClusterBackend.apply_setup_manifest, fname)
             )
             for fname, text in setup_manifests(
-                sleep_image="$EGRESS_HARNESS_SLEEP_IMAGE", namespaces=ns, run_labels=labels
+                sleep_image="$EGRESS_HARNESS_SLEEP_IMAGE",
+                namespaces=ns,
+                run_labels=labels,
+                trust_prefix=f"eh-{run_id}-",
             ).items()
         ),
         seed_wait_step(k, ns, act(ClusterBackend.wait_for_seed)),
@@ -336,6 +442,8 @@ def cluster_plan(
             [
                 k + ["delete", "namespace", "-l", f"{RUN_LABEL}={run_id}"],
                 k + ["delete", "secret", "-n", ISTIO_NAMESPACE, "-l", f"{RUN_LABEL}={run_id}"],
+                k + ["delete", "serviceentry", "-n", ISTIO_NAMESPACE, f"{MARKER_NAME}-{run_id}", "--ignore-not-found"],
+                corefile_cmds(k, restart=False)[1],
             ],
         )
     ]

@@ -41,6 +41,7 @@ from harness.backends.kube_steps import (
     KIND_CONFIG,
     KIND_NETWORK,
     WITH_ENGINE,
+    corefile_cmds,
     first_convergence_step,
     istioctl_install_cmd,
     kind_create_cmd,
@@ -788,12 +789,7 @@ def _kind_steps(n: _KindNames, act: Bind) -> list[Step]:
         ),
         Step(
             f"Cluster DNS: {_names()} -> the stand-in (CoreDNS hosts entries)",
-            [
-                k + ["get", "configmap", "coredns", "-n", "kube-system", "-o", "json"],
-                k + ["apply", "-f", "-", "# the coredns ConfigMap with the block below added"],
-                k + ["rollout", "restart", "-n", "kube-system", "deployment/coredns"],
-                k + ["rollout", "status", "-n", "kube-system", "deployment/coredns", "--timeout=120s"],
-            ],
+            corefile_cmds(k, restart=True),
             add_hosts_block("", "<stand-in address on the kind network>", run=n.cluster_name),
             note="IMAGES=source: the Corefile's `forward` blocks are removed too (nothing leaves the cluster)"
             if n.source

@@ -54,9 +54,16 @@ _CORE_MARK = "# egress-harness: "  # a block's first line; its last is "# egress
 
 
 # istiod's debug endpoints, read in its own container (the plan prints the same commands).
-_ISTIOD_DEBUG = ("exec", "-n", ISTIO_NAMESPACE, "deploy/istiod", "-c", "discovery", "--", "pilot-discovery", "request")
-SYNCZ_EXEC = (*_ISTIOD_DEBUG, "GET", "/debug/syncz")
-CONFIGZ_EXEC = (*_ISTIOD_DEBUG, "GET", "/debug/configz")
+def istiod_debug_args(path: str, deployment: str = "istiod") -> tuple[str, ...]:
+    """kubectl arguments for GET `path` of istiod's debug endpoints, in its discovery container."""
+    pilot = ("pilot-discovery", "request", "GET", path)
+    return ("exec", "-n", ISTIO_NAMESPACE, f"deploy/{deployment}", "-c", "discovery", "--", *pilot)
+
+
+SYNCZ = "/debug/syncz"
+CONFIGZ = "/debug/configz"
+SYNCZ_EXEC = istiod_debug_args(SYNCZ)  # what a plan prints (istioctl install's istiod)
+CONFIGZ_EXEC = istiod_debug_args(CONFIGZ)
 
 
 def pilot_agent_request_args(namespace: str, pod: str, path: str) -> tuple[str, ...]:
@@ -93,6 +100,10 @@ class KubeBackend:
     """Shared by KindBackend and ClusterBackend; they start the cluster side and set these fields."""
 
     name = "kube"
+    trust_prefix = ""  # on the credentialName Secrets' names (harness/kube/trust.py)
+    # How a Corefile change takes effect: a rollout restart of CoreDNS (a cluster of the harness's
+    # own), or CoreDNS's `reload` plugin (a cluster whose CoreDNS Deployment is not ours to restart).
+    restart_coredns = True
 
     def __init__(
         self,
@@ -115,6 +126,10 @@ class KubeBackend:
             **(namespaces or {}),
         }
         self.convergence_timeout = convergence_timeout
+        # istiod's Deployment in ISTIO_NAMESPACE: `istioctl install`'s name; the cluster backend's
+        # preflight finds it by its app=istiod label instead (a revisioned install names it istiod-<rev>).
+        self.istiod_deployment = "istiod"
+        self.istiod_selector = "app=istiod"  # its pods' labels (with revisions: app=istiod,istio.io/rev=<rev>)
         self.generation = 0
         self._forwards: dict[str, PortForward] = {}
         self._admins: dict[str, object] = {}
@@ -348,7 +363,7 @@ class KubeBackend:
     poll_interval = 0.1
 
     def configz(self, deadline: float | None = None) -> list[dict]:
-        return self.istiod_debug(CONFIGZ_EXEC)
+        return self.istiod_debug(CONFIGZ)
 
     def apply_marker(self, marker: dict) -> None:
         self.api.apply([marker])
@@ -364,7 +379,9 @@ class KubeBackend:
         """Kubernetes restarts a dead istiod: a wait that outlasts it reads as the control plane's."""
 
     def istiod_complaints(self) -> str:
-        result = self.kubectl.run("logs", "-n", ISTIO_NAMESPACE, "deploy/istiod", "--tail=400", check=False, timeout=30)
+        result = self.kubectl.run(
+            "logs", "-n", ISTIO_NAMESPACE, f"deploy/{self.istiod_deployment}", "--tail=400", check=False, timeout=30
+        )
         lines = [line for line in result.stdout.splitlines() if "\terror\t" in line or "\twarn\t" in line]
         return " | ".join(lines[-5:])
 
@@ -385,7 +402,7 @@ class KubeBackend:
         return result.stdout
 
     def syncz(self, deadline: float | None = None) -> list[dict]:
-        return self.istiod_debug(SYNCZ_EXEC)
+        return self.istiod_debug(SYNCZ)
 
     def _istiod_client(self) -> httpx.Client:
         """istiod's debug port (15014, what `pilot-discovery request` reads) over a port-forward:
@@ -399,7 +416,7 @@ class KubeBackend:
             "-n",
             ISTIO_NAMESPACE,
             "-l",
-            "app=istiod",
+            self.istiod_selector,
             "--field-selector=status.phase=Running",
             "-o",
             "jsonpath={.items[0].metadata.name}",
@@ -414,10 +431,10 @@ class KubeBackend:
             self._istiod[0].close()
             self._istiod = None
 
-    def istiod_debug(self, exec_args: tuple[str, ...]) -> list[dict]:
+    def istiod_debug(self, path: str) -> list[dict]:
         """A list istiod's debug endpoint returns (syncz, configz): over the port-forward to its
-        debug port, or, when that cannot be had, read in its container (the plan's command)."""
-        path = exec_args[-1]
+        debug port, or, when that cannot be had, read in its container (the plan's command, with
+        this cluster's istiod Deployment)."""
         try:
             response = self._istiod_client().get(path)
             if response.status_code == 200:
@@ -425,7 +442,7 @@ class KubeBackend:
                 return data if isinstance(data, list) else []
         except (httpx.HTTPError, RuntimeError, ValueError):
             self._close_istiod()
-        result = self.kubectl.run(*exec_args, check=False, timeout=30)
+        result = self.kubectl.run(*istiod_debug_args(path, self.istiod_deployment), check=False, timeout=30)
         if not result.ok:
             raise RuntimeError(f"istiod {path}: {result.stderr.strip()[-300:]}")
         data = json.loads(result.stdout or "[]")
@@ -484,7 +501,7 @@ class KubeBackend:
         return self._upstream_client
 
     def upstream_trust(self) -> dict[str, dict[str, str]]:
-        return trust_values()
+        return trust_values(self.trust_prefix)
 
     def label_namespace(self, namespace: str, labels: dict[str, str | None]) -> None:
         args = [f"{k}-" if v is None else f"{k}={v}" for k, v in labels.items()]
@@ -532,13 +549,14 @@ class KubeBackend:
         return self.kubectl.json("get", "configmap", "coredns", "-n", "kube-system")["data"]["Corefile"]
 
     def _set_corefile(self, corefile: str) -> None:
-        cm = self.kubectl.json("get", "configmap", "coredns", "-n", "kube-system")
-        cm["data"]["Corefile"] = corefile
-        for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
-            cm["metadata"].pop(key, None)
-        self.kubectl.run("apply", "-f", "-", input=json.dumps(cm))
-        self.kubectl.run("rollout", "restart", "-n", "kube-system", "deployment/coredns")
-        self.kubectl.run("rollout", "status", "-n", "kube-system", "deployment/coredns", "--timeout=120s", timeout=130)
+        # A merge patch of the one key: `kubectl apply` would leave its last-applied annotation behind.
+        patch = json.dumps({"data": {"Corefile": corefile}})
+        self.kubectl.run("patch", "configmap", "coredns", "-n", "kube-system", "--type=merge", "-p", patch)
+        if self.restart_coredns:
+            self.kubectl.run("rollout", "restart", "-n", "kube-system", "deployment/coredns")
+            self.kubectl.run(
+                "rollout", "status", "-n", "kube-system", "deployment/coredns", "--timeout=120s", timeout=130
+            )
 
     # ---------------------------------------------------------------- evidence
     def collect(self, directory: Path) -> None:
@@ -567,9 +585,14 @@ class KubeBackend:
             )
             mesh_evidence.save(d, "pod.yaml", functools.partial(pod_yaml, pod))
             mesh_evidence.save(d, "istio-proxy.log", functools.partial(self.proxy_log, pod))
-        save("istiod-configz.json", lambda: self.istiod_debug(CONFIGZ_EXEC))
+        save("istiod-configz.json", lambda: self.istiod_debug(CONFIGZ))
         save(
-            "istiod.log", lambda: self.kubectl.run("logs", "-n", ISTIO_NAMESPACE, "deploy/istiod", "--tail=2000").stdout
+            "istiod.log",
+            lambda: (
+                self.kubectl.run(
+                    "logs", "-n", ISTIO_NAMESPACE, f"deploy/{self.istiod_deployment}", "--tail=2000"
+                ).stdout
+            ),
         )
         save("istiod-syncz.json", self.syncz)
         save("events.txt", lambda: self.kubectl.run("get", "events", "-A", "--sort-by=.lastTimestamp").stdout)

@@ -144,18 +144,35 @@ def setup_manifests(
     run_labels: dict[str, str] | None = None,
     pems: dict[str, str] | None = None,
     gateway_api: bool = False,
+    trust_prefix: str = "",
 ) -> dict[str, str]:
     """The cluster-side manifests the backends apply before the suites run, by file name: the
     deployed pods' namespaces (logical → actual by `namespaces`), the trust Secrets (gateway_api:
     also in the namespace of the Gateway API's deployed gateway), and one manifest per deployed
-    pod of harness/pod_table.py (harness/kube/workloads.py)."""
+    pod of harness/pod_table.py (harness/kube/workloads.py). trust_prefix: on the Secrets' names
+    (harness/kube/trust.py)."""
     ca = (pems or {}).get("public_ca", PEM.format("test public CA that signs the stand-in"))
     names = namespaces or {}
     return {
         "namespaces.yaml": workloads.namespaces_manifest(names, run_labels or {}),
-        "trust-secrets.yaml": trust_secrets_yaml(pems, run_labels, gateway_api=gateway_api),
+        "trust-secrets.yaml": trust_secrets_yaml(pems, run_labels, gateway_api=gateway_api, prefix=trust_prefix),
         **workloads.workload_manifests(sleep_image, names, ca),
     }
+
+
+def corefile_cmds(k: list[str], *, restart: bool) -> list[list[str]]:
+    """How KubeBackend._set_corefile changes CoreDNS's Corefile (restart: a rollout restart makes
+    CoreDNS read it; else CoreDNS's own `reload` plugin does, within its interval)."""
+    cmds = [
+        k + ["get", "configmap", "coredns", "-n", "kube-system", "-o", "json"],
+        k + ["patch", "configmap", "coredns", "-n", "kube-system", "--type=merge", "-p", "{data: {Corefile: …}}"],
+    ]
+    if restart:
+        cmds += [
+            k + ["rollout", "restart", "-n", "kube-system", "deployment/coredns"],
+            k + ["rollout", "status", "-n", "kube-system", "deployment/coredns", "--timeout=120s"],
+        ]
+    return cmds
 
 
 def convergence_cmds(k: list[str], *, configz: bool = True) -> list[list[str]]:

@@ -38,9 +38,15 @@ def gateway_trust_pems(pki: RunPKI) -> dict[str, str]:
     }
 
 
-def trust_values() -> dict[str, dict[str, str]]:
+def trust_names(prefix: str = "") -> dict[str, str]:
+    """The Secrets' names: TRUST_NAMES, with `prefix` on a cluster the harness shares with its
+    owner (`eh-<run>-`: the gateway's namespace is theirs, and may hold Secrets of these names)."""
+    return {key: prefix + name for key, name in TRUST_NAMES.items()}
+
+
+def trust_values(prefix: str = "") -> dict[str, dict[str, str]]:
     """`trust` template values on Kubernetes: credentialName secrets in the gateway's namespace."""
-    return {key: {"credential_name": name} for key, name in TRUST_NAMES.items()}
+    return {key: {"credential_name": name} for key, name in trust_names(prefix).items()}
 
 
 def trust_secrets_yaml(
@@ -48,21 +54,23 @@ def trust_secrets_yaml(
     run_labels: dict[str, str] | None = None,
     *,
     gateway_api: bool = False,
+    prefix: str = "",
 ) -> str:
     """The three Secrets (fixtures/kind/trust-secrets.yaml.j2) in the gateway's namespace, and
     with `gateway_api` in the Gateway API's deployed gateway's too."""
     namespaces = (GATEWAY_NAMESPACE, GATEWAY_API_NAMESPACE) if gateway_api else (GATEWAY_NAMESPACE,)
-    return "\n---\n".join(_trust_secrets_in(ns, pems or {}, run_labels or {}).rstrip("\n") for ns in namespaces) + "\n"
+    return "\n---\n".join(_trust_secrets_in(ns, pems or {}, run_labels or {}, prefix).rstrip("\n") for ns in namespaces) + "\n"
 
 
-def _trust_secrets_in(namespace: str, pems: dict[str, str], run_labels: dict[str, str]) -> str:
+def _trust_secrets_in(namespace: str, pems: dict[str, str], run_labels: dict[str, str], prefix: str) -> str:
+    names = trust_names(prefix)
     return render_fixture(
         "trust-secrets.yaml.j2",
         gateway_namespace=namespace,
         run_labels=run_labels,
-        trust_name=TRUST_NAMES["trust"],
-        wrong_trust_name=TRUST_NAMES["wrong_trust"],
-        client_name=TRUST_NAMES["client"],
+        trust_name=names["trust"],
+        wrong_trust_name=names["wrong_trust"],
+        client_name=names["client"],
         public_ca_pem=pems.get("public_ca", PEM.format("test public CA that signs the stand-in")),
         untrusted_ca_pem=pems.get("untrusted_ca", PEM.format("a CA that signed nothing here")),
         client_cert_pem=pems.get("client_cert", PEM.format("the gateway's client certificate")),

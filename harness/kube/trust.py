@@ -59,7 +59,10 @@ def trust_secrets_yaml(
     """The three Secrets (fixtures/kind/trust-secrets.yaml.j2) in the gateway's namespace, and
     with `gateway_api` in the Gateway API's deployed gateway's too."""
     namespaces = (GATEWAY_NAMESPACE, GATEWAY_API_NAMESPACE) if gateway_api else (GATEWAY_NAMESPACE,)
-    return "\n---\n".join(_trust_secrets_in(ns, pems or {}, run_labels or {}, prefix).rstrip("\n") for ns in namespaces) + "\n"
+    return (
+        "\n---\n".join(_trust_secrets_in(ns, pems or {}, run_labels or {}, prefix).rstrip("\n") for ns in namespaces)
+        + "\n"
+    )
 
 
 def _trust_secrets_in(namespace: str, pems: dict[str, str], run_labels: dict[str, str], prefix: str) -> str:

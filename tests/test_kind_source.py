@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.backends import upstream_image
 from harness.backends.kind import without_forward
 from harness.images import engine
 from harness.toolchain import programs
@@ -179,7 +180,9 @@ def test_the_source_plan_names_the_engine_images_and_istio_settings():
     assert "ip netns add eh-engine" in text and "ip route get 8.8.8.8" in text
     assert all(f"images: {title}" in text for name, title in STEPS.items() if name != "programs")
     assert "--image=egress-harness/kind-node:v1.34.4-<key>" in text
-    assert "load docker-image --name egress-harness egress-harness/proxyv2:1.31-<key>" in text
+    sleep = upstream_image.sleep_tag()
+    load = f"load docker-image --name egress-harness {sleep} egress-harness/pilot:1.31-<key> egress-harness/proxyv2:1.31-<key>"
+    assert load in text  # one kind load: one docker save, one import into the node
     assert "PILOT_ENABLE_METADATA_EXCHANGE" in text and "failCgroupV1: false" in text
     assert "ip netns delete eh-engine" in text
     registry = kind.kind_plan(cluster_name="egress-harness", keep_cluster=False, istio_version="1.31").render()

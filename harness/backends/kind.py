@@ -329,8 +329,7 @@ class KindBackend(KubeBackend):
 
     def load_images(self) -> None:
         loads = self.source_images.loads if self.source_images else [upstream_image.sleep_tag()]
-        for image in loads:
-            self._kind(kind_load_cmd(str(_bin(self.kind_tool)), self.cluster_name, image))
+        self._kind(kind_load_cmd(str(_bin(self.kind_tool)), self.cluster_name, *loads))
 
     def install_gateway_api(self) -> None:
         crds = gateway_api.crd_file()
@@ -731,10 +730,7 @@ def _kind_steps(n: _KindNames, act: Bind) -> list[Step]:
         ),
         Step(
             "Load the sleep image into the cluster" + (" (and Istio's pilot, proxyv2)" if n.source else ""),
-            [
-                kind_load_cmd(n.kind_bin, n.cluster_name, image)
-                for image in ([sleep_image, *image_refs(n.hub, n.tag)] if n.source else [sleep_image])
-            ],
+            [kind_load_cmd(n.kind_bin, n.cluster_name, sleep_image, *(image_refs(n.hub, n.tag) if n.source else []))],
             run=act(KindBackend.load_images),
             timing="images",
         ),

@@ -55,8 +55,10 @@ def kind_delete_cmd(kind: str, name: str, kubeconfig: Path) -> list[str]:
     return [kind, "delete", "cluster", f"--name={name}", f"--kubeconfig={kubeconfig}"]
 
 
-def kind_load_cmd(kind: str, name: str, image: str) -> list[str]:
-    return [kind, "load", "docker-image", "--name", name, image]
+def kind_load_cmd(kind: str, name: str, *images: str) -> list[str]:
+    """One `kind load` for every image: kind runs one `docker save` of them all and one import into
+    the node, so the layers the images share (the Debian base) are saved and imported once."""
+    return [kind, "load", "docker-image", "--name", name, *images]
 
 
 def upstream_container_name(cluster_name: str) -> str:

@@ -51,6 +51,9 @@ def _run(
     # A folder outside the repository: its conftest.py (which makes every session of the
     # repository's own a harness session) is not loaded, as in a user's project.
     base = {k: v for k, v in os.environ.items() if not k.startswith("EGRESS_HARNESS_")}
+    # pytest's own __pycache__ (assertion rewriting) is not the plugin's: kept out of the folder
+    # whatever the caller's environment says, so the listing below sees only what the plugin wrote.
+    base["PYTHONDONTWRITEBYTECODE"] = "1"
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args, str(tmp_path / "test_it.py")],
         cwd=cwd or tmp_path,

@@ -50,6 +50,7 @@ _LOCAL_MESH = (
     Need("iptables-restore", "iptables", "istio-iptables capture rules and NetworkPolicy"),
     Need("setpriv", "util-linux", "running the proxies as uid 1337"),
     Need("unshare", "util-linux", "the mesh without root"),
+    Need("sysctl", "procps", "IP forwarding in the hub's network namespace (not in a minimal Debian)"),
     Need("curl", "curl", "the client in the pods"),
     Need("openssl", "openssl", "the seed's troubleshooting step in the pods"),
     Need("/etc/ssl/certs/ca-certificates.crt", "ca-certificates", "the pods' trust store"),

@@ -5,6 +5,8 @@ config (harness/sync.py says what each signal means).
    (`/debug/configz`);
 2. a new marker ServiceEntry is applied, and every proxy gets its cluster (so its config contains
    the change);
+   and, where syncz does not show that proxy's listeners and routes sent in that push or later,
+   a second marker (the barrier harness/sync.py explains);
 3. istiod's `/debug/syncz` shows every xDS type ACKed by every proxy (a NACK newer than `before`
    fails at once with Envoy's message).
 
@@ -29,6 +31,7 @@ from harness.sync import (
     marker_cluster_regex,
     marker_service_entry,
     pending_from_syncz,
+    push_tail_unsent,
     sync_state,
 )
 from harness.trace import CONTROL_PLANE
@@ -38,6 +41,8 @@ from harness.wait import WaitTimeout, poll
 class ConvergenceTarget(Protocol):
     # How often to poll: a local read costs a millisecond, one over a port-forward more.
     poll_interval: float
+    # Why the last wait needed the barrier marker ("" when it did not), for tests and evidence.
+    last_barrier: str
 
     def configz(self, deadline: float) -> list[dict]: ...
 
@@ -95,24 +100,11 @@ def converge(
             complaints = target.istiod_complaints()
             raise HopFailure(CONTROL_PLANE, f"{exc}; istiod's recent errors: {complaints or 'none'}") from None
 
-    target.apply_marker(marker_service_entry(generation))
-    cluster, regex = marker_cluster(generation), marker_cluster_regex(generation)
-    for proxy in target.proxy_names():
-
-        def has_marker(proxy: str = proxy) -> bool:  # bound as a default: poll() runs it now
-            pending_from_syncz(target.syncz(deadline), before)  # a new NACK fails at once
-            return target.has_cluster(proxy, regex)
-
-        try:
-            poll(
-                f"{proxy} to accept config generation {generation} (cluster {cluster})",
-                has_marker,
-                timeout=left(),
-                interval=target.poll_interval,
-            )
-        except WaitTimeout as exc:
-            target.istiod_exited()
-            raise HopFailure(CONTROL_PLANE, str(exc)) from None
+    _await_marker(target, generation, target.proxy_names(), before, deadline)
+    unsent = push_tail_unsent(target.syncz(deadline))
+    target.last_barrier = "; ".join(unsent)
+    if unsent:  # the marker's push not known whole in some proxy: a second marker is the barrier
+        _await_marker(target, f"{generation}b", target.proxy_names(), before, deadline, why=target.last_barrier)
 
     try:
         poll(
@@ -127,6 +119,37 @@ def converge(
         target.istiod_exited()
         raise HopFailure(CONTROL_PLANE, str(exc)) from None
     return time.monotonic() - started
+
+
+def _await_marker(
+    target: ConvergenceTarget,
+    generation: int | str,
+    proxies: Sequence[str],
+    before: dict,
+    deadline: float,
+    *,
+    why: str = "",
+) -> None:
+    """Apply the marker of `generation` and wait until every proxy has its cluster."""
+    target.apply_marker(marker_service_entry(generation))
+    cluster, regex = marker_cluster(generation), marker_cluster_regex(generation)
+    reason = f" (a barrier: {why})" if why else ""
+    for proxy in proxies:
+
+        def has_marker(proxy: str = proxy) -> bool:  # bound as a default: poll() runs it now
+            pending_from_syncz(target.syncz(deadline), before)  # a new NACK fails at once
+            return target.has_cluster(proxy, regex)
+
+        try:
+            poll(
+                f"{proxy} to accept config generation {generation} (cluster {cluster}){reason}",
+                has_marker,
+                timeout=max(0.1, deadline - time.monotonic()),
+                interval=target.poll_interval,
+            )
+        except WaitTimeout as exc:
+            target.istiod_exited()
+            raise HopFailure(CONTROL_PLANE, str(exc)) from None
 
 
 class ClusterStatuses(Protocol):

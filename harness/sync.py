@@ -8,6 +8,15 @@ cluster), and a push that carries the marker is computed from istiod's store, wh
 the change: a proxy that has the marker's cluster runs config that contains it. Then istiod's
 /debug/syncz must show every xDS type of every proxy acknowledged (sent nonce == acked nonce) and
 no new NACK. A NACK fails at once with Envoy's own message.
+
+The marker arrives in the push's clusters, which istiod sends first (CDS, EDS, LDS, RDS: PushOrder
+in pilot/pkg/xds/ads.go); a proxy can hold it while the same push's listeners and routes are still
+being generated, and syncz then shows the previous (acked) ones: a change merged into the marker's
+push (istiod's debounce) would pass unseen. So the listeners and routes must have been sent in the
+marker's push or later (push_tail_unsent; istiod's nonce carries the push's number). Where they
+were not (nothing to send: a gateway without any Gateway has no listeners), a second marker is the
+barrier: istiod pushes to one connection in order, so a proxy holding it has received all of the
+first push.
 """
 
 from __future__ import annotations
@@ -93,7 +102,7 @@ def config_differs(configz: list[dict], want: dict[ConfigKey, str | None], gone:
     return missing, gone & set(held)
 
 
-def marker_service_entry(generation: int) -> dict:
+def marker_service_entry(generation: int | str) -> dict:
     return {
         "apiVersion": "networking.istio.io/v1",
         "kind": "ServiceEntry",
@@ -108,13 +117,50 @@ def marker_service_entry(generation: int) -> dict:
     }
 
 
-def marker_cluster(generation: int) -> str:
+def marker_cluster(generation: int | str) -> str:
     return f"outbound|9||sync-{generation}.{MARKER_DOMAIN}"
 
 
-def marker_cluster_regex(generation: int) -> str:
+def marker_cluster_regex(generation: int | str) -> str:
     """For config_dump's name_regex, which must match the whole name."""
     return "^" + re.escape(marker_cluster(generation)) + "$"
+
+
+CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+# What istiod sends after the clusters in one push, and a request's path depends on.
+TAIL_TYPES = (
+    "type.googleapis.com/envoy.config.listener.v3.Listener",
+    "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+)
+_UUID_LENGTH = 36
+
+
+def push_number(nonce: str | None) -> int | None:
+    """The push a nonce was sent in: istiod's nonce is the push version (`<RFC 3339 time>/<n>`,
+    DiscoveryServer.NextVersion) followed by a UUID (nonce() in pilot/pkg/xds/discovery.go).
+    None for anything else (never sent, or another control plane's format)."""
+    if not nonce or len(nonce) <= _UUID_LENGTH:
+        return None
+    _, slash, number = nonce[:-_UUID_LENGTH].rpartition("/")
+    return int(number) if slash and number.isdigit() else None
+
+
+def push_tail_unsent(statuses: list[dict]) -> list[str]:
+    """Each proxy's listener and route types not sent in the push of its latest clusters or
+    later: still being generated, or left unsent by istiod (nothing to send). Either way a proxy
+    holding the marker's cluster is not yet known to hold the rest of that push."""
+    out = []
+    for status in statuses:
+        resources = status.get("resources") or {}
+        clusters = push_number((resources.get(CLUSTER_TYPE) or {}).get("sent"))
+        for type_url in TAIL_TYPES:
+            if type_url not in resources:  # not watched: nothing of this type to wait for
+                continue
+            sent = push_number(resources[type_url].get("sent"))
+            if clusters is None or sent is None or sent < clusters:
+                short = type_url.rsplit(".", 1)[-1]
+                out.append(f"{status.get('proxy', '?')} {short} sent in push {sent}, clusters in push {clusters}")
+    return out
 
 
 def sync_state(statuses: list[dict]) -> SyncState:

@@ -11,7 +11,9 @@ import pytest
 
 from harness.errors import HopFailure
 from harness.pod_table import GATEWAY
+from harness.sync import CLUSTER_TYPE, push_number, push_tail_unsent
 from harness.trace import CONTROL_PLANE
+from harness.wait import poll
 
 pytestmark = pytest.mark.mesh
 
@@ -34,3 +36,41 @@ def test_a_proxy_that_never_takes_the_config_is_the_control_planes_hop(mesh):
     assert caught.value.hop == CONTROL_PLANE
     assert f"{GATEWAY} to accept config generation" in str(caught.value), caught.value
     mesh.convergence.wait()  # whole again once the agent runs: the tests after this one need it
+
+
+def _gateway(port: int) -> dict:
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "Gateway",
+        "metadata": {"name": "converge-probe", "namespace": "default"},
+        "spec": {
+            "selector": {"istio": "egressgateway"},
+            "servers": [{"port": {"number": port, "name": "http", "protocol": "HTTP"}, "hosts": ["probe.example"]}],
+        },
+    }
+
+
+def test_the_marker_push_is_whole_before_the_wait_returns(mesh):
+    """The marker's cluster arrives first in its push (harness/sync.py): on this istiod every
+    nonce carries its push's number, and a wait that returns has either seen every proxy's
+    listeners and routes sent in the marker's push or later, or run the barrier marker. A Gateway
+    applied and then deleted gives the egress gateway listeners to send and then to remove (its
+    listeners in the marker's push both times); the gateway's routes watched with nothing to send
+    leave them older, which the barrier covers."""
+    gateway = _gateway(8089)
+    mesh.apply([gateway])
+    try:
+        statuses = mesh.running_istiod.syncz()
+        assert statuses and all(push_number(s["resources"][CLUSTER_TYPE]["sent"]) for s in statuses), statuses
+        if mesh.convergence.last_barrier:  # one proxy's tail was unsent when the marker arrived
+            assert "sent in push" in mesh.convergence.last_barrier
+        # Once no further push is in flight, what the fast path reads is whole on every proxy.
+        poll(
+            "every proxy's listeners and routes sent in its clusters' push or later",
+            lambda: push_tail_unsent(mesh.running_istiod.syncz()),
+            ok=lambda unsent: all("Listener" not in line for line in unsent),
+            timeout=5.0,
+            describe="; ".join,
+        )
+    finally:
+        mesh.delete([gateway])

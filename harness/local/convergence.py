@@ -30,6 +30,7 @@ class Convergence:
         self.mesh = mesh
         self.generation = 0
         self.last_seconds = 0.0
+        self.last_barrier = ""
 
     def snapshot(self, timeout: float = DEFAULT_TIMEOUT) -> dict:
         """istiod's sync state before a change: a NACK counts only if it is new, since an earlier

@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness.console import description
 from harness.errors import HarnessError
 from harness.istio_binaries import ensure_istio
 from harness.local.mesh import LocalMesh
@@ -80,7 +81,7 @@ def run(istio_version: str, runs: int, converge_rounds: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m harness.bench", description=description(__doc__))
     parser.add_argument("--istio-version", default=DEFAULT_ISTIO_VERSION)
     parser.add_argument("--runs", type=int, default=5, help="mesh cold starts")
     parser.add_argument("--converge-rounds", type=int, default=5, help="apply/delete rounds per mesh")

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.console import description
 from harness.errors import HarnessError
 from harness.sync import MARKER_DOMAIN
 
@@ -450,7 +451,7 @@ def fingerprint(path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.config_diff", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m harness.config_diff", description=description(__doc__))
     parser.add_argument("before", type=Path, help="config_dump JSON file, or folder of <proxy>/config_dump.json")
     parser.add_argument("after", type=Path)
     parser.add_argument(

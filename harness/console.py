@@ -12,3 +12,10 @@ PREFIX = "[egress-harness]"
 
 def say(msg: str) -> None:
     print(f"{PREFIX} {msg}", file=sys.stderr, flush=True)
+
+
+def description(doc: str | None) -> str:
+    """A command's --help description: its module docstring's first paragraph, whole (its first
+    line alone stops mid-sentence)."""
+    first = (doc or "").strip().split("\n\n", 1)[0]
+    return " ".join(first.split())

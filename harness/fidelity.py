@@ -18,6 +18,8 @@ import json
 import sys
 from pathlib import Path
 
+from harness.console import description
+
 
 def parse_summary(text: str) -> dict[tuple[str, str, str], tuple[str, str]]:
     """(scenario, test, mode) -> (result, observations) from harness/summary.py's table."""
@@ -80,7 +82,7 @@ def render(summaries: list[dict], names: list[str], notes: dict[str, str], compa
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.fidelity", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m harness.fidelity", description=description(__doc__))
     parser.add_argument("summaries", nargs="+", type=Path)
     parser.add_argument("--names", required=True)
     parser.add_argument("--notes", type=Path)

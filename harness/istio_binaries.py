@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.cache import cache_root
+from harness.console import description
 from harness.console import say as _say
 from harness.errors import HarnessError
 from harness.istio_release import refuse_build_of_release
@@ -286,7 +287,7 @@ def _istio_minor(home: Path, release: IstioRelease) -> str:
 def main(argv: list[str] | None = None) -> int:
     from harness.versions import KNOWN_RELEASES
 
-    parser = argparse.ArgumentParser(prog="python -m harness.istio_binaries", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m harness.istio_binaries", description=description(__doc__))
     parser.add_argument("--istio-version", default=DEFAULT_ISTIO_VERSION)
     parser.add_argument("--list", action="store_true", help="list the known Istio versions")
     args = parser.parse_args(argv)

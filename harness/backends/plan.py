@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from harness.backends.cluster import cluster_plan
 from harness.backends.kind import kind_plan
 from harness.backends.kube_steps import mesh_config_overlay
+from harness.console import description
 from harness.errors import HarnessError
 
 if TYPE_CHECKING:  # imported where the steps are made: kind.py and cluster.py import this module
@@ -31,7 +32,7 @@ if TYPE_CHECKING:  # imported where the steps are made: kind.py and cluster.py i
 def main(argv: list[str] | None = None) -> int:
     from harness.versions import DEFAULT_ISTIO_VERSION
 
-    parser = argparse.ArgumentParser(prog="python -m harness.backends.plan", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m harness.backends.plan", description=description(__doc__))
     parser.add_argument("--backend", choices=["kind", "cluster"], default="kind")
     parser.add_argument("--istio-version", default=DEFAULT_ISTIO_VERSION)
     parser.add_argument("--cluster-name", default="egress-harness")

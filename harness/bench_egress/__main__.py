@@ -20,6 +20,7 @@ from pathlib import Path
 from harness.bench_egress import compare as compare_mod
 from harness.bench_egress import plot, report
 from harness.bench_egress.runner import BenchConfig, environment, measure
+from harness.console import description
 from harness.errors import HarnessError
 from harness.versions import DEFAULT_ISTIO_VERSION
 
@@ -84,7 +85,7 @@ def _sigterm_as_interrupt(signum, frame):  # noqa: ARG001
 
 def main(argv: list[str] | None = None) -> int:
     defaults = BenchConfig()
-    parser = argparse.ArgumentParser(prog="python -m harness.bench_egress", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m harness.bench_egress", description=description(__doc__))
     parser.add_argument("--istio-version", default=DEFAULT_ISTIO_VERSION)
     parser.add_argument(
         "--rates", type=_rates, default=defaults.rates, help="fixed rates, req/s (default 100,500,1000)"

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from harness.cache import cache_root
-from harness.console import say
+from harness.console import description, say
 from harness.errors import HarnessError
 
 NETNS = "eh-engine"
@@ -237,7 +237,7 @@ def remove_cache() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.images.engine", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m harness.images.engine", description=description(__doc__))
     parser.add_argument("action", choices=["start", "stop", "status", "remove-cache"])
     args = parser.parse_args(argv)
     try:

@@ -20,6 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from harness.console import description
 from harness.errors import HarnessError
 from harness.images.docker_build import say
 
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     from harness.images import engine
     from harness.versions import DEFAULT_ISTIO_VERSION
 
-    parser = argparse.ArgumentParser(prog="python -m harness.images.kind_images", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m harness.images.kind_images", description=description(__doc__))
     parser.add_argument("--istio-version", default=DEFAULT_ISTIO_VERSION)
     parser.add_argument("--keep-engine", action="store_true", help="leave the harness's dockerd running")
     args = parser.parse_args(argv)

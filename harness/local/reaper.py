@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from harness import watchdog
+from harness.console import description
 from harness.local.runstate import reap_stale_runs, reap_state_file
 
 
@@ -26,7 +27,7 @@ def start_watchdog(state_file: Path) -> tuple[subprocess.Popen, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.local.reaper", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m harness.local.reaper", description=description(__doc__))
     parser.add_argument("--watch", type=Path, help="state file of the run to watch")
     args = parser.parse_args(argv)
     if args.watch:

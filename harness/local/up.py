@@ -19,13 +19,14 @@ import threading
 from pathlib import Path
 
 from harness.artifacts import claim as claim_artifacts
+from harness.console import description
 from harness.errors import HarnessError
 from harness.istio_binaries import ensure_istio
 from harness.versions import DEFAULT_ISTIO_VERSION
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.local.up", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m harness.local.up", description=description(__doc__))
     parser.add_argument("--istio-version", default=DEFAULT_ISTIO_VERSION)
     parser.add_argument("--artifacts", type=Path, default=None, help="where the mesh's logs go (default: a temp dir)")
     args = parser.parse_args(argv)

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import yaml
 
+from harness.console import description
+
 SOURCES = ("payments/app", "reporting/app")
 
 
@@ -154,7 +156,7 @@ def junit_times(junit: Path) -> tuple[list[float], int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.spec.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m harness.spec.bench", description=description(__doc__))
     parser.add_argument("--hosts", type=int, default=50)
     parser.add_argument("--out", type=Path, default=Path("artifacts/bench-spec"))
     parser.add_argument("--istio-version", default="1.31")

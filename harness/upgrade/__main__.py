@@ -8,6 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
+from harness.console import description
 from harness.errors import HarnessError
 
 SMOKE_CASES = ["test_http_through_gateway", "test_passthrough_by_sni"]
@@ -16,7 +17,7 @@ SMOKE_CASES = ["test_http_through_gateway", "test_passthrough_by_sni"]
 def main(argv: list[str] | None = None) -> int:
     from harness.upgrade.flow import UpgradeOptions, UpgradeRun
 
-    p = argparse.ArgumentParser(prog="python -m harness.upgrade", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m harness.upgrade", description=description(__doc__))
     p.add_argument("--from", dest="frm", required=True, help="Istio version before (e.g. 1.30)")
     p.add_argument("--to", required=True, help="Istio version after (e.g. 1.31)")
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"))

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from harness.errors import HopFailure
 from harness.sync import (
@@ -41,8 +41,6 @@ from harness.wait import WaitTimeout, poll
 class ConvergenceTarget(Protocol):
     # How often to poll: a local read costs a millisecond, one over a port-forward more.
     poll_interval: float
-    # Why the last wait needed the barrier marker ("" when it did not), for tests and evidence.
-    last_barrier: str
 
     def configz(self, deadline: float) -> list[dict]: ...
 
@@ -66,6 +64,15 @@ def snapshot(target: ConvergenceTarget, timeout: float) -> dict:
     return sync_state(target.syncz(time.monotonic() + timeout))
 
 
+class Converged(NamedTuple):
+    seconds: float
+    barrier: str  # why the barrier marker was needed ("" when it was not): push_tail_unsent's lines
+
+
+def _left(deadline: float) -> float:
+    return max(0.1, deadline - time.monotonic())
+
+
 def converge(
     target: ConvergenceTarget,
     generation: int,
@@ -74,14 +81,10 @@ def converge(
     absent: Sequence[dict] = (),
     before: dict | None = None,
     timeout: float,
-) -> float:
-    """Wait for the three signals above; the seconds it took."""
+) -> Converged:
+    """Wait for the three signals above."""
     started = time.monotonic()
     deadline = started + timeout
-
-    def left() -> float:
-        return max(0.1, deadline - time.monotonic())
-
     if before is None:
         before = sync_state(target.syncz(deadline))
     want, gone = expected_config(list(present), list(absent))
@@ -91,7 +94,7 @@ def converge(
                 f"istiod to load {sorted(want)} (as stored) and drop {sorted(gone)}",
                 lambda: config_differs(target.configz(deadline), want, gone),
                 ok=lambda d: not d[0] and not d[1],
-                timeout=left(),
+                timeout=_left(deadline),
                 interval=target.poll_interval,
                 describe=lambda d: f"still missing {sorted(d[0])}, still present {sorted(d[1])}",
             )
@@ -100,31 +103,29 @@ def converge(
             complaints = target.istiod_complaints()
             raise HopFailure(CONTROL_PLANE, f"{exc}; istiod's recent errors: {complaints or 'none'}") from None
 
-    _await_marker(target, generation, target.proxy_names(), before, deadline)
-    unsent = push_tail_unsent(target.syncz(deadline))
-    target.last_barrier = "; ".join(unsent)
-    if unsent:  # the marker's push not known whole in some proxy: a second marker is the barrier
-        _await_marker(target, f"{generation}b", target.proxy_names(), before, deadline, why=target.last_barrier)
+    _await_marker(target, generation, before, deadline)
+    barrier = "; ".join(push_tail_unsent(target.syncz(deadline)))
+    if barrier:  # the marker's push not known whole in some proxy: a second marker is the barrier
+        _await_marker(target, f"{generation}b", before, deadline, why=barrier)
 
     try:
         poll(
             "every proxy to ACK every xDS type (istiod /debug/syncz)",
             lambda: pending_from_syncz(target.syncz(deadline), before),
             ok=lambda u: not u,
-            timeout=left(),
+            timeout=_left(deadline),
             interval=target.poll_interval,
             describe=lambda u: "; ".join(u),
         )
     except WaitTimeout as exc:
         target.istiod_exited()
         raise HopFailure(CONTROL_PLANE, str(exc)) from None
-    return time.monotonic() - started
+    return Converged(time.monotonic() - started, barrier)
 
 
 def _await_marker(
     target: ConvergenceTarget,
     generation: int | str,
-    proxies: Sequence[str],
     before: dict,
     deadline: float,
     *,
@@ -134,7 +135,7 @@ def _await_marker(
     target.apply_marker(marker_service_entry(generation))
     cluster, regex = marker_cluster(generation), marker_cluster_regex(generation)
     reason = f" (a barrier: {why})" if why else ""
-    for proxy in proxies:
+    for proxy in target.proxy_names():
 
         def has_marker(proxy: str = proxy) -> bool:  # bound as a default: poll() runs it now
             pending_from_syncz(target.syncz(deadline), before)  # a new NACK fails at once
@@ -144,7 +145,7 @@ def _await_marker(
             poll(
                 f"{proxy} to accept config generation {generation} (cluster {cluster}){reason}",
                 has_marker,
-                timeout=max(0.1, deadline - time.monotonic()),
+                timeout=_left(deadline),
                 interval=target.poll_interval,
             )
         except WaitTimeout as exc:

@@ -131,7 +131,6 @@ class KubeBackend:
         self.istiod_deployment = "istiod"
         self.istiod_selector = "app=istiod"  # its pods' labels (with revisions: app=istiod,istio.io/rev=<rev>)
         self.generation = 0
-        self.last_barrier = ""  # harness/converge.py: why the last wait needed its barrier marker
         self._forwards: dict[str, PortForward] = {}
         self._admins: dict[str, object] = {}
         # The running pod of each logical pod, read once: pods change only when the harness
@@ -354,7 +353,7 @@ class KubeBackend:
             absent=absent or [],
             before=before,
             timeout=timeout or self.convergence_timeout,
-        )
+        ).seconds
         self.timings["last_convergence"] = seconds
         return seconds
 

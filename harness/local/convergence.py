@@ -48,7 +48,7 @@ class Convergence:
     ) -> float:
         """harness/converge.py's wait on the local mesh; the seconds it took."""
         self.generation += 1
-        self.last_seconds = converge(
+        self.last_seconds, self.last_barrier = converge(
             self, self.generation, present=present, absent=absent, before=before, timeout=timeout
         )
         return self.last_seconds
